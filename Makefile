@@ -1,0 +1,23 @@
+# SneakerStop — the two commands you need are `make run` and `make test`.
+SHELL := /usr/bin/env bash
+
+.PHONY: run test lint fmt build help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+run: ## Build and run the whole marketplace at http://127.0.0.1:8080 (ctrl-c stops it)
+	@scripts/run.sh
+
+test: ## Formatting, clippy -D warnings, and every test against real PostgreSQL
+	@scripts/test.sh
+
+lint: ## Formatting check and clippy only
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+build: ## Build everything (debug)
+	cargo build --workspace --all-targets

@@ -1,0 +1,270 @@
+//! Who is calling: session tokens and the extractors that read them.
+//!
+//! A session is an HS256 JWT signed with `JWT_SECRET`, holding the user's id and email and
+//! an expiry. Identity issues it in the `session` cookie (HttpOnly, SameSite=Lax, Path=/,
+//! Secure when configured); every service accepts it from that cookie or from
+//! `Authorization: Bearer <jwt>`, so browsers and API clients both work. Tokens are checked
+//! locally with the shared key: no service calls identity to authenticate a request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sneakerstop_problem::Problem;
+use sneakerstop_settings::Secret;
+use uuid::Uuid;
+
+/// Name of the session cookie (the original service's name, so its clients keep working).
+pub const SESSION_COOKIE: &str = "session";
+
+/// What a session token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's id.
+    pub sub: Uuid,
+    /// The user's email at sign-in time.
+    pub email: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expires at, seconds since the epoch.
+    pub exp: i64,
+}
+
+/// The signed-in user of a request. Extracting it answers 401 when there is no valid session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentUser {
+    /// The user's id.
+    pub id: Uuid,
+    /// The user's email.
+    pub email: String,
+}
+
+/// Signs and verifies session tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionKeys(Arc<Keys>);
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+    cookie_secure: bool,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("ttl", &self.0.ttl)
+            .field("cookie_secure", &self.0.cookie_secure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionKeys {
+    /// Keys for `secret`; sessions last `ttl`; the cookie is `Secure` when `cookie_secure`.
+    pub fn new(secret: &Secret, ttl: Duration, cookie_secure: bool) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self(Arc::new(Keys {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+            ttl,
+            cookie_secure,
+        }))
+    }
+
+    /// A signed token for `user`, valid for the configured time from now.
+    pub fn issue(&self, user: &CurrentUser) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims { sub: user.id, email: user.email.clone(), iat: now, exp: now.saturating_add(ttl) };
+        // Encoding HS256 claims made of plain strings and numbers cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
+            .unwrap_or_else(|e| unreachable!("HS256 encoding of plain claims failed: {e}"))
+    }
+
+    /// The user a token names, if it is well-formed, correctly signed and not expired.
+    pub fn verify(&self, token: &str) -> Option<CurrentUser> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation).ok()?;
+        Some(CurrentUser { id: data.claims.sub, email: data.claims.email })
+    }
+
+    /// The `Set-Cookie` value that stores `token` in the browser.
+    pub fn session_cookie(&self, token: String) -> String {
+        let max_age = cookie::time::Duration::seconds(i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX / 2));
+        self.cookie_builder(token).max_age(max_age).build().to_string()
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn cleared_cookie(&self) -> String {
+        self.cookie_builder(String::new())
+            .max_age(cookie::time::Duration::ZERO)
+            .expires(cookie::time::OffsetDateTime::UNIX_EPOCH)
+            .build()
+            .to_string()
+    }
+
+    fn cookie_builder(&self, value: String) -> cookie::CookieBuilder<'static> {
+        cookie::Cookie::build((SESSION_COOKIE, value))
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .path("/")
+            .secure(self.0.cookie_secure)
+    }
+
+    /// The user of a request, from its bearer token or else its session cookie.
+    pub fn user_of(&self, parts: &Parts) -> Option<CurrentUser> {
+        token_of(parts).and_then(|token| self.verify(&token))
+    }
+}
+
+/// The token a request carries: `Authorization: Bearer` wins over the cookie.
+fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+    }
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    SessionKeys: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        SessionKeys::from_ref(state).user_of(parts).ok_or_else(|| {
+            Problem::unauthorized("sign in first: send the session cookie or an `Authorization: Bearer` token")
+        })
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    SessionKeys: FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(SessionKeys::from_ref(state).user_of(parts))
+    }
+}
+
+/// Adds the two ways to authenticate to an OpenAPI document, as `session_cookie` and `bearer`.
+#[derive(Debug)]
+pub struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "The session cookie set by signup and signin.",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("The same session token, sent as `Authorization: Bearer <jwt>`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn keys(ttl: Duration) -> SessionKeys {
+        SessionKeys::new(&Secret::new("test-secret-test-secret-test-secret"), ttl, false)
+    }
+
+    fn user() -> CurrentUser {
+        CurrentUser { id: Uuid::now_v7(), email: "ann@example.com".into() }
+    }
+
+    fn parts(header: (&str, &str)) -> Parts {
+        Request::builder().header(header.0, header.1).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_round_trip_the_user() {
+        let keys = keys(Duration::from_secs(60));
+        let user = user();
+        assert_eq!(keys.verify(&keys.issue(&user)), Some(user));
+    }
+
+    #[test]
+    fn tokens_from_another_key_or_tampered_are_refused() {
+        let token = keys(Duration::from_secs(60)).issue(&user());
+        let other = SessionKeys::new(&Secret::new("another-secret-another-secret"), Duration::from_secs(60), false);
+        assert_eq!(other.verify(&token), None);
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert_eq!(keys(Duration::from_secs(60)).verify(&tampered), None);
+        assert_eq!(keys(Duration::from_secs(60)).verify("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let keys = keys(Duration::from_secs(60));
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims { sub: Uuid::now_v7(), email: "ann@example.com".into(), iat: now - 120, exp: now - 60 };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.0.encoding).unwrap();
+        assert_eq!(keys.verify(&token), None);
+        let claims = Claims { exp: now + 60, ..claims };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.0.encoding).unwrap();
+        assert!(keys.verify(&token).is_some(), "the same token unexpired must verify");
+    }
+
+    #[test]
+    fn bearer_header_and_cookie_are_both_read() {
+        let keys = keys(Duration::from_secs(60));
+        let user = user();
+        let token = keys.issue(&user);
+        assert_eq!(keys.user_of(&parts(("authorization", &format!("Bearer {token}")))), Some(user.clone()));
+        assert_eq!(keys.user_of(&parts(("authorization", &format!("bearer  {token}")))), Some(user.clone()));
+        assert_eq!(keys.user_of(&parts(("cookie", &format!("theme=dark; session={token}")))), Some(user));
+        assert_eq!(keys.user_of(&parts(("authorization", &format!("Basic {token}")))), None);
+        assert_eq!(keys.user_of(&parts(("cookie", "theme=dark"))), None);
+    }
+
+    #[test]
+    fn session_cookie_has_the_promised_attributes() {
+        let secure = SessionKeys::new(&Secret::new("s"), Duration::from_secs(3600), true);
+        let cookie = secure.session_cookie("tok".into());
+        for part in ["session=tok", "HttpOnly", "SameSite=Lax", "Path=/", "Secure", "Max-Age=3600"] {
+            assert!(cookie.contains(part), "{cookie} lacks {part}");
+        }
+        let plain = keys(Duration::from_secs(60)).session_cookie("tok".into());
+        assert!(!plain.contains("Secure"), "{plain}");
+        let cleared = secure.cleared_cookie();
+        assert!(cleared.starts_with("session=;"), "{cleared}");
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+}

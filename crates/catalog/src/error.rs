@@ -1,0 +1,55 @@
+//! The catalog service's errors and how each becomes an HTTP problem.
+
+use axum::response::{IntoResponse, Response};
+use sneakerstop_problem::{FieldError, Problem};
+
+/// Everything a catalog endpoint can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Input failed validation.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// No listing with that id.
+    #[error("no such sneaker")]
+    NotFound,
+    /// The caller does not own the listing.
+    #[error("not the seller")]
+    NotOwner,
+    /// The listing is reserved or sold and cannot change.
+    #[error("listing is {0}")]
+    NotEditable(&'static str),
+    /// `If-Match` named another version.
+    #[error("version mismatch")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// Anything else.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<FieldError> for CatalogError {
+    fn from(error: FieldError) -> Self {
+        Self::Invalid(vec![error])
+    }
+}
+
+impl IntoResponse for CatalogError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Invalid(errors) => Problem::validation(errors),
+            Self::NotFound => Problem::not_found("no sneaker with this id"),
+            Self::NotOwner => Problem::forbidden("only the seller can change this listing"),
+            Self::NotEditable(status) => {
+                Problem::conflict("listing-locked", format!("the pair is {status} and can no longer be edited"))
+            }
+            Self::VersionMismatch { current } => {
+                Problem::new(axum::http::StatusCode::PRECONDITION_FAILED, "version-mismatch", "Precondition failed")
+                    .with_detail(format!("If-Match does not match the current version {current}; fetch it and retry"))
+            }
+            Self::Internal(error) => Problem::internal(error.as_ref()),
+        }
+        .into_response()
+    }
+}

@@ -1,0 +1,198 @@
+//! `/api/sneakers`: list a pair, browse and search, view one, edit your own.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sneakerstop_auth::CurrentUser;
+use sneakerstop_events::catalog::SneakerStatus;
+use sneakerstop_problem::{ApiJson, FieldError, Problem};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{Cursor, ListParams, ListQuery, Listing, ListingInput, price_units};
+use crate::store::{self, SneakerRow};
+use crate::{AppState, CatalogError};
+
+pub(super) fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/sneakers", get(list).post(create))
+        .route("/api/sneakers/{id}", get(get_one).put(update))
+}
+
+/// A listing as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SneakerView {
+    id: Uuid,
+    #[schema(example = "Air Jordan 1 Retro High OG")]
+    title: String,
+    /// Price in currency units (two decimals at most).
+    #[schema(example = 250.0)]
+    price: f64,
+    #[schema(example = 10.5)]
+    size: f64,
+    brand: Option<String>,
+    description: Option<String>,
+    seller_id: Uuid,
+    /// `available`, `reserved` or `sold`.
+    #[schema(value_type = String, example = "available")]
+    status: SneakerStatus,
+    /// Starts at 1, +1 per change; send it as `If-Match` to edit safely.
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<SneakerRow> for SneakerView {
+    fn from(row: SneakerRow) -> Self {
+        Self {
+            status: row.status(),
+            id: row.id,
+            title: row.title,
+            price: price_units(row.price_cents),
+            size: row.size,
+            brand: row.brand,
+            description: row.description,
+            seller_id: row.seller_id,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A page of listings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SneakerPage {
+    items: Vec<SneakerView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The listing with an `ETag` of its version.
+fn with_etag(status: StatusCode, row: SneakerRow) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", row.version)).ok();
+    let mut response = (status, Json(SneakerView::from(row))).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
+    Uuid::try_parse(id).map_err(|_| FieldError::new("id", "must be a UUID").into())
+}
+
+/// List a pair for sale.
+#[utoipa::path(
+    post, path = "/api/sneakers", tag = "catalog",
+    request_body = ListingInput,
+    responses(
+        (status = 201, description = "Listed; `sneaker.listed` is published", body = SneakerView),
+        (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(input): ApiJson<ListingInput>,
+) -> Result<Response, CatalogError> {
+    let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
+    let row = store::insert(&state.pool, user.id, &listing).await?;
+    tracing::info!(sneaker_id = %row.id, seller_id = %user.id, "sneaker listed");
+    Ok(with_etag(StatusCode::CREATED, row))
+}
+
+/// Browse and search listings, a page at a time.
+#[utoipa::path(
+    get, path = "/api/sneakers", tag = "catalog",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of listings", body = SneakerPage),
+        (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SneakerPage>, CatalogError> {
+    let Query(params) = params.map_err(|e| CatalogError::Invalid(vec![FieldError::new("query", e.body_text())]))?;
+    let query = ListQuery::try_from(params).map_err(CatalogError::Invalid)?;
+    let mut rows = store::list(&state.pool, &query).await?;
+    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|last| Cursor { sort: query.sort, price_cents: last.price_cents, id: last.id }.encode())
+    } else {
+        None
+    };
+    Ok(Json(SneakerPage { items: rows.into_iter().map(SneakerView::from).collect(), next_cursor }))
+}
+
+/// View one listing.
+#[utoipa::path(
+    get, path = "/api/sneakers/{id}", tag = "catalog",
+    params(("id" = String, Path, description = "The listing's id (a UUID)")),
+    responses(
+        (status = 200, description = "The listing; `ETag` is its version", body = SneakerView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, CatalogError> {
+    let row = store::get(&state.pool, parse_id(&id)?).await?.ok_or(CatalogError::NotFound)?;
+    Ok(with_etag(StatusCode::OK, row))
+}
+
+/// Edit your listing (title, price, size, brand, description).
+#[utoipa::path(
+    put, path = "/api/sneakers/{id}", tag = "catalog",
+    params(
+        ("id" = String, Path, description = "The listing's id (a UUID)"),
+        ("If-Match" = Option<String>, Header, description = "The version you last saw (`\"3\"` or `3`); 412 if it changed since"),
+    ),
+    request_body = ListingInput,
+    responses(
+        (status = 200, description = "Updated; version + 1 and `sneaker.updated` is published", body = SneakerView),
+        (status = 400, description = "Malformed body, id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not your listing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The pair is reserved or sold", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match the current version", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<ListingInput>,
+) -> Result<Response, CatalogError> {
+    let id = parse_id(&id)?;
+    let if_match = if_match(&headers)?;
+    let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
+    let row = store::update(&state.pool, id, user.id, &listing, if_match).await?;
+    tracing::info!(sneaker_id = %row.id, version = row.version, "sneaker updated");
+    Ok(with_etag(StatusCode::OK, row))
+}
+
+/// `If-Match: "3"` (or `3`, or `W/"3"`) → `Some(3)`.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, CatalogError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<i64>()
+        .map(Some)
+        .map_err(|_| FieldError::new("If-Match", "must be the listing's version, e.g. \"3\"").into())
+}

@@ -1,0 +1,48 @@
+//! Catalog service (the original's sneaker-service): listings, search, status.
+//!
+//! - `http/` — `/api/sneakers` endpoints and their OpenAPI description.
+//! - `domain` — listing values that validate on construction, and the list query.
+//! - `store` — the SQL for `sneakers`, each change writing its event to the outbox in the
+//!   same transaction.
+//!
+//! Publishes `sneaker.listed` and `sneaker.updated` on `catalog.sneakers`.
+
+pub mod domain;
+mod error;
+pub mod http;
+mod store;
+
+use std::sync::LazyLock;
+
+use axum::extract::FromRef;
+use sneakerstop_auth::SessionKeys;
+use sqlx::PgPool;
+
+pub use error::CatalogError;
+pub use http::{ApiDoc, app};
+
+/// The PostgreSQL schema that holds this service's tables.
+pub const SCHEMA: &str = "catalog";
+
+/// `ce_source` of the events this service publishes.
+pub const SOURCE: &str = "/sneakerstop/catalog";
+
+/// The topics this service publishes to.
+pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::SNEAKERS];
+
+/// This service's migrations, embedded in the binary.
+pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations");
+    // The messaging tables' migrations share the schema's bookkeeping table.
+    migrator.set_ignore_missing(true);
+    migrator
+});
+
+/// What the catalog handlers share.
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    /// Pool on the `catalog` schema.
+    pub pool: PgPool,
+    /// Verifies session tokens.
+    pub keys: SessionKeys,
+}

@@ -1,0 +1,237 @@
+//! The catalog HTTP API against a fresh, migrated PostgreSQL database per test.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_catalog::{AppState, MIGRATOR, SCHEMA};
+use sneakerstop_settings::Secret;
+use sneakerstop_test_support::{Answer, Call, TestDb};
+use uuid::Uuid;
+
+struct Ctx {
+    app: Router,
+    pool: sqlx::PgPool,
+    keys: SessionKeys,
+    _db: TestDb,
+}
+
+async fn ctx() -> Ctx {
+    let db = TestDb::new().await;
+    let pool =
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
+            .await
+            .unwrap();
+    let keys = SessionKeys::new(&Secret::new("catalog-http-test-secret-0123456789"), Duration::from_secs(3600), false);
+    let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone() });
+    Ctx { app, pool, keys, _db: db }
+}
+
+impl Ctx {
+    fn user(&self) -> (Uuid, String) {
+        let id = Uuid::now_v7();
+        let token = self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com") });
+        (id, format!("Bearer {token}"))
+    }
+
+    async fn create(&self, auth: &str, body: Value) -> Answer {
+        Call::post("/api/sneakers", body).header("authorization", auth).send(&self.app).await
+    }
+
+    async fn list(&self, query: &str) -> Answer {
+        Call::get(&format!("/api/sneakers{query}")).send(&self.app).await
+    }
+
+    async fn outbox(&self) -> Vec<(String, String, Value)> {
+        sqlx::query_as("SELECT event_type, message_key, payload::jsonb FROM outbox ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn listing(title: &str, price: f64, size: f64) -> Value {
+    json!({"title": title, "price": price, "size": size, "brand": "Nike", "description": "deadstock"})
+}
+
+#[tokio::test]
+async fn listing_a_pair_stores_it_and_writes_sneaker_listed() {
+    let ctx = ctx().await;
+    let (seller, auth) = ctx.user();
+    let answer = ctx.create(&auth, listing("  Air Max 90 ", 129.99, 9.5)).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let body = &answer.json;
+    assert_eq!(body["title"], "Air Max 90");
+    assert_eq!(body["price"], 129.99);
+    assert_eq!(body["size"], 9.5);
+    assert_eq!(body["brand"], "Nike");
+    assert_eq!(body["sellerId"], seller.to_string());
+    assert_eq!(body["status"], "available");
+    assert_eq!(body["version"], 1);
+    assert!(body["createdAt"].is_string() && body["updatedAt"].is_string());
+    assert_eq!(answer.headers["etag"], "\"1\"");
+
+    let events = ctx.outbox().await;
+    assert_eq!(events.len(), 1);
+    let (event_type, key, payload) = &events[0];
+    assert_eq!(event_type, "sneaker.listed");
+    assert_eq!(key, body["id"].as_str().unwrap());
+    assert_eq!(payload["priceCents"], 12_999);
+    assert_eq!(payload["version"], 1);
+    assert_eq!(payload["status"], "available");
+
+    let fetched = Call::get(&format!("/api/sneakers/{}", body["id"].as_str().unwrap())).send(&ctx.app).await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    assert_eq!(&fetched.json, body);
+}
+
+#[tokio::test]
+async fn listing_requires_a_session() {
+    let ctx = ctx().await;
+    let answer = Call::post("/api/sneakers", listing("Dunk Low", 100.0, 10.0)).send(&ctx.app).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.content_type(), Some("application/problem+json"));
+    let answer = ctx.create("Bearer not-a-token", listing("Dunk Low", 100.0, 10.0)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(ctx.outbox().await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_listings_name_each_field_and_write_nothing() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.user();
+    let answer = ctx.create(&auth, json!({"title": "", "price": 0, "size": 23})).await;
+    assert_eq!(answer.assert_invalid_field("title"), "is required");
+    assert!(answer.assert_invalid_field("price").contains("greater than 0"));
+    assert!(answer.assert_invalid_field("size").contains("half steps"));
+    assert!(ctx.create(&auth, listing("x", 10.001, 9.0)).await.assert_invalid_field("price").contains("2 decimal"));
+    assert!(ctx.create(&auth, listing("x", 100_000.5, 9.0)).await.assert_invalid_field("price").contains("at most"));
+    assert!(
+        ctx.create(&auth, listing(&"t".repeat(121), 10.0, 9.0)).await.assert_invalid_field("title").contains("120")
+    );
+    assert_eq!(ctx.create(&auth, json!({"title": "x", "size": 9})).await.assert_invalid_field("price"), "is required");
+    assert!(
+        ctx.create(&auth, json!({"title": "x", "price": "ten", "size": 9}))
+            .await
+            .assert_invalid_field("price")
+            .contains("invalid type")
+    );
+    assert!(ctx.outbox().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_or_malformed_id_is_a_clear_error() {
+    let ctx = ctx().await;
+    let missing = Call::get(&format!("/api/sneakers/{}", Uuid::now_v7())).send(&ctx.app).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.content_type(), Some("application/problem+json"));
+    let malformed = Call::get("/api/sneakers/not-a-uuid").send(&ctx.app).await;
+    assert_eq!(malformed.assert_invalid_field("id"), "must be a UUID");
+}
+
+#[tokio::test]
+async fn the_seller_edits_with_optimistic_concurrency() {
+    let ctx = ctx().await;
+    let (_, seller) = ctx.user();
+    let (_, stranger) = ctx.user();
+    let created = ctx.create(&seller, listing("Yeezy 350", 300.0, 11.0)).await;
+    let uri = format!("/api/sneakers/{}", created.json["id"].as_str().unwrap());
+    let put = |auth: &str, body: Value| Call::new(Method::PUT, &uri).json(body).header("authorization", auth);
+
+    let answer = put(&seller, json!({"title": "Yeezy Boost 350 V2", "price": 280.5, "size": 11.5}))
+        .header("if-match", "\"1\"")
+        .send(&ctx.app)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["title"], "Yeezy Boost 350 V2");
+    assert_eq!(answer.json["price"], 280.5);
+    assert_eq!(answer.json["brand"], Value::Null, "PUT replaces: an omitted brand is cleared");
+    assert_eq!(answer.json["version"], 2);
+    assert_eq!(answer.headers["etag"], "\"2\"");
+
+    let stale = put(&seller, listing("Again", 1.0, 9.0)).header("if-match", "1").send(&ctx.app).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.text);
+    assert!(stale.json["detail"].as_str().unwrap().contains("current version 2"));
+    let garbled = put(&seller, listing("Again", 1.0, 9.0)).header("if-match", "yesterday").send(&ctx.app).await;
+    garbled.assert_invalid_field("If-Match");
+
+    let forbidden = put(&stranger, listing("Mine now", 1.0, 9.0)).send(&ctx.app).await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    let anonymous = Call::new(Method::PUT, &uri).json(listing("x", 1.0, 9.0)).send(&ctx.app).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let unknown = Call::new(Method::PUT, &format!("/api/sneakers/{}", Uuid::now_v7()))
+        .json(listing("x", 1.0, 9.0))
+        .header("authorization", &seller)
+        .send(&ctx.app)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let events = ctx.outbox().await;
+    let kinds: Vec<_> = events.iter().map(|(t, _, p)| (t.as_str(), p["version"].as_i64().unwrap())).collect();
+    assert_eq!(kinds, [("sneaker.listed", 1), ("sneaker.updated", 2)], "refused edits wrote no event");
+
+    // A reserved pair is locked (orders will reserve it; here we set the state directly).
+    sqlx::query("UPDATE sneakers SET status = 'reserved'").execute(&ctx.pool).await.unwrap();
+    let locked = put(&seller, listing("x", 1.0, 9.0)).send(&ctx.app).await;
+    assert_eq!(locked.status, StatusCode::CONFLICT);
+    assert!(locked.json["detail"].as_str().unwrap().contains("reserved"));
+}
+
+#[tokio::test]
+async fn browsing_filters_sorts_and_pages_with_a_cursor() {
+    let ctx = ctx().await;
+    let (seller_a, a) = ctx.user();
+    let (_, b) = ctx.user();
+    for (auth, title, brand, price, size) in [
+        (&a, "Air Jordan 1 High", "Nike", 250.0, 10.0),
+        (&a, "Air Max 90", "Nike", 130.0, 9.5),
+        (&b, "Gel-Lyte III", "Asics", 120.0, 10.0),
+        (&b, "Samba OG", "Adidas", 100.0, 10.0),
+        (&b, "Forum Low", "Adidas", 90.0, 11.0),
+    ] {
+        let answer = ctx.create(auth, json!({"title": title, "brand": brand, "price": price, "size": size})).await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+    }
+    let titles = |answer: &Answer| -> Vec<String> {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.json["items"].as_array().unwrap().iter().map(|i| i["title"].as_str().unwrap().to_owned()).collect()
+    };
+
+    assert_eq!(
+        titles(&ctx.list("").await),
+        ["Forum Low", "Samba OG", "Gel-Lyte III", "Air Max 90", "Air Jordan 1 High"]
+    );
+    assert_eq!(titles(&ctx.list("?q=air%20jor").await), ["Air Jordan 1 High"]);
+    assert_eq!(titles(&ctx.list("?q=adidas&sort=price_asc").await), ["Forum Low", "Samba OG"]);
+    assert_eq!(titles(&ctx.list("?size=10&sort=price_desc").await), ["Air Jordan 1 High", "Gel-Lyte III", "Samba OG"]);
+    assert_eq!(
+        titles(&ctx.list("?minPrice=100&maxPrice=130&sort=price_asc").await),
+        ["Samba OG", "Gel-Lyte III", "Air Max 90"]
+    );
+    assert_eq!(titles(&ctx.list(&format!("?sellerId={seller_a}")).await), ["Air Max 90", "Air Jordan 1 High"]);
+    assert!(titles(&ctx.list("?status=sold").await).is_empty());
+
+    // Walk every page of two by price, following nextCursor.
+    let mut seen = Vec::new();
+    let mut query = "?sort=price_asc&limit=2".to_owned();
+    loop {
+        let page = ctx.list(&query).await;
+        seen.extend(titles(&page));
+        match page.json["nextCursor"].as_str() {
+            Some(cursor) => query = format!("?sort=price_asc&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["Forum Low", "Samba OG", "Gel-Lyte III", "Air Max 90", "Air Jordan 1 High"]);
+
+    let first = ctx.list("?limit=2").await;
+    let cursor = first.json["nextCursor"].as_str().unwrap();
+    ctx.list(&format!("?sort=price_desc&cursor={cursor}")).await.assert_invalid_field("cursor");
+    ctx.list("?limit=0").await.assert_invalid_field("limit");
+    ctx.list("?limit=101").await.assert_invalid_field("limit");
+    ctx.list("?status=lost").await.assert_invalid_field("status");
+    ctx.list("?minPrice=abc").await.assert_invalid_field("minPrice");
+    ctx.list("?sort=cheapest").await.assert_invalid_field("sort");
+}

@@ -1,0 +1,129 @@
+//! Database access shared by the services: one pool per service, each in its own schema.
+//!
+//! A service owns a PostgreSQL schema named after it (`identity`, `catalog`, ...). Its pool
+//! sets `search_path` to that schema, so its SQL names its own tables unqualified, its
+//! migrations (and sqlx's `_sqlx_migrations` bookkeeping table) land there, and it cannot
+//! read another service's tables by accident. All services may share one database locally,
+//! or each have its own in a deployment: only `DATABASE_URL` changes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub use sqlx;
+
+/// How to reach a service's data: the server, the schema, and the pool size.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// Connection options for the database (without the schema).
+    pub options: PgConnectOptions,
+    /// Largest number of pooled connections.
+    pub pool_size: u32,
+}
+
+impl DbConfig {
+    /// Parses a `postgres://` URL.
+    pub fn from_url(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        // The URL may hold a password: never put it in the error.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid postgres:// URL"))?;
+        Ok(Self { options, pool_size })
+    }
+
+    /// From the shared settings.
+    pub fn from_settings(settings: &sneakerstop_settings::DatabaseSettings) -> anyhow::Result<Self> {
+        Self::from_url(settings.url.expose(), settings.pool_size)
+    }
+}
+
+/// Creates the database if it does not exist yet (several processes may race to do so).
+pub async fn ensure_database(config: &DbConfig) -> anyhow::Result<()> {
+    let Some(name) = config.options.get_database().map(str::to_owned) else {
+        return Ok(()); // the server's default database always exists
+    };
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(config.options.clone().database("postgres"))
+        .await
+        .context("connect to PostgreSQL's `postgres` database to create ours")?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&admin)
+        .await
+        .context("check whether the database exists")?;
+    let result = if exists {
+        Ok(())
+    } else {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&admin).await {
+            Ok(_) => {
+                tracing::info!(database = %name, "created database");
+                Ok(())
+            }
+            // Another process created it between our check and our CREATE.
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("create database {name}")),
+        }
+    };
+    admin.close().await;
+    result
+}
+
+/// Connects a service to its schema, creating database and schema if needed, and applies
+/// `migrators` in order (a service's own, then shared ones such as the outbox tables; each
+/// must ignore the others' versions, see `Migrator::set_ignore_missing`).
+pub async fn connect_and_migrate(config: &DbConfig, schema: &str, migrators: &[&Migrator]) -> anyhow::Result<PgPool> {
+    ensure_database(config).await?;
+    create_schema(config, schema).await?;
+    let pool = pool(config, schema).await?;
+    for migrator in migrators {
+        migrator.run(&pool).await.with_context(|| format!("run the {schema} migrations"))?;
+    }
+    Ok(pool)
+}
+
+/// A pool whose connections use `schema` as their search path. Does not migrate.
+pub async fn pool(config: &DbConfig, schema: &str) -> anyhow::Result<PgPool> {
+    let options = config.options.clone().options([("search_path", schema)]);
+    PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connect to PostgreSQL for the {schema} schema"))
+}
+
+async fn create_schema(config: &DbConfig, schema: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        "schema names are lower-case letters and underscores, got {schema:?}"
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(config.options.clone())
+        .await
+        .context("connect to PostgreSQL")?;
+    let result = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&pool).await;
+    pool.close().await;
+    match result {
+        Ok(_) => Ok(()),
+        // Two processes creating the schema at once: the loser sees a unique violation.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("create schema {schema}")),
+    }
+}
+
+/// Whether the database answers a trivial query; used by `/readyz`.
+pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await.context("PostgreSQL did not answer")?;
+    Ok(())
+}
+
+/// Whether `error` is a unique-constraint violation of the constraint or index `name`.
+pub fn is_unique_violation(error: &sqlx::Error, name: &str) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation() && e.constraint() == Some(name))
+}

@@ -1,0 +1,88 @@
+//! Snapshot tests: every event type's JSON payload is pinned in `tests/snapshots/`.
+//!
+//! A contract change shows up as a failing test and, after `UPDATE_SNAPSHOTS=1 cargo test
+//! -p sneakerstop-events`, as a diff of the snapshot file in review. Each test also decodes
+//! the pinned JSON back, so what we publish is what we can read.
+
+use std::path::PathBuf;
+
+use chrono::{TimeZone, Utc};
+use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
+use sneakerstop_events::identity::{UserEvent, UserRegistered};
+use sneakerstop_events::{Contract, DecodeError};
+use uuid::Uuid;
+
+fn check_snapshot<C: Contract + PartialEq + std::fmt::Debug>(event: &C) {
+    let name = format!("{}.v{}.json", event.event_type(), event.schema_version());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(&name);
+    let actual = serde_json::to_string_pretty(&event.payload()).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+    }
+    let pinned = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("no snapshot {name}; run with UPDATE_SNAPSHOTS=1 to create it"));
+    assert_eq!(actual, pinned, "the contract of {name} changed; if intended, bump its version or update the snapshot");
+    let decoded = C::decode(event.event_type(), event.schema_version(), pinned.as_bytes()).unwrap();
+    assert_eq!(&decoded, event);
+}
+
+fn time(secs: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_764_000_000 + secs, 0).unwrap()
+}
+
+fn sneaker(status: SneakerStatus, version: i64) -> Sneaker {
+    Sneaker {
+        sneaker_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001),
+        seller_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
+        title: "Air Jordan 1 Retro High OG".into(),
+        brand: Some("Nike".into()),
+        description: Some("Chicago colourway, worn twice".into()),
+        price_cents: 25_000,
+        size: 10.5,
+        status,
+        version,
+        created_at: time(0),
+        updated_at: time(60),
+    }
+}
+
+#[test]
+fn user_registered_v1() {
+    check_snapshot(&UserEvent::Registered(UserRegistered {
+        user_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
+        email: "ann@example.com".into(),
+        registered_at: time(0),
+    }));
+}
+
+#[test]
+fn sneaker_listed_v1() {
+    check_snapshot(&SneakerEvent::Listed(sneaker(SneakerStatus::Available, 1)));
+}
+
+#[test]
+fn sneaker_updated_v1() {
+    check_snapshot(&SneakerEvent::Updated(sneaker(SneakerStatus::Reserved, 2)));
+}
+
+#[test]
+fn every_type_of_every_topic_has_a_snapshot() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for (event_type, version) in UserEvent::TYPES.iter().chain(SneakerEvent::TYPES) {
+        let path = dir.join(format!("{event_type}.v{version}.json"));
+        assert!(path.exists(), "{event_type} v{version} has no pinned snapshot");
+    }
+}
+
+#[test]
+fn unknown_types_and_newer_versions_are_refused() {
+    let payload = serde_json::to_vec(&SneakerEvent::Listed(sneaker(SneakerStatus::Available, 1)).payload()).unwrap();
+    assert!(
+        matches!(SneakerEvent::decode("sneaker.painted", 1, &payload), Err(DecodeError::UnknownType(t)) if t == "sneaker.painted")
+    );
+    assert!(matches!(
+        SneakerEvent::decode("sneaker.listed", 2, &payload),
+        Err(DecodeError::UnsupportedVersion { found: 2, supported: 1, .. })
+    ));
+    assert!(matches!(SneakerEvent::decode("sneaker.listed", 1, b"{}"), Err(DecodeError::Payload { .. })));
+}

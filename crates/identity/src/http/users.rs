@@ -1,0 +1,143 @@
+//! `/api/users/*`: signup, signin, signout, current user.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_problem::{ApiJson, Problem};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{Email, NewAccount};
+use crate::{AppState, IdentityError, store};
+
+pub(super) fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/users/signup", post(signup))
+        .route("/api/users/signin", post(signin))
+        .route("/api/users/signout", post(signout).get(signout_get))
+        .route("/api/users/currentuser", get(current_user))
+}
+
+/// Email and password, for signup and signin.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Credentials {
+    /// Email address; trimmed and lower-cased, at most 254 characters.
+    #[schema(example = "ann@example.com", max_length = 254)]
+    pub email: String,
+    /// Password, 8 to 128 characters.
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128, format = Password)]
+    pub password: String,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// The user's id.
+    pub id: Uuid,
+    /// The user's normalized email.
+    #[schema(example = "ann@example.com")]
+    pub email: String,
+}
+
+/// Who the session belongs to, if anyone.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentUserView {
+    /// The signed-in user, or `null`.
+    pub current_user: Option<UserView>,
+}
+
+/// Sets the session cookie and answers with the user.
+fn signed_in(keys: &SessionKeys, status: StatusCode, user: CurrentUser) -> Response {
+    let cookie = keys.session_cookie(keys.issue(&user));
+    (status, [(SET_COOKIE, cookie)], Json(UserView { id: user.id, email: user.email })).into_response()
+}
+
+/// Create an account and start a session.
+#[utoipa::path(
+    post, path = "/api/users/signup", tag = "identity",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Account created; the `session` cookie is set", body = UserView,
+            headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/"))),
+        (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, IdentityError> {
+    let account = NewAccount::parse(&body.email, body.password).map_err(IdentityError::Invalid)?;
+    let hash = state.passwords.hash(account.password).await?;
+    let id = Uuid::now_v7();
+    store::register(&state.pool, id, &account.email, &hash).await?;
+    tracing::info!(user_id = %id, "account created");
+    let user = CurrentUser { id, email: account.email.as_str().to_owned() };
+    Ok(signed_in(&state.keys, StatusCode::CREATED, user))
+}
+
+/// Start a session with email and password.
+#[utoipa::path(
+    post, path = "/api/users/signin", tag = "identity",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in; the `session` cookie is set", body = UserView,
+            headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/"))),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown email or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn signin(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, IdentityError> {
+    let row = store::find_by_email(&state.pool, &Email::normalize(&body.email)).await?;
+    let (stored_hash, user) = match row {
+        Some(row) => (Some(row.password_hash), Some(CurrentUser { id: row.id, email: row.email })),
+        None => (None, None),
+    };
+    // Verifies against a dummy hash when there is no such user: same work, same answer.
+    let valid = state.passwords.verify(body.password, stored_hash).await?;
+    match user {
+        Some(user) if valid => Ok(signed_in(&state.keys, StatusCode::OK, user)),
+        _ => Err(IdentityError::InvalidCredentials),
+    }
+}
+
+/// End the session (clears the cookie). Always succeeds.
+#[utoipa::path(
+    post, path = "/api/users/signout", tag = "identity",
+    responses((status = 200, description = "Cookie cleared; the body is `{}`", body = Object,
+        headers(("set-cookie" = String, description = "session=; Max-Age=0"))))
+)]
+pub(super) async fn signout(State(state): State<AppState>) -> Response {
+    let keys = &state.keys;
+    // A JWT cannot be revoked server-side; clearing the cookie ends the browser's session.
+    // Bearer clients simply discard the token.
+    ([(SET_COOKIE, keys.cleared_cookie())], Json(serde_json::json!({}))).into_response()
+}
+
+/// End the session (clears the cookie); kept for clients of the original API.
+#[utoipa::path(
+    get, path = "/api/users/signout", tag = "identity",
+    responses((status = 200, description = "Cookie cleared; the body is `{}`", body = Object))
+)]
+pub(super) async fn signout_get(state: State<AppState>) -> Response {
+    signout(state).await
+}
+
+/// Who is signed in. Never fails: no, invalid or expired session gives `currentUser: null`.
+#[utoipa::path(
+    get, path = "/api/users/currentuser", tag = "identity",
+    responses((status = 200, description = "The signed-in user, or null", body = CurrentUserView)),
+    security((), ("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn current_user(user: Option<CurrentUser>) -> Json<CurrentUserView> {
+    Json(CurrentUserView { current_user: user.map(|u| UserView { id: u.id, email: u.email }) })
+}

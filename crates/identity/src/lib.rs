@@ -1,0 +1,52 @@
+//! Identity service (the original's auth-service): accounts, password hashes and sessions.
+//!
+//! - `http/` — the `/api/users/*` endpoints and their OpenAPI description.
+//! - `domain` — [`domain::Email`] and [`domain::Password`], which validate on construction.
+//! - `password` — argon2id hashing on the blocking pool, with constant-shape sign-in.
+//! - `store` — the SQL for the `users` table.
+//!
+//! Its tables live in the `identity` schema; see `migrations/`. Publishes `user.registered`
+//! on `identity.users` through the outbox.
+
+pub mod domain;
+mod error;
+pub mod http;
+pub mod password;
+mod store;
+
+use std::sync::LazyLock;
+
+use axum::extract::FromRef;
+use sneakerstop_auth::SessionKeys;
+use sqlx::PgPool;
+
+pub use error::IdentityError;
+pub use http::{ApiDoc, app};
+
+/// The PostgreSQL schema that holds this service's tables.
+pub const SCHEMA: &str = "identity";
+
+/// `ce_source` of the events this service publishes.
+pub const SOURCE: &str = "/sneakerstop/identity";
+
+/// The topics this service publishes to.
+pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::USERS];
+
+/// This service's migrations, embedded in the binary.
+pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations");
+    // The messaging tables' migrations share the schema's bookkeeping table.
+    migrator.set_ignore_missing(true);
+    migrator
+});
+
+/// What the identity handlers share.
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    /// Pool on the `identity` schema.
+    pub pool: PgPool,
+    /// Signs and verifies session tokens.
+    pub keys: SessionKeys,
+    /// Hashes and verifies passwords.
+    pub passwords: password::Passwords,
+}

@@ -1,0 +1,228 @@
+//! The identity HTTP API against a fresh, migrated PostgreSQL database per test.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sneakerstop_auth::{Claims, SessionKeys};
+use sneakerstop_identity::{AppState, MIGRATOR, SCHEMA, password::Passwords};
+use sneakerstop_settings::Secret;
+use sneakerstop_test_support::{Answer, Call, TestDb};
+
+const SECRET: &str = "identity-http-test-secret-0123456789";
+
+struct Ctx {
+    app: Router,
+    pool: sqlx::PgPool,
+    _db: TestDb,
+}
+
+async fn ctx() -> Ctx {
+    let db = TestDb::new().await;
+    let pool =
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
+            .await
+            .unwrap();
+    let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
+    let state = AppState { pool: pool.clone(), keys, passwords: Passwords::new().unwrap() };
+    Ctx { app: sneakerstop_identity::app(state), pool, _db: db }
+}
+
+async fn signup(app: &Router, email: &str, password: &str) -> Answer {
+    Call::post("/api/users/signup", json!({"email": email, "password": password})).send(app).await
+}
+
+async fn signin(app: &Router, email: &str, password: &str) -> Answer {
+    Call::post("/api/users/signin", json!({"email": email, "password": password})).send(app).await
+}
+
+/// The `session` cookie's value from a `Set-Cookie` header.
+fn session_token(answer: &Answer) -> String {
+    let header = answer.set_cookie().expect("a Set-Cookie header");
+    let first = header.split(';').next().unwrap();
+    first.strip_prefix("session=").expect("the session cookie").to_owned()
+}
+
+async fn current_user(app: &Router, header: Option<(&str, String)>) -> Value {
+    let mut call = Call::get("/api/users/currentuser");
+    if let Some((name, value)) = header {
+        call = call.header(name, &value);
+    }
+    let answer = call.send(app).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.json["currentUser"].clone()
+}
+
+#[tokio::test]
+async fn signup_creates_the_account_and_starts_a_session() {
+    let Ctx { app, pool, _db } = ctx().await;
+    let answer = signup(&app, "  Ann@Example.COM ", "correct horse battery").await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    assert_eq!(answer.json["email"], "ann@example.com");
+    let id = answer.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(answer.json.as_object().unwrap().len(), 2, "only id and email: {}", answer.text);
+
+    let cookie = answer.set_cookie().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=3600"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Secure"), "Secure only when configured: {cookie}");
+
+    let token = session_token(&answer);
+    let user = current_user(&app, Some(("cookie", format!("session={token}")))).await;
+    assert_eq!(user, json!({"id": id, "email": "ann@example.com"}));
+
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE email = 'ann@example.com'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "stored as an argon2id hash: {hash}");
+    assert!(!hash.contains("correct horse"));
+
+    // The account and its event committed together.
+    let (event_type, key, payload): (String, String, Value) =
+        sqlx::query_as("SELECT event_type, message_key, payload::jsonb FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!((event_type.as_str(), key.as_str()), ("user.registered", id.as_str()));
+    assert_eq!(payload["userId"], id.as_str());
+    assert_eq!(payload["email"], "ann@example.com");
+}
+
+#[tokio::test]
+async fn a_taken_email_is_a_conflict_whatever_its_case() {
+    let Ctx { app, _db, .. } = ctx().await;
+    assert_eq!(signup(&app, "bob@example.com", "password-one").await.status, StatusCode::CREATED);
+    let answer = signup(&app, "BOB@example.com ", "password-two").await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.text);
+    assert_eq!(answer.content_type(), Some("application/problem+json"));
+    assert_eq!(answer.json["type"], "https://sneakerstop.dev/problems/email-taken");
+    assert!(answer.set_cookie().is_none());
+}
+
+#[tokio::test]
+async fn concurrent_signups_for_one_email_create_exactly_one_account() {
+    let Ctx { app, pool, _db } = ctx().await;
+    let attempts = (0..8).map(|i| {
+        let app = app.clone();
+        async move { signup(&app, "race@example.com", &format!("password-{i}")).await.status }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 7, "{statuses:?}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&pool).await.unwrap();
+    assert_eq!(count, 1);
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(events, 1, "the refused signups left no event behind");
+}
+
+#[tokio::test]
+async fn invalid_signups_name_every_bad_field() {
+    let Ctx { app, _db, .. } = ctx().await;
+    let answer = signup(&app, "not-an-email", "short").await;
+    assert!(answer.assert_invalid_field("email").contains("not a valid email"));
+    assert!(answer.assert_invalid_field("password").contains("between 8 and 128"));
+
+    let long_password = "x".repeat(129);
+    assert!(signup(&app, "ok@example.com", &long_password).await.assert_invalid_field("password").contains("128"));
+    let long_email = format!("{}@example.com", "a".repeat(250));
+    assert!(signup(&app, &long_email, "long enough").await.assert_invalid_field("email").contains("254"));
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_problems_naming_the_field() {
+    let Ctx { app, _db, .. } = ctx().await;
+    let missing = Call::post("/api/users/signup", json!({"email": "a@example.com"})).send(&app).await;
+    assert_eq!(missing.assert_invalid_field("password"), "is required");
+
+    let wrong_type = Call::post("/api/users/signup", json!({"email": 42, "password": "long enough"})).send(&app).await;
+    assert!(wrong_type.assert_invalid_field("email").contains("expected a string"));
+
+    let broken = Call::new(axum::http::Method::POST, "/api/users/signup")
+        .raw("application/json", r#"{"email": "a@example.com","#)
+        .send(&app)
+        .await;
+    assert!(broken.assert_invalid_field("body").starts_with("malformed JSON"));
+
+    let form = Call::new(axum::http::Method::POST, "/api/users/signin")
+        .raw("application/x-www-form-urlencoded", "email=a&password=b")
+        .send(&app)
+        .await;
+    assert!(form.assert_invalid_field("content-type").contains("application/json"));
+
+    let empty = Call::new(axum::http::Method::POST, "/api/users/signup").send(&app).await;
+    empty.assert_invalid_field("content-type");
+
+    let not_object = Call::post("/api/users/signin", json!(["a@example.com", "pw"])).send(&app).await;
+    not_object.assert_invalid_field("body");
+}
+
+#[tokio::test]
+async fn signin_checks_the_password_and_hides_which_part_was_wrong() {
+    let Ctx { app, _db, .. } = ctx().await;
+    let created = signup(&app, "cat@example.com", "meow meow meow").await;
+    let id = created.json["id"].clone();
+
+    let ok = signin(&app, " CAT@example.com", "meow meow meow").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.json, json!({"id": id, "email": "cat@example.com"}));
+    let token = session_token(&ok);
+    assert_eq!(current_user(&app, Some(("authorization", format!("Bearer {token}")))).await["id"], id);
+
+    let wrong_password = signin(&app, "cat@example.com", "woof woof woof").await;
+    let unknown_email = signin(&app, "dog@example.com", "meow meow meow").await;
+    for answer in [&wrong_password, &unknown_email] {
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+        assert_eq!(answer.content_type(), Some("application/problem+json"));
+        assert!(answer.set_cookie().is_none());
+    }
+    assert_eq!(wrong_password.json, unknown_email.json, "the two failures must look the same");
+}
+
+#[tokio::test]
+async fn signout_clears_the_cookie_by_post_and_by_get() {
+    let Ctx { app, _db, .. } = ctx().await;
+    for method in [axum::http::Method::POST, axum::http::Method::GET] {
+        let answer = Call::new(method.clone(), "/api/users/signout").send(&app).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method}");
+        assert_eq!(answer.json, json!({}));
+        let cookie = answer.set_cookie().unwrap();
+        assert!(cookie.starts_with("session=;"), "{cookie}");
+        assert!(cookie.contains("Max-Age=0") && cookie.contains("Path=/"), "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn current_user_is_null_without_a_valid_session() {
+    let Ctx { app, _db, .. } = ctx().await;
+    let created = signup(&app, "dee@example.com", "dee's password").await;
+    let token = session_token(&created);
+
+    assert_eq!(current_user(&app, None).await, Value::Null);
+    assert_eq!(current_user(&app, Some(("cookie", "session=garbage".into()))).await, Value::Null);
+    assert_eq!(current_user(&app, Some(("authorization", "Bearer garbage".into()))).await, Value::Null);
+
+    let foreign = SessionKeys::new(&Secret::new("some-other-secret-0123456789-abcdef"), Duration::from_secs(60), false);
+    let user = sneakerstop_auth::CurrentUser { id: uuid::Uuid::now_v7(), email: "dee@example.com".into() };
+    assert_eq!(
+        current_user(&app, Some(("authorization", format!("Bearer {}", foreign.issue(&user))))).await,
+        Value::Null
+    );
+
+    // A token signed with the right key but already expired.
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims { sub: user.id, email: user.email.clone(), iat: now - 7200, exp: now - 3600 };
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(current_user(&app, Some(("cookie", format!("session={expired}")))).await, Value::Null);
+
+    // And the valid one still works, by cookie and by bearer.
+    assert_eq!(current_user(&app, Some(("cookie", format!("session={token}")))).await["email"], "dee@example.com");
+    assert_eq!(
+        current_user(&app, Some(("authorization", format!("Bearer {token}")))).await["email"],
+        "dee@example.com"
+    );
+}

@@ -1,0 +1,316 @@
+//! The consumer runtime: exactly-once *effect* on top of at-least-once delivery.
+//!
+//! For every event, in partition order:
+//! 1. open a transaction; record the event id in `inbox` (`ON CONFLICT DO NOTHING`);
+//!    if it was already there the event was handled before: skip it;
+//! 2. run the handler on the same transaction, and commit;
+//! 3. only then store the event's offset (committed to the broker in the background).
+//!
+//! A crash between 2 and 3 redelivers the event, and step 1 makes it a no-op. A handler
+//! error rolls everything back and is retried with exponential backoff; after
+//! `max_attempts` the event goes to `<topic>.dlq` with the reason in its headers, and the
+//! consumer moves on. An event whose headers are not a valid envelope is dead-lettered at
+//! once. Nothing is acknowledged and dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientContext, Statistics};
+use sneakerstop_events::{Contract, DecodeError, Envelope};
+use sneakerstop_telemetry::trace::TraceContext;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Kafka;
+use crate::dlq;
+use crate::outbox::Backoff;
+
+/// An event as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct IncomingEvent {
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Message key (the aggregate id).
+    pub key: Option<String>,
+    /// The CloudEvents attributes.
+    pub envelope: Envelope,
+    /// The JSON payload.
+    pub payload: Vec<u8>,
+}
+
+impl IncomingEvent {
+    /// Decodes the payload into the topic's contract type.
+    pub fn decode<C: Contract>(&self) -> Result<C, DecodeError> {
+        C::decode(&self.envelope.event_type, self.envelope.schema_version, &self.payload)
+    }
+}
+
+/// What a service does with the events it consumes.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event` using `tx`; the runtime commits it together with the event id.
+    /// Returning an error rolls back and retries.
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// Runs one consumer group over some topics with one handler.
+#[derive(Clone)]
+pub struct ConsumerRuntime {
+    group: String,
+    topics: Vec<String>,
+    pool: PgPool,
+    kafka: Kafka,
+    producer: FutureProducer,
+    handler: Arc<dyn Handler>,
+    max_attempts: u32,
+    retry_base: Duration,
+}
+
+impl std::fmt::Debug for ConsumerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerRuntime")
+            .field("group", &self.group)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    Duplicate,
+    DeadLettered,
+    Cancelled,
+}
+
+impl ConsumerRuntime {
+    /// A consumer in `group` for `topics`, applying events with `handler` on `pool`
+    /// (which must hold the `inbox` table). `producer` sends dead letters.
+    pub fn new(
+        group: impl Into<String>,
+        topics: &[&str],
+        pool: PgPool,
+        kafka: Kafka,
+        producer: FutureProducer,
+        handler: Arc<dyn Handler>,
+        max_attempts: u32,
+    ) -> Self {
+        Self {
+            group: group.into(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            pool,
+            kafka,
+            producer,
+            handler,
+            max_attempts: max_attempts.max(1),
+            retry_base: Duration::from_millis(100),
+        }
+    }
+
+    /// Consumes until `cancel`, then commits the stored offsets.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let context = LagContext { group: self.group.clone() };
+        let consumer: StreamConsumer<LagContext> =
+            self.kafka.consumer_config(&self.group).create_with_context(context).context("create Kafka consumer")?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).context("subscribe")?;
+        tracing::info!(group = %self.group, topics = ?self.topics, "consumer started");
+        let mut backoff = Backoff::new();
+        loop {
+            let message = tokio::select! {
+                () = cancel.cancelled() => break,
+                message = consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(group = %self.group, %error, "Kafka consumer error");
+                    backoff.wait(&cancel).await;
+                    continue;
+                }
+            };
+            backoff.reset();
+            match self.process(&message, &cancel).await {
+                Outcome::Cancelled => break,
+                _ => consumer.store_offset_from_message(&message).context("store offset")?,
+            }
+        }
+        // Commit what was stored; "no offset" just means nothing was consumed.
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(group = %self.group, %error, "final offset commit");
+        }
+        tracing::info!(group = %self.group, "consumer stopped");
+        Ok(())
+    }
+
+    async fn process(&self, message: &BorrowedMessage<'_>, cancel: &CancellationToken) -> Outcome {
+        let topic = message.topic().to_owned();
+        let headers: Vec<(&str, &[u8])> = message
+            .headers()
+            .map(|h| h.iter().filter_map(|h| h.value.map(|v| (h.key, v))).collect())
+            .unwrap_or_default();
+        let envelope = match Envelope::from_headers(headers) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::error!(%topic, offset = message.offset(), %error, "not a valid event envelope");
+                return self.dead_letter(message, &format!("invalid envelope: {error}"), 1, cancel).await;
+            }
+        };
+        let event = IncomingEvent {
+            topic: topic.clone(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            envelope,
+            payload: message.payload().unwrap_or_default().to_vec(),
+        };
+        // Continue the producer's trace, as a child span.
+        let trace = event
+            .envelope
+            .traceparent
+            .as_deref()
+            .and_then(TraceContext::parse)
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let span = tracing::info_span!(
+            "consume",
+            group = %self.group,
+            topic = %event.topic,
+            partition = event.partition,
+            offset = event.offset,
+            event_type = %event.envelope.event_type,
+            event_id = %event.envelope.id,
+            trace_id = %trace.trace_id_hex(),
+        );
+        trace.scope(self.apply_with_retries(message, &event, cancel)).instrument(span).await
+    }
+
+    async fn apply_with_retries(
+        &self,
+        message: &BorrowedMessage<'_>,
+        event: &IncomingEvent,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let labels = [
+            ("group", self.group.clone()),
+            ("topic", event.topic.clone()),
+            ("type", event.envelope.event_type.clone()),
+        ];
+        let started = Instant::now();
+        let mut delay = self.retry_base;
+        for attempt in 1..=self.max_attempts {
+            match self.apply_once(event).await {
+                Ok(applied) => {
+                    let outcome = if applied { Outcome::Applied } else { Outcome::Duplicate };
+                    let hop = (chrono::Utc::now() - event.envelope.time).to_std().unwrap_or_default();
+                    metrics::histogram!("event_hop_seconds", &labels).record(hop.as_secs_f64());
+                    metrics::histogram!("event_handle_seconds", &labels).record(started.elapsed().as_secs_f64());
+                    let name = if applied { "events_consumed_total" } else { "events_duplicate_total" };
+                    metrics::counter!(name, &labels).increment(1);
+                    tracing::debug!(?outcome, "event handled");
+                    return outcome;
+                }
+                Err(error) => {
+                    metrics::counter!("event_handler_failures_total", &labels).increment(1);
+                    let error = format!("{error:#}");
+                    if attempt == self.max_attempts {
+                        tracing::error!(attempt, %error, "event failed every attempt; dead-lettering it");
+                        return self.dead_letter(message, &error, attempt, cancel).await;
+                    }
+                    tracing::warn!(attempt, %error, ?delay, "event handler failed; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => return Outcome::Cancelled,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        unreachable!("the loop returns on the last attempt")
+    }
+
+    /// One transaction: claim the event id, run the handler, commit. `Ok(false)` = duplicate.
+    async fn apply_once(&self, event: &IncomingEvent) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let fresh = sqlx::query(
+            "INSERT INTO inbox (event_id, topic, event_type) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event.envelope.id)
+        .bind(&event.topic)
+        .bind(&event.envelope.event_type)
+        .execute(&mut *tx)
+        .await
+        .context("record event in inbox")?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tx.rollback().await.context("rollback")?;
+            return Ok(false);
+        }
+        self.handler.handle(&mut tx, event).await?;
+        tx.commit().await.context("commit")?;
+        Ok(true)
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        error: &str,
+        attempts: u32,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let mut backoff = Backoff::new();
+        loop {
+            match dlq::send(&self.producer, message, &self.group, error, attempts).await {
+                Ok(()) => {
+                    metrics::counter!("dead_letters_total", "group" => self.group.clone(), "topic" => message.topic().to_owned())
+                        .increment(1);
+                    return Outcome::DeadLettered;
+                }
+                Err(send_error) => {
+                    // Never move past an event we could neither handle nor park.
+                    tracing::error!(error = format!("{send_error:#}"), "could not write dead letter; retrying");
+                    if cancel.is_cancelled() {
+                        return Outcome::Cancelled;
+                    }
+                    backoff.wait(cancel).await;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes consumer lag from librdkafka's statistics as `consumer_lag`.
+struct LagContext {
+    group: String,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in statistics.topics {
+            for (partition, p) in stats.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    #[allow(clippy::cast_precision_loss, reason = "a gauge")]
+                    metrics::gauge!(
+                        "consumer_lag",
+                        "group" => self.group.clone(),
+                        "topic" => topic.clone(),
+                        "partition" => partition.to_string()
+                    )
+                    .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}

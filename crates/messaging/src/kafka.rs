@@ -1,0 +1,122 @@
+//! Kafka client configuration, topic creation and broker health.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use sneakerstop_settings::KafkaSettings;
+
+/// Everything needed to make Kafka clients. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Kafka {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Partitions for created topics.
+    pub partitions: i32,
+    /// Replication factor for created topics.
+    pub replication_factor: i32,
+    /// Producer delivery timeout.
+    pub delivery_timeout: Duration,
+}
+
+impl Kafka {
+    /// From the shared settings.
+    pub fn from_settings(settings: &KafkaSettings) -> Self {
+        Self {
+            brokers: settings.brokers.clone(),
+            partitions: settings.partitions,
+            replication_factor: settings.replication_factor,
+            delivery_timeout: settings.delivery_timeout,
+        }
+    }
+
+    /// For tests and tools: defaults with the given brokers.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            partitions: 3,
+            replication_factor: 1,
+            delivery_timeout: Duration::from_secs(120),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers).set("client.id", "sneakerstop");
+        config
+    }
+
+    /// An idempotent producer: `acks=all`, no duplicates or reordering from its retries.
+    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
+        self.base()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("message.timeout.ms", self.delivery_timeout.as_millis().to_string())
+            .set("linger.ms", "2")
+            .set("compression.type", "none")
+            .create()
+            .context("create Kafka producer")
+    }
+
+    /// Configuration for a consumer in `group` that stores offsets only when told to.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", group)
+            // A new group reads every event ever published: replicas are built from history.
+            .set("auto.offset.reset", "earliest")
+            // Offsets are committed in the background, but only offsets we stored after the
+            // handler's transaction committed (at-least-once delivery, exactly-once effect).
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set("session.timeout.ms", "10000")
+            .set("statistics.interval.ms", "5000");
+        config
+    }
+
+    /// Creates `topics` (and their `.dlq` topics) if they do not exist.
+    pub async fn ensure_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.base().create().context("create Kafka admin client")?;
+        let mut names: Vec<String> = Vec::new();
+        for topic in topics {
+            names.push((*topic).to_owned());
+            names.push(sneakerstop_events::topics::dlq(topic));
+        }
+        let new_topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|name| NewTopic::new(name, self.partitions, TopicReplication::Fixed(self.replication_factor)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin.create_topics(&new_topics, &options).await.context("create topics")?;
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(topic = %name, partitions = self.partitions, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => anyhow::bail!("create topic {name}: {code}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a broker answers a metadata request through `producer` (a long-lived client,
+    /// so a readiness probe does not build one each time); used by `/readyz`.
+    pub async fn ping(producer: &FutureProducer) -> anyhow::Result<()> {
+        use rdkafka::producer::Producer;
+        let producer = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|_| ())
+                .context("Kafka broker did not answer a metadata request")
+        })
+        .await
+        .context("Kafka ping task failed")?
+    }
+}

@@ -1,0 +1,30 @@
+//! Kafka plumbing shared by every service. The guarantees of docs/events.md live here.
+//!
+//! - [`outbox`] — write an event in the same transaction as the change it describes, and
+//!   the relay that publishes those rows in order with an idempotent producer.
+//! - [`consumer`] — run a handler per event with exactly-once *effect*: the handler's
+//!   changes and the event id commit together; offsets are stored only after that commit;
+//!   failures are retried with backoff and finally dead-lettered, never dropped.
+//! - [`dlq`] — list and replay dead letters.
+//! - [`kafka`] — client configuration, topic creation, broker health.
+
+pub mod consumer;
+pub mod dlq;
+pub mod kafka;
+pub mod outbox;
+
+use std::sync::LazyLock;
+
+use sqlx::migrate::Migrator;
+
+pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
+pub use kafka::Kafka;
+pub use outbox::{Relay, enqueue};
+
+/// The outbox and inbox tables; every service applies these in its own schema.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations");
+    // Service migrations share the schema's bookkeeping table.
+    migrator.set_ignore_missing(true);
+    migrator
+});

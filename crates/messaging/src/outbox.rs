@@ -1,0 +1,255 @@
+//! The transactional outbox and its relay.
+//!
+//! [`enqueue`] writes an event into the service's `outbox` table on the caller's
+//! transaction, so the event exists if and only if the change it describes committed.
+//! [`Relay`] publishes the rows in `id` order with an idempotent producer and deletes each
+//! row only after the broker acknowledged it. One relay per service is active at a time (a
+//! PostgreSQL advisory lock elects it), so two replicas of a service never publish the
+//! same rows concurrently or out of order. A broker outage only grows the backlog; when the
+//! broker returns the backlog drains in order.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sneakerstop_events::{Contract, Envelope};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Writes `event` about aggregate `subject` (now at `version`) to the outbox, on the
+/// caller's transaction. The `traceparent` of the current request, if any, goes with it.
+/// Returns the event id.
+pub async fn enqueue<C: Contract>(
+    tx: &mut PgConnection,
+    source: &str,
+    subject: Uuid,
+    version: i64,
+    event: &C,
+) -> anyhow::Result<Uuid> {
+    let envelope = Envelope::new(event, source, subject, version, sneakerstop_telemetry::trace::child_traceparent());
+    let headers: Vec<(String, String)> = envelope.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(envelope.id)
+    .bind(C::TOPIC)
+    .bind(&envelope.subject)
+    .bind(&envelope.event_type)
+    .bind(sqlx::types::Json(&headers))
+    .bind(sqlx::types::Json(event.payload()))
+    .execute(tx)
+    .await
+    .with_context(|| format!("write {} to the outbox", envelope.event_type))?;
+    Ok(envelope.id)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: i64,
+    topic: String,
+    message_key: String,
+    event_type: String,
+    headers: sqlx::types::Json<Vec<(String, String)>>,
+    payload: String,
+}
+
+/// Publishes one service's outbox.
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    schema: String,
+    producer: FutureProducer,
+    poll_interval: Duration,
+    batch_size: i64,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("schema", &self.schema).finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// A relay for the outbox in `schema` (the pool's search path).
+    pub fn new(pool: PgPool, schema: &str, producer: FutureProducer, poll_interval: Duration) -> Self {
+        Self { pool, schema: schema.to_owned(), producer, poll_interval, batch_size: 500 }
+    }
+
+    /// The advisory lock key electing this schema's active relay.
+    fn lock_key(&self) -> String {
+        format!("sneakerstop.outbox.{}", self.schema)
+    }
+
+    /// Runs until `cancel`: wins the election, then publishes whenever events commit.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Backoff::new();
+        while !cancel.is_cancelled() {
+            match self.lead(&cancel).await {
+                Ok(()) => backoff.reset(),
+                Err(error) => {
+                    tracing::warn!(schema = %self.schema, error = format!("{error:#}"), "outbox relay error; retrying");
+                    metrics::counter!("outbox_relay_errors_total", "service" => self.schema.clone()).increment(1);
+                    backoff.wait(&cancel).await;
+                }
+            }
+        }
+        tracing::info!(schema = %self.schema, "outbox relay stopped");
+    }
+
+    /// Waits to become the active relay, then publishes until cancelled or an error.
+    async fn lead(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
+        // The lock lives as long as this connection; if the connection dies, another
+        // replica takes over.
+        let mut lock_conn = self.pool.acquire().await.context("acquire the relay lock connection")?.detach();
+        loop {
+            let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(self.lock_key())
+                .fetch_one(&mut lock_conn)
+                .await
+                .context("try the relay lock")?;
+            if won {
+                break;
+            }
+            metrics::gauge!("outbox_relay_active", "service" => self.schema.clone()).set(0.0);
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+        tracing::info!(schema = %self.schema, "this process is the active outbox relay");
+        metrics::gauge!("outbox_relay_active", "service" => self.schema.clone()).set(1.0);
+
+        let mut listener = PgListener::connect_with(&self.pool).await.context("connect the outbox listener")?;
+        listener.listen(&format!("{}_outbox", self.schema)).await.context("LISTEN for outbox inserts")?;
+        let result = async {
+            loop {
+                // Check the lock connection is alive: losing it means losing leadership.
+                sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("relay lock connection lost")?;
+                while self.publish_batch(cancel).await? > 0 {}
+                self.record_backlog().await?;
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(()),
+                    notification = listener.recv() => { notification.context("outbox listener failed")?; }
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                }
+            }
+        }
+        .await;
+        metrics::gauge!("outbox_relay_active", "service" => self.schema.clone()).set(0.0);
+        // Closing the connection releases the advisory lock.
+        let _ = sqlx::Connection::close(lock_conn).await;
+        result
+    }
+
+    /// Publishes up to one batch in order; returns how many rows were published.
+    pub async fn publish_batch(&self, cancel: &CancellationToken) -> anyhow::Result<usize> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, topic, message_key, event_type, headers, payload::text AS payload
+             FROM outbox ORDER BY id LIMIT $1",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&self.pool)
+        .await
+        .context("read the outbox")?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Queue the batch (librdkafka pipelines it), then await acknowledgements in order.
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
+            for (key, value) in row.headers.iter() {
+                headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+            }
+            let record = FutureRecord::to(&row.topic).key(&row.message_key).payload(&row.payload).headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push((row, delivery)),
+                // The local queue is full: publish what is queued, the rest next round.
+                Err((error, _)) if !deliveries.is_empty() => {
+                    tracing::debug!(%error, "producer queue full; publishing a shorter batch");
+                    break;
+                }
+                Err((error, _)) => {
+                    return Err(anyhow::anyhow!("queue outbox row {} for {}: {error}", row.id, row.topic));
+                }
+            }
+        }
+        let mut delivered = Vec::with_capacity(deliveries.len());
+        let mut failure = None;
+        for (row, delivery) in deliveries {
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => break,
+                outcome = delivery => outcome,
+            };
+            match outcome {
+                Ok(Ok(_)) => {
+                    metrics::counter!("events_published_total", "topic" => row.topic.clone(), "type" => row.event_type.clone())
+                        .increment(1);
+                    delivered.push(row.id);
+                }
+                Ok(Err((error, _))) => {
+                    // Stop at the first failure: later rows must not be marked sent before it.
+                    failure = Some(anyhow::anyhow!("publish outbox row {} to {}: {error}", row.id, row.topic));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(anyhow::anyhow!("the producer was dropped before acknowledging row {}", row.id));
+                    break;
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+                .bind(&delivered)
+                .execute(&self.pool)
+                .await
+                .context("mark outbox rows sent")?;
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(delivered.len()),
+        }
+    }
+
+    async fn record_backlog(&self) -> anyhow::Result<()> {
+        let (count, age): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("measure the outbox backlog")?;
+        #[allow(clippy::cast_precision_loss, reason = "a gauge; exact beyond 2^52 rows is moot")]
+        metrics::gauge!("outbox_backlog", "service" => self.schema.clone()).set(count as f64);
+        metrics::gauge!("outbox_oldest_age_seconds", "service" => self.schema.clone()).set(age.unwrap_or(0.0));
+        Ok(())
+    }
+}
+
+/// Exponential backoff between retries: 100 ms doubling to 10 s.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self { next: Duration::from_millis(100) }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = Duration::from_millis(100);
+    }
+
+    /// Sleeps the current delay (or until cancelled) and doubles it.
+    pub(crate) async fn wait(&mut self, cancel: &CancellationToken) {
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(self.next) => {}
+        }
+        self.next = (self.next * 2).min(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,152 @@
+//! Typed settings shared by every service.
+//!
+//! Settings are clap arguments with an environment variable behind each one, so the same
+//! struct gives defaults, reads the documented environment variables (`DATABASE_URL`,
+//! `JWT_SECRET`, ...) and shows them all in `sneakerstop serve --help`. Secrets are wrapped in
+//! [`Secret`], whose `Debug` never shows the value, and are marked `hide_env_values` so
+//! `--help` does not print them either.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A value that must never appear in logs, errors or `--help` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where the value is used, never to print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(**redacted**)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Parses durations such as `15m`, `2s` or `24h`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("`{value}` is not a duration like 15m or 2s: {e}"))
+}
+
+/// Where the HTTP server listens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpSettings {
+    /// Address to bind the HTTP server to.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one (the chosen address is logged as `listening`).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+}
+
+/// PostgreSQL connection settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL. The database is created if it does not exist; every service keeps
+    /// its tables in a schema of its own name inside it.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/sneakerstop",
+        hide_env_values = true
+    )]
+    pub url: Secret,
+    /// Largest number of connections each service's pool opens.
+    #[arg(long = "database-pool-size", env = "DATABASE_POOL_SIZE", default_value_t = 10)]
+    pub pool_size: u32,
+}
+
+/// Session (JWT) settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionSettings {
+    /// HS256 key that signs session tokens. Required unless `--dev` is given.
+    #[arg(long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// How long a session token stays valid.
+    #[arg(long = "session-ttl", env = "SESSION_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Mark the session cookie `Secure` (send only over HTTPS). Turn on behind TLS.
+    #[arg(long = "cookie-secure", env = "COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+}
+
+/// Kafka settings: where the broker is, how topics are made, how hard to retry.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers, comma-separated (`host:port,host:port`).
+    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Partitions for topics the services create at start-up.
+    #[arg(long = "kafka-topic-partitions", env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub partitions: i32,
+    /// Replication factor for topics the services create (3 on a production cluster).
+    #[arg(long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
+    pub replication_factor: i32,
+    /// How long the producer keeps retrying one event through a broker outage before the
+    /// relay backs off and tries the batch again.
+    #[arg(long = "kafka-delivery-timeout", env = "KAFKA_DELIVERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+    /// Attempts a consumer makes at one event before sending it to `<topic>.dlq`.
+    #[arg(long = "event-max-attempts", env = "EVENT_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// How often the outbox relay checks for events when no notification woke it.
+    #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogSettings {
+    /// Log filter in `tracing` syntax, e.g. `info,sneakerstop_identity=debug`.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub filter: String,
+    /// Log format: `json` (one object per line) or `pretty`.
+    #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "json")]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for machines.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Pretty,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_never_shows_the_value() {
+        let secret = Secret::new("hunter2-very-secret");
+        let shown = format!("{secret:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(secret.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn durations_parse_in_human_form() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        let err = parse_duration("soon").unwrap_err();
+        assert!(err.contains("`soon`"), "{err}");
+    }
+}

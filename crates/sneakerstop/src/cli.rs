@@ -1,0 +1,204 @@
+//! The command line: `sneakerstop serve`, `sneakerstop migrate`.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sneakerstop_auth::SessionKeys;
+use sneakerstop_db::DbConfig;
+use sneakerstop_messaging::Kafka;
+use sneakerstop_settings::{DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, Secret, SessionSettings};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::services::{self, Service, Shared};
+
+/// SneakerStop: an event-driven sneaker marketplace.
+#[derive(Debug, Parser)]
+#[command(name = "sneakerstop", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    log: LogSettings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve one, several or all services behind one HTTP port.
+    Serve(ServeArgs),
+    /// Create the database and schemas and apply migrations, then exit.
+    Migrate(MigrateArgs),
+    /// Inspect and replay dead letters (events a consumer gave up on).
+    Dlq(crate::dlq::DlqArgs),
+}
+
+/// Arguments of `sneakerstop serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Services to run; all of them when none are named.
+    #[arg(value_enum)]
+    services: Vec<Service>,
+    /// Local development: without JWT_SECRET, sign sessions with a random per-process secret
+    /// instead of refusing to start.
+    #[arg(long)]
+    dev: bool,
+    #[command(flatten)]
+    http: HttpSettings,
+    #[command(flatten)]
+    database: DatabaseSettings,
+    #[command(flatten)]
+    session: SessionSettings,
+    #[command(flatten)]
+    kafka: KafkaSettings,
+}
+
+/// Arguments of `sneakerstop migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Services to migrate; all of them when none are named.
+    #[arg(value_enum)]
+    services: Vec<Service>,
+    #[command(flatten)]
+    database: DatabaseSettings,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    sneakerstop_telemetry::init_logging(&cli.log);
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Dlq(args) => crate::dlq::run(args).await,
+    }
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let db = DbConfig::from_settings(&args.database)?;
+    for service in Service::selected(&args.services) {
+        services::migrate(service, &db).await?.close().await;
+        tracing::info!(service = service.name(), "migrated");
+    }
+    Ok(())
+}
+
+fn jwt_secret(settings: &SessionSettings, dev: bool) -> anyhow::Result<Secret> {
+    match (&settings.jwt_secret, dev) {
+        (Some(secret), _) if secret.expose().len() >= 32 => Ok(secret.clone()),
+        (Some(_), _) => anyhow::bail!("JWT_SECRET must be at least 32 characters"),
+        (None, true) => {
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random DEVELOPMENT secret for this process only; \
+                 sessions end when it stops. Never run production like this."
+            );
+            Ok(Secret::new(format!("dev-{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())))
+        }
+        (None, false) => anyhow::bail!("JWT_SECRET is required (use `serve --dev` for local development only)"),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let secret = jwt_secret(&args.session, args.dev)?;
+    let kafka = Kafka::from_settings(&args.kafka);
+    let producer = kafka.producer()?;
+    let shared = Shared {
+        db: DbConfig::from_settings(&args.database)?,
+        keys: SessionKeys::new(&secret, args.session.ttl, args.session.cookie_secure),
+        kafka,
+        producer: producer.clone(),
+        poll_interval: args.kafka.poll_interval,
+    };
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let selected = Service::selected(&args.services);
+    let mut router = axum::Router::new();
+    let mut checks = vec![services::kafka_check(producer.clone())];
+    let mut docs = Vec::new();
+    for service in &selected {
+        let started = services::start(*service, &shared, &mut tasks, &cancel)
+            .await
+            .with_context(|| format!("start the {} service", service.name()))?;
+        router = router.merge(started.router);
+        checks.extend(started.checks);
+        docs.push(started.openapi);
+    }
+    let app = crate::server::app(router, checks, crate::server::openapi(docs));
+
+    let listener = TcpListener::bind((args.http.host, args.http.port))
+        .await
+        .with_context(|| format!("bind {}:{}", args.http.host, args.http.port))?;
+    let addr = listener.local_addr()?;
+    let names: Vec<_> = selected.iter().map(|s| s.name()).collect();
+    tracing::info!(%addr, services = ?names, "listening");
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+
+    // HTTP is drained; now stop relays and consumers (they finish the event in hand and
+    // commit their offsets), then flush what the producer still holds.
+    cancel.cancel();
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(result) = tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "background task panicked");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("background tasks did not stop within 20s");
+    }
+    {
+        use rdkafka::producer::Producer;
+        let _ = producer.flush(std::time::Duration::from_secs(5));
+    }
+    served.context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c; in-flight requests are then drained.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn production_serve_refuses_to_start_without_a_secret() {
+        let settings =
+            SessionSettings { jwt_secret: None, ttl: std::time::Duration::from_secs(60), cookie_secure: false };
+        let error = jwt_secret(&settings, false).unwrap_err().to_string();
+        assert!(error.contains("JWT_SECRET is required"), "{error}");
+        let dev = jwt_secret(&settings, true).unwrap();
+        assert!(dev.expose().len() >= 32);
+        assert_ne!(dev, jwt_secret(&settings, true).unwrap(), "dev secrets are random per process");
+        let short = SessionSettings { jwt_secret: Some(Secret::new("short")), ..settings };
+        let error = jwt_secret(&short, false).unwrap_err().to_string();
+        assert!(!error.contains("short"), "the secret is never echoed: {error}");
+    }
+}

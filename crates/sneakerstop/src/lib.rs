@@ -1,0 +1,11 @@
+//! The SneakerStop binary's library: the command line, and wiring services into a server.
+//!
+//! - `cli` — the `serve` and `migrate` subcommands and their settings.
+//! - `dlq` — `sneakerstop dlq list|replay`.
+//! - `services` — which services exist and how each one is started.
+//! - `server` — the shared HTTP surface: health, metrics, OpenAPI, Swagger UI, fallbacks.
+
+pub mod cli;
+pub mod dlq;
+pub mod server;
+pub mod services;

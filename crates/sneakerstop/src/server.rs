@@ -1,0 +1,68 @@
+//! The HTTP surface every SneakerStop process shares, around the services it runs.
+//!
+//! All services sit behind one port, routed by path as the original's ingress did
+//! (`/api/users` → identity, ...). Around them: `/healthz`, `/readyz`, `/metrics`,
+//! `/api-docs/openapi.json`, Swagger UI at `/docs`, problem+json for unknown routes and
+//! methods, a body size limit, request ids, tracing and HTTP metrics.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use sneakerstop_health::Check;
+use sneakerstop_problem::{MAX_BODY_BYTES, Problem};
+use swagger_ui_dist::{ApiDefinition, OpenApiSource};
+use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
+
+/// The OpenAPI document of the given services' documents merged.
+pub fn openapi(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
+    let mut doc = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("SneakerStop API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "An event-driven sneaker marketplace. Errors are RFC 9457 problem+json; \
+                     sessions are a `session` cookie or an `Authorization: Bearer` token.",
+                ))
+                .build(),
+        )
+        .build();
+    for part in parts {
+        doc.merge(part);
+    }
+    doc
+}
+
+/// The whole application: `services` plus health, metrics, docs and the shared layers.
+pub fn app(services: Router, checks: Vec<Check>, doc: OpenApi) -> Router {
+    let spec = doc.to_json().unwrap_or_else(|e| unreachable!("an OpenAPI document always serializes: {e}"));
+    let docs = swagger_ui_dist::generate_routes(ApiDefinition {
+        uri_prefix: "/docs",
+        api_definition: OpenApiSource::Uri(OPENAPI_PATH),
+        title: Some("SneakerStop API"),
+    });
+    let api = services
+        .route(
+            OPENAPI_PATH,
+            get(move || {
+                let spec = spec.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], spec) }
+            }),
+        )
+        .route("/", get(|| async { Redirect::temporary("/docs") }))
+        .merge(docs)
+        .merge(sneakerstop_health::router(checks))
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+                .with_detail("this endpoint does not accept that method; see /docs")
+                .into_response()
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    sneakerstop_telemetry::http_layers(api).merge(sneakerstop_telemetry::metrics_router())
+}

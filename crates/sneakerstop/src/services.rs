@@ -1,0 +1,138 @@
+//! The services this binary can run, and how each one is started.
+//!
+//! Starting a service: migrate its schema (its tables plus the outbox/inbox), create its
+//! topics if missing, start its outbox relay (and, for services that consume, its
+//! consumers) as background tasks, and hand back its router, readiness checks and OpenAPI.
+
+use sneakerstop_auth::SessionKeys;
+use sneakerstop_db::DbConfig;
+use sneakerstop_db::sqlx::PgPool;
+use sneakerstop_health::Check;
+use sneakerstop_messaging::{Kafka, Relay};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+/// A SneakerStop service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Service {
+    /// Accounts and sessions (`/api/users`).
+    Identity,
+    /// Sneaker listings (`/api/sneakers`).
+    Catalog,
+}
+
+impl Service {
+    /// Every service, in start-up order.
+    pub const ALL: &[Service] = &[Service::Identity, Service::Catalog];
+
+    /// The given services, or all of them when none are named; without duplicates.
+    pub fn selected(named: &[Service]) -> Vec<Service> {
+        let mut services = if named.is_empty() { Self::ALL.to_vec() } else { named.to_vec() };
+        services.sort();
+        services.dedup();
+        services
+    }
+
+    /// The service's name, as on the command line and in its schema.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Identity => sneakerstop_identity::SCHEMA,
+            Service::Catalog => sneakerstop_catalog::SCHEMA,
+        }
+    }
+
+    /// The topics the service publishes to.
+    pub fn publishes(self) -> &'static [&'static str] {
+        match self {
+            Service::Identity => sneakerstop_identity::PUBLISHES,
+            Service::Catalog => sneakerstop_catalog::PUBLISHES,
+        }
+    }
+}
+
+/// What a started service contributes to the server.
+#[allow(missing_debug_implementations, reason = "utoipa's OpenApi implements Debug only with its debug feature")]
+pub struct Started {
+    /// Its routes, with state applied.
+    pub router: axum::Router,
+    /// Its readiness checks.
+    pub checks: Vec<Check>,
+    /// Its OpenAPI description.
+    pub openapi: utoipa::openapi::OpenApi,
+}
+
+/// Everything services share.
+#[derive(Clone)]
+pub struct Shared {
+    /// PostgreSQL settings.
+    pub db: DbConfig,
+    /// Session keys.
+    pub keys: SessionKeys,
+    /// Kafka settings.
+    pub kafka: Kafka,
+    /// The process's idempotent producer (relays and dead letters).
+    pub producer: rdkafka::producer::FutureProducer,
+    /// How often relays poll when not notified.
+    pub poll_interval: std::time::Duration,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("db", &self.db).field("kafka", &self.kafka).finish_non_exhaustive()
+    }
+}
+
+/// Creates the service's schema and applies its migrations.
+pub async fn migrate(service: Service, db: &DbConfig) -> anyhow::Result<PgPool> {
+    let own: &sneakerstop_db::sqlx::migrate::Migrator = match service {
+        Service::Identity => &sneakerstop_identity::MIGRATOR,
+        Service::Catalog => &sneakerstop_catalog::MIGRATOR,
+    };
+    sneakerstop_db::connect_and_migrate(db, service.name(), &[own, &sneakerstop_messaging::MIGRATOR]).await
+}
+
+/// Migrates and starts `service`; its background tasks go into `tasks` and stop on `cancel`.
+pub async fn start(
+    service: Service,
+    shared: &Shared,
+    tasks: &mut JoinSet<()>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Started> {
+    let pool = migrate(service, &shared.db).await?;
+    shared.kafka.ensure_topics(service.publishes()).await?;
+    let relay = Relay::new(pool.clone(), service.name(), shared.producer.clone(), shared.poll_interval);
+    tasks.spawn(relay.run(cancel.clone()));
+
+    let checks = vec![postgres_check(service, pool.clone())];
+    let (router, openapi) = match service {
+        Service::Identity => {
+            let state = sneakerstop_identity::AppState {
+                pool,
+                keys: shared.keys.clone(),
+                passwords: sneakerstop_identity::password::Passwords::new()?,
+            };
+            (sneakerstop_identity::app(state), sneakerstop_identity::ApiDoc::openapi())
+        }
+        Service::Catalog => {
+            let state = sneakerstop_catalog::AppState { pool, keys: shared.keys.clone() };
+            (sneakerstop_catalog::app(state), sneakerstop_catalog::ApiDoc::openapi())
+        }
+    };
+    Ok(Started { router, checks, openapi })
+}
+
+fn postgres_check(service: Service, pool: PgPool) -> Check {
+    Check::new(format!("postgres:{}", service.name()), move || {
+        let pool = pool.clone();
+        async move { sneakerstop_db::ping(&pool).await }
+    })
+}
+
+/// The broker readiness check, shared by all services of the process.
+pub fn kafka_check(producer: rdkafka::producer::FutureProducer) -> Check {
+    Check::new("kafka", move || {
+        let producer = producer.clone();
+        async move { Kafka::ping(&producer).await }
+    })
+}

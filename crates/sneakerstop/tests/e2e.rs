@@ -1,0 +1,153 @@
+//! End to end: the real `sneakerstop` binary, on a free port, against real PostgreSQL.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sneakerstop_test_support::{Server, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
+const SECRET: &str = "e2e-test-secret-0123456789-abcdefghij";
+
+async fn start(db: &TestDb) -> Server {
+    Server::start(BIN, &["serve"], &[("DATABASE_URL", db.url()), ("JWT_SECRET", SECRET.into())]).await
+}
+
+fn session_cookie(response: &reqwest::Response) -> String {
+    let header = response.headers()["set-cookie"].to_str().unwrap();
+    header.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn identity_works_end_to_end_and_the_server_stops_cleanly() {
+    let db = TestDb::new().await;
+    let server = start(&db).await;
+    let http = reqwest::Client::new();
+
+    // Signup sets the cookie; the cookie identifies the user.
+    let response = http
+        .post(server.url("/api/users/signup"))
+        .json(&json!({"email": "E2E@example.com", "password": "end to end!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let cookie = session_cookie(&response);
+    assert!(response.headers().contains_key("x-request-id"));
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["email"], "e2e@example.com");
+
+    let me: Value = http
+        .get(server.url("/api/users/currentuser"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["currentUser"], user);
+
+    // Signin by bearer token.
+    let response = http
+        .post(server.url("/api/users/signin"))
+        .json(&json!({"email": "e2e@example.com", "password": "end to end!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let token = session_cookie(&response).trim_start_matches("session=").to_owned();
+    let me: Value =
+        http.get(server.url("/api/users/currentuser")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["currentUser"]["id"], user["id"]);
+
+    // Signout clears the cookie.
+    let response = http.post(server.url("/api/users/signout")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(session_cookie(&response).ends_with("session="));
+
+    // A body over the limit is a 413 problem, an unknown route a 404 problem.
+    let huge = json!({"email": "x@example.com", "password": "y".repeat(100_000)});
+    let response = http.post(server.url("/api/users/signup")).json(&huge).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let response = http.get(server.url("/api/nothing-here")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let response = http.delete(server.url("/api/users/signup")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    assert!(server.terminate().await, "SIGTERM must stop the server with exit code 0");
+}
+
+#[tokio::test]
+async fn operations_endpoints_and_api_docs_are_served() {
+    let db = TestDb::new().await;
+    let server = start(&db).await;
+    let http = reqwest::Client::new();
+
+    let health: Value = http.get(server.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let response = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ready: Value = response.json().await.unwrap();
+    assert_eq!(ready["checks"]["postgres:identity"], "ok");
+
+    let spec: Value = http.get(server.url("/api-docs/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"), "{}", spec["openapi"]);
+    for path in ["/api/users/signup", "/api/users/signin", "/api/users/signout", "/api/users/currentuser"] {
+        assert!(spec["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(spec["paths"]["/api/users/signup"]["post"]["responses"]["409"].is_object());
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(spec["components"]["securitySchemes"]["session_cookie"]["in"], "cookie");
+    assert!(spec["components"]["schemas"]["Problem"].is_object());
+
+    let html = http.get(server.url("/docs")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("swagger-ui-bundle.js") && html.contains("/api-docs/openapi.json"), "{html}");
+    let bundle = http.get(server.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK, "Swagger UI's assets are built in");
+    assert!(bundle.text().await.unwrap().len() > 100_000);
+
+    // A request shows up in the metrics, labelled by route template and status.
+    http.post(server.url("/api/users/signin"))
+        .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
+        .send()
+        .await
+        .unwrap();
+    let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("http_requests_total{") && l.contains(r#"route="/api/users/signin""#))
+        .unwrap_or_else(|| panic!("no signin counter in:\n{metrics}"));
+    assert!(line.contains(r#"status="401""#), "{line}");
+    assert!(metrics.contains("http_request_duration_seconds_bucket{"));
+
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
+async fn production_serve_refuses_to_start_without_jwt_secret() {
+    let output = tokio::process::Command::new(BIN)
+        .args(["serve", "--port", "0"])
+        .env_remove("JWT_SECRET")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/never_created_by_this_test")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("JWT_SECRET is required"), "{stderr}");
+}
+
+#[tokio::test]
+async fn every_subcommand_has_help() {
+    for args in [&["--help"][..], &["serve", "--help"], &["migrate", "--help"]] {
+        let output = tokio::process::Command::new(BIN).args(args).output().await.unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("Usage: sneakerstop"), "{args:?}: {text}");
+    }
+    let output =
+        tokio::process::Command::new(BIN).args(["serve", "--help"]).env("JWT_SECRET", SECRET).output().await.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("JWT_SECRET") && !text.contains(SECRET), "help names the variable, never its value");
+}

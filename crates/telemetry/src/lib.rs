@@ -1,0 +1,149 @@
+//! Telemetry: structured logs, request ids, and Prometheus metrics.
+//!
+//! - [`init_logging`] installs a `tracing` subscriber writing JSON (or pretty) lines.
+//! - [`http_layers`] wraps a router so every request gets an `x-request-id` (taken from the
+//!   caller or generated), a span carrying it, and its count and latency recorded per
+//!   route template and status.
+//! - [`trace`] carries the W3C `traceparent` from requests into the events they cause.
+//! - [`metrics_handle`] installs the process-wide Prometheus recorder once; [`metrics_router`]
+//!   serves it at `GET /metrics`.
+
+pub mod trace;
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sneakerstop_settings::{LogFormat, LogSettings};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing_subscriber::EnvFilter;
+
+/// The header that carries a request's id in and out.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Installs the global log subscriber. Safe to call more than once (later calls do nothing).
+pub fn init_logging(settings: &LogSettings) {
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let result = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    // An error only means a subscriber is already installed (tests start several servers).
+    let _ = result;
+}
+
+/// Latency buckets (seconds) for every duration histogram we export.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .unwrap_or_else(|e| unreachable!("static, non-empty buckets were refused: {e}"))
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, which this OnceLock rules out.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub fn metrics_router() -> Router {
+    let handle = metrics_handle();
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response() }
+        }),
+    )
+}
+
+/// Wraps `router` with request ids, a tracing span per request, and HTTP metrics.
+pub fn http_layers(router: Router) -> Router {
+    // Make sure the recorder exists before the first request records into it.
+    metrics_handle();
+    router
+        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(trace::propagate))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        uri = %request.uri().path(),
+                        request_id = %id,
+                        trace_id = tracing::field::Empty,
+                    )
+                })
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // The route template (`/api/sneakers/{id}`), not the raw path, keeps label sets bounded.
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_and_carry_a_request_id() {
+        let app = http_layers(Router::new().route("/things/{id}", get(|| async { "thing" }))).merge(metrics_router());
+        let response = app.clone().oneshot(Request::get("/things/42").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key(REQUEST_ID), "a request id is generated");
+
+        let response = app
+            .clone()
+            .oneshot(Request::get("/things/7").header(REQUEST_ID, "abc-123").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[REQUEST_ID], "abc-123", "a caller's request id is kept");
+
+        let response = app.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let text =
+            String::from_utf8(axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("http_requests_total{") && l.contains(r#"route="/things/{id}""#))
+            .unwrap_or_else(|| panic!("no counter for the route template in:\n{text}"));
+        assert!(line.contains(r#"status="200""#) && line.ends_with(" 2"), "{line}");
+        assert!(text.contains("http_request_duration_seconds_bucket{"), "latency is a histogram:\n{text}");
+    }
+}

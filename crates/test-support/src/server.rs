@@ -1,0 +1,79 @@
+//! The real `sneakerstop` binary as a child process, for end-to-end tests.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running `sneakerstop serve`, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+}
+
+impl Server {
+    /// Starts `binary` with `args` and `env`, on a free port, and waits until it listens.
+    ///
+    /// The binary logs JSON; the line with `"message":"listening"` carries the address.
+    pub async fn start(binary: impl AsRef<Path>, args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(binary.as_ref());
+        command
+            .args(args)
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start the sneakerstop binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("read server output") {
+                eprintln!("[server] {line}");
+                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                if json["message"] == "listening" {
+                    return json["addr"].as_str().map(str::to_owned);
+                }
+            }
+            None
+        })
+        .await
+        .expect("server did not start listening within 60s")
+        .expect("server exited before listening");
+        // Keep echoing its log so a failing test shows what the server did.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[server] {line}");
+            }
+        });
+        Self { child, base_url: format!("http://{addr}") }
+    }
+
+    /// `base_url` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub async fn terminate(mut self) -> bool {
+        let Some(pid) = self.child.id() else { return false };
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        if !sent.is_ok_and(|s| s.success()) {
+            return false;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
+    }
+}
