@@ -8,6 +8,7 @@
 //! - [`wait_until`]: poll a condition until it holds or a deadline passes (never a fixed sleep).
 
 mod broker;
+mod kafka;
 mod server;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use sqlx::Connection;
 use tower::ServiceExt;
 
 pub use broker::{Broker, shared_brokers, unique};
+pub use kafka::{Record, publish, read_to_end, read_topic};
 pub use server::Server;
 
 /// Shows the code's log lines in a failing test's output (`RUST_LOG` filters, default `info`).

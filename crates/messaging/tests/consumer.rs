@@ -1,0 +1,141 @@
+//! The consumer runtime against the shared test broker and real PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use sneakerstop_events::Envelope;
+use sneakerstop_messaging::{ConsumerRuntime, Handler, IncomingEvent, Kafka, MIGRATOR};
+use sneakerstop_test_support::{TestDb, publish, shared_brokers, unique, wait_until};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Records every event it applies in `effects` (no unique key: a second application
+/// would show up as a second row).
+struct Recorder;
+
+impl Handler for Recorder {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let payload: Value = serde_json::from_slice(&event.payload)?;
+            sqlx::query("INSERT INTO effects (event_id, n) VALUES ($1, $2)")
+                .bind(event.envelope.id)
+                .bind(payload["n"].as_i64())
+                .execute(tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+async fn setup() -> (TestDb, PgPool, Kafka, String) {
+    let db = TestDb::new().await;
+    let pool = sneakerstop_db::connect_and_migrate(&db.config(), "consumertest", &[&MIGRATOR]).await.unwrap();
+    sqlx::query("CREATE TABLE effects (event_id uuid NOT NULL, n bigint)").execute(&pool).await.unwrap();
+    let mut kafka = Kafka::new(shared_brokers());
+    kafka.partitions = 1;
+    let topic = unique("test.consumer");
+    kafka.ensure_topics(&[topic.as_str()]).await.unwrap();
+    (db, pool, kafka, topic)
+}
+
+fn envelope(id: Uuid) -> Vec<(&'static str, String)> {
+    Envelope {
+        id,
+        event_type: "test.happened".into(),
+        source: "/test".into(),
+        subject: "subject-1".into(),
+        time: chrono::Utc::now(),
+        schema_version: 1,
+        aggregate_version: 1,
+        traceparent: None,
+    }
+    .to_headers()
+}
+
+fn start(pool: &PgPool, kafka: &Kafka, topic: &str, group: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let runtime = ConsumerRuntime::new(
+        group,
+        &[topic],
+        pool.clone(),
+        kafka.clone(),
+        kafka.producer().unwrap(),
+        Arc::new(Recorder),
+        3,
+    );
+    let task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { runtime.run(cancel).await.unwrap() }
+    });
+    (cancel, task)
+}
+
+async fn effects_of(pool: &PgPool, id: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM effects WHERE event_id = $1").bind(id).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_event_delivered_twice_has_one_effect() {
+    let (_db, pool, kafka, topic) = setup().await;
+    let brokers = shared_brokers();
+    let (twice, marker) = (Uuid::now_v7(), Uuid::now_v7());
+    publish(&brokers, &topic, "subject-1", &envelope(twice), &json!({"n": 1})).await;
+    publish(&brokers, &topic, "subject-1", &envelope(twice), &json!({"n": 1})).await;
+    publish(&brokers, &topic, "subject-1", &envelope(marker), &json!({"n": 2})).await;
+
+    let (cancel, task) = start(&pool, &kafka, &topic, &unique("group"));
+    // One partition: once the marker is applied, both copies before it were handled.
+    wait_until("the marker event is applied", Duration::from_secs(30), || async {
+        (effects_of(&pool, marker).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(effects_of(&pool, twice).await, 1, "the duplicate changed nothing");
+    cancel.cancel();
+    task.await.unwrap();
+
+    // A consumer that reads the whole topic again (a new group, as after lost offsets)
+    // changes nothing either.
+    let later = Uuid::now_v7();
+    publish(&brokers, &topic, "subject-1", &envelope(later), &json!({"n": 3})).await;
+    let (cancel, task) = start(&pool, &kafka, &topic, &unique("group"));
+    wait_until("the later event is applied", Duration::from_secs(30), || async {
+        (effects_of(&pool, later).await == 1).then_some(())
+    })
+    .await;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM effects").fetch_one(&pool).await.unwrap();
+    assert_eq!(total, 3, "every event applied exactly once across redeliveries");
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn offsets_are_committed_so_a_restarted_consumer_resumes_where_it_stopped() {
+    let (_db, pool, kafka, topic) = setup().await;
+    let brokers = shared_brokers();
+    let group = unique("group");
+    let first = Uuid::now_v7();
+    publish(&brokers, &topic, "k", &envelope(first), &json!({"n": 1})).await;
+    let (cancel, task) = start(&pool, &kafka, &topic, &group);
+    wait_until("the first event is applied", Duration::from_secs(30), || async {
+        (effects_of(&pool, first).await == 1).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap();
+
+    // Forget the inbox: if the group re-read the first event it would be applied again.
+    sqlx::query("DELETE FROM inbox").execute(&pool).await.unwrap();
+    let second = Uuid::now_v7();
+    publish(&brokers, &topic, "k", &envelope(second), &json!({"n": 2})).await;
+    let (cancel, task) = start(&pool, &kafka, &topic, &group);
+    wait_until("the second event is applied", Duration::from_secs(30), || async {
+        (effects_of(&pool, second).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(effects_of(&pool, first).await, 1, "the committed offset kept the first event from coming back");
+    cancel.cancel();
+    task.await.unwrap();
+}
