@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use sneakerstop_events::Envelope;
 use sneakerstop_messaging::{ConsumerRuntime, Handler, IncomingEvent, Kafka, MIGRATOR};
+use sneakerstop_telemetry::trace::TraceContext;
 use sneakerstop_test_support::{TestDb, publish, shared_brokers, unique, wait_until};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -20,9 +21,12 @@ impl Handler for Recorder {
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let payload: Value = serde_json::from_slice(&event.payload)?;
-            sqlx::query("INSERT INTO effects (event_id, n) VALUES ($1, $2)")
+            // The handler runs inside the trace the event carried (a child span of it).
+            let trace_id = TraceContext::current().map(|c| c.trace_id_hex());
+            sqlx::query("INSERT INTO effects (event_id, n, trace_id) VALUES ($1, $2, $3)")
                 .bind(event.envelope.id)
                 .bind(payload["n"].as_i64())
+                .bind(trace_id)
                 .execute(tx)
                 .await?;
             Ok(())
@@ -33,7 +37,7 @@ impl Handler for Recorder {
 async fn setup() -> (TestDb, PgPool, Kafka, String) {
     let db = TestDb::new().await;
     let pool = sneakerstop_db::connect_and_migrate(&db.config(), "consumertest", &[&MIGRATOR]).await.unwrap();
-    sqlx::query("CREATE TABLE effects (event_id uuid NOT NULL, n bigint)").execute(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE effects (event_id uuid NOT NULL, n bigint, trace_id text)").execute(&pool).await.unwrap();
     let mut kafka = Kafka::new(shared_brokers());
     kafka.partitions = 1;
     let topic = unique("test.consumer");
@@ -42,6 +46,10 @@ async fn setup() -> (TestDb, PgPool, Kafka, String) {
 }
 
 fn envelope(id: Uuid) -> Vec<(&'static str, String)> {
+    traced_envelope(id, None)
+}
+
+fn traced_envelope(id: Uuid, traceparent: Option<String>) -> Vec<(&'static str, String)> {
     Envelope {
         id,
         event_type: "test.happened".into(),
@@ -50,7 +58,7 @@ fn envelope(id: Uuid) -> Vec<(&'static str, String)> {
         time: chrono::Utc::now(),
         schema_version: 1,
         aggregate_version: 1,
-        traceparent: None,
+        traceparent,
     }
     .to_headers()
 }
@@ -84,7 +92,8 @@ async fn an_event_delivered_twice_has_one_effect() {
     let (twice, marker) = (Uuid::now_v7(), Uuid::now_v7());
     publish(&brokers, &topic, "subject-1", &envelope(twice), &json!({"n": 1})).await;
     publish(&brokers, &topic, "subject-1", &envelope(twice), &json!({"n": 1})).await;
-    publish(&brokers, &topic, "subject-1", &envelope(marker), &json!({"n": 2})).await;
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned();
+    publish(&brokers, &topic, "subject-1", &traced_envelope(marker, Some(trace)), &json!({"n": 2})).await;
 
     let (cancel, task) = start(&pool, &kafka, &topic, &unique("group"));
     // One partition: once the marker is applied, both copies before it were handled.
@@ -93,6 +102,12 @@ async fn an_event_delivered_twice_has_one_effect() {
     })
     .await;
     assert_eq!(effects_of(&pool, twice).await, 1, "the duplicate changed nothing");
+    let trace_id: Option<String> = sqlx::query_scalar("SELECT trace_id FROM effects WHERE event_id = $1")
+        .bind(marker)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"), "the consumer continued the event's trace");
     cancel.cancel();
     task.await.unwrap();
 
