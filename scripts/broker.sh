@@ -48,7 +48,9 @@ start() {
     cd "$dir"
     # Tansu's flags also read these variables; unset them so only our flags count.
     unset CLUSTER_ID LISTENER_URL ADVERTISED_LISTENER_URL STORAGE_ENGINE
-    exec tansu broker \
+    # Its own session: a ctrl-c meant for `make run` must not stop the broker before the
+    # server has drained; the script stops it afterwards.
+    exec setsid tansu broker \
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine "$storage" >broker.log 2>&1
