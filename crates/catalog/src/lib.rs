@@ -5,10 +5,14 @@
 //! - `store` — the SQL for `sneakers`, each change writing its event to the outbox in the
 //!   same transaction.
 //!
-//! Publishes `sneaker.listed` and `sneaker.updated` on `catalog.sneakers`.
+//! - `events` — reacting to `orders.orders`: reserve, release, sell.
+//!
+//! Publishes `sneaker.listed` and `sneaker.updated` on `catalog.sneakers`; consumes
+//! `orders.orders`.
 
 pub mod domain;
 mod error;
+pub mod events;
 pub mod http;
 mod store;
 
@@ -29,6 +33,9 @@ pub const SOURCE: &str = "/sneakerstop/catalog";
 
 /// The topics this service publishes to.
 pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::SNEAKERS];
+
+/// The topics this service consumes.
+pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::ORDERS];
 
 /// This service's migrations, embedded in the binary.
 pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {

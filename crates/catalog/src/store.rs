@@ -133,6 +133,45 @@ pub async fn update(
     Ok(row)
 }
 
+/// What an order does to the pair it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// An order reserved it.
+    Reserve,
+    /// The order that held it was cancelled.
+    Release,
+    /// The order that held it was paid.
+    Sell,
+}
+
+/// Moves the pair as `order` says, if it applies; bumps the version and writes
+/// `sneaker.updated` on the caller's transaction. `None` when it does not apply.
+pub async fn apply_hold(
+    tx: &mut sqlx::PgConnection,
+    sneaker_id: Uuid,
+    order_id: Uuid,
+    hold: Hold,
+) -> anyhow::Result<Option<SneakerRow>> {
+    let (set, condition) = match hold {
+        Hold::Reserve => ("status = 'reserved', held_by_order = $2", "status = 'available'"),
+        Hold::Release => ("status = 'available', held_by_order = NULL", "status = 'reserved' AND held_by_order = $2"),
+        Hold::Sell => ("status = 'sold'", "status = 'reserved' AND held_by_order = $2"),
+    };
+    let row: Option<SneakerRow> = sqlx::query_as(&format!(
+        "UPDATE sneakers SET {set}, version = version + 1, updated_at = now()
+         WHERE id = $1 AND {condition} RETURNING {COLUMNS}"
+    ))
+    .bind(sneaker_id)
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("change pair status")?;
+    if let Some(row) = &row {
+        sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, &SneakerEvent::Updated(row.snapshot())).await?;
+    }
+    Ok(row)
+}
+
 /// One page (plus one row, to know whether there is a next page).
 pub async fn list(pool: &PgPool, query: &ListQuery) -> anyhow::Result<Vec<SneakerRow>> {
     let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM sneakers WHERE status = "));

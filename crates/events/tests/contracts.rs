@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use chrono::{TimeZone, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::identity::{UserEvent, UserRegistered};
+use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
 use sneakerstop_events::{Contract, DecodeError};
 use uuid::Uuid;
 
@@ -65,10 +66,43 @@ fn sneaker_updated_v1() {
     check_snapshot(&SneakerEvent::Updated(sneaker(SneakerStatus::Reserved, 2)));
 }
 
+const ORDER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0003);
+const SNEAKER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001);
+
+#[test]
+fn order_created_v1() {
+    check_snapshot(&OrderEvent::Created(OrderCreated {
+        order_id: ORDER,
+        sneaker_id: SNEAKER,
+        buyer_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0004),
+        seller_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
+        price_cents: 25_000,
+        expires_at: time(900),
+    }));
+}
+
+#[test]
+fn order_cancelled_v1() {
+    check_snapshot(&OrderEvent::Cancelled(OrderCancelled {
+        order_id: ORDER,
+        sneaker_id: SNEAKER,
+        reason: CancelReason::Expired,
+    }));
+}
+
+#[test]
+fn order_completed_v1() {
+    check_snapshot(&OrderEvent::Completed(OrderCompleted {
+        order_id: ORDER,
+        sneaker_id: SNEAKER,
+        payment_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0005),
+    }));
+}
+
 #[test]
 fn every_type_of_every_topic_has_a_snapshot() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    for (event_type, version) in UserEvent::TYPES.iter().chain(SneakerEvent::TYPES) {
+    for (event_type, version) in UserEvent::TYPES.iter().chain(SneakerEvent::TYPES).chain(OrderEvent::TYPES) {
         let path = dir.join(format!("{event_type}.v{version}.json"));
         assert!(path.exists(), "{event_type} v{version} has no pinned snapshot");
     }

@@ -20,10 +20,23 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Writes `event` about aggregate `subject` (now at `version`) to the outbox, on the
-/// caller's transaction. The `traceparent` of the current request, if any, goes with it.
-/// Returns the event id.
+/// caller's transaction, keyed by `subject`. The `traceparent` of the current request, if
+/// any, goes with it. Returns the event id.
 pub async fn enqueue<C: Contract>(
     tx: &mut PgConnection,
+    source: &str,
+    subject: Uuid,
+    version: i64,
+    event: &C,
+) -> anyhow::Result<Uuid> {
+    enqueue_keyed(tx, &subject.to_string(), source, subject, version, event).await
+}
+
+/// Like [`enqueue`], with a message key other than the aggregate id: the key decides the
+/// partition, so events that must stay in order relative to each other share one.
+pub async fn enqueue_keyed<C: Contract>(
+    tx: &mut PgConnection,
+    key: &str,
     source: &str,
     subject: Uuid,
     version: i64,
@@ -37,7 +50,7 @@ pub async fn enqueue<C: Contract>(
     )
     .bind(envelope.id)
     .bind(C::TOPIC)
-    .bind(&envelope.subject)
+    .bind(key)
     .bind(&envelope.event_type)
     .bind(sqlx::types::Json(&headers))
     .bind(sqlx::types::Json(event.payload()))

@@ -107,7 +107,11 @@ async fn an_event_delivered_twice_has_one_effect() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"), "the consumer continued the event's trace");
+    assert_eq!(
+        trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c"),
+        "the consumer continued the event's trace"
+    );
     cancel.cancel();
     task.await.unwrap();
 

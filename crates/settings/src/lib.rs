@@ -105,9 +105,24 @@ pub struct KafkaSettings {
     /// Attempts a consumer makes at one event before sending it to `<topic>.dlq`.
     #[arg(long = "event-max-attempts", env = "EVENT_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
+    /// Consumer groups are named `<prefix>-<service>`: one group per service, shared by its
+    /// replicas. Give separate deployments on one cluster different prefixes.
+    #[arg(long = "kafka-group-prefix", env = "KAFKA_GROUP_PREFIX", default_value = "sneakerstop")]
+    pub group_prefix: String,
     /// How often the outbox relay checks for events when no notification woke it.
     #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+}
+
+/// Orders settings: how long a reservation holds a pair.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrderSettings {
+    /// How long an unpaid order reserves its pair before it expires.
+    #[arg(long = "order-reservation-ttl", env = "ORDER_RESERVATION_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub reservation_ttl: Duration,
+    /// How often the expiry sweeper looks for lapsed reservations.
+    #[arg(long = "order-sweep-interval", env = "ORDER_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
 }
 
 /// Logging settings.

@@ -5,7 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use sneakerstop_auth::SessionKeys;
 use sneakerstop_db::DbConfig;
 use sneakerstop_messaging::Kafka;
-use sneakerstop_settings::{DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, Secret, SessionSettings};
+use sneakerstop_settings::{
+    DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, OrderSettings, Secret, SessionSettings,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +52,8 @@ pub struct ServeArgs {
     session: SessionSettings,
     #[command(flatten)]
     kafka: KafkaSettings,
+    #[command(flatten)]
+    orders: OrderSettings,
 }
 
 /// Arguments of `sneakerstop migrate`.
@@ -106,6 +110,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         kafka,
         producer: producer.clone(),
         poll_interval: args.kafka.poll_interval,
+        max_attempts: args.kafka.max_attempts,
+        group_prefix: args.kafka.group_prefix.clone(),
+        orders: args.orders.clone(),
     };
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -1,14 +1,17 @@
 //! The services this binary can run, and how each one is started.
 //!
 //! Starting a service: migrate its schema (its tables plus the outbox/inbox), create its
-//! topics if missing, start its outbox relay (and, for services that consume, its
-//! consumers) as background tasks, and hand back its router, readiness checks and OpenAPI.
+//! topics if missing, start its outbox relay, its consumer (one group per service) and any
+//! timers (orders' expiry sweeper) as background tasks, and hand back its router,
+//! readiness checks and OpenAPI.
 
 use sneakerstop_auth::SessionKeys;
 use sneakerstop_db::DbConfig;
 use sneakerstop_db::sqlx::PgPool;
 use sneakerstop_health::Check;
-use sneakerstop_messaging::{Kafka, Relay};
+use std::sync::Arc;
+
+use sneakerstop_messaging::{ConsumerRuntime, Handler, Kafka, Relay};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -20,11 +23,13 @@ pub enum Service {
     Identity,
     /// Sneaker listings (`/api/sneakers`).
     Catalog,
+    /// Reservations that expire (`/api/orders`).
+    Orders,
 }
 
 impl Service {
     /// Every service, in start-up order.
-    pub const ALL: &[Service] = &[Service::Identity, Service::Catalog];
+    pub const ALL: &[Service] = &[Service::Identity, Service::Catalog, Service::Orders];
 
     /// The given services, or all of them when none are named; without duplicates.
     pub fn selected(named: &[Service]) -> Vec<Service> {
@@ -39,6 +44,7 @@ impl Service {
         match self {
             Service::Identity => sneakerstop_identity::SCHEMA,
             Service::Catalog => sneakerstop_catalog::SCHEMA,
+            Service::Orders => sneakerstop_orders::SCHEMA,
         }
     }
 
@@ -47,6 +53,20 @@ impl Service {
         match self {
             Service::Identity => sneakerstop_identity::PUBLISHES,
             Service::Catalog => sneakerstop_catalog::PUBLISHES,
+            Service::Orders => sneakerstop_orders::PUBLISHES,
+        }
+    }
+
+    /// The topics the service consumes and its handler.
+    fn consumer(self) -> Option<(&'static [&'static str], Arc<dyn Handler>)> {
+        match self {
+            Service::Identity => None,
+            Service::Catalog => {
+                Some((sneakerstop_catalog::CONSUMES, Arc::new(sneakerstop_catalog::events::CatalogHandler)))
+            }
+            Service::Orders => {
+                Some((sneakerstop_orders::CONSUMES, Arc::new(sneakerstop_orders::events::OrdersHandler)))
+            }
         }
     }
 }
@@ -75,6 +95,12 @@ pub struct Shared {
     pub producer: rdkafka::producer::FutureProducer,
     /// How often relays poll when not notified.
     pub poll_interval: std::time::Duration,
+    /// Attempts per event before dead-lettering.
+    pub max_attempts: u32,
+    /// Consumer groups are `<group_prefix>-<service>`.
+    pub group_prefix: String,
+    /// Orders' reservation window and sweep interval.
+    pub orders: sneakerstop_settings::OrderSettings,
 }
 
 impl std::fmt::Debug for Shared {
@@ -88,6 +114,7 @@ pub async fn migrate(service: Service, db: &DbConfig) -> anyhow::Result<PgPool> 
     let own: &sneakerstop_db::sqlx::migrate::Migrator = match service {
         Service::Identity => &sneakerstop_identity::MIGRATOR,
         Service::Catalog => &sneakerstop_catalog::MIGRATOR,
+        Service::Orders => &sneakerstop_orders::MIGRATOR,
     };
     sneakerstop_db::connect_and_migrate(db, service.name(), &[own, &sneakerstop_messaging::MIGRATOR]).await
 }
@@ -103,6 +130,27 @@ pub async fn start(
     shared.kafka.ensure_topics(service.publishes()).await?;
     let relay = Relay::new(pool.clone(), service.name(), shared.producer.clone(), shared.poll_interval);
     tasks.spawn(relay.run(cancel.clone()));
+    if let Some((topics, handler)) = service.consumer() {
+        let group = format!("{}-{}", shared.group_prefix, service.name());
+        // Create what we consume too, so a consumer started before its producer subscribes
+        // to an existing topic.
+        shared.kafka.ensure_topics(topics).await?;
+        let runtime = ConsumerRuntime::new(
+            &group,
+            topics,
+            pool.clone(),
+            shared.kafka.clone(),
+            shared.producer.clone(),
+            handler,
+            shared.max_attempts,
+        );
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(error) = runtime.run(cancel).await {
+                tracing::error!(%group, error = format!("{error:#}"), "consumer stopped with an error");
+            }
+        });
+    }
 
     let checks = vec![postgres_check(service, pool.clone())];
     let (router, openapi) = match service {
@@ -117,6 +165,15 @@ pub async fn start(
         Service::Catalog => {
             let state = sneakerstop_catalog::AppState { pool, keys: shared.keys.clone() };
             (sneakerstop_catalog::app(state), sneakerstop_catalog::ApiDoc::openapi())
+        }
+        Service::Orders => {
+            tasks.spawn(sneakerstop_orders::expiry::run(pool.clone(), shared.orders.sweep_interval, cancel.clone()));
+            let state = sneakerstop_orders::AppState {
+                pool,
+                keys: shared.keys.clone(),
+                reservation_ttl: shared.orders.reservation_ttl,
+            };
+            (sneakerstop_orders::app(state), sneakerstop_orders::ApiDoc::openapi())
         }
     };
     Ok(Started { router, checks, openapi })

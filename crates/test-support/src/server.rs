@@ -27,6 +27,11 @@ impl Server {
             .env("HOST", "127.0.0.1")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // Tests share one broker: each server gets consumer groups of its own, and the
+            // shared broker unless the test names another.
+            .env("KAFKA_GROUP_PREFIX", crate::unique("test"))
+            .env("KAFKA_BROKERS", crate::shared_brokers())
+            .env("OUTBOX_POLL_INTERVAL", "200ms")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,156 @@
+//! `Idempotency-Key` for POSTs that create things (orders, payments).
+//!
+//! A client that sends the same key again — a retry after a timeout, a double click — gets
+//! the first response back and nothing new is created. The same key with a different body
+//! is a client bug and answers 422.
+//!
+//! How: the key is claimed inside the transaction that does the work, by inserting
+//! `(user, key, request)` into the service's `idempotency_keys` table. A concurrent request
+//! with the same key blocks on that row's unique index until the first transaction ends,
+//! then sees its stored response. Only successful responses are stored (in the same
+//! transaction as the work); a failed request rolls its claim back, so a retry runs again.
+//!
+//! Each service that uses this has the table in its own schema:
+//!
+//! ```sql
+//! CREATE TABLE idempotency_keys (
+//!     user_id uuid NOT NULL, key text NOT NULL, request jsonb NOT NULL,
+//!     status_code integer, response jsonb, created_at timestamptz NOT NULL DEFAULT now(),
+//!     PRIMARY KEY (user_id, key));
+//! ```
+
+use anyhow::Context;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+use serde_json::Value;
+use sneakerstop_problem::Problem;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The header's name.
+pub const HEADER: &str = "idempotency-key";
+
+/// Longest key accepted.
+pub const MAX_LEN: usize = 255;
+
+/// A valid `Idempotency-Key` header value. Use as `Option<IdempotencyKey>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(pub String);
+
+impl IdempotencyKey {
+    /// Validates a header value: 1 to 255 visible ASCII characters.
+    pub fn parse(value: &[u8]) -> Result<Self, Problem> {
+        let valid = !value.is_empty() && value.len() <= MAX_LEN && value.iter().all(u8::is_ascii_graphic);
+        if !valid {
+            return Err(Problem::invalid_field(
+                "Idempotency-Key",
+                format!("must be 1 to {MAX_LEN} visible ASCII characters, e.g. a UUID"),
+            ));
+        }
+        Ok(Self(String::from_utf8_lossy(value).into_owned()))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        parts.headers.get(HEADER).map(|v| Self::parse(v.as_bytes())).transpose()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        <Self as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
+            .await?
+            .ok_or_else(|| Problem::invalid_field("Idempotency-Key", "is required"))
+    }
+}
+
+/// What claiming a key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key is new: do the work, then [`store`] the response before committing.
+    Fresh,
+    /// The key was used before with the same request: answer this instead.
+    Replay {
+        /// The first response's status code.
+        status: u16,
+        /// The first response's body.
+        body: Value,
+    },
+    /// The key was used before with a different request.
+    Mismatch,
+}
+
+/// Claims `key` for `user` and `request` on the caller's transaction.
+pub async fn claim(tx: &mut PgConnection, user: Uuid, key: &IdempotencyKey, request: &Value) -> anyhow::Result<Claim> {
+    let fresh = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, request) VALUES ($1, $2, $3) ON CONFLICT (user_id, key) DO NOTHING",
+    )
+    .bind(user)
+    .bind(&key.0)
+    .bind(request)
+    .execute(&mut *tx)
+    .await
+    .context("claim idempotency key")?
+    .rows_affected()
+        == 1;
+    if fresh {
+        return Ok(Claim::Fresh);
+    }
+    let (stored, status, body): (Value, Option<i32>, Option<Value>) =
+        sqlx::query_as("SELECT request, status_code, response FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+            .bind(user)
+            .bind(&key.0)
+            .fetch_one(&mut *tx)
+            .await
+            .context("read idempotency key")?;
+    if &stored != request {
+        return Ok(Claim::Mismatch);
+    }
+    let status = status.and_then(|s| u16::try_from(s).ok()).context("idempotency key committed without a response")?;
+    Ok(Claim::Replay { status, body: body.unwrap_or(Value::Null) })
+}
+
+/// Records the response for a [`Claim::Fresh`] key, on the same transaction as the work.
+pub async fn store(
+    tx: &mut PgConnection,
+    user: Uuid,
+    key: &IdempotencyKey,
+    status: u16,
+    body: &Value,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE user_id = $1 AND key = $2")
+        .bind(user)
+        .bind(&key.0)
+        .bind(i32::from(status))
+        .bind(body)
+        .execute(tx)
+        .await
+        .context("store idempotent response")?;
+    Ok(())
+}
+
+/// The 422 for a key reused with a different request.
+pub fn mismatch() -> Problem {
+    Problem::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused")
+        .with_detail("this Idempotency-Key was already used with a different request; use a new key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_bounded_visible_ascii() {
+        assert_eq!(IdempotencyKey::parse(b"0193a1b2-c3d4").unwrap().0, "0193a1b2-c3d4");
+        for bad in [&b""[..], b"has space", "é".as_bytes(), &[b'k'; MAX_LEN + 1]] {
+            let problem = IdempotencyKey::parse(bad).unwrap_err();
+            assert_eq!(problem.errors[0].field, "Idempotency-Key");
+        }
+        assert!(IdempotencyKey::parse(&[b'k'; MAX_LEN]).is_ok());
+    }
+}

@@ -1,0 +1,62 @@
+//! The orders service's errors and how each becomes an HTTP problem.
+
+use axum::response::{IntoResponse, Response};
+use sneakerstop_problem::{FieldError, Problem};
+
+/// Everything an orders endpoint can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    /// Input failed validation.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// No such order, or not the caller's (indistinguishable on purpose).
+    #[error("no such order")]
+    OrderNotFound,
+    /// The sneaker is unknown to this service.
+    #[error("no such sneaker")]
+    SneakerNotFound,
+    /// The pair is sold.
+    #[error("pair sold")]
+    Sold,
+    /// Another live order holds the pair.
+    #[error("pair reserved")]
+    Reserved,
+    /// The buyer is its seller.
+    #[error("own listing")]
+    OwnListing,
+    /// The order's status does not allow this.
+    #[error("{0}")]
+    Transition(#[from] crate::domain::InvalidTransition),
+    /// Idempotency-Key reused with another request.
+    #[error("idempotency key reused")]
+    KeyReused,
+    /// Anything else.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<FieldError> for OrdersError {
+    fn from(error: FieldError) -> Self {
+        Self::Invalid(vec![error])
+    }
+}
+
+impl IntoResponse for OrdersError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Invalid(errors) => Problem::validation(errors),
+            Self::OrderNotFound => Problem::not_found("no order with this id among yours"),
+            Self::SneakerNotFound => Problem::not_found("no sneaker with this id is listed"),
+            Self::Sold => Problem::conflict("pair-sold", "this pair has been sold"),
+            Self::Reserved => Problem::conflict(
+                "pair-reserved",
+                "another order holds this pair; it may be released if that order lapses",
+            ),
+            Self::OwnListing => Problem::conflict("own-listing", "you cannot order a pair you are selling"),
+            Self::Transition(error) => Problem::conflict("order-state", error.to_string()),
+            Self::KeyReused => sneakerstop_idempotency::mismatch(),
+            Self::Internal(error) => Problem::internal(error.as_ref()),
+        }
+        .into_response()
+    }
+}

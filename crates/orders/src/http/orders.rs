@@ -1,0 +1,244 @@
+//! `/api/orders`: reserve a pair, see your orders, cancel one.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sneakerstop_auth::CurrentUser;
+use sneakerstop_events::orders::CancelReason;
+use sneakerstop_idempotency::{Claim, IdempotencyKey};
+use sneakerstop_problem::{ApiJson, FieldError, Problem};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{OrderStatus, PageParams};
+use crate::store::{self, OrderRow};
+use crate::{AppState, OrdersError};
+
+pub(super) fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/orders", get(list).post(create))
+        .route("/api/orders/{id}", get(get_one).delete(cancel))
+}
+
+/// What to order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOrder {
+    /// The listing to reserve.
+    pub sneaker_id: Uuid,
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    id: Uuid,
+    sneaker_id: Uuid,
+    buyer_id: Uuid,
+    seller_id: Uuid,
+    /// The price at ordering time, in currency units.
+    #[schema(example = 250.0)]
+    price: f64,
+    status: OrderStatus,
+    /// `buyer` or `expired` when cancelled; otherwise null.
+    #[schema(example = json!(null))]
+    cancel_reason: Option<String>,
+    /// The payment that completed it, when complete.
+    payment_id: Option<Uuid>,
+    /// The reservation lapses at this time unless paid.
+    expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// 1 when created, +1 per change.
+    version: i64,
+}
+
+impl From<OrderRow> for OrderView {
+    fn from(row: OrderRow) -> Self {
+        #[allow(clippy::cast_precision_loss, reason = "prices are at most 10^7 cents, exact in f64")]
+        let price = row.price_cents as f64 / 100.0;
+        Self {
+            status: row.status(),
+            id: row.id,
+            sneaker_id: row.sneaker_id,
+            buyer_id: row.buyer_id,
+            seller_id: row.seller_id,
+            price,
+            cancel_reason: row.cancel_reason,
+            payment_id: row.payment_id,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        }
+    }
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    items: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+fn parse_id(id: &str) -> Result<Uuid, OrdersError> {
+    Uuid::try_parse(id).map_err(|_| FieldError::new("id", "must be a UUID").into())
+}
+
+fn view_json(row: OrderRow) -> serde_json::Value {
+    serde_json::to_value(OrderView::from(row)).unwrap_or_else(|e| unreachable!("an order view serializes: {e}"))
+}
+
+/// Reserve a pair.
+#[utoipa::path(
+    post, path = "/api/orders", tag = "orders",
+    request_body = NewOrder,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Any unique string (a UUID): a retry with the same key returns the first response and creates nothing")),
+    responses(
+        (status = 201, description = "Reserved until `expiresAt`; `order.created` is published", body = OrderView),
+        (status = 400, description = "Malformed body or sneakerId", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such sneaker", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Sold, held by another order, or your own listing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    key: Option<IdempotencyKey>,
+    ApiJson(body): ApiJson<NewOrder>,
+) -> Result<Response, OrdersError> {
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    if let Some(key) = &key {
+        let request = json!({"sneakerId": body.sneaker_id});
+        match sneakerstop_idempotency::claim(&mut tx, user.id, key, &request).await? {
+            Claim::Fresh => {}
+            Claim::Replay { status, body } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                return Ok((status, Json(body)).into_response());
+            }
+            Claim::Mismatch => return Err(OrdersError::KeyReused),
+        }
+    }
+    let sneaker = store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;
+    let ttl = chrono::Duration::from_std(state.reservation_ttl).map_err(anyhow::Error::from)?;
+    let row = store::create(&mut tx, user.id, &sneaker, Utc::now() + ttl).await?;
+    let order_id = row.id;
+    let view = view_json(row);
+    if let Some(key) = &key {
+        sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
+    }
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    metrics::counter!("orders_created_total").increment(1);
+    tracing::info!(%order_id, sneaker_id = %body.sneaker_id, buyer_id = %user.id, "order created");
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Your orders, newest first.
+#[utoipa::path(
+    get, path = "/api/orders", tag = "orders",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of your orders", body = OrderPage),
+        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(params): Query<PageParams>,
+) -> Result<Json<OrderPage>, OrdersError> {
+    let mut errors = Vec::new();
+    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
+        None => 20,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new("limit", "must be a whole number from 1 to 100"));
+            20
+        }
+    };
+    let before = match params.cursor.as_deref().map(Uuid::try_parse) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.push(FieldError::new("cursor", "is not a cursor this endpoint returned"));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(OrdersError::Invalid(errors));
+    }
+    let mut rows = store::list_for_buyer(&state.pool, user.id, before, limit).await?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next_cursor = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        rows.last().map(|r| r.id.simple().to_string())
+    });
+    Ok(Json(OrderPage { items: rows.into_iter().map(OrderView::from).collect(), next_cursor: next_cursor.flatten() }))
+}
+
+/// One of your orders.
+#[utoipa::path(
+    get, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order among yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, OrdersError> {
+    let id = parse_id(&id)?;
+    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let row = store::find_for_buyer(&mut conn, id, user.id, false).await?.ok_or(OrdersError::OrderNotFound)?;
+    Ok(Json(OrderView::from(row)))
+}
+
+/// Cancel your unpaid order; its pair is released.
+#[utoipa::path(
+    delete, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "Cancelled (`cancelReason: buyer`), or already cancelled; `order.cancelled` is published when it changed", body = OrderView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order among yours", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is complete (paid)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, OrdersError> {
+    let id = parse_id(&id)?;
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let order = store::find_for_buyer(&mut tx, id, user.id, true).await?.ok_or(OrdersError::OrderNotFound)?;
+    if order.status() == OrderStatus::Cancelled {
+        // DELETE is idempotent: cancelling a cancelled order changes nothing.
+        return Ok(Json(OrderView::from(order)));
+    }
+    let row = store::cancel(&mut tx, &order, CancelReason::Buyer).await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    tracing::info!(order_id = %row.id, "order cancelled by its buyer");
+    Ok(Json(OrderView::from(row)))
+}

@@ -1,0 +1,335 @@
+//! The orders HTTP API, expiry and replica against a fresh PostgreSQL database per test.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use chrono::Utc;
+use serde_json::{Value, json};
+use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
+use sneakerstop_orders::{AppState, MIGRATOR, SCHEMA, expiry, store};
+use sneakerstop_settings::Secret;
+use sneakerstop_test_support::{Answer, Call, TestDb};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+struct Ctx {
+    app: Router,
+    pool: PgPool,
+    keys: SessionKeys,
+    _db: TestDb,
+}
+
+async fn ctx_with_ttl(ttl: Duration) -> Ctx {
+    let db = TestDb::new().await;
+    let pool =
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
+            .await
+            .unwrap();
+    let keys = SessionKeys::new(&Secret::new("orders-http-test-secret-0123456789"), Duration::from_secs(3600), false);
+    let app = sneakerstop_orders::app(AppState { pool: pool.clone(), keys: keys.clone(), reservation_ttl: ttl });
+    Ctx { app, pool, keys, _db: db }
+}
+
+async fn ctx() -> Ctx {
+    ctx_with_ttl(Duration::from_secs(900)).await
+}
+
+fn sneaker(id: Uuid, seller: Uuid, status: SneakerStatus, version: i64) -> Sneaker {
+    Sneaker {
+        sneaker_id: id,
+        seller_id: seller,
+        title: format!("pair v{version}"),
+        brand: None,
+        description: None,
+        price_cents: 12_500,
+        size: 10.0,
+        status,
+        version,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+impl Ctx {
+    fn user(&self) -> (Uuid, String) {
+        let id = Uuid::now_v7();
+        (id, format!("Bearer {}", self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com") })))
+    }
+
+    /// A listed pair, as the replica would hold it after `sneaker.listed`.
+    async fn listed(&self, seller: Uuid) -> Uuid {
+        let id = Uuid::now_v7();
+        let mut conn = self.pool.acquire().await.unwrap();
+        assert!(store::apply_sneaker(&mut conn, &sneaker(id, seller, SneakerStatus::Available, 1)).await.unwrap());
+        id
+    }
+
+    async fn order(&self, auth: &str, sneaker: Uuid) -> Answer {
+        Call::post("/api/orders", json!({"sneakerId": sneaker})).header("authorization", auth).send(&self.app).await
+    }
+
+    async fn events(&self) -> Vec<(String, String, Value)> {
+        sqlx::query_as("SELECT event_type, message_key, payload::jsonb FROM outbox ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn ordering_a_listed_pair_reserves_it() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (buyer, auth) = ctx.user();
+    let pair = ctx.listed(seller).await;
+    let before = Utc::now();
+
+    let answer = ctx.order(&auth, pair).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let order = &answer.json;
+    assert_eq!(order["sneakerId"], pair.to_string());
+    assert_eq!(order["buyerId"], buyer.to_string());
+    assert_eq!(order["sellerId"], seller.to_string());
+    assert_eq!(order["price"], 125.0);
+    assert_eq!(order["status"], "created");
+    assert_eq!(order["cancelReason"], Value::Null);
+    let expires: chrono::DateTime<Utc> = order["expiresAt"].as_str().unwrap().parse().unwrap();
+    let window = expires - before;
+    assert!(window > chrono::Duration::seconds(899) && window < chrono::Duration::seconds(901), "{window}");
+
+    let events = ctx.events().await;
+    assert_eq!(events.len(), 1);
+    let (event_type, key, payload) = &events[0];
+    assert_eq!(event_type, "order.created");
+    assert_eq!(key, &pair.to_string(), "order events are keyed by their sneaker");
+    assert_eq!(payload["orderId"], order["id"]);
+    assert_eq!(payload["priceCents"], 12_500);
+    assert_eq!(payload["buyerId"], buyer.to_string());
+
+    let (_, second_buyer) = ctx.user();
+    let taken = ctx.order(&second_buyer, pair).await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert_eq!(taken.json["type"], "https://sneakerstop.dev/problems/pair-reserved");
+    assert_eq!(ctx.events().await.len(), 1, "a refused order publishes nothing");
+}
+
+#[tokio::test]
+async fn a_hundred_buyers_racing_for_one_pair_yield_one_order() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let pair = ctx.listed(seller).await;
+    let attempts = (0..100).map(|_| {
+        let (_, auth) = ctx.user();
+        let app = ctx.app.clone();
+        async move {
+            Call::post("/api/orders", json!({"sneakerId": pair})).header("authorization", &auth).send(&app).await.status
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 99, "{statuses:?}");
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status IN ('created', 'complete')")
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+    assert_eq!(ctx.events().await.len(), 1);
+}
+
+#[tokio::test]
+async fn orders_that_cannot_be_placed_say_why() {
+    let ctx = ctx().await;
+    let (seller, seller_auth) = ctx.user();
+    let (_, auth) = ctx.user();
+    let pair = ctx.listed(seller).await;
+
+    let own = ctx.order(&seller_auth, pair).await;
+    assert_eq!(own.status, StatusCode::CONFLICT);
+    assert!(own.json["detail"].as_str().unwrap().contains("you are selling"));
+
+    let unknown = ctx.order(&auth, Uuid::now_v7()).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.json["detail"].as_str().unwrap().contains("sneaker"));
+
+    let malformed = Call::post("/api/orders", json!({"sneakerId": "not-a-uuid"}))
+        .header("authorization", &auth)
+        .send(&ctx.app)
+        .await;
+    assert!(malformed.assert_invalid_field("sneakerId").contains("UUID"));
+    let missing = Call::post("/api/orders", json!({})).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(missing.assert_invalid_field("sneakerId"), "is required");
+
+    let anonymous = Call::post("/api/orders", json!({"sneakerId": pair})).send(&ctx.app).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    let sold = Uuid::now_v7();
+    let mut conn = ctx.pool.acquire().await.unwrap();
+    store::apply_sneaker(&mut conn, &sneaker(sold, seller, SneakerStatus::Sold, 3)).await.unwrap();
+    let answer = ctx.order(&auth, sold).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(answer.json["type"], "https://sneakerstop.dev/problems/pair-sold");
+    assert!(ctx.events().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_response() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (_, auth) = ctx.user();
+    let pair = ctx.listed(seller).await;
+    let other = ctx.listed(seller).await;
+    let send = |sneaker: Uuid, key: &str| {
+        Call::post("/api/orders", json!({"sneakerId": sneaker}))
+            .header("authorization", &auth)
+            .header("idempotency-key", key)
+            .send(&ctx.app)
+    };
+
+    let first = send(pair, "key-1").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let retry = send(pair, "key-1").await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(retry.json, first.json, "the retry gets the first response");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(count, 1, "and nothing new is created");
+    assert_eq!(ctx.events().await.len(), 1);
+
+    let reused = send(other, "key-1").await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.content_type(), Some("application/problem+json"));
+
+    // The same key from another user is another key.
+    let (_, stranger) = ctx.user();
+    let theirs = Call::post("/api/orders", json!({"sneakerId": other}))
+        .header("authorization", &stranger)
+        .header("idempotency-key", "key-1")
+        .send(&ctx.app)
+        .await;
+    assert_eq!(theirs.status, StatusCode::CREATED);
+
+    let bad = send(pair, "has spaces in it").await;
+    bad.assert_invalid_field("Idempotency-Key");
+}
+
+#[tokio::test]
+async fn orders_are_private_listed_newest_first_and_cancellable() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (_, auth) = ctx.user();
+    let (_, stranger) = ctx.user();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let pair = ctx.listed(seller).await;
+        ids.push(ctx.order(&auth, pair).await.json["id"].as_str().unwrap().to_owned());
+    }
+
+    let page = Call::get("/api/orders?limit=2").header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let first: Vec<&str> = page.json["items"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(first, [ids[2].as_str(), ids[1].as_str()]);
+    let cursor = page.json["nextCursor"].as_str().unwrap();
+    let rest =
+        Call::get(&format!("/api/orders?limit=2&cursor={cursor}")).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(rest.json["items"][0]["id"], ids[0].as_str());
+    assert_eq!(rest.json["nextCursor"], Value::Null);
+    Call::get("/api/orders?limit=0").header("authorization", &auth).send(&ctx.app).await.assert_invalid_field("limit");
+    let theirs = Call::get("/api/orders").header("authorization", &stranger).send(&ctx.app).await;
+    assert_eq!(theirs.json["items"], json!([]), "a stranger sees none of them");
+
+    let uri = format!("/api/orders/{}", ids[0]);
+    for (method, expected) in [(Method::GET, StatusCode::NOT_FOUND), (Method::DELETE, StatusCode::NOT_FOUND)] {
+        let answer = Call::new(method.clone(), &uri).header("authorization", &stranger).send(&ctx.app).await;
+        assert_eq!(answer.status, expected, "{method} of another's order");
+        assert!(answer.json.get("buyerId").is_none(), "never its data");
+    }
+    assert_eq!(Call::get(&uri).send(&ctx.app).await.status, StatusCode::UNAUTHORIZED);
+    Call::get("/api/orders/nope").header("authorization", &auth).send(&ctx.app).await.assert_invalid_field("id");
+
+    let mine = Call::get(&uri).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(mine.json["status"], "created");
+    let cancelled = Call::new(Method::DELETE, &uri).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+    assert_eq!(cancelled.json["status"], "cancelled");
+    assert_eq!(cancelled.json["cancelReason"], "buyer");
+    assert_eq!(cancelled.json["version"], 2);
+    let again = Call::new(Method::DELETE, &uri).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(again.status, StatusCode::OK, "cancelling twice is harmless");
+    assert_eq!(again.json["version"], 2, "and changes nothing");
+    let cancels = ctx.events().await.into_iter().filter(|(t, _, _)| t == "order.cancelled").collect::<Vec<_>>();
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].2["reason"], "buyer");
+
+    // A paid order cannot be cancelled.
+    let paid = Uuid::parse_str(&ids[1]).unwrap();
+    let mut tx = ctx.pool.begin().await.unwrap();
+    store::complete(&mut tx, paid, Uuid::now_v7()).await.unwrap();
+    tx.commit().await.unwrap();
+    let refused =
+        Call::new(Method::DELETE, &format!("/api/orders/{paid}")).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(refused.json["detail"].as_str().unwrap().contains("complete"));
+}
+
+#[tokio::test]
+async fn the_state_machine_refuses_completing_a_cancelled_order() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (_, auth) = ctx.user();
+    let pair = ctx.listed(seller).await;
+    let id: Uuid = ctx.order(&auth, pair).await.json["id"].as_str().unwrap().parse().unwrap();
+    Call::new(Method::DELETE, &format!("/api/orders/{id}")).header("authorization", &auth).send(&ctx.app).await;
+    let mut tx = ctx.pool.begin().await.unwrap();
+    let error = store::complete(&mut tx, id, Uuid::now_v7()).await.unwrap_err();
+    assert!(error.to_string().contains("cancelled order cannot be completed"), "{error}");
+}
+
+#[tokio::test]
+async fn lapsed_reservations_expire_once_and_free_the_pair() {
+    let ctx = ctx_with_ttl(Duration::ZERO).await;
+    let (seller, _) = ctx.user();
+    let (_, auth) = ctx.user();
+    let pair = ctx.listed(seller).await;
+    let id = ctx.order(&auth, pair).await.json["id"].as_str().unwrap().to_owned();
+
+    // Two sweepers at once, as with two instances: one cancellation, one event.
+    let (a, b) = tokio::join!(expiry::sweep(&ctx.pool), expiry::sweep(&ctx.pool));
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    let order = Call::get(&format!("/api/orders/{id}")).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(order.json["status"], "cancelled");
+    assert_eq!(order.json["cancelReason"], "expired");
+    let cancels: Vec<_> = ctx.events().await.into_iter().filter(|(t, _, _)| t == "order.cancelled").collect();
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].2["reason"], "expired");
+    assert_eq!(expiry::sweep(&ctx.pool).await.unwrap(), 0, "nothing left to expire");
+
+    // The pair is free for the next buyer.
+    let (_, next) = ctx.user();
+    assert_eq!(ctx.order(&next, pair).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_replica_applies_sneaker_events_by_version() {
+    let ctx = ctx().await;
+    let id = Uuid::now_v7();
+    let seller = Uuid::now_v7();
+    let mut conn = ctx.pool.acquire().await.unwrap();
+    assert!(store::apply_sneaker(&mut conn, &sneaker(id, seller, SneakerStatus::Available, 1)).await.unwrap());
+    assert!(store::apply_sneaker(&mut conn, &sneaker(id, seller, SneakerStatus::Reserved, 3)).await.unwrap());
+    assert!(
+        !store::apply_sneaker(&mut conn, &sneaker(id, seller, SneakerStatus::Available, 2)).await.unwrap(),
+        "older"
+    );
+    assert!(
+        !store::apply_sneaker(&mut conn, &sneaker(id, seller, SneakerStatus::Available, 3)).await.unwrap(),
+        "repeated"
+    );
+    let (status, version, title): (String, i64, String) =
+        sqlx::query_as("SELECT status, version, title FROM sneakers WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), version, title.as_str()), ("reserved", 3, "pair v3"));
+}
