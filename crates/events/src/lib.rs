@@ -4,7 +4,8 @@
 //!   one sneaker (or order) lands on one partition, in order.
 //! - [`Envelope`] — CloudEvents 1.0 in Kafka *binary mode*: the attributes are `ce_*`
 //!   headers, the JSON payload is the message value, the message key is the aggregate id.
-//! - [`identity::UserEvent`], [`catalog::SneakerEvent`], [`orders::OrderEvent`] — one enum per topic, with stable type
+//! - [`identity::UserEvent`], [`catalog::SneakerEvent`], [`orders::OrderEvent`],
+//!   [`payments::PaymentEvent`] — one enum per topic, with stable type
 //!   names and a schema version per type. The payloads are pinned by snapshot tests
 //!   (`tests/contracts.rs`), so changing a contract shows up as a diff in review.
 //!
@@ -15,6 +16,7 @@ pub mod catalog;
 mod envelope;
 pub mod identity;
 pub mod orders;
+pub mod payments;
 
 pub use envelope::{Envelope, EnvelopeError, headers};
 

@@ -10,6 +10,7 @@ use chrono::{TimeZone, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::identity::{UserEvent, UserRegistered};
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
+use sneakerstop_events::payments::{PaymentEvent, PaymentRefunded, PaymentSucceeded};
 use sneakerstop_events::{Contract, DecodeError};
 use uuid::Uuid;
 
@@ -99,10 +100,34 @@ fn order_completed_v1() {
     }));
 }
 
+const PAYMENT: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0005);
+
+#[test]
+fn payment_succeeded_v1() {
+    check_snapshot(&PaymentEvent::Succeeded(PaymentSucceeded {
+        payment_id: PAYMENT,
+        order_id: ORDER,
+        amount_cents: 25_000,
+        provider_ref: "pi_3MtwBwLkdIwHu7ix28a3tqPa".into(),
+    }));
+}
+
+#[test]
+fn payment_refunded_v1() {
+    check_snapshot(&PaymentEvent::Refunded(PaymentRefunded {
+        payment_id: PAYMENT,
+        order_id: ORDER,
+        amount_cents: 25_000,
+        refund_ref: "re_1Nispe2eZvKYlo2Cd31jOCgZ".into(),
+    }));
+}
+
 #[test]
 fn every_type_of_every_topic_has_a_snapshot() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    for (event_type, version) in UserEvent::TYPES.iter().chain(SneakerEvent::TYPES).chain(OrderEvent::TYPES) {
+    for (event_type, version) in
+        UserEvent::TYPES.iter().chain(SneakerEvent::TYPES).chain(OrderEvent::TYPES).chain(PaymentEvent::TYPES)
+    {
         let path = dir.join(format!("{event_type}.v{version}.json"));
         assert!(path.exists(), "{event_type} v{version} has no pinned snapshot");
     }

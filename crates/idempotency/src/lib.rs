@@ -83,6 +83,9 @@ pub enum Claim {
     },
     /// The key was used before with a different request.
     Mismatch,
+    /// A request with this key is still being processed (its claim was committed before
+    /// slow work, such as a call to a payment provider).
+    InProgress,
 }
 
 /// Claims `key` for `user` and `request` on the caller's transaction.
@@ -111,8 +114,10 @@ pub async fn claim(tx: &mut PgConnection, user: Uuid, key: &IdempotencyKey, requ
     if &stored != request {
         return Ok(Claim::Mismatch);
     }
-    let status = status.and_then(|s| u16::try_from(s).ok()).context("idempotency key committed without a response")?;
-    Ok(Claim::Replay { status, body: body.unwrap_or(Value::Null) })
+    match status.and_then(|s| u16::try_from(s).ok()) {
+        Some(status) => Ok(Claim::Replay { status, body: body.unwrap_or(Value::Null) }),
+        None => Ok(Claim::InProgress),
+    }
 }
 
 /// Records the response for a [`Claim::Fresh`] key, on the same transaction as the work.
@@ -132,6 +137,25 @@ pub async fn store(
         .await
         .context("store idempotent response")?;
     Ok(())
+}
+
+/// Gives a claimed key up (the request failed), so a retry with it runs again.
+pub async fn release(conn: &mut PgConnection, user: Uuid, key: &IdempotencyKey) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status_code IS NULL")
+        .bind(user)
+        .bind(&key.0)
+        .execute(conn)
+        .await
+        .context("release idempotency key")?;
+    Ok(())
+}
+
+/// The 409 for a key whose first request is still running.
+pub fn in_progress() -> Problem {
+    Problem::conflict(
+        "idempotency-key-in-progress",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    )
 }
 
 /// The 422 for a key reused with a different request.

@@ -37,7 +37,7 @@ pub const SOURCE: &str = "/sneakerstop/orders";
 pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::ORDERS];
 
 /// The topics this service consumes.
-pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::SNEAKERS];
+pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::SNEAKERS, sneakerstop_events::topics::PAYMENTS];
 
 /// This service's migrations, embedded in the binary.
 pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {

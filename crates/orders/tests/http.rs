@@ -309,6 +309,52 @@ async fn lapsed_reservations_expire_once_and_free_the_pair() {
     assert_eq!(ctx.order(&next, pair).await.status, StatusCode::CREATED);
 }
 
+/// Delivers `payment.succeeded` for `order` to the orders handler.
+async fn paid(ctx: &Ctx, order: Uuid) {
+    use sneakerstop_events::payments::{PaymentEvent, PaymentSucceeded};
+    use sneakerstop_events::{Contract, Envelope};
+    use sneakerstop_messaging::{Handler, IncomingEvent};
+    let event = PaymentEvent::Succeeded(PaymentSucceeded {
+        payment_id: Uuid::now_v7(),
+        order_id: order,
+        amount_cents: 12_500,
+        provider_ref: "pi_test".into(),
+    });
+    let incoming = IncomingEvent {
+        topic: "payments.payments".into(),
+        partition: 0,
+        offset: 0,
+        key: None,
+        envelope: Envelope::new(&event, "/test", order, 1, None),
+        payload: serde_json::to_vec(&event.payload()).unwrap(),
+    };
+    let mut tx = ctx.pool.begin().await.unwrap();
+    sneakerstop_orders::events::OrdersHandler.handle(&mut tx, &incoming).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_payment_completes_a_created_order_but_never_a_cancelled_one() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (_, auth) = ctx.user();
+    let (first, second) = (ctx.listed(seller).await, ctx.listed(seller).await);
+    let open: Uuid = ctx.order(&auth, first).await.json["id"].as_str().unwrap().parse().unwrap();
+    let lapsed: Uuid = ctx.order(&auth, second).await.json["id"].as_str().unwrap().parse().unwrap();
+    Call::new(Method::DELETE, &format!("/api/orders/{lapsed}")).header("authorization", &auth).send(&ctx.app).await;
+
+    paid(&ctx, open).await;
+    paid(&ctx, lapsed).await;
+    let status = |id: Uuid| Call::get(&format!("/api/orders/{id}")).header("authorization", &auth).send(&ctx.app);
+    let completed = status(open).await;
+    assert_eq!(completed.json["status"], "complete");
+    assert!(completed.json["paymentId"].is_string());
+    assert_eq!(status(lapsed).await.json["status"], "cancelled", "a payment that lost the race never completes it");
+    let completions: Vec<_> = ctx.events().await.into_iter().filter(|(t, _, _)| t == "order.completed").collect();
+    assert_eq!(completions.len(), 1);
+    assert_eq!(completions[0].2["orderId"], open.to_string());
+}
+
 #[tokio::test]
 async fn the_replica_applies_sneaker_events_by_version() {
     let ctx = ctx().await;

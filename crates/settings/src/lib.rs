@@ -125,6 +125,36 @@ pub struct OrderSettings {
     pub sweep_interval: Duration,
 }
 
+/// Payments settings: which provider charges cards.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PaymentSettings {
+    /// `simulated` (no money moves; tok_visa succeeds, tok_chargeDeclined declines,
+    /// tok_processingError fails as a provider error) or `stripe`.
+    #[arg(long = "payment-provider", env = "PAYMENT_PROVIDER", default_value = "simulated")]
+    pub provider: PaymentProviderKind,
+    /// Stripe secret key (`sk_...`); required with `PAYMENT_PROVIDER=stripe`.
+    #[arg(long = "stripe-secret", env = "STRIPE_SECRET", hide_env_values = true)]
+    pub stripe_secret: Option<Secret>,
+    /// Stripe API base URL (change only to point at a test double).
+    #[arg(long = "stripe-api-base", env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    pub stripe_api_base: String,
+    /// ISO currency of all prices, lower-case.
+    #[arg(long = "payment-currency", env = "PAYMENT_CURRENCY", default_value = "usd")]
+    pub currency: String,
+    /// How long to wait for the provider before answering 503.
+    #[arg(long = "payment-provider-timeout", env = "PAYMENT_PROVIDER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Which payment provider to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PaymentProviderKind {
+    /// In-process, for local use and tests.
+    Simulated,
+    /// Stripe's PaymentIntents and Refunds APIs.
+    Stripe,
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogSettings {

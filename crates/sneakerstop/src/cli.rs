@@ -6,7 +6,7 @@ use sneakerstop_auth::SessionKeys;
 use sneakerstop_db::DbConfig;
 use sneakerstop_messaging::Kafka;
 use sneakerstop_settings::{
-    DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, OrderSettings, Secret, SessionSettings,
+    DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, OrderSettings, PaymentSettings, Secret, SessionSettings,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve one, several or all services behind one HTTP port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the database and schemas and apply migrations, then exit.
     Migrate(MigrateArgs),
     /// Inspect and replay dead letters (events a consumer gave up on).
@@ -54,6 +54,8 @@ pub struct ServeArgs {
     kafka: KafkaSettings,
     #[command(flatten)]
     orders: OrderSettings,
+    #[command(flatten)]
+    payments: PaymentSettings,
 }
 
 /// Arguments of `sneakerstop migrate`.
@@ -70,7 +72,7 @@ pub struct MigrateArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     sneakerstop_telemetry::init_logging(&cli.log);
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Dlq(args) => crate::dlq::run(args).await,
     }
@@ -113,6 +115,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_attempts: args.kafka.max_attempts,
         group_prefix: args.kafka.group_prefix.clone(),
         orders: args.orders.clone(),
+        payments: args.payments.clone(),
     };
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();

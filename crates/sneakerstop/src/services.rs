@@ -11,6 +11,8 @@ use sneakerstop_db::sqlx::PgPool;
 use sneakerstop_health::Check;
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use sneakerstop_messaging::{ConsumerRuntime, Handler, Kafka, Relay};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,11 +27,13 @@ pub enum Service {
     Catalog,
     /// Reservations that expire (`/api/orders`).
     Orders,
+    /// Charges and refunds (`/api/payments`).
+    Payments,
 }
 
 impl Service {
     /// Every service, in start-up order.
-    pub const ALL: &[Service] = &[Service::Identity, Service::Catalog, Service::Orders];
+    pub const ALL: &[Service] = &[Service::Identity, Service::Catalog, Service::Orders, Service::Payments];
 
     /// The given services, or all of them when none are named; without duplicates.
     pub fn selected(named: &[Service]) -> Vec<Service> {
@@ -45,6 +49,7 @@ impl Service {
             Service::Identity => sneakerstop_identity::SCHEMA,
             Service::Catalog => sneakerstop_catalog::SCHEMA,
             Service::Orders => sneakerstop_orders::SCHEMA,
+            Service::Payments => sneakerstop_payments::SCHEMA,
         }
     }
 
@@ -54,6 +59,7 @@ impl Service {
             Service::Identity => sneakerstop_identity::PUBLISHES,
             Service::Catalog => sneakerstop_catalog::PUBLISHES,
             Service::Orders => sneakerstop_orders::PUBLISHES,
+            Service::Payments => sneakerstop_payments::PUBLISHES,
         }
     }
 
@@ -66,6 +72,9 @@ impl Service {
             }
             Service::Orders => {
                 Some((sneakerstop_orders::CONSUMES, Arc::new(sneakerstop_orders::events::OrdersHandler)))
+            }
+            Service::Payments => {
+                Some((sneakerstop_payments::CONSUMES, Arc::new(sneakerstop_payments::events::PaymentsHandler)))
             }
         }
     }
@@ -101,6 +110,8 @@ pub struct Shared {
     pub group_prefix: String,
     /// Orders' reservation window and sweep interval.
     pub orders: sneakerstop_settings::OrderSettings,
+    /// Which payment provider, and its settings.
+    pub payments: sneakerstop_settings::PaymentSettings,
 }
 
 impl std::fmt::Debug for Shared {
@@ -115,6 +126,7 @@ pub async fn migrate(service: Service, db: &DbConfig) -> anyhow::Result<PgPool> 
         Service::Identity => &sneakerstop_identity::MIGRATOR,
         Service::Catalog => &sneakerstop_catalog::MIGRATOR,
         Service::Orders => &sneakerstop_orders::MIGRATOR,
+        Service::Payments => &sneakerstop_payments::MIGRATOR,
     };
     sneakerstop_db::connect_and_migrate(db, service.name(), &[own, &sneakerstop_messaging::MIGRATOR]).await
 }
@@ -175,8 +187,44 @@ pub async fn start(
             };
             (sneakerstop_orders::app(state), sneakerstop_orders::ApiDoc::openapi())
         }
+        Service::Payments => {
+            let provider = payment_provider(&shared.payments)?;
+            tasks.spawn(sneakerstop_payments::refunds::run(
+                pool.clone(),
+                provider.clone(),
+                std::time::Duration::from_secs(1),
+                cancel.clone(),
+            ));
+            let state = sneakerstop_payments::AppState {
+                pool,
+                keys: shared.keys.clone(),
+                provider,
+                currency: shared.payments.currency.clone(),
+            };
+            (sneakerstop_payments::app(state), sneakerstop_payments::ApiDoc::openapi())
+        }
     };
     Ok(Started { router, checks, openapi })
+}
+
+/// The configured payment provider.
+fn payment_provider(
+    settings: &sneakerstop_settings::PaymentSettings,
+) -> anyhow::Result<Arc<dyn sneakerstop_payments::PaymentProvider>> {
+    use sneakerstop_payments::provider::{simulated::Simulated, stripe::Stripe};
+    use sneakerstop_settings::PaymentProviderKind;
+    Ok(match settings.provider {
+        PaymentProviderKind::Simulated => {
+            tracing::warn!(
+                "PAYMENT_PROVIDER=simulated: no money moves (tok_visa succeeds, tok_chargeDeclined declines)"
+            );
+            Arc::new(Simulated::default())
+        }
+        PaymentProviderKind::Stripe => {
+            let secret = settings.stripe_secret.clone().context("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET")?;
+            Arc::new(Stripe::new(&settings.stripe_api_base, secret, settings.timeout)?)
+        }
+    })
 }
 
 fn postgres_check(service: Service, pool: PgPool) -> Check {

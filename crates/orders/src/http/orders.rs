@@ -128,6 +128,8 @@ pub(super) async fn create(
                 return Ok((status, Json(body)).into_response());
             }
             Claim::Mismatch => return Err(OrdersError::KeyReused),
+            // Orders claim and answer in one transaction, so a claim is never seen half done.
+            Claim::InProgress => return Err(anyhow::anyhow!("idempotency key claimed without a response").into()),
         }
     }
     let sneaker = store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;

@@ -1,0 +1,54 @@
+//! What payments does with `orders.orders`.
+//!
+//! - `order.created` → the order enters the replica as payable;
+//! - `order.cancelled` → the replica says cancelled (no new charge is accepted), and if a
+//!   charge already went through — a payment that raced the expiry or the buyer's cancel —
+//!   it is marked for refund; the refund task refunds it and publishes `payment.refunded`;
+//! - `order.completed` → the replica says complete.
+//!
+//! Updates apply by the order's version, so an old or repeated event changes nothing.
+
+use futures::future::BoxFuture;
+use sneakerstop_events::orders::OrderEvent;
+use sneakerstop_events::topics;
+use sneakerstop_messaging::{Handler, IncomingEvent};
+use sqlx::PgConnection;
+
+use crate::store::{self, OrderReplica};
+
+/// The payments service's event handler.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaymentsHandler;
+
+impl Handler for PaymentsHandler {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            if event.topic != topics::ORDERS {
+                anyhow::bail!("payments does not consume {}", event.topic);
+            }
+            let version = event.envelope.aggregate_version;
+            match event.decode::<OrderEvent>()? {
+                OrderEvent::Created(created) => {
+                    let order = OrderReplica {
+                        id: created.order_id,
+                        buyer_id: created.buyer_id,
+                        amount_cents: created.price_cents,
+                        status: "created".into(),
+                        version,
+                    };
+                    store::order_created(tx, &order).await?;
+                }
+                OrderEvent::Cancelled(cancelled) => {
+                    store::order_status(tx, cancelled.order_id, "cancelled", version).await?;
+                    if store::mark_for_refund(tx, cancelled.order_id).await? {
+                        tracing::warn!(order_id = %cancelled.order_id, "order cancelled after it was charged; refunding");
+                    }
+                }
+                OrderEvent::Completed(completed) => {
+                    store::order_status(tx, completed.order_id, "complete", version).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}

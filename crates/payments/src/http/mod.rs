@@ -1,0 +1,24 @@
+//! The payments HTTP API and its OpenAPI description.
+
+mod payments;
+
+use axum::Router;
+use sneakerstop_auth::SecuritySchemes;
+use utoipa::OpenApi;
+
+use crate::AppState;
+
+/// OpenAPI description of the payments endpoints.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    paths(payments::create, payments::list),
+    components(schemas(payments::NewPayment, payments::PaymentView, payments::PaymentPage)),
+    modifiers(&SecuritySchemes),
+    tags((name = "payments", description = "Charges and refunds"))
+)]
+pub struct ApiDoc;
+
+/// The payments router, ready to merge into the server.
+pub fn app(state: AppState) -> Router {
+    payments::router().with_state(state)
+}

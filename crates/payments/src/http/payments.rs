@@ -1,0 +1,256 @@
+//! `/api/payments`: pay for an order, see your payments.
+//!
+//! Paying is three steps, so that no path charges without a stored payment and no payment
+//! is stored that was not charged:
+//! 1. one transaction checks the order (replica), claims the `Idempotency-Key` and writes a
+//!    `pending` attempt — the partial unique index allows one live payment per order, so a
+//!    concurrent second request stops here;
+//! 2. the provider is called with an idempotency key derived from the order and attempt;
+//! 3. one transaction records the outcome: `succeeded` with `payment.succeeded` (or, if the
+//!    order was cancelled meanwhile, `refund_pending`), `declined`, or — when the provider
+//!    gave no outcome — the attempt is removed so a retry reuses its key.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sneakerstop_auth::CurrentUser;
+use sneakerstop_idempotency::{Claim, IdempotencyKey};
+use sneakerstop_problem::{ApiJson, FieldError, Problem};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::provider::{ChargeRequest, ProviderError};
+use crate::store::{self, PaymentRow};
+use crate::{AppState, PaymentsError};
+
+pub(super) fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/api/payments", get(list).post(create))
+}
+
+/// What to pay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewPayment {
+    /// The order to pay.
+    pub order_id: Uuid,
+    /// A card token from the provider (`tok_visa`, ...).
+    #[schema(example = "tok_visa")]
+    pub token: String,
+}
+
+/// A payment as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    id: Uuid,
+    order_id: Uuid,
+    /// Amount in currency units.
+    #[schema(example = 250.0)]
+    amount: f64,
+    /// `succeeded`, `declined`, `refund_pending` or `refunded`.
+    #[schema(example = "succeeded")]
+    status: String,
+    /// Why it was declined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<PaymentRow> for PaymentView {
+    fn from(row: PaymentRow) -> Self {
+        #[allow(clippy::cast_precision_loss, reason = "amounts are at most 10^7 cents, exact in f64")]
+        let amount = row.amount_cents as f64 / 100.0;
+        Self {
+            id: row.id,
+            order_id: row.order_id,
+            amount,
+            status: row.status,
+            failure_reason: row.failure_reason,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A page of payments.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentPage {
+    items: Vec<PaymentView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Pay for your order.
+#[utoipa::path(
+    post, path = "/api/payments", tag = "payments",
+    request_body = NewPayment,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Any unique string: a retry with the same key returns the first response and charges nothing")),
+    responses(
+        (status = 201, description = "Charged; `payment.succeeded` is published and the order completes", body = PaymentView),
+        (status = 400, description = "Malformed body, orderId or token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "The card was declined (the provider's reason); nothing is recorded as paid", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not your order", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Order cancelled, already paid, or a payment for it is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The provider is unavailable; safe to retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    key: Option<IdempotencyKey>,
+    ApiJson(body): ApiJson<NewPayment>,
+) -> Result<Response, PaymentsError> {
+    let token = body.token.trim().to_owned();
+    if token.is_empty() || token.len() > 255 {
+        return Err(FieldError::new("token", "must be a card token of 1 to 255 characters, e.g. tok_visa").into());
+    }
+
+    // 1. Check the order, claim the key, write the pending attempt.
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    if let Some(key) = &key {
+        let request = json!({"orderId": body.order_id, "token": token});
+        match sneakerstop_idempotency::claim(&mut tx, user.id, key, &request).await? {
+            Claim::Fresh => {}
+            Claim::Replay { status, body } => {
+                return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(body)).into_response());
+            }
+            Claim::Mismatch => return Err(PaymentsError::KeyReused),
+            Claim::InProgress => return Err(PaymentsError::KeyInProgress),
+        }
+    }
+    let order = store::find_order(&mut tx, body.order_id, false).await?.ok_or(PaymentsError::OrderNotFound)?;
+    if order.buyer_id != user.id {
+        return Err(PaymentsError::NotYourOrder);
+    }
+    match order.status.as_str() {
+        "cancelled" => return Err(PaymentsError::OrderCancelled { refunding: false }),
+        "complete" => return Err(PaymentsError::AlreadyPaid),
+        _ => {}
+    }
+    let payment = match store::begin_attempt(&mut tx, &order).await {
+        Ok(payment) => payment,
+        Err(PaymentsError::InProgress) => {
+            drop(tx);
+            let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+            let live = store::live_payment(&mut conn, order.id).await?;
+            return Err(match live.map(|p| p.status) {
+                Some(status) if status != "pending" => PaymentsError::AlreadyPaid,
+                _ => PaymentsError::InProgress,
+            });
+        }
+        Err(other) => return Err(other),
+    };
+    tx.commit().await.map_err(anyhow::Error::from)?;
+
+    // 2. Charge. Same order and attempt, same key: a retry never charges twice.
+    let charge = ChargeRequest {
+        amount_cents: order.amount_cents,
+        currency: state.currency.clone(),
+        token,
+        idempotency_key: format!("sneakerstop-order-{}-attempt-{}", order.id, payment.attempt),
+        order_id: order.id,
+    };
+    let outcome = state.provider.charge(&charge).await;
+
+    // 3. Record the outcome.
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let result = match outcome {
+        Ok(charged) => {
+            // Locking the replica row orders us with the consumer applying order.cancelled.
+            let cancelled = store::find_order(&mut tx, order.id, true).await?.is_some_and(|o| o.status == "cancelled");
+            let row = store::charged(&mut tx, &payment, &charged.provider_ref, cancelled).await?;
+            metrics::counter!("payments_succeeded_total").increment(1);
+            metrics::counter!("payments_charged_cents_total").increment(u64::try_from(row.amount_cents).unwrap_or(0));
+            if cancelled {
+                tracing::warn!(order_id = %order.id, payment_id = %row.id, "charged an order cancelled meanwhile; refunding");
+                Err(PaymentsError::OrderCancelled { refunding: true })
+            } else {
+                tracing::info!(order_id = %order.id, payment_id = %row.id, "payment succeeded");
+                let view = serde_json::to_value(PaymentView::from(row)).map_err(anyhow::Error::from)?;
+                if let Some(key) = &key {
+                    sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
+                }
+                Ok((StatusCode::CREATED, Json(view)).into_response())
+            }
+        }
+        Err(ProviderError::Declined(reason)) => {
+            store::declined(&mut tx, &payment, &reason).await?;
+            metrics::counter!("payments_declined_total").increment(1);
+            Err(PaymentsError::Declined(reason))
+        }
+        Err(ProviderError::Invalid(reason)) => {
+            store::abandon(&mut tx, &payment).await?;
+            Err(FieldError::new("token", reason).into())
+        }
+        Err(ProviderError::Unavailable(reason)) => {
+            store::abandon(&mut tx, &payment).await?;
+            metrics::counter!("payments_provider_errors_total").increment(1);
+            Err(PaymentsError::ProviderUnavailable(reason))
+        }
+    };
+    if result.is_err()
+        && let Some(key) = &key
+    {
+        // Only successes are remembered; a failed request may be retried with its key.
+        sneakerstop_idempotency::release(&mut tx, user.id, key).await?;
+    }
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    result
+}
+
+/// `GET /api/payments` query parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentParams {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Your payments, newest first (declined attempts included, in-flight ones not).
+#[utoipa::path(
+    get, path = "/api/payments", tag = "payments",
+    params(PaymentParams),
+    responses(
+        (status = 200, description = "A page of your payments", body = PaymentPage),
+        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(params): Query<PaymentParams>,
+) -> Result<Json<PaymentPage>, PaymentsError> {
+    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
+        None => 20,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => return Err(FieldError::new("limit", "must be a whole number from 1 to 100").into()),
+    };
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| Uuid::try_parse(c).map_err(|_| FieldError::new("cursor", "is not a cursor this endpoint returned")))
+        .transpose()?;
+    let mut rows = store::list_for_buyer(&state.pool, user.id, before, limit).await?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| r.id.simple().to_string())
+    } else {
+        None
+    };
+    Ok(Json(PaymentPage { items: rows.into_iter().map(PaymentView::from).collect(), next_cursor }))
+}

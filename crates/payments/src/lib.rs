@@ -1,0 +1,69 @@
+//! Payments service: idempotent charges, completion, and refunds when a charge races a
+//! cancellation.
+//!
+//! - `http/` — `/api/payments` endpoints and their OpenAPI description.
+//! - `provider` — who moves the money: simulated, or Stripe.
+//! - `store` — SQL for payments and the order replica; events go to the outbox in the same
+//!   transaction as the change.
+//! - `events` — applying `orders.orders`: the replica, and marking a charge of a cancelled
+//!   order for refund.
+//! - `refunds` — the task that refunds marked charges through the provider.
+//!
+//! Publishes `payment.succeeded` and `payment.refunded` on `payments.payments` (keyed by
+//! order id); consumes `orders.orders`.
+
+mod error;
+pub mod events;
+pub mod http;
+pub mod provider;
+pub mod refunds;
+pub mod store;
+
+use std::sync::{Arc, LazyLock};
+
+use axum::extract::FromRef;
+use sneakerstop_auth::SessionKeys;
+use sqlx::PgPool;
+
+pub use error::PaymentsError;
+pub use http::{ApiDoc, app};
+pub use provider::PaymentProvider;
+
+/// The PostgreSQL schema that holds this service's tables.
+pub const SCHEMA: &str = "payments";
+
+/// `ce_source` of the events this service publishes.
+pub const SOURCE: &str = "/sneakerstop/payments";
+
+/// The topics this service publishes to.
+pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::PAYMENTS];
+
+/// The topics this service consumes.
+pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::ORDERS];
+
+/// This service's migrations, embedded in the binary.
+pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations");
+    // The messaging tables' migrations share the schema's bookkeeping table.
+    migrator.set_ignore_missing(true);
+    migrator
+});
+
+/// What the payments handlers share.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// Pool on the `payments` schema.
+    pub pool: PgPool,
+    /// Verifies session tokens.
+    pub keys: SessionKeys,
+    /// Charges and refunds.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// Currency of all amounts.
+    pub currency: String,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("currency", &self.currency).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,69 @@
+//! Payment providers: who actually moves the money.
+//!
+//! Two implementations, chosen by `PAYMENT_PROVIDER`: [`simulated::Simulated`] (local use and
+//! tests; no money moves) and [`stripe::Stripe`] (Stripe's PaymentIntents and Refunds APIs).
+//! Both follow the same rule: a request repeated with the same idempotency key returns the
+//! first outcome and never charges (or refunds) twice.
+
+pub mod simulated;
+pub mod stripe;
+
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+/// A charge to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    /// Amount in minor units.
+    pub amount_cents: i64,
+    /// Lower-case ISO currency.
+    pub currency: String,
+    /// The card token the buyer's client obtained from the provider.
+    pub token: String,
+    /// Same key, same charge: derived from the order and attempt.
+    pub idempotency_key: String,
+    /// The order paid for (sent as metadata).
+    pub order_id: Uuid,
+}
+
+/// A successful charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The provider's id for it.
+    pub provider_ref: String,
+}
+
+/// A successful refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// The provider's id for it.
+    pub refund_ref: String,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The card was declined; the reason is the provider's, safe to show the buyer.
+    #[error("declined: {0}")]
+    Declined(String),
+    /// The request was refused as invalid (an unknown token, say); safe to show.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The provider could not be reached, timed out or failed; the outcome is unknown, and
+    /// the same request (same idempotency key) may be retried.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A payment provider.
+pub trait PaymentProvider: Send + Sync + 'static {
+    /// Charges a card.
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>>;
+
+    /// Refunds a charge in full.
+    fn refund<'a>(
+        &'a self,
+        provider_ref: &'a str,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Refund, ProviderError>>;
+}

@@ -1,0 +1,61 @@
+//! Refunds charges whose order was cancelled, through the provider.
+//!
+//! A payment marked `refund_pending` (by the order-cancelled handler, or by a charge that
+//! finished after its order was cancelled) is refunded here with the idempotency key
+//! `refund-<payment id>`, then recorded as `refunded` with `payment.refunded`. The work list
+//! is the database, so a refund survives restarts, and a failed refund is retried on the
+//! next round. Rows are locked `FOR UPDATE SKIP LOCKED` for the round, so several instances
+//! never refund one payment at once (and the provider's idempotency makes even that safe).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::provider::PaymentProvider;
+use crate::store;
+
+/// Payments refunded per round.
+const BATCH: i64 = 20;
+
+/// Refunds every `interval` until `cancel`.
+pub async fn run(pool: PgPool, provider: Arc<dyn PaymentProvider>, interval: Duration, cancel: CancellationToken) {
+    loop {
+        match process_due(&pool, provider.as_ref()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "refunded payments of cancelled orders"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "refund round failed; retrying"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Refunds what is due now; returns how many were refunded.
+pub async fn process_due(pool: &PgPool, provider: &dyn PaymentProvider) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await.context("begin")?;
+    let due = store::due_refunds(&mut tx, BATCH).await?;
+    let mut done = 0;
+    for payment in &due {
+        let Some(charge) = payment.provider_ref.as_deref() else {
+            tracing::error!(payment_id = %payment.id, "payment marked for refund has no charge reference");
+            continue;
+        };
+        match provider.refund(charge, &format!("refund-{}", payment.id)).await {
+            Ok(refund) => {
+                store::refunded(&mut tx, payment, &refund.refund_ref).await?;
+                metrics::counter!("payments_refunded_total").increment(1);
+                metrics::counter!("payments_refunded_cents_total")
+                    .increment(u64::try_from(payment.amount_cents).unwrap_or(0));
+                done += 1;
+            }
+            Err(error) => tracing::warn!(payment_id = %payment.id, %error, "refund failed; will retry"),
+        }
+    }
+    tx.commit().await.context("commit refunds")?;
+    Ok(done)
+}

@@ -1,0 +1,300 @@
+//! The payments API, its event handling and refunds, against a fresh PostgreSQL database per
+//! test, with the simulated provider (or a scripted one for the race).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderEvent};
+use sneakerstop_events::{Contract, Envelope};
+use sneakerstop_messaging::{Handler, IncomingEvent};
+use sneakerstop_payments::events::PaymentsHandler;
+use sneakerstop_payments::provider::simulated::Simulated;
+use sneakerstop_payments::provider::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
+use sneakerstop_payments::store::{self, OrderReplica};
+use sneakerstop_payments::{AppState, MIGRATOR, SCHEMA, refunds};
+use sneakerstop_settings::Secret;
+use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+struct Ctx {
+    app: Router,
+    pool: PgPool,
+    keys: SessionKeys,
+    _db: TestDb,
+}
+
+async fn ctx(provider: Arc<dyn PaymentProvider>) -> Ctx {
+    let db = TestDb::new().await;
+    let pool =
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
+            .await
+            .unwrap();
+    let keys = SessionKeys::new(&Secret::new("payments-http-test-secret-0123456789"), Duration::from_secs(3600), false);
+    let app = sneakerstop_payments::app(AppState {
+        pool: pool.clone(),
+        keys: keys.clone(),
+        provider,
+        currency: "usd".into(),
+    });
+    Ctx { app, pool, keys, _db: db }
+}
+
+impl Ctx {
+    fn user(&self) -> (Uuid, String) {
+        let id = Uuid::now_v7();
+        (id, format!("Bearer {}", self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com") })))
+    }
+
+    /// An order as the replica holds it after `order.created`.
+    async fn order(&self, buyer: Uuid) -> Uuid {
+        let id = Uuid::now_v7();
+        let mut conn = self.pool.acquire().await.unwrap();
+        let order = OrderReplica { id, buyer_id: buyer, amount_cents: 25_000, status: "created".into(), version: 1 };
+        store::order_created(&mut conn, &order).await.unwrap();
+        id
+    }
+
+    async fn pay(&self, auth: &str, order: Uuid, token: &str) -> Answer {
+        Call::post("/api/payments", json!({"orderId": order, "token": token}))
+            .header("authorization", auth)
+            .send(&self.app)
+            .await
+    }
+
+    async fn cancel(&self, order: Uuid) {
+        let event = OrderEvent::Cancelled(OrderCancelled {
+            order_id: order,
+            sneaker_id: Uuid::now_v7(),
+            reason: CancelReason::Expired,
+        });
+        let incoming = IncomingEvent {
+            topic: "orders.orders".into(),
+            partition: 0,
+            offset: 0,
+            key: None,
+            envelope: Envelope::new(&event, "/test", order, 2, None),
+            payload: serde_json::to_vec(&event.payload()).unwrap(),
+        };
+        let mut tx = self.pool.begin().await.unwrap();
+        PaymentsHandler.handle(&mut tx, &incoming).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn events(&self) -> Vec<(String, Value)> {
+        sqlx::query_as("SELECT event_type, payload::jsonb FROM outbox ORDER BY id").fetch_all(&self.pool).await.unwrap()
+    }
+
+    async fn statuses(&self, order: Uuid) -> Vec<String> {
+        sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1 ORDER BY attempt")
+            .bind(order)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn paying_charges_once_and_publishes_payment_succeeded() {
+    let provider = Arc::new(Simulated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+
+    let paid = ctx.pay(&auth, order, "tok_visa").await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.text);
+    assert_eq!(paid.json["orderId"], order.to_string());
+    assert_eq!(paid.json["amount"], 250.0);
+    assert_eq!(paid.json["status"], "succeeded");
+    assert!(paid.json["id"].is_string() && paid.json["createdAt"].is_string());
+
+    let events = ctx.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "payment.succeeded");
+    assert_eq!(events[0].1["orderId"], order.to_string());
+    assert_eq!(events[0].1["amountCents"], 25_000);
+    assert!(events[0].1["providerRef"].as_str().unwrap().starts_with("pi_sim_"));
+
+    let again = ctx.pay(&auth, order, "tok_visa").await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.json["type"], "https://sneakerstop.dev/problems/order-paid");
+    assert_eq!(provider.charges_attempted(), 1, "the second request charged nothing");
+
+    let list = Call::get("/api/payments").header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(list.json["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.json["items"][0]["id"], paid.json["id"]);
+}
+
+#[tokio::test]
+async fn two_payments_at_once_charge_once() {
+    let provider = Arc::new(Simulated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+    let (a, b) = tokio::join!(ctx.pay(&auth, order, "tok_visa"), ctx.pay(&auth, order, "tok_visa"));
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT], "{} / {}", a.text, b.text);
+    assert_eq!(provider.charges_attempted(), 1);
+    assert_eq!(ctx.statuses(order).await, ["succeeded"]);
+}
+
+#[tokio::test]
+async fn a_retry_with_the_idempotency_key_gets_the_first_answer() {
+    let provider = Arc::new(Simulated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+    let pay = |token: &str| {
+        Call::post("/api/payments", json!({"orderId": order, "token": token}))
+            .header("authorization", &auth)
+            .header("idempotency-key", "pay-1")
+            .send(&ctx.app)
+    };
+    let first = pay("tok_visa").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let retry = pay("tok_visa").await;
+    assert_eq!((retry.status, &retry.json), (StatusCode::CREATED, &first.json));
+    assert_eq!(pay("tok_mastercard").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(provider.charges_attempted(), 1);
+    assert_eq!(ctx.events().await.len(), 1);
+}
+
+#[tokio::test]
+async fn declines_and_provider_errors_record_nothing_as_paid() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+
+    let declined = ctx.pay(&auth, order, "tok_chargeDeclined").await;
+    assert_eq!(declined.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(declined.json["detail"], "Your card was declined.");
+    assert_eq!(ctx.statuses(order).await, ["declined"]);
+
+    let failing = ctx.pay(&auth, order, "tok_processingError").await;
+    assert_eq!(failing.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ctx.statuses(order).await, ["declined"], "no half-written attempt is left behind");
+
+    let bogus = ctx.pay(&auth, order, "tok_bogus").await;
+    assert!(bogus.assert_invalid_field("token").contains("unknown test token"));
+    assert!(ctx.events().await.is_empty(), "nothing was paid, so nothing was published");
+
+    let paid = ctx.pay(&auth, order, "tok_visa").await;
+    assert_eq!(paid.status, StatusCode::CREATED, "another card works after a decline: {}", paid.text);
+    assert_eq!(ctx.statuses(order).await, ["declined", "succeeded"]);
+}
+
+#[tokio::test]
+async fn payments_for_the_wrong_order_say_why() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, auth) = ctx.user();
+    let (_, stranger) = ctx.user();
+    let order = ctx.order(buyer).await;
+
+    assert_eq!(ctx.pay(&auth, Uuid::now_v7(), "tok_visa").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(ctx.pay(&stranger, order, "tok_visa").await.status, StatusCode::FORBIDDEN);
+    let anonymous = Call::post("/api/payments", json!({"orderId": order, "token": "tok_visa"})).send(&ctx.app).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let missing =
+        Call::post("/api/payments", json!({"orderId": order})).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(missing.assert_invalid_field("token"), "is required");
+    let malformed = Call::post("/api/payments", json!({"orderId": "x", "token": "tok_visa"}))
+        .header("authorization", &auth)
+        .send(&ctx.app)
+        .await;
+    malformed.assert_invalid_field("orderId");
+    ctx.pay(&auth, order, "  ").await.assert_invalid_field("token");
+
+    ctx.cancel(order).await;
+    let cancelled = ctx.pay(&auth, order, "tok_visa").await;
+    assert_eq!(cancelled.status, StatusCode::CONFLICT);
+    assert_eq!(cancelled.json["type"], "https://sneakerstop.dev/problems/order-cancelled");
+    assert!(ctx.statuses(order).await.is_empty());
+}
+
+/// A provider whose charges wait until the test lets them finish, and which counts refunds.
+#[derive(Default)]
+struct Gated {
+    charging: Notify,
+    release: Notify,
+    refunds: AtomicUsize,
+}
+
+impl PaymentProvider for Gated {
+    fn charge<'a>(&'a self, _: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        Box::pin(async move {
+            self.charging.notify_one();
+            self.release.notified().await;
+            Ok(Charge { provider_ref: "pi_gated".into() })
+        })
+    }
+
+    fn refund<'a>(&'a self, provider_ref: &'a str, key: &'a str) -> BoxFuture<'a, Result<Refund, ProviderError>> {
+        Box::pin(async move {
+            self.refunds.fetch_add(1, Ordering::SeqCst);
+            Ok(Refund { refund_ref: format!("re_for_{provider_ref}_{key}") })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_charge_that_loses_the_race_with_cancellation_is_refunded() {
+    let provider = Arc::new(Gated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+
+    // The buyer pays; the provider is mid-charge when the order's cancellation arrives.
+    let paying = {
+        let (app, auth) = (ctx.app.clone(), auth.clone());
+        tokio::spawn(async move {
+            Call::post("/api/payments", json!({"orderId": order, "token": "tok_visa"}))
+                .header("authorization", &auth)
+                .send(&app)
+                .await
+        })
+    };
+    provider.charging.notified().await;
+    ctx.cancel(order).await;
+    provider.release.notify_one();
+    let answer = paying.await.unwrap();
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.text);
+    assert!(answer.json["detail"].as_str().unwrap().contains("refunded"));
+    assert_eq!(ctx.statuses(order).await, ["refund_pending"]);
+
+    assert_eq!(refunds::process_due(&ctx.pool, provider.as_ref()).await.unwrap(), 1);
+    assert_eq!(ctx.statuses(order).await, ["refunded"]);
+    assert_eq!(refunds::process_due(&ctx.pool, provider.as_ref()).await.unwrap(), 0, "refunded once");
+    assert_eq!(provider.refunds.load(Ordering::SeqCst), 1);
+    let kinds: Vec<String> = ctx.events().await.into_iter().map(|(t, _)| t).collect();
+    assert_eq!(kinds, ["payment.succeeded", "payment.refunded"]);
+}
+
+#[tokio::test]
+async fn a_cancellation_that_arrives_after_the_charge_refunds_it() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+    assert_eq!(ctx.pay(&auth, order, "tok_visa").await.status, StatusCode::CREATED);
+
+    ctx.cancel(order).await;
+    ctx.cancel(order).await; // redelivered: still one refund
+    assert_eq!(ctx.statuses(order).await, ["refund_pending"]);
+    let provider = Simulated::default();
+    wait_until("the refund", Duration::from_secs(10), || async {
+        (refunds::process_due(&ctx.pool, &provider).await.unwrap() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(ctx.statuses(order).await, ["refunded"]);
+    let refunded: Vec<Value> =
+        ctx.events().await.into_iter().filter(|(t, _)| t == "payment.refunded").map(|(_, p)| p).collect();
+    assert_eq!(refunded.len(), 1);
+    assert_eq!(refunded[0]["amountCents"], 25_000);
+}
