@@ -1,7 +1,7 @@
 # SneakerStop — the two commands you need are `make run` and `make test`.
 SHELL := /usr/bin/env bash
 
-.PHONY: run test lint fmt build help
+.PHONY: run test lint fmt build check-deploy deploy destroy help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -21,3 +21,17 @@ fmt: ## Format the code
 
 build: ## Build everything (debug)
 	cargo build --workspace --all-targets
+
+check-deploy: ## Render, validate and lint the Kubernetes, Terraform and Docker files (offline)
+	@scripts/check-deploy.sh
+
+ENV ?= dev
+TF := terraform -chdir=deploy/terraform
+
+deploy: ## Apply SneakerStop to a cluster: make deploy ENV=dev|prod (reads deploy/terraform/$(ENV).tfvars)
+	@test -f deploy/terraform/$(ENV).tfvars || { echo "create deploy/terraform/$(ENV).tfvars from $(ENV).tfvars.example"; exit 1; }
+	$(TF) init -input=false
+	$(TF) apply -var-file=$(ENV).tfvars
+
+destroy: ## Remove SneakerStop from the cluster: make destroy ENV=dev|prod
+	$(TF) destroy -var-file=$(ENV).tfvars

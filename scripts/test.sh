@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make test`: formatting, clippy with -D warnings, then every test against real services:
-# the machine's PostgreSQL and a Tansu broker this script starts (in memory) and stops.
+# `make test`: formatting, clippy with -D warnings, then every test against real services
+# (the machine's PostgreSQL and a Tansu broker this script starts in memory and stops), then
+# the offline checks of the deployment files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -37,3 +38,6 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+log "deployment files"
+scripts/check-deploy.sh

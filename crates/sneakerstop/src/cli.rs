@@ -122,15 +122,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let selected = Service::selected(&args.services);
     let mut router = axum::Router::new();
     let mut checks = vec![services::kafka_check(producer.clone())];
-    let mut docs = Vec::new();
     for service in &selected {
         let started = services::start(*service, &shared, &mut tasks, &cancel)
             .await
             .with_context(|| format!("start the {} service", service.name()))?;
         router = router.merge(started.router);
         checks.extend(started.checks);
-        docs.push(started.openapi);
     }
+    // Every process documents the whole API, whichever services it runs: behind the
+    // ingress, /docs reaches one of them and should show everything.
+    let docs = Service::ALL.iter().map(|s| s.openapi());
     let app = crate::server::app(router, checks, crate::server::openapi(docs));
 
     let listener = TcpListener::bind((args.http.host, args.http.port))

@@ -2,8 +2,8 @@
 //!
 //! Starting a service: migrate its schema (its tables plus the outbox/inbox), create its
 //! topics if missing, start its outbox relay, its consumer (one group per service) and any
-//! timers (orders' expiry sweeper) as background tasks, and hand back its router,
-//! readiness checks and OpenAPI.
+//! timers (orders' expiry sweeper) as background tasks, and hand back its router and
+//! readiness checks.
 
 use sneakerstop_auth::SessionKeys;
 use sneakerstop_db::DbConfig;
@@ -63,6 +63,16 @@ impl Service {
         }
     }
 
+    /// The service's OpenAPI description.
+    pub fn openapi(self) -> utoipa::openapi::OpenApi {
+        match self {
+            Service::Identity => sneakerstop_identity::ApiDoc::openapi(),
+            Service::Catalog => sneakerstop_catalog::ApiDoc::openapi(),
+            Service::Orders => sneakerstop_orders::ApiDoc::openapi(),
+            Service::Payments => sneakerstop_payments::ApiDoc::openapi(),
+        }
+    }
+
     /// The topics the service consumes and its handler.
     fn consumer(self) -> Option<(&'static [&'static str], Arc<dyn Handler>)> {
         match self {
@@ -81,14 +91,12 @@ impl Service {
 }
 
 /// What a started service contributes to the server.
-#[allow(missing_debug_implementations, reason = "utoipa's OpenApi implements Debug only with its debug feature")]
+#[derive(Debug)]
 pub struct Started {
     /// Its routes, with state applied.
     pub router: axum::Router,
     /// Its readiness checks.
     pub checks: Vec<Check>,
-    /// Its OpenAPI description.
-    pub openapi: utoipa::openapi::OpenApi,
 }
 
 /// Everything services share.
@@ -165,18 +173,18 @@ pub async fn start(
     }
 
     let checks = vec![postgres_check(service, pool.clone())];
-    let (router, openapi) = match service {
+    let router = match service {
         Service::Identity => {
             let state = sneakerstop_identity::AppState {
                 pool,
                 keys: shared.keys.clone(),
                 passwords: sneakerstop_identity::password::Passwords::new()?,
             };
-            (sneakerstop_identity::app(state), sneakerstop_identity::ApiDoc::openapi())
+            sneakerstop_identity::app(state)
         }
         Service::Catalog => {
             let state = sneakerstop_catalog::AppState { pool, keys: shared.keys.clone() };
-            (sneakerstop_catalog::app(state), sneakerstop_catalog::ApiDoc::openapi())
+            sneakerstop_catalog::app(state)
         }
         Service::Orders => {
             tasks.spawn(sneakerstop_orders::expiry::run(pool.clone(), shared.orders.sweep_interval, cancel.clone()));
@@ -185,7 +193,7 @@ pub async fn start(
                 keys: shared.keys.clone(),
                 reservation_ttl: shared.orders.reservation_ttl,
             };
-            (sneakerstop_orders::app(state), sneakerstop_orders::ApiDoc::openapi())
+            sneakerstop_orders::app(state)
         }
         Service::Payments => {
             let provider = payment_provider(&shared.payments)?;
@@ -201,10 +209,10 @@ pub async fn start(
                 provider,
                 currency: shared.payments.currency.clone(),
             };
-            (sneakerstop_payments::app(state), sneakerstop_payments::ApiDoc::openapi())
+            sneakerstop_payments::app(state)
         }
     };
-    Ok(Started { router, checks, openapi })
+    Ok(Started { router, checks })
 }
 
 /// The configured payment provider.

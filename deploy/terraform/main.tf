@@ -1,0 +1,108 @@
+# Applies SneakerStop's Kustomize overlay to a cluster: the namespace, the Secret holding
+# what must not be in the repo, then every manifest of the overlay in dependency order.
+
+provider "kubernetes" {
+  config_path    = pathexpand(var.kubeconfig_path)
+  config_context = var.kube_context == "" ? null : var.kube_context
+}
+
+provider "kustomization" {
+  kubeconfig_path = pathexpand(var.kubeconfig_path)
+  context         = var.kube_context == "" ? null : var.kube_context
+}
+
+locals {
+  # Must match `namespace:` in deploy/k8s/overlays/<environment>/kustomization.yaml.
+  namespace = var.environment == "prod" ? "sneakerstop" : "sneakerstop-dev"
+  services  = ["identity", "catalog", "orders", "payments"]
+
+  # dev: one database per service on the in-cluster PostgreSQL (the service creates it).
+  dev_database_urls = {
+    for service in local.services :
+    service => "postgres://sneakerstop:${urlencode(var.postgres_password)}@postgres:5432/sneakerstop_${service}"
+  }
+  database_urls = var.environment == "dev" ? local.dev_database_urls : var.database_urls
+}
+
+resource "kubernetes_namespace" "sneakerstop" {
+  metadata {
+    name = local.namespace
+    labels = {
+      "app.kubernetes.io/part-of" = "sneakerstop"
+    }
+  }
+}
+
+resource "kubernetes_secret" "sneakerstop" {
+  metadata {
+    name      = "sneakerstop-secrets"
+    namespace = kubernetes_namespace.sneakerstop.metadata[0].name
+  }
+
+  data = merge(
+    {
+      "jwt-secret"        = var.jwt_secret
+      "stripe-secret"     = var.stripe_secret
+      "postgres-password" = var.postgres_password
+    },
+    { for service, url in local.database_urls : "${service}-database-url" => url },
+  )
+
+  lifecycle {
+    precondition {
+      condition     = alltrue([for service in local.services : contains(keys(local.database_urls), service)])
+      error_message = "Every service needs a database URL: set database_urls for identity, catalog, orders and payments."
+    }
+    precondition {
+      condition     = var.environment != "dev" || length(var.postgres_password) >= 12
+      error_message = "dev runs PostgreSQL in the cluster: set postgres_password (at least 12 characters)."
+    }
+  }
+}
+
+data "kustomization_overlay" "sneakerstop" {
+  resources = ["${path.module}/../k8s/overlays/${var.environment}"]
+
+  images {
+    name     = "sneakerstop"
+    new_name = var.image_repository
+    new_tag  = var.image_tag
+  }
+
+  dynamic "replicas" {
+    for_each = var.replicas
+    content {
+      name  = "sneakerstop-${replicas.key}"
+      count = replicas.value
+    }
+  }
+}
+
+# Namespaced and cluster-scoped basics first (priority 0), then everything else (1), then
+# what depends on the rest, such as webhooks (2): kbst/kustomization's documented pattern.
+resource "kustomization_resource" "p0" {
+  for_each = data.kustomization_overlay.sneakerstop.ids_prio[0]
+  manifest = data.kustomization_overlay.sneakerstop.manifests[each.value]
+
+  depends_on = [kubernetes_secret.sneakerstop]
+}
+
+resource "kustomization_resource" "p1" {
+  for_each = data.kustomization_overlay.sneakerstop.ids_prio[1]
+  manifest = data.kustomization_overlay.sneakerstop.manifests[each.value]
+
+  wait = true
+  timeouts {
+    create = "10m"
+    update = "10m"
+  }
+
+  depends_on = [kustomization_resource.p0]
+}
+
+resource "kustomization_resource" "p2" {
+  for_each = data.kustomization_overlay.sneakerstop.ids_prio[2]
+  manifest = data.kustomization_overlay.sneakerstop.manifests[each.value]
+
+  depends_on = [kustomization_resource.p1]
+}

@@ -1,0 +1,75 @@
+variable "kubeconfig_path" {
+  description = "Path of the kubeconfig that reaches the cluster."
+  type        = string
+  default     = "~/.kube/config"
+}
+
+variable "kube_context" {
+  description = "Context in the kubeconfig to use; empty for its current context."
+  type        = string
+  default     = ""
+}
+
+variable "environment" {
+  description = "Which overlay to apply: dev or prod."
+  type        = string
+
+  validation {
+    condition     = contains(["dev", "prod"], var.environment)
+    error_message = "The environment must be dev or prod."
+  }
+}
+
+variable "image_repository" {
+  description = "Repository of the sneakerstop image you pushed."
+  type        = string
+  default     = "ghcr.io/sneakerstop/sneakerstop"
+}
+
+variable "image_tag" {
+  description = "Tag (or @sha256:digest) of the sneakerstop image to run."
+  type        = string
+}
+
+variable "replicas" {
+  description = "Replicas per service, e.g. { orders = 3 }; services not named keep the overlay's count."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.replicas) : contains(["identity", "catalog", "orders", "payments"], name)])
+    error_message = "Replica counts are for identity, catalog, orders or payments."
+  }
+}
+
+variable "jwt_secret" {
+  description = "HS256 key for session tokens (at least 32 characters), shared by every service."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.jwt_secret) >= 32
+    error_message = "The JWT secret must be at least 32 characters."
+  }
+}
+
+variable "stripe_secret" {
+  description = "Stripe secret key (sk_live_... or sk_test_...); empty with the simulated provider."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "postgres_password" {
+  description = "dev only: password of the in-cluster PostgreSQL."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "database_urls" {
+  description = "prod: a postgres:// URL per service (identity, catalog, orders, payments), e.g. of a managed PostgreSQL. In dev they are built for the in-cluster PostgreSQL."
+  type        = map(string)
+  sensitive   = true
+  default     = {}
+}
