@@ -32,6 +32,8 @@ enum Command {
     Migrate(MigrateArgs),
     /// Inspect and replay dead letters (events a consumer gave up on).
     Dlq(crate::dlq::DlqArgs),
+    /// Drive a running marketplace over HTTP and report throughput and latency.
+    Load(crate::load::LoadArgs),
 }
 
 /// Arguments of `sneakerstop serve`.
@@ -75,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Dlq(args) => crate::dlq::run(args).await,
+        Command::Load(args) => crate::load::run(args).await,
     }
 }
 

@@ -1,0 +1,103 @@
+//! The marketplace's HTTP API as the load driver uses it, every call measured.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::stats::Recorder;
+
+/// An HTTP client for one base URL.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// `Bearer <jwt>`.
+    pub auth: String,
+}
+
+/// What one call returned.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Api {
+    /// A client for `base` (`http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(1024).build()?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned() })
+    }
+
+    /// Sends one request and records it under `endpoint`. A status in `expected` is not an
+    /// error; anything else (and no answer at all) is.
+    #[allow(clippy::too_many_arguments, reason = "one call site per endpoint reads best with every part spelled out")]
+    pub async fn call(
+        &self,
+        rec: &mut Recorder,
+        endpoint: &'static str,
+        method: Method,
+        path: &str,
+        user: Option<&User>,
+        body: Option<Value>,
+        expected: &[StatusCode],
+    ) -> Option<Reply> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(user) = user {
+            request = request.header("authorization", &user.auth);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let started = Instant::now();
+        let outcome = async {
+            let response = request.send().await?;
+            let status = response.status();
+            let bytes = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, bytes))
+        }
+        .await;
+        match outcome {
+            Ok((status, bytes)) => {
+                let error = !expected.contains(&status);
+                rec.record(endpoint, started.elapsed(), Some(status.as_u16()), error);
+                Some(Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+            }
+            Err(_) => {
+                rec.record(endpoint, started.elapsed(), None, true);
+                None
+            }
+        }
+    }
+
+    /// Signs up a fresh user (not measured: set-up).
+    pub async fn signup(&self, label: &str) -> anyhow::Result<User> {
+        let email = format!("load-{label}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self
+            .http
+            .post(format!("{}/api/users/signup", self.base))
+            .json(&json!({"email": email, "password": "load-test-password"}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == StatusCode::CREATED, "signup answered {}", response.status());
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|c| c.split(';').next())
+            .and_then(|c| c.strip_prefix("session="))
+            .ok_or_else(|| anyhow::anyhow!("signup set no session cookie"))?;
+        Ok(User { auth: format!("Bearer {cookie}") })
+    }
+
+    /// The server's Prometheus metrics text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.http.get(format!("{}/metrics", self.base)).send().await?.text().await?)
+    }
+}

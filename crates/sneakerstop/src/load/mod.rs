@@ -1,0 +1,210 @@
+//! `sneakerstop load`: drives a running marketplace over HTTP and reports what it took.
+//!
+//! Users are created up front (not timed). Workers then run a scenario in a closed loop
+//! (`--concurrency` workers, each starting its next iteration when the last ends) or, with
+//! `--rate`, start iterations at a fixed rate whatever the latency (open loop, so a slow
+//! server shows up as latency rather than as fewer requests). A progress line is printed
+//! every second; at the end a table (or `--json`) gives, per endpoint, requests/s,
+//! p50/p95/p99/max latency and statuses; completed purchases/s and the end-to-end purchase
+//! latency (pay → order complete and pair sold, as seen over HTTP); and the event hop
+//! latency per consumer group, from the server's `event_hop_seconds` histogram.
+
+mod client;
+mod report;
+mod scenarios;
+pub mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use client::Api;
+use stats::Recorder;
+
+pub use report::Report;
+
+/// What the simulated users do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Anonymous browsing: list pages with filters and sorts, view a listing.
+    Browse,
+    /// Signed-in sellers create listings.
+    List,
+    /// List → order → pay, then wait until the order is complete and the pair sold.
+    Purchase,
+    /// Release day: many buyers race to order and pay for a few pairs.
+    Drop,
+    /// 70% browse, 10% list, 20% purchase.
+    Mixed,
+}
+
+/// Arguments of `sneakerstop load`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// The marketplace to drive.
+    #[arg(long, env = "LOAD_BASE_URL", default_value = "http://127.0.0.1:8080")]
+    pub base_url: String,
+    /// What the users do.
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub scenario: Scenario,
+    /// How long to drive load.
+    #[arg(long, default_value = "30s", value_parser = sneakerstop_settings::parse_duration)]
+    pub duration: Duration,
+    /// Workers in the closed loop (ignored with --rate).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Start this many scenario iterations per second instead (open loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Users created before the run (buyers and sellers).
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    /// Listings created before the run (not timed), for browsing.
+    #[arg(long, default_value_t = 200)]
+    pub seed_listings: usize,
+    /// Pairs on sale in the drop scenario.
+    #[arg(long, default_value_t = 10)]
+    pub drop_pairs: usize,
+    /// Pid of the server, to report its peak resident memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Shared by every worker.
+#[derive(Debug)]
+struct Run {
+    api: Api,
+    scenario: Scenario,
+    users: Vec<client::User>,
+    listings: Vec<String>,
+    drop_pairs: Vec<String>,
+    deadline: Instant,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    purchases: AtomicU64,
+}
+
+/// Runs the load and prints the report.
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let report = drive(&args).await?;
+    let text = if args.json { serde_json::to_string_pretty(&report)? + "\n" } else { report.table() };
+    use std::io::Write;
+    std::io::stdout().lock().write_all(text.as_bytes()).context("write the report")?;
+    Ok(())
+}
+
+/// Sets up, drives the scenario and measures; returns the report.
+pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
+    let api = Api::new(&args.base_url)?;
+    let before = api.metrics().await.context("read the server's /metrics (is it running?)")?;
+
+    eprintln!("setting up: {} users, {} listings", args.users, args.seed_listings);
+    let users = scenarios::users(&api, args.users.max(2)).await?;
+    let listings = scenarios::seed_listings(&api, &users, args.seed_listings).await?;
+    let drop_pairs = if args.scenario == Scenario::Drop {
+        scenarios::seed_listings(&api, &users[..1], args.drop_pairs).await?
+    } else {
+        Vec::new()
+    };
+
+    let started = Instant::now();
+    let run = Arc::new(Run {
+        api,
+        scenario: args.scenario,
+        users,
+        listings,
+        drop_pairs,
+        deadline: started + args.duration,
+        requests: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        purchases: AtomicU64::new(0),
+    });
+    let progress = tokio::spawn(progress(run.clone(), args.server_pid));
+    let recorder = match args.rate {
+        Some(rate) => open_loop(run.clone(), rate).await,
+        None => closed_loop(run.clone(), args.concurrency.max(1)).await,
+    };
+    let elapsed = started.elapsed();
+    let peak_rss = progress.await.unwrap_or(None);
+    eprintln!();
+
+    let after = run.api.metrics().await.context("read the server's /metrics after the run")?;
+    Ok(Report::new(args, &recorder, elapsed, &before, &after, peak_rss))
+}
+
+async fn closed_loop(run: Arc<Run>, workers: usize) -> Recorder {
+    let tasks: Vec<_> = (0..workers)
+        .map(|worker| {
+            let run = run.clone();
+            tokio::spawn(async move {
+                let mut rec = Recorder::default();
+                let mut iteration = worker;
+                while Instant::now() < run.deadline {
+                    scenarios::iteration(&run, &mut rec, worker, iteration).await;
+                    iteration += workers;
+                }
+                rec
+            })
+        })
+        .collect();
+    merge(futures::future::join_all(tasks).await)
+}
+
+async fn open_loop(run: Arc<Run>, rate: f64) -> Recorder {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    let mut iteration = 0;
+    while Instant::now() < run.deadline {
+        ticker.tick().await;
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rec = Recorder::default();
+            scenarios::iteration(&run, &mut rec, iteration, iteration).await;
+            rec
+        }));
+        iteration += 1;
+    }
+    merge(futures::future::join_all(tasks).await)
+}
+
+fn merge(results: Vec<Result<Recorder, tokio::task::JoinError>>) -> Recorder {
+    let mut total = Recorder::default();
+    for rec in results.into_iter().flatten() {
+        total.merge(rec);
+    }
+    total
+}
+
+/// Prints a progress line every second until the deadline; returns the server's peak RSS.
+async fn progress(run: Arc<Run>, pid: Option<u32>) -> Option<u64> {
+    let started = Instant::now();
+    let mut peak = None;
+    let mut last = 0;
+    while Instant::now() < run.deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let requests = run.requests.load(Ordering::Relaxed);
+        if let Some(rss) = pid.and_then(report::rss_kib) {
+            peak = Some(peak.unwrap_or(0).max(rss));
+        }
+        eprint!(
+            "\r{:>4.0}s  {:>8} requests  {:>7} req/s  {:>5} errors  {:>6} purchases{}   ",
+            started.elapsed().as_secs_f64(),
+            requests,
+            requests - last,
+            run.errors.load(Ordering::Relaxed),
+            run.purchases.load(Ordering::Relaxed),
+            peak.map(|kib| format!("  rss {} MiB", kib / 1024)).unwrap_or_default(),
+        );
+        last = requests;
+    }
+    peak
+}
