@@ -1,7 +1,7 @@
 # SneakerStop — the two commands you need are `make run` and `make test`.
 SHELL := /usr/bin/env bash
 
-.PHONY: run test lint fmt build check-deploy deploy destroy help
+.PHONY: run test bench lint fmt build check-deploy deploy destroy help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -11,6 +11,9 @@ run: ## Build and run the whole marketplace at http://127.0.0.1:8080 (ctrl-c sto
 
 test: ## Formatting, clippy -D warnings, and every test against real PostgreSQL
 	@scripts/test.sh
+
+bench: ## Release build under the standard load scenarios; results in bench/results/
+	@scripts/bench.sh
 
 lint: ## Formatting check and clippy only
 	cargo fmt --all -- --check

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -126,12 +127,12 @@ impl ConsumerRuntime {
         consumer.subscribe(&topics).context("subscribe")?;
         tracing::info!(group = %self.group, topics = ?self.topics, "consumer started");
         let mut backoff = Backoff::new();
-        loop {
-            let message = tokio::select! {
+        'consume: loop {
+            let first = tokio::select! {
                 () = cancel.cancelled() => break,
                 message = consumer.recv() => message,
             };
-            let message = match message {
+            let first = match first {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::warn!(group = %self.group, %error, "Kafka consumer error");
@@ -140,9 +141,37 @@ impl ConsumerRuntime {
                 }
             };
             backoff.reset();
-            match self.process(&message, &cancel).await {
-                Outcome::Cancelled => break,
-                _ => consumer.store_offset_from_message(&message).context("store offset")?,
+            // Whatever else is already fetched joins the batch (never waiting for more).
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(message),
+                    _ => break,
+                }
+            }
+            let events: Option<Vec<IncomingEvent>> = batch.iter().map(|m| incoming(m).ok()).collect();
+            let applied = match &events {
+                Some(events) if events.len() > 1 => match self.apply_batch(events).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::debug!(group = %self.group, error = format!("{error:#}"), "batch failed; applying one by one");
+                        false
+                    }
+                },
+                _ => false,
+            };
+            if applied {
+                for message in &batch {
+                    consumer.store_offset_from_message(message).context("store offset")?;
+                }
+                continue;
+            }
+            // One at a time, each with its retries and, finally, the dead-letter queue.
+            for message in &batch {
+                match self.process(message, &cancel).await {
+                    Outcome::Cancelled => break 'consume,
+                    _ => consumer.store_offset_from_message(message).context("store offset")?,
+                }
             }
         }
         // Commit what was stored; "no offset" just means nothing was consumed.
@@ -154,33 +183,14 @@ impl ConsumerRuntime {
     }
 
     async fn process(&self, message: &BorrowedMessage<'_>, cancel: &CancellationToken) -> Outcome {
-        let topic = message.topic().to_owned();
-        let headers: Vec<(&str, &[u8])> = message
-            .headers()
-            .map(|h| h.iter().filter_map(|h| h.value.map(|v| (h.key, v))).collect())
-            .unwrap_or_default();
-        let envelope = match Envelope::from_headers(headers) {
-            Ok(envelope) => envelope,
+        let event = match incoming(message) {
+            Ok(event) => event,
             Err(error) => {
-                tracing::error!(%topic, offset = message.offset(), %error, "not a valid event envelope");
+                tracing::error!(topic = message.topic(), offset = message.offset(), %error, "not a valid event envelope");
                 return self.dead_letter(message, &format!("invalid envelope: {error}"), 1, cancel).await;
             }
         };
-        let event = IncomingEvent {
-            topic: topic.clone(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            envelope,
-            payload: message.payload().unwrap_or_default().to_vec(),
-        };
-        // Continue the producer's trace, as a child span.
-        let trace = event
-            .envelope
-            .traceparent
-            .as_deref()
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let trace = trace_of(&event);
         let span = tracing::info_span!(
             "consume",
             group = %self.group,
@@ -191,7 +201,8 @@ impl ConsumerRuntime {
             event_id = %event.envelope.id,
             trace_id = %trace.trace_id_hex(),
         );
-        trace.scope(self.apply_with_retries(message, &event, cancel)).instrument(span).await
+        // apply_in runs the handler inside the event's trace; the span carries its id for logs.
+        self.apply_with_retries(message, &event, cancel).instrument(span).await
     }
 
     async fn apply_with_retries(
@@ -210,14 +221,8 @@ impl ConsumerRuntime {
         for attempt in 1..=self.max_attempts {
             match self.apply_once(event).await {
                 Ok(applied) => {
-                    let outcome = if applied { Outcome::Applied } else { Outcome::Duplicate };
-                    let hop = (chrono::Utc::now() - event.envelope.time).to_std().unwrap_or_default();
-                    metrics::histogram!("event_hop_seconds", &labels).record(hop.as_secs_f64());
-                    metrics::histogram!("event_handle_seconds", &labels).record(started.elapsed().as_secs_f64());
-                    let name = if applied { "events_consumed_total" } else { "events_duplicate_total" };
-                    metrics::counter!(name, &labels).increment(1);
-                    tracing::debug!(?outcome, "event handled");
-                    return outcome;
+                    self.record(event, applied, started.elapsed());
+                    return if applied { Outcome::Applied } else { Outcome::Duplicate };
                 }
                 Err(error) => {
                     metrics::counter!("event_handler_failures_total", &labels).increment(1);
@@ -241,6 +246,13 @@ impl ConsumerRuntime {
     /// One transaction: claim the event id, run the handler, commit. `Ok(false)` = duplicate.
     async fn apply_once(&self, event: &IncomingEvent) -> anyhow::Result<bool> {
         let mut tx = self.pool.begin().await.context("begin")?;
+        let applied = self.apply_in(&mut tx, event).await?;
+        tx.commit().await.context("commit")?;
+        Ok(applied)
+    }
+
+    /// Claims the event id and, if it is new, runs the handler, on `tx`.
+    async fn apply_in(&self, tx: &mut PgConnection, event: &IncomingEvent) -> anyhow::Result<bool> {
         let fresh = sqlx::query(
             "INSERT INTO inbox (event_id, topic, event_type) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
         )
@@ -252,13 +264,42 @@ impl ConsumerRuntime {
         .context("record event in inbox")?
         .rows_affected()
             == 1;
-        if !fresh {
-            tx.rollback().await.context("rollback")?;
-            return Ok(false);
+        if fresh {
+            trace_of(event).scope(self.handler.handle(tx, event)).await?;
         }
-        self.handler.handle(&mut tx, event).await?;
-        tx.commit().await.context("commit")?;
-        Ok(true)
+        Ok(fresh)
+    }
+
+    /// Applies a batch in one transaction: one commit (one WAL flush) for many events,
+    /// which is what lets a consumer keep up with a busy topic. Any failure rolls the whole
+    /// batch back, and the caller then applies its events one by one.
+    async fn apply_batch(&self, events: &[IncomingEvent]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(self.apply_in(&mut tx, event).await?);
+        }
+        tx.commit().await.context("commit batch")?;
+        let each = started.elapsed() / u32::try_from(events.len()).unwrap_or(u32::MAX).max(1);
+        for (event, applied) in events.iter().zip(outcomes) {
+            self.record(event, applied, each);
+        }
+        Ok(())
+    }
+
+    /// Metrics for one handled event.
+    fn record(&self, event: &IncomingEvent, applied: bool, took: Duration) {
+        let labels = [
+            ("group", self.group.clone()),
+            ("topic", event.topic.clone()),
+            ("type", event.envelope.event_type.clone()),
+        ];
+        let hop = (chrono::Utc::now() - event.envelope.time).to_std().unwrap_or_default();
+        metrics::histogram!("event_hop_seconds", &labels).record(hop.as_secs_f64());
+        metrics::histogram!("event_handle_seconds", &labels).record(took.as_secs_f64());
+        let name = if applied { "events_consumed_total" } else { "events_duplicate_total" };
+        metrics::counter!(name, &labels).increment(1);
     }
 
     async fn dead_letter(
@@ -287,6 +328,33 @@ impl ConsumerRuntime {
             }
         }
     }
+}
+
+/// Most events applied in one transaction.
+const MAX_BATCH: usize = 200;
+
+/// The event a message carries, if its headers are a valid envelope.
+fn incoming(message: &BorrowedMessage<'_>) -> Result<IncomingEvent, sneakerstop_events::EnvelopeError> {
+    let headers: Vec<(&str, &[u8])> =
+        message.headers().map(|h| h.iter().filter_map(|h| h.value.map(|v| (h.key, v))).collect()).unwrap_or_default();
+    Ok(IncomingEvent {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        envelope: Envelope::from_headers(headers)?,
+        payload: message.payload().unwrap_or_default().to_vec(),
+    })
+}
+
+/// The event's trace continued as a child span (a new trace if it carried none).
+fn trace_of(event: &IncomingEvent) -> TraceContext {
+    event
+        .envelope
+        .traceparent
+        .as_deref()
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::new_root, |parent| parent.child())
 }
 
 /// Publishes consumer lag from librdkafka's statistics as `consumer_lag`.

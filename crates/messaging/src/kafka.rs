@@ -58,6 +58,9 @@ impl Kafka {
             .set("max.in.flight.requests.per.connection", "5")
             .set("message.timeout.ms", self.delivery_timeout.as_millis().to_string())
             .set("linger.ms", "2")
+            // The relay never has more than a batch in flight; cap the buffer well below
+            // librdkafka's 1 GiB default so memory stays bounded.
+            .set("queue.buffering.max.kbytes", "16384")
             .set("compression.type", "none")
             .create()
             .context("create Kafka producer")
@@ -75,11 +78,17 @@ impl Kafka {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000")
-            .set("session.timeout.ms", "10000")
+            // Kafka's own default since 3.0: a broker busy enough to answer a heartbeat late
+            // (Tansu's SQLite engine under a burst of writes) must not cost a rebalance.
+            .set("session.timeout.ms", "45000")
             // Return from a fetch after at most 10 ms without data: brokers that do not
             // answer a long-poll as soon as data arrives (Tansu) otherwise add up to the
             // default 500 ms to every event's hop.
             .set("fetch.wait.max.ms", "10")
+            // Prefetch a little, not librdkafka's default 64 MiB per consumer: a consumer
+            // that falls behind should not hold the backlog in memory.
+            .set("queued.max.messages.kbytes", "4096")
+            .set("queued.min.messages", "1000")
             .set("statistics.interval.ms", "5000");
         config
     }

@@ -75,6 +75,9 @@ pub struct LoadArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json_out: Option<std::path::PathBuf>,
 }
 
 /// Shared by every worker.
@@ -94,7 +97,11 @@ struct Run {
 /// Runs the load and prints the report.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let report = drive(&args).await?;
-    let text = if args.json { serde_json::to_string_pretty(&report)? + "\n" } else { report.table() };
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, &json).with_context(|| format!("write {}", path.display()))?;
+    }
+    let text = if args.json { json } else { report.table() };
     use std::io::Write;
     std::io::stdout().lock().write_all(text.as_bytes()).context("write the report")?;
     Ok(())
@@ -113,6 +120,7 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
     } else {
         Vec::new()
     };
+    settle(&api).await?;
 
     let started = Instant::now();
     let run = Arc::new(Run {
@@ -137,6 +145,30 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
 
     let after = run.api.metrics().await.context("read the server's /metrics after the run")?;
     Ok(Report::new(args, &recorder, elapsed, &before, &after, peak_rss))
+}
+
+/// Waits until the set-up has rippled through: every outbox empty and every consumer caught
+/// up, so the measured run does not pay for the set-up's events.
+async fn settle(api: &Api) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let metrics = api.metrics().await?;
+        let sum = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+                .sum()
+        };
+        let (backlog, lag) = (sum("outbox_backlog"), sum("consumer_lag"));
+        if backlog == 0.0 && lag == 0.0 {
+            eprintln!("\rsettled after {:.0} s{:30}", started.elapsed().as_secs_f64(), "");
+            return Ok(());
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(900), "events did not settle in 15 minutes");
+        eprint!("\rwaiting for events to settle: outbox {backlog:.0}, consumer lag {lag:.0}   ");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn closed_loop(run: Arc<Run>, workers: usize) -> Recorder {

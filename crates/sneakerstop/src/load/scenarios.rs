@@ -174,7 +174,7 @@ async fn order(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &str, expec
                 .flatten();
         }
         rec.replica_waits += 1;
-        if started.elapsed() > REPLICA_WAIT {
+        if started.elapsed() > REPLICA_WAIT || Instant::now() > run.deadline {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -204,7 +204,7 @@ async fn pay_and_confirm(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &
         };
         match reply.status {
             StatusCode::CREATED => break,
-            StatusCode::NOT_FOUND if paid_at.elapsed() < REPLICA_WAIT => {
+            StatusCode::NOT_FOUND if paid_at.elapsed() < REPLICA_WAIT && Instant::now() < run.deadline => {
                 rec.replica_waits += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

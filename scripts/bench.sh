@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# `make bench`: the standard load scenarios against a release build, with `make run`'s
+# defaults (all services in one process, local PostgreSQL, a local Tansu broker), on this
+# machine. Prints each report and writes them all to bench/results/.
+#
+# If a marketplace already answers at LOAD_BASE_URL (default http://127.0.0.1:8080) it is
+# used as is; otherwise this script starts one on a fresh `sneakerstop_bench` database and a
+# fresh broker, and stops both afterwards. The broker keeps its log in memory: Tansu's SQLite
+# engine (what `make run` uses) cannot keep up with seeding 100,000 listings on this machine
+# (see docs/performance.md); BENCH_BROKER_STORAGE=sqlite://tansu.db measures it anyway.
+# BENCH_QUICK=1 runs every scenario briefly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+require_postgres
+scripts/broker.sh install
+log "building the release binary"
+cargo build --release --bin sneakerstop
+bin=target/release/sneakerstop
+
+base="${LOAD_BASE_URL:-http://127.0.0.1:8080}"
+workdir=$(mktemp -d -t sneakerstop-bench.XXXXXX)
+storage=""
+server_pid=""   # the server this script started, if any
+rss_pid=""      # the server whose memory is reported
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  scripts/broker.sh stop "$workdir/broker"
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+if curl -sf "$base/healthz" >/dev/null 2>&1; then
+  log "using the marketplace already running at $base"
+  rss_pid=$(pgrep -f "sneakerstop serve" | head -1 || true)
+else
+  port=$(free_port)
+  broker_port=$(free_port)
+  base="http://127.0.0.1:$port"
+  storage="${BENCH_BROKER_STORAGE:-memory://tansu/}"
+  log "starting a Tansu broker ($storage) and the release server on $base"
+  scripts/broker.sh start "$broker_port" "$storage" "$workdir/broker" >/dev/null
+  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS sneakerstop_bench WITH (FORCE)"
+  DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench" KAFKA_BROKERS="127.0.0.1:$broker_port" \
+    PORT="$port" RUST_LOG=warn LOG_FORMAT=json "$bin" serve --dev >"$workdir/server.log" 2>&1 &
+  server_pid=$!
+  rss_pid=$server_pid
+  for _ in $(seq 1 60); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+  curl -sf "$base/readyz" >/dev/null || die "the server did not become ready; see $workdir/server.log"
+fi
+
+quick=${BENCH_QUICK:-}
+secs() { if [ -n "$quick" ]; then echo 5s; else echo "$1"; fi; }
+listings=100000
+[ -n "$quick" ] && listings=2000
+
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p bench/results
+out="bench/results/$stamp-$rev"
+cores=$(nproc)
+mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
+
+run() {
+  local name=$1; shift
+  log "scenario $name"
+  "$bin" load --base-url "$base" ${rss_pid:+--server-pid "$rss_pid"} --json-out "$workdir/$name.json" "$@"
+  echo
+}
+
+{
+  run browse --scenario browse --duration "$(secs 30s)" --concurrency 64 --users 4 --seed-listings "$listings"
+  run list --scenario list --duration "$(secs 20s)" --concurrency 32 --users 16 --seed-listings 0
+  run purchase --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
+  run drop --scenario drop --duration "$(secs 15s)" --concurrency 64 --users 64 --seed-listings 0 --drop-pairs 20
+} | tee "$workdir/tables.txt"
+
+python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" <<'PY'
+import json, sys, os
+work, target, rev, stamp, cores, mem = sys.argv[1:]
+reports = {n: json.load(open(os.path.join(work, f"{n}.json"))) for n in ["browse", "list", "purchase", "drop"]}
+json.dump({"revision": rev, "date": stamp, "machine": {"cores": int(cores), "memoryGiB": float(mem)}, "reports": reports},
+          open(target, "w"), indent=2)
+PY
+{
+  echo "# Benchmark $stamp, revision $rev"
+  echo
+  echo "Machine: $cores cores, $mem_gib GiB; release build; all services in one process; local PostgreSQL;"
+  echo "Tansu broker storage: ${storage:-as configured by the stack that was already running}."
+  echo
+  echo '```'
+  cat "$workdir/tables.txt"
+  echo '```'
+} >"$out.md"
+log "results written to $out.json and $out.md"
