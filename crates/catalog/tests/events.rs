@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::json;
 use sneakerstop_auth::{CurrentUser, SessionKeys};
 use sneakerstop_catalog::events::CatalogHandler;
-use sneakerstop_catalog::{AppState, MIGRATOR, SCHEMA};
+use sneakerstop_catalog::{AppState, SCHEMA};
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
 use sneakerstop_events::{Contract, Envelope};
 use sneakerstop_messaging::{Handler, IncomingEvent};
@@ -50,9 +50,7 @@ fn cancelled(order: Uuid, sneaker: Uuid) -> OrderEvent {
 async fn orders_reserve_release_and_sell_the_pair_they_hold() {
     let db = TestDb::new().await;
     let pool =
-        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
-            .await
-            .unwrap();
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_catalog::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("catalog-events-test-secret-0123456789"), Duration::from_secs(60), false);
     let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone() });
     let seller = CurrentUser { id: Uuid::now_v7(), email: "s@example.com".into() };

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use sneakerstop_auth::{CurrentUser, SessionKeys};
-use sneakerstop_catalog::{AppState, MIGRATOR, SCHEMA};
+use sneakerstop_catalog::{AppState, SCHEMA};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb};
 use uuid::Uuid;
@@ -21,9 +21,7 @@ struct Ctx {
 async fn ctx() -> Ctx {
     let db = TestDb::new().await;
     let pool =
-        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
-            .await
-            .unwrap();
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_catalog::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("catalog-http-test-secret-0123456789"), Duration::from_secs(3600), false);
     let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone() });
     Ctx { app, pool, keys, _db: db }

@@ -117,6 +117,15 @@ async fn create_schema(config: &DbConfig, schema: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A migrator that shares its schema with others: a service's own migrations and the shared
+/// ones (outbox/inbox, idempotency keys) live in one schema and one bookkeeping table, each
+/// ignoring the others' versions. Versions never collide: services number from 1, shared
+/// crates from 1,000,000,001 (messaging) and 2,000,000,001 (idempotency).
+pub fn shared_schema(mut migrator: Migrator) -> Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
 /// Whether the database answers a trivial query; used by `/readyz`.
 pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("SELECT 1").execute(pool).await.context("PostgreSQL did not answer")?;

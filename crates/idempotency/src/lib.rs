@@ -10,14 +10,10 @@
 //! then sees its stored response. Only successful responses are stored (in the same
 //! transaction as the work); a failed request rolls its claim back, so a retry runs again.
 //!
-//! Each service that uses this has the table in its own schema:
-//!
-//! ```sql
-//! CREATE TABLE idempotency_keys (
-//!     user_id uuid NOT NULL, key text NOT NULL, request jsonb NOT NULL,
-//!     status_code integer, response jsonb, created_at timestamptz NOT NULL DEFAULT now(),
-//!     PRIMARY KEY (user_id, key));
-//! ```
+//! Each service that uses this applies [`MIGRATOR`] in its own schema, which creates the
+//! `idempotency_keys` table there.
+
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -26,6 +22,10 @@ use serde_json::Value;
 use sneakerstop_problem::Problem;
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+/// The `idempotency_keys` table, for the schema of every service that uses this crate.
+pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
+    LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));
 
 /// The header's name.
 pub const HEADER: &str = "idempotency-key";

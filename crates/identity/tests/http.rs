@@ -6,7 +6,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sneakerstop_auth::{Claims, SessionKeys};
-use sneakerstop_identity::{AppState, MIGRATOR, SCHEMA, password::Passwords};
+use sneakerstop_identity::{AppState, SCHEMA, password::Passwords};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb};
 
@@ -21,9 +21,7 @@ struct Ctx {
 async fn ctx() -> Ctx {
     let db = TestDb::new().await;
     let pool =
-        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
-            .await
-            .unwrap();
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_identity::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
     let state = AppState { pool: pool.clone(), keys, passwords: Passwords::new().unwrap() };
     Ctx { app: sneakerstop_identity::app(state), pool, _db: db }

@@ -22,9 +22,5 @@ pub use kafka::Kafka;
 pub use outbox::{Relay, enqueue, enqueue_keyed};
 
 /// The outbox and inbox tables; every service applies these in its own schema.
-pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    let mut migrator = sqlx::migrate!("./migrations");
-    // Service migrations share the schema's bookkeeping table.
-    migrator.set_ignore_missing(true);
-    migrator
-});
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));

@@ -31,14 +31,3 @@ CREATE UNIQUE INDEX orders_one_live_order_per_sneaker ON orders (sneaker_id) WHE
 CREATE INDEX orders_buyer_newest ON orders (buyer_id, id DESC);
 -- The expiry sweeper's work list.
 CREATE INDEX orders_expiring ON orders (expires_at) WHERE status = 'created';
-
--- Idempotency-Key: the first successful response per (user, key), replayed to retries.
-CREATE TABLE idempotency_keys (
-    user_id     uuid        NOT NULL,
-    key         text        NOT NULL,
-    request     jsonb       NOT NULL,
-    status_code integer,
-    response    jsonb,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (user_id, key)
-);

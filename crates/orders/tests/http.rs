@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sneakerstop_auth::{CurrentUser, SessionKeys};
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
-use sneakerstop_orders::{AppState, MIGRATOR, SCHEMA, expiry, store};
+use sneakerstop_orders::{AppState, SCHEMA, expiry, store};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb};
 use sqlx::PgPool;
@@ -24,9 +24,7 @@ struct Ctx {
 async fn ctx_with_ttl(ttl: Duration) -> Ctx {
     let db = TestDb::new().await;
     let pool =
-        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
-            .await
-            .unwrap();
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_orders::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("orders-http-test-secret-0123456789"), Duration::from_secs(3600), false);
     let app = sneakerstop_orders::app(AppState { pool: pool.clone(), keys: keys.clone(), reservation_ttl: ttl });
     Ctx { app, pool, keys, _db: db }

@@ -29,13 +29,3 @@ CREATE TABLE payments (
 CREATE UNIQUE INDEX payments_one_charge_per_order ON payments (order_id) WHERE status <> 'declined';
 CREATE INDEX payments_buyer_newest ON payments (buyer_id, id DESC);
 CREATE INDEX payments_refund_due ON payments (updated_at) WHERE status = 'refund_pending';
-
-CREATE TABLE idempotency_keys (
-    user_id     uuid        NOT NULL,
-    key         text        NOT NULL,
-    request     jsonb       NOT NULL,
-    status_code integer,
-    response    jsonb,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (user_id, key)
-);

@@ -42,12 +42,13 @@ pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::PAYMENTS];
 pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::ORDERS];
 
 /// This service's migrations, embedded in the binary.
-pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {
-    let mut migrator = sqlx::migrate!("./migrations");
-    // The messaging tables' migrations share the schema's bookkeeping table.
-    migrator.set_ignore_missing(true);
-    migrator
-});
+pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
+    LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));
+
+/// Everything this service's schema needs, in order: its own migrations, then the shared ones.
+pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
+    vec![&MIGRATOR, &sneakerstop_messaging::MIGRATOR, &sneakerstop_idempotency::MIGRATOR]
+}
 
 /// What the payments handlers share.
 #[derive(Clone, FromRef)]

@@ -17,7 +17,7 @@ use sneakerstop_payments::events::PaymentsHandler;
 use sneakerstop_payments::provider::simulated::Simulated;
 use sneakerstop_payments::provider::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
 use sneakerstop_payments::store::{self, OrderReplica};
-use sneakerstop_payments::{AppState, MIGRATOR, SCHEMA, refunds};
+use sneakerstop_payments::{AppState, SCHEMA, refunds};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
 use sqlx::PgPool;
@@ -34,9 +34,7 @@ struct Ctx {
 async fn ctx(provider: Arc<dyn PaymentProvider>) -> Ctx {
     let db = TestDb::new().await;
     let pool =
-        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &[&MIGRATOR, &sneakerstop_messaging::MIGRATOR])
-            .await
-            .unwrap();
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_payments::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("payments-http-test-secret-0123456789"), Duration::from_secs(3600), false);
     let app = sneakerstop_payments::app(AppState {
         pool: pool.clone(),

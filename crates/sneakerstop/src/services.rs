@@ -130,13 +130,13 @@ impl std::fmt::Debug for Shared {
 
 /// Creates the service's schema and applies its migrations.
 pub async fn migrate(service: Service, db: &DbConfig) -> anyhow::Result<PgPool> {
-    let own: &sneakerstop_db::sqlx::migrate::Migrator = match service {
-        Service::Identity => &sneakerstop_identity::MIGRATOR,
-        Service::Catalog => &sneakerstop_catalog::MIGRATOR,
-        Service::Orders => &sneakerstop_orders::MIGRATOR,
-        Service::Payments => &sneakerstop_payments::MIGRATOR,
+    let migrations = match service {
+        Service::Identity => sneakerstop_identity::migrations(),
+        Service::Catalog => sneakerstop_catalog::migrations(),
+        Service::Orders => sneakerstop_orders::migrations(),
+        Service::Payments => sneakerstop_payments::migrations(),
     };
-    sneakerstop_db::connect_and_migrate(db, service.name(), &[own, &sneakerstop_messaging::MIGRATOR]).await
+    sneakerstop_db::connect_and_migrate(db, service.name(), &migrations).await
 }
 
 /// Migrates and starts `service`; its background tasks go into `tasks` and stop on `cancel`.
