@@ -120,6 +120,53 @@ pub async fn claim(tx: &mut PgConnection, user: Uuid, key: &IdempotencyKey, requ
     }
 }
 
+/// Why a request cannot go ahead with its key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key was used with a different request (422).
+    #[error("idempotency key reused with a different request")]
+    Reused,
+    /// The key's first request is still running (409).
+    #[error("idempotency key in progress")]
+    InProgress,
+    /// The database failed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl KeyError {
+    /// The problem to answer with; `None` for an internal error (the caller's 500).
+    pub fn problem(&self) -> Option<Problem> {
+        match self {
+            Self::Reused => Some(mismatch()),
+            Self::InProgress => Some(in_progress()),
+            Self::Internal(_) => None,
+        }
+    }
+}
+
+/// The first step of an idempotent handler: without a key, go ahead (`Ok(None)`); with a
+/// new key, claim it and go ahead; with a key seen before, `Ok(Some(answer))` is the first
+/// response to send back as is.
+pub async fn begin(
+    tx: &mut PgConnection,
+    user: Uuid,
+    key: Option<&IdempotencyKey>,
+    request: &Value,
+) -> Result<Option<axum::response::Response>, KeyError> {
+    use axum::response::IntoResponse;
+    let Some(key) = key else { return Ok(None) };
+    match claim(tx, user, key, request).await? {
+        Claim::Fresh => Ok(None),
+        Claim::Replay { status, body } => {
+            let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+            Ok(Some((status, axum::Json(body)).into_response()))
+        }
+        Claim::Mismatch => Err(KeyError::Reused),
+        Claim::InProgress => Err(KeyError::InProgress),
+    }
+}
+
 /// Records the response for a [`Claim::Fresh`] key, on the same transaction as the work.
 pub async fn store(
     tx: &mut PgConnection,

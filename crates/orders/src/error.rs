@@ -27,9 +27,9 @@ pub enum OrdersError {
     /// The order's status does not allow this.
     #[error("{0}")]
     Transition(#[from] crate::domain::InvalidTransition),
-    /// Idempotency-Key reused with another request.
-    #[error("idempotency key reused")]
-    KeyReused,
+    /// The Idempotency-Key cannot be used for this request.
+    #[error(transparent)]
+    Key(#[from] sneakerstop_idempotency::KeyError),
     /// Anything else.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -54,7 +54,10 @@ impl IntoResponse for OrdersError {
             ),
             Self::OwnListing => Problem::conflict("own-listing", "you cannot order a pair you are selling"),
             Self::Transition(error) => Problem::conflict("order-state", error.to_string()),
-            Self::KeyReused => sneakerstop_idempotency::mismatch(),
+            Self::Key(error) => match error.problem() {
+                Some(problem) => problem,
+                None => Problem::internal(&error),
+            },
             Self::Internal(error) => Problem::internal(error.as_ref()),
         }
         .into_response()

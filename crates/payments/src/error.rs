@@ -34,12 +34,9 @@ pub enum PaymentsError {
     /// The provider is unavailable; nothing was recorded, retry is safe.
     #[error("provider unavailable: {0}")]
     ProviderUnavailable(String),
-    /// Idempotency-Key reused with another request.
-    #[error("idempotency key reused")]
-    KeyReused,
-    /// Idempotency-Key of a request still running.
-    #[error("idempotency key in progress")]
-    KeyInProgress,
+    /// The Idempotency-Key cannot be used for this request.
+    #[error(transparent)]
+    Key(#[from] sneakerstop_idempotency::KeyError),
     /// Anything else.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -76,8 +73,10 @@ impl IntoResponse for PaymentsError {
                 tracing::warn!(%reason, "payment provider unavailable");
                 Problem::unavailable("the payment provider is unavailable; retry later (a retry never charges twice)")
             }
-            Self::KeyReused => sneakerstop_idempotency::mismatch(),
-            Self::KeyInProgress => sneakerstop_idempotency::in_progress(),
+            Self::Key(error) => match error.problem() {
+                Some(problem) => problem,
+                None => Problem::internal(&error),
+            },
             Self::Internal(error) => Problem::internal(error.as_ref()),
         }
         .into_response()

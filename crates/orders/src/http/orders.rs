@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::orders::CancelReason;
-use sneakerstop_idempotency::{Claim, IdempotencyKey};
+use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::{ApiJson, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -119,18 +119,9 @@ pub(super) async fn create(
     ApiJson(body): ApiJson<NewOrder>,
 ) -> Result<Response, OrdersError> {
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    if let Some(key) = &key {
-        let request = json!({"sneakerId": body.sneaker_id});
-        match sneakerstop_idempotency::claim(&mut tx, user.id, key, &request).await? {
-            Claim::Fresh => {}
-            Claim::Replay { status, body } => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                return Ok((status, Json(body)).into_response());
-            }
-            Claim::Mismatch => return Err(OrdersError::KeyReused),
-            // Orders claim and answer in one transaction, so a claim is never seen half done.
-            Claim::InProgress => return Err(anyhow::anyhow!("idempotency key claimed without a response").into()),
-        }
+    let request = json!({"sneakerId": body.sneaker_id});
+    if let Some(answer) = sneakerstop_idempotency::begin(&mut tx, user.id, key.as_ref(), &request).await? {
+        return Ok(answer);
     }
     let sneaker = store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;
     let ttl = chrono::Duration::from_std(state.reservation_ttl).map_err(anyhow::Error::from)?;

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sneakerstop_auth::CurrentUser;
-use sneakerstop_idempotency::{Claim, IdempotencyKey};
+use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::{ApiJson, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -117,16 +117,9 @@ pub(super) async fn create(
 
     // 1. Check the order, claim the key, write the pending attempt.
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    if let Some(key) = &key {
-        let request = json!({"orderId": body.order_id, "token": token});
-        match sneakerstop_idempotency::claim(&mut tx, user.id, key, &request).await? {
-            Claim::Fresh => {}
-            Claim::Replay { status, body } => {
-                return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(body)).into_response());
-            }
-            Claim::Mismatch => return Err(PaymentsError::KeyReused),
-            Claim::InProgress => return Err(PaymentsError::KeyInProgress),
-        }
+    let request = json!({"orderId": body.order_id, "token": token});
+    if let Some(answer) = sneakerstop_idempotency::begin(&mut tx, user.id, key.as_ref(), &request).await? {
+        return Ok(answer);
     }
     let order = store::find_order(&mut tx, body.order_id, false).await?.ok_or(PaymentsError::OrderNotFound)?;
     if order.buyer_id != user.id {
