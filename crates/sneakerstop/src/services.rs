@@ -166,8 +166,15 @@ pub async fn start(
         );
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            if let Err(error) = runtime.run(cancel).await {
-                tracing::error!(%group, error = format!("{error:#}"), "consumer stopped with an error");
+            // A consumer that fails (it could not create its client or store an offset) is
+            // started again: it resumes from the last committed offset, and the inbox makes
+            // anything it sees twice harmless.
+            while let Err(error) = runtime.clone().run(cancel.clone()).await {
+                tracing::error!(%group, error = format!("{error:#}"), "consumer failed; restarting in 5 s");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
             }
         });
     }
