@@ -1,6 +1,6 @@
 //! A whole purchase, end to end through the real binary, real PostgreSQL and the real broker:
 //! list → order → pay → order complete → pair sold; and cancel → cannot pay → relisted.
-//! (The charge-versus-cancellation race is tested deterministically in
+//! (The charge-versus-cancellation race is in `race.rs`, and at the service level in
 //! `crates/payments/tests/http.rs`.)
 
 use std::time::Duration;
