@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use sneakerstop_events::orders::CancelReason;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -78,16 +78,6 @@ pub fn reason_str(reason: CancelReason) -> &'static str {
         CancelReason::Buyer => "buyer",
         CancelReason::Expired => "expired",
     }
-}
-
-/// `GET /api/orders` query parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size, 1 to 100 (default 20).
-    pub limit: Option<String>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! content type, malformed JSON or a value of the wrong type is a 400 naming the field,
 //! never axum's plain-text 415/422.
 
+pub mod page;
+
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

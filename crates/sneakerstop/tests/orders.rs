@@ -16,18 +16,6 @@ async fn start(db: &TestDb, extra: &[(&str, String)]) -> Server {
     Server::start(BIN, &["serve"], &env).await
 }
 
-/// Signs a new user up; returns the cookie header value.
-async fn user(http: &Client, server: &Server) -> String {
-    let response = http
-        .post(server.url("/api/users/signup"))
-        .json(&json!({"email": format!("{}@example.com", unique("u")), "password": "password!"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
-}
-
 async fn list(http: &Client, server: &Server, seller: &str) -> String {
     let response = http
         .post(server.url("/api/sneakers"))
@@ -79,7 +67,7 @@ async fn order_reserve_conflict_cancel_and_reorder() {
     let db = TestDb::new().await;
     let server = start(&db, &[]).await;
     let http = Client::new();
-    let (seller, first, second) = (user(&http, &server).await, user(&http, &server).await, user(&http, &server).await);
+    let (seller, first, second) = (server.signup().await, server.signup().await, server.signup().await);
     let sneaker = list(&http, &server, &seller).await;
 
     let placed = first_order(&http, &server, &first, &sneaker).await;
@@ -124,7 +112,7 @@ async fn an_unpaid_order_expires_even_across_a_restart() {
     let settings = [("ORDER_RESERVATION_TTL", "2s".to_owned()), ("KAFKA_GROUP_PREFIX", unique("expiry"))];
     let server = start(&db, &settings).await;
     let http = Client::new();
-    let (seller, buyer) = (user(&http, &server).await, user(&http, &server).await);
+    let (seller, buyer) = (server.signup().await, server.signup().await);
     let sneaker = list(&http, &server, &seller).await;
     let placed = first_order(&http, &server, &buyer, &sneaker).await;
     wait_for_status(&http, &server, &sneaker, "reserved").await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use sneakerstop_test_support::{Server, TestDb, unique, wait_until};
+use sneakerstop_test_support::{Server, TestDb, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -36,12 +36,6 @@ impl Shop {
         }
         let response = request.send().await.unwrap();
         (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn user(&self) -> String {
-        let body = json!({"email": format!("{}@example.com", unique("u")), "password": "password!"});
-        let response = self.http.post(self.server.url("/api/users/signup")).json(&body).send().await.unwrap();
-        response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
     }
 
     /// Waits until a service has learnt something from an event: `path` answers `expected`.
@@ -107,7 +101,7 @@ impl Shop {
 async fn a_purchase_completes_the_order_and_sells_the_pair() {
     let db = TestDb::new().await;
     let shop = Shop::start(&db).await;
-    let (seller, buyer) = (shop.user().await, shop.user().await);
+    let (seller, buyer) = (shop.server.signup().await, shop.server.signup().await);
     let (sneaker, order) = shop.listed_and_ordered(&seller, &buyer).await;
     shop.pair_is(&sneaker, "reserved").await;
     shop.payments_knows(&buyer, &order, StatusCode::BAD_REQUEST).await;
@@ -144,7 +138,7 @@ async fn a_purchase_completes_the_order_and_sells_the_pair() {
 async fn a_cancelled_order_cannot_be_paid_and_its_pair_is_relisted() {
     let db = TestDb::new().await;
     let shop = Shop::start(&db).await;
-    let (seller, buyer) = (shop.user().await, shop.user().await);
+    let (seller, buyer) = (shop.server.signup().await, shop.server.signup().await);
     let (sneaker, order) = shop.listed_and_ordered(&seller, &buyer).await;
     shop.payments_knows(&buyer, &order, StatusCode::BAD_REQUEST).await;
 

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::post;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use sneakerstop_test_support::{Server, TestDb, unique, wait_until};
+use sneakerstop_test_support::{Server, TestDb, wait_until};
 use tokio::sync::Notify;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
@@ -55,12 +55,6 @@ async fn fake_stripe(gate: Arc<Gate>) -> String {
     base
 }
 
-async fn signup(http: &Client, server: &Server) -> String {
-    let body = json!({"email": format!("{}@example.com", unique("race")), "password": "password!"});
-    let response = http.post(server.url("/api/users/signup")).json(&body).send().await.unwrap();
-    response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
-}
-
 /// How many `order.cancelled` events payments has applied, from the server's metrics.
 async fn cancellations_seen_by_payments(http: &Client, server: &Server) -> u64 {
     let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -89,7 +83,7 @@ async fn a_charge_that_loses_the_race_with_cancellation_is_refunded_end_to_end()
     ];
     let server = Server::start(BIN, &["serve"], &env).await;
     let http = Client::new();
-    let (seller, buyer) = (signup(&http, &server).await, signup(&http, &server).await);
+    let (seller, buyer) = (server.signup().await, server.signup().await);
 
     let listing = json!({"title": "Travis Scott x Jordan 1 Low", "price": 1200, "size": 10});
     let sneaker: Value = http
@@ -121,20 +115,16 @@ async fn a_charge_that_loses_the_race_with_cancellation_is_refunded_end_to_end()
     let paying = {
         let (http, url, buyer, order) = (http.clone(), server.url("/api/payments"), buyer.clone(), order.clone());
         tokio::spawn(async move {
-            loop {
-                let response = http
-                    .post(&url)
-                    .header("cookie", &buyer)
-                    .json(&json!({"orderId": order, "token": "tok_visa"}))
-                    .send()
-                    .await
-                    .unwrap();
-                // 404 until payments has applied order.created; the charge is not attempted then.
-                if response.status() != StatusCode::NOT_FOUND {
-                    return (response.status(), response.json::<Value>().await.unwrap_or(Value::Null));
+            // 404 until payments has applied order.created; the charge is not attempted then.
+            wait_until("payments to take the payment", DEADLINE, || async {
+                let body = json!({"orderId": order, "token": "tok_visa"});
+                let response = http.post(&url).header("cookie", &buyer).json(&body).send().await.unwrap();
+                if response.status() == StatusCode::NOT_FOUND {
+                    return None;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+                Some((response.status(), response.json::<Value>().await.unwrap_or(Value::Null)))
+            })
+            .await
         })
     };
     tokio::time::timeout(DEADLINE, gate.charging.notified()).await.expect("the charge reached the provider");

@@ -69,6 +69,21 @@ impl Server {
         format!("{}{path}", self.base_url)
     }
 
+    /// Signs a new user up (a unique email) and returns the `session=<jwt>` cookie pair.
+    pub async fn signup(&self) -> String {
+        let body =
+            serde_json::json!({"email": format!("{}@example.com", crate::unique("user")), "password": "password!"});
+        let response = reqwest::Client::new()
+            .post(self.url("/api/users/signup"))
+            .json(&body)
+            .send()
+            .await
+            .expect("signup request");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED, "signup");
+        let cookie = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("session cookie");
+        cookie.split(';').next().unwrap_or_default().to_owned()
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
     pub async fn terminate(mut self) -> bool {
         let Some(pid) = self.child.id() else { return false };

@@ -11,11 +11,12 @@ use serde_json::json;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::orders::CancelReason;
 use sneakerstop_idempotency::IdempotencyKey;
+use sneakerstop_problem::page::{Page, PageParams};
 use sneakerstop_problem::{ApiJson, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{OrderStatus, PageParams};
+use crate::domain::OrderStatus;
 use crate::store::{self, OrderRow};
 use crate::{AppState, OrdersError};
 
@@ -153,33 +154,10 @@ pub(super) async fn list(
     user: CurrentUser,
     Query(params): Query<PageParams>,
 ) -> Result<Json<OrderPage>, OrdersError> {
-    let mut errors = Vec::new();
-    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
-        None => 20,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new("limit", "must be a whole number from 1 to 100"));
-            20
-        }
-    };
-    let before = match params.cursor.as_deref().map(Uuid::try_parse) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errors.push(FieldError::new("cursor", "is not a cursor this endpoint returned"));
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(OrdersError::Invalid(errors));
-    }
-    let mut rows = store::list_for_buyer(&state.pool, user.id, before, limit).await?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let next_cursor = (rows.len() > limit).then(|| {
-        rows.truncate(limit);
-        rows.last().map(|r| r.id.simple().to_string())
-    });
-    Ok(Json(OrderPage { items: rows.into_iter().map(OrderView::from).collect(), next_cursor: next_cursor.flatten() }))
+    let page = Page::try_from(params).map_err(OrdersError::Invalid)?;
+    let mut rows = store::list_for_buyer(&state.pool, user.id, page.before, page.limit).await?;
+    let next_cursor = page.finish(&mut rows, |row| row.id);
+    Ok(Json(OrderPage { items: rows.into_iter().map(OrderView::from).collect(), next_cursor }))
 }
 
 /// One of your orders.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_idempotency::IdempotencyKey;
+use sneakerstop_problem::page::{Page, PageParams};
 use sneakerstop_problem::{ApiJson, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -201,20 +202,10 @@ pub(super) async fn create(
     result
 }
 
-/// `GET /api/payments` query parameters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PaymentParams {
-    /// Page size, 1 to 100 (default 20).
-    pub limit: Option<String>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// Your payments, newest first (declined attempts included, in-flight ones not).
 #[utoipa::path(
     get, path = "/api/payments", tag = "payments",
-    params(PaymentParams),
+    params(PageParams),
     responses(
         (status = 200, description = "A page of your payments", body = PaymentPage),
         (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
@@ -225,25 +216,10 @@ pub struct PaymentParams {
 pub(super) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-    Query(params): Query<PaymentParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<PaymentPage>, PaymentsError> {
-    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
-        None => 20,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        Some(_) => return Err(FieldError::new("limit", "must be a whole number from 1 to 100").into()),
-    };
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|c| Uuid::try_parse(c).map_err(|_| FieldError::new("cursor", "is not a cursor this endpoint returned")))
-        .transpose()?;
-    let mut rows = store::list_for_buyer(&state.pool, user.id, before, limit).await?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|r| r.id.simple().to_string())
-    } else {
-        None
-    };
+    let page = Page::try_from(params).map_err(PaymentsError::Invalid)?;
+    let mut rows = store::list_for_buyer(&state.pool, user.id, page.before, page.limit).await?;
+    let next_cursor = page.finish(&mut rows, |row| row.id);
     Ok(Json(PaymentPage { items: rows.into_iter().map(PaymentView::from).collect(), next_cursor }))
 }
