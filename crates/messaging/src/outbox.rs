@@ -8,7 +8,8 @@
 //! same rows concurrently or out of order. A broker outage only grows the backlog; when the
 //! broker returns the backlog drains in order.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -16,6 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sneakerstop_events::{Contract, Envelope};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -138,28 +140,57 @@ impl Relay {
 
         let mut listener = PgListener::connect_with(&self.pool).await.context("connect the outbox listener")?;
         listener.listen(&format!("{}_outbox", self.schema)).await.context("LISTEN for outbox inserts")?;
+        // Notifications arrive one per committing transaction; the permit of a `Notify`
+        // folds all that arrive during a pass into one more pass, so a busy service costs
+        // the relay a few queries per batch, not per transaction.
+        let wake = Arc::new(Notify::new());
+        let mut listening = tokio::spawn({
+            let wake = wake.clone();
+            async move {
+                // Ends only with the error that stopped it (`recv` reconnects by itself).
+                loop {
+                    if let Err(error) = listener.recv().await {
+                        return error;
+                    }
+                    wake.notify_one();
+                }
+            }
+        });
         let result = async {
+            let mut checked = None::<Instant>;
             loop {
-                // Check the lock connection is alive: losing it means losing leadership.
-                sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("relay lock connection lost")?;
-                while self.publish_batch(cancel).await? > 0 {}
-                self.record_backlog().await?;
+                while self.publish_batch(cancel).await? {}
+                // Leadership and the backlog gauges at most once per poll interval.
+                if checked.is_none_or(|at| at.elapsed() >= self.poll_interval) {
+                    // Losing the lock connection means losing leadership.
+                    sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("relay lock connection lost")?;
+                    self.record_backlog().await?;
+                    checked = Some(Instant::now());
+                }
                 tokio::select! {
                     () = cancel.cancelled() => return Ok(()),
-                    notification = listener.recv() => { notification.context("outbox listener failed")?; }
+                    ended = &mut listening => {
+                        return Err(match ended {
+                            Ok(error) => anyhow::Error::new(error).context("outbox listener failed"),
+                            Err(panic) => anyhow::anyhow!("outbox listener task failed: {panic}"),
+                        });
+                    }
+                    () = wake.notified() => {}
                     () = tokio::time::sleep(self.poll_interval) => {}
                 }
             }
         }
         .await;
+        listening.abort();
         metrics::gauge!("outbox_relay_active", "service" => self.schema.clone()).set(0.0);
         // Closing the connection releases the advisory lock.
         let _ = sqlx::Connection::close(lock_conn).await;
         result
     }
 
-    /// Publishes up to one batch in order; returns how many rows were published.
-    pub async fn publish_batch(&self, cancel: &CancellationToken) -> anyhow::Result<usize> {
+    /// Publishes up to one batch in order; returns whether more rows may be waiting (the
+    /// batch was full, or the producer's queue was).
+    pub async fn publish_batch(&self, cancel: &CancellationToken) -> anyhow::Result<bool> {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, topic, message_key, event_type, headers, payload::text AS payload
              FROM outbox ORDER BY id LIMIT $1",
@@ -169,8 +200,9 @@ impl Relay {
         .await
         .context("read the outbox")?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(false);
         }
+        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= self.batch_size;
         // Queue the batch (librdkafka pipelines it), then await acknowledgements in order.
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -224,7 +256,7 @@ impl Relay {
         }
         match failure {
             Some(error) => Err(error),
-            None => Ok(delivered.len()),
+            None => Ok(full || delivered.len() < rows.len()),
         }
     }
 
