@@ -9,7 +9,7 @@ use sneakerstop_auth::{CurrentUser, SessionKeys};
 use sneakerstop_catalog::events::CatalogHandler;
 use sneakerstop_catalog::{AppState, SCHEMA};
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
-use sneakerstop_events::{Contract, Envelope};
+
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Call, TestDb};
@@ -17,15 +17,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 async fn deliver(pool: &PgPool, event: OrderEvent) {
-    let payload = serde_json::to_vec(&event.payload()).unwrap();
-    let incoming = IncomingEvent {
-        topic: "orders.orders".into(),
-        partition: 0,
-        offset: 0,
-        key: None,
-        envelope: Envelope::new(&event, "/test", Uuid::now_v7(), 1, None),
-        payload,
-    };
+    let incoming = IncomingEvent::from_contract(&event, "/test", Uuid::now_v7(), 1);
     let mut tx = pool.begin().await.unwrap();
     CatalogHandler.handle(&mut tx, &incoming).await.unwrap();
     tx.commit().await.unwrap();
@@ -52,7 +44,7 @@ async fn orders_reserve_release_and_sell_the_pair_they_hold() {
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_catalog::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("catalog-events-test-secret-0123456789"), Duration::from_secs(60), false);
-    let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone() });
+    let app = sneakerstop_catalog::app(AppState::uncached(pool.clone(), keys.clone()));
     let seller = CurrentUser { id: Uuid::now_v7(), email: "s@example.com".into() };
     let auth = format!("Bearer {}", keys.issue(&seller));
     let listed = Call::post("/api/sneakers", json!({"title": "Samba", "price": 100, "size": 9}))

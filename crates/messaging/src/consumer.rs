@@ -11,11 +11,19 @@
 //! `max_attempts` the event goes to `<topic>.dlq` with the reason in its headers, and the
 //! consumer moves on. An event whose headers are not a valid envelope is dead-lettered at
 //! once. Nothing is acknowledged and dropped.
+//!
+//! For throughput the consumer takes everything already fetched (up to 200 events) at
+//! once and applies each partition's share on one transaction — one commit for many
+//! events — with the partitions' transactions running concurrently. A key always maps to
+//! one partition, so per-key order holds. If a batch fails it is rolled back and its events
+//! are applied one by one as above.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -50,6 +58,19 @@ pub struct IncomingEvent {
 }
 
 impl IncomingEvent {
+    /// `event` as a consumer would receive it (first partition, first offset, keyed by
+    /// `subject`): for applying a handler directly, as tests and tools do.
+    pub fn from_contract<C: Contract>(event: &C, source: &str, subject: uuid::Uuid, version: i64) -> Self {
+        Self {
+            topic: C::TOPIC.to_owned(),
+            partition: 0,
+            offset: 0,
+            key: Some(subject.to_string()),
+            envelope: Envelope::new(event, source, subject, version, None),
+            payload: event.payload().to_string().into_bytes(),
+        }
+    }
+
     /// Decodes the payload into the topic's contract type.
     pub fn decode<C: Contract>(&self) -> Result<C, DecodeError> {
         C::decode(&self.envelope.event_type, self.envelope.schema_version, &self.payload)
@@ -149,29 +170,27 @@ impl ConsumerRuntime {
                     _ => break,
                 }
             }
-            let events: Option<Vec<IncomingEvent>> = batch.iter().map(|m| incoming(m).ok()).collect();
-            let applied = match &events {
-                Some(events) if events.len() > 1 => match self.apply_batch(events).await {
-                    Ok(()) => true,
-                    Err(error) => {
-                        tracing::debug!(group = %self.group, error = format!("{error:#}"), "batch failed; applying one by one");
-                        false
-                    }
-                },
-                _ => false,
-            };
-            if applied {
-                for message in &batch {
+            let taken = Utc::now();
+            // A key always maps to one partition, so partitions are independent: each one's
+            // share of the batch is applied on its own transaction, concurrently, while the
+            // events within a partition keep their order.
+            let mut partitions: BTreeMap<(&str, i32), Vec<&BorrowedMessage<'_>>> = BTreeMap::new();
+            for message in &batch {
+                partitions.entry((message.topic(), message.partition())).or_default().push(message);
+            }
+            let outcomes = futures::future::join_all(
+                partitions.into_values().map(|messages| self.apply_partition(messages, taken, &cancel)),
+            )
+            .await;
+            let mut cancelled = false;
+            for (handled, stopped) in outcomes {
+                for message in handled {
                     consumer.store_offset_from_message(message).context("store offset")?;
                 }
-                continue;
+                cancelled |= stopped;
             }
-            // One at a time, each with its retries and, finally, the dead-letter queue.
-            for message in &batch {
-                match self.process(message, &cancel).await {
-                    Outcome::Cancelled => break 'consume,
-                    _ => consumer.store_offset_from_message(message).context("store offset")?,
-                }
+            if cancelled {
+                break 'consume;
             }
         }
         // Commit what was stored; "no offset" just means nothing was consumed.
@@ -182,7 +201,44 @@ impl ConsumerRuntime {
         Ok(())
     }
 
-    async fn process(&self, message: &BorrowedMessage<'_>, cancel: &CancellationToken) -> Outcome {
+    /// Applies one partition's share of a batch, in order: on one transaction when every
+    /// message is a valid event, else (or when that fails) one at a time, each with its
+    /// retries and, finally, the dead-letter queue. Returns the messages handled, whose
+    /// offsets may now be stored, and whether it stopped because of `cancel`.
+    async fn apply_partition<'b, 'c>(
+        &self,
+        messages: Vec<&'b BorrowedMessage<'c>>,
+        taken: DateTime<Utc>,
+        cancel: &CancellationToken,
+    ) -> (Vec<&'b BorrowedMessage<'c>>, bool) {
+        let events: Option<Vec<IncomingEvent>> = messages.iter().map(|m| incoming(m).ok()).collect();
+        if let Some(events) = &events {
+            self.record_delivery(&messages, events, taken);
+            if events.len() > 1 {
+                match self.apply_batch(events, taken).await {
+                    Ok(()) => return (messages, false),
+                    Err(error) => {
+                        tracing::debug!(group = %self.group, error = format!("{error:#}"), "batch failed; applying one by one");
+                    }
+                }
+            }
+        }
+        let mut handled = Vec::with_capacity(messages.len());
+        for message in messages {
+            if self.process(message, taken, cancel).await == Outcome::Cancelled {
+                return (handled, true);
+            }
+            handled.push(message);
+        }
+        (handled, false)
+    }
+
+    async fn process(
+        &self,
+        message: &BorrowedMessage<'_>,
+        taken: DateTime<Utc>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
         let event = match incoming(message) {
             Ok(event) => event,
             Err(error) => {
@@ -202,13 +258,14 @@ impl ConsumerRuntime {
             trace_id = %trace.trace_id_hex(),
         );
         // apply_in runs the handler inside the event's trace; the span carries its id for logs.
-        self.apply_with_retries(message, &event, cancel).instrument(span).await
+        self.apply_with_retries(message, &event, taken, cancel).instrument(span).await
     }
 
     async fn apply_with_retries(
         &self,
         message: &BorrowedMessage<'_>,
         event: &IncomingEvent,
+        taken: DateTime<Utc>,
         cancel: &CancellationToken,
     ) -> Outcome {
         let labels = [
@@ -221,7 +278,7 @@ impl ConsumerRuntime {
         for attempt in 1..=self.max_attempts {
             match self.apply_once(event).await {
                 Ok(applied) => {
-                    self.record(event, applied, started.elapsed());
+                    self.record(event, applied, started.elapsed(), taken);
                     return if applied { Outcome::Applied } else { Outcome::Duplicate };
                 }
                 Err(error) => {
@@ -273,7 +330,7 @@ impl ConsumerRuntime {
     /// Applies a batch in one transaction: one commit (one WAL flush) for many events,
     /// which is what lets a consumer keep up with a busy topic. Any failure rolls the whole
     /// batch back, and the caller then applies its events one by one.
-    async fn apply_batch(&self, events: &[IncomingEvent]) -> anyhow::Result<()> {
+    async fn apply_batch(&self, events: &[IncomingEvent], taken: DateTime<Utc>) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await.context("begin")?;
         let mut outcomes = Vec::with_capacity(events.len());
@@ -283,20 +340,41 @@ impl ConsumerRuntime {
         tx.commit().await.context("commit batch")?;
         let each = started.elapsed() / u32::try_from(events.len()).unwrap_or(u32::MAX).max(1);
         for (event, applied) in events.iter().zip(outcomes) {
-            self.record(event, applied, each);
+            self.record(event, applied, each, taken);
         }
         Ok(())
     }
 
-    /// Metrics for one handled event.
-    fn record(&self, event: &IncomingEvent, applied: bool, took: Duration) {
+    /// The first two stages of each event's hop, as the consumer takes a batch: `relay`
+    /// (written to the outbox → produced, the Kafka timestamp the relay's producer set) and
+    /// `delivery` (produced → taken by this consumer: broker, fetch, and any wait behind
+    /// earlier events in the consumer's queue). The last stage, `apply`, is in [`Self::record`].
+    fn record_delivery(&self, batch: &[&BorrowedMessage<'_>], events: &[IncomingEvent], taken: DateTime<Utc>) {
+        for (message, event) in batch.iter().zip(events) {
+            let Some(produced) = message.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis)
+            else {
+                continue;
+            };
+            let seconds = |d: chrono::TimeDelta| d.to_std().unwrap_or_default().as_secs_f64();
+            let stage = |name: &'static str| [("group", self.group.clone()), ("stage", name.to_owned())];
+            metrics::histogram!("event_stage_seconds", &stage("relay")).record(seconds(produced - event.envelope.time));
+            metrics::histogram!("event_stage_seconds", &stage("delivery")).record(seconds(taken - produced));
+        }
+    }
+
+    /// Metrics for one handled event; `taken` is when the consumer took it from its queue.
+    fn record(&self, event: &IncomingEvent, applied: bool, took: Duration, taken: DateTime<Utc>) {
         let labels = [
             ("group", self.group.clone()),
             ("topic", event.topic.clone()),
             ("type", event.envelope.event_type.clone()),
         ];
-        let hop = (chrono::Utc::now() - event.envelope.time).to_std().unwrap_or_default();
+        let now = Utc::now();
+        let hop = (now - event.envelope.time).to_std().unwrap_or_default();
         metrics::histogram!("event_hop_seconds", &labels).record(hop.as_secs_f64());
+        let apply = (now - taken).to_std().unwrap_or_default();
+        metrics::histogram!("event_stage_seconds", "group" => self.group.clone(), "stage" => "apply")
+            .record(apply.as_secs_f64());
         metrics::histogram!("event_handle_seconds", &labels).record(took.as_secs_f64());
         let name = if applied { "events_consumed_total" } else { "events_duplicate_total" };
         metrics::counter!(name, &labels).increment(1);

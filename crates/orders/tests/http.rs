@@ -310,7 +310,6 @@ async fn lapsed_reservations_expire_once_and_free_the_pair() {
 /// Delivers `payment.succeeded` for `order` to the orders handler.
 async fn paid(ctx: &Ctx, order: Uuid) {
     use sneakerstop_events::payments::{PaymentEvent, PaymentSucceeded};
-    use sneakerstop_events::{Contract, Envelope};
     use sneakerstop_messaging::{Handler, IncomingEvent};
     let event = PaymentEvent::Succeeded(PaymentSucceeded {
         payment_id: Uuid::now_v7(),
@@ -318,14 +317,7 @@ async fn paid(ctx: &Ctx, order: Uuid) {
         amount_cents: 12_500,
         provider_ref: "pi_test".into(),
     });
-    let incoming = IncomingEvent {
-        topic: "payments.payments".into(),
-        partition: 0,
-        offset: 0,
-        key: None,
-        envelope: Envelope::new(&event, "/test", order, 1, None),
-        payload: serde_json::to_vec(&event.payload()).unwrap(),
-    };
+    let incoming = IncomingEvent::from_contract(&event, "/test", order, 1);
     let mut tx = ctx.pool.begin().await.unwrap();
     sneakerstop_orders::events::OrdersHandler.handle(&mut tx, &incoming).await.unwrap();
     tx.commit().await.unwrap();

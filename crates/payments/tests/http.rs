@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use sneakerstop_auth::{CurrentUser, SessionKeys};
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderEvent};
-use sneakerstop_events::{Contract, Envelope};
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_payments::events::PaymentsHandler;
 use sneakerstop_payments::provider::simulated::Simulated;
@@ -73,14 +72,7 @@ impl Ctx {
             sneaker_id: Uuid::now_v7(),
             reason: CancelReason::Expired,
         });
-        let incoming = IncomingEvent {
-            topic: "orders.orders".into(),
-            partition: 0,
-            offset: 0,
-            key: None,
-            envelope: Envelope::new(&event, "/test", order, 2, None),
-            payload: serde_json::to_vec(&event.payload()).unwrap(),
-        };
+        let incoming = IncomingEvent::from_contract(&event, "/test", order, 2);
         let mut tx = self.pool.begin().await.unwrap();
         PaymentsHandler.handle(&mut tx, &incoming).await.unwrap();
         tx.commit().await.unwrap();
