@@ -6,10 +6,12 @@
 //!   same transaction.
 //!
 //! - `events` — reacting to `orders.orders`: reserve, release, sell.
+//! - `cache` — the read cache in front of browsing, invalidated by committed changes.
 //!
 //! Publishes `sneaker.listed` and `sneaker.updated` on `catalog.sneakers`; consumes
 //! `orders.orders`.
 
+pub mod cache;
 pub mod domain;
 mod error;
 pub mod events;
@@ -22,6 +24,7 @@ use axum::extract::FromRef;
 use sneakerstop_auth::SessionKeys;
 use sqlx::PgPool;
 
+use cache::ReadCache;
 pub use error::CatalogError;
 pub use http::{ApiDoc, app};
 
@@ -53,4 +56,18 @@ pub struct AppState {
     pub pool: PgPool,
     /// Verifies session tokens.
     pub keys: SessionKeys,
+    /// Cached pages and listings; see [`cache`].
+    pub cache: ReadCache,
+}
+
+impl AppState {
+    /// State without a read cache: every request reads PostgreSQL.
+    pub fn uncached(pool: PgPool, keys: SessionKeys) -> Self {
+        Self { pool, keys, cache: ReadCache::disabled() }
+    }
+}
+
+/// The channel on which catalog changes are announced as they commit (the outbox trigger's).
+pub fn change_channel() -> String {
+    format!("{SCHEMA}_outbox")
 }

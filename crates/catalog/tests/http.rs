@@ -23,7 +23,7 @@ async fn ctx() -> Ctx {
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_catalog::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("catalog-http-test-secret-0123456789"), Duration::from_secs(3600), false);
-    let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone() });
+    let app = sneakerstop_catalog::app(AppState::uncached(pool.clone(), keys.clone()));
     Ctx { app, pool, keys, _db: db }
 }
 

@@ -125,6 +125,15 @@ pub struct OrderSettings {
     pub sweep_interval: Duration,
 }
 
+/// Catalog settings: the read cache in front of browsing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatalogSettings {
+    /// Longest a cached page or listing is served (changes invalidate it sooner, as they
+    /// commit); `0s` turns the cache off.
+    #[arg(long = "catalog-cache-max-age", env = "CATALOG_CACHE_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub cache_max_age: Duration,
+}
+
 /// Payments settings: which provider charges cards.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PaymentSettings {

@@ -6,7 +6,8 @@ use sneakerstop_auth::SessionKeys;
 use sneakerstop_db::DbConfig;
 use sneakerstop_messaging::Kafka;
 use sneakerstop_settings::{
-    DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, OrderSettings, PaymentSettings, Secret, SessionSettings,
+    CatalogSettings, DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, OrderSettings, PaymentSettings,
+    Secret, SessionSettings,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -54,6 +55,8 @@ pub struct ServeArgs {
     session: SessionSettings,
     #[command(flatten)]
     kafka: KafkaSettings,
+    #[command(flatten)]
+    catalog: CatalogSettings,
     #[command(flatten)]
     orders: OrderSettings,
     #[command(flatten)]
@@ -117,6 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         poll_interval: args.kafka.poll_interval,
         max_attempts: args.kafka.max_attempts,
         group_prefix: args.kafka.group_prefix.clone(),
+        catalog: args.catalog.clone(),
         orders: args.orders.clone(),
         payments: args.payments.clone(),
     };

@@ -116,6 +116,8 @@ pub struct Shared {
     pub max_attempts: u32,
     /// Consumer groups are `<group_prefix>-<service>`.
     pub group_prefix: String,
+    /// The catalog's read cache.
+    pub catalog: sneakerstop_settings::CatalogSettings,
     /// Orders' reservation window and sweep interval.
     pub orders: sneakerstop_settings::OrderSettings,
     /// Which payment provider, and its settings.
@@ -190,7 +192,9 @@ pub async fn start(
             sneakerstop_identity::app(state)
         }
         Service::Catalog => {
-            let state = sneakerstop_catalog::AppState { pool, keys: shared.keys.clone() };
+            let cache = sneakerstop_catalog::cache::ReadCache::new(shared.catalog.cache_max_age);
+            tasks.spawn(cache.clone().watch(pool.clone(), sneakerstop_catalog::change_channel(), cancel.clone()));
+            let state = sneakerstop_catalog::AppState { pool, keys: shared.keys.clone(), cache };
             sneakerstop_catalog::app(state)
         }
         Service::Orders => {

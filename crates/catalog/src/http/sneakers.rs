@@ -1,7 +1,7 @@
 //! `/api/sneakers`: list a pair, browse and search, view one, edit your own.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,6 +13,7 @@ use sneakerstop_problem::{ApiJson, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::cache::{Entry, Key, Source};
 use crate::domain::{Cursor, ListParams, ListQuery, Listing, ListingInput, price_units};
 use crate::store::{self, SneakerRow};
 use crate::{AppState, CatalogError};
@@ -76,12 +77,32 @@ pub struct SneakerPage {
 
 /// The listing with an `ETag` of its version.
 fn with_etag(status: StatusCode, row: SneakerRow) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", row.version)).ok();
+    let etag = etag(row.version);
     let mut response = (status, Json(SneakerView::from(row))).into_response();
     if let Some(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
+}
+
+fn etag(version: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{version}\"")).ok()
+}
+
+/// An answer from the read cache (or just loaded into it), JSON as it was rendered.
+fn cached(entry: Entry, source: Source) -> Response {
+    let mut response =
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], entry.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-cache", HeaderValue::from_static(source.as_str()));
+    if let Some(etag) = entry.version.and_then(etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn json_bytes(value: &impl Serialize) -> Result<axum::body::Bytes, CatalogError> {
+    Ok(serde_json::to_vec(value).map_err(anyhow::Error::from)?.into())
 }
 
 fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
@@ -106,6 +127,7 @@ pub(super) async fn create(
 ) -> Result<Response, CatalogError> {
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
     let row = store::insert(&state.pool, user.id, &listing).await?;
+    state.cache.invalidate();
     tracing::info!(sneaker_id = %row.id, seller_id = %user.id, "sneaker listed");
     Ok(with_etag(StatusCode::CREATED, row))
 }
@@ -122,19 +144,25 @@ pub(super) async fn create(
 )]
 pub(super) async fn list(
     State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<SneakerPage>, CatalogError> {
+) -> Result<Response, CatalogError> {
     let Query(params) = params.map_err(|e| CatalogError::Invalid(vec![FieldError::new("query", e.body_text())]))?;
     let query = ListQuery::try_from(params).map_err(CatalogError::Invalid)?;
-    let mut rows = store::list(&state.pool, &query).await?;
-    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|last| Cursor { sort: query.sort, price_cents: last.price_cents, id: last.id }.encode())
-    } else {
-        None
+    let load = async {
+        let mut rows = store::list(&state.pool, &query).await?;
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| Cursor { sort: query.sort, price_cents: last.price_cents, id: last.id }.encode())
+        } else {
+            None
+        };
+        let page = SneakerPage { items: rows.into_iter().map(SneakerView::from).collect(), next_cursor };
+        Ok::<_, CatalogError>(Entry::new(json_bytes(&page)?, None))
     };
-    Ok(Json(SneakerPage { items: rows.into_iter().map(SneakerView::from).collect(), next_cursor }))
+    let (entry, source) = state.cache.get_or_load(Key::Page(raw.unwrap_or_default()), load).await?;
+    Ok(cached(entry, source))
 }
 
 /// View one listing.
@@ -149,8 +177,14 @@ pub(super) async fn list(
     security(())
 )]
 pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, CatalogError> {
-    let row = store::get(&state.pool, parse_id(&id)?).await?.ok_or(CatalogError::NotFound)?;
-    Ok(with_etag(StatusCode::OK, row))
+    let id = parse_id(&id)?;
+    let load = async {
+        let row = store::get(&state.pool, id).await?.ok_or(CatalogError::NotFound)?;
+        let version = row.version;
+        Ok::<_, CatalogError>(Entry::new(json_bytes(&SneakerView::from(row))?, Some(version)))
+    };
+    let (entry, source) = state.cache.get_or_load(Key::Listing(id), load).await?;
+    Ok(cached(entry, source))
 }
 
 /// Edit your listing (title, price, size, brand, description).
@@ -183,6 +217,7 @@ pub(super) async fn update(
     let if_match = if_match(&headers)?;
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
     let row = store::update(&state.pool, id, user.id, &listing, if_match).await?;
+    state.cache.invalidate();
     tracing::info!(sneaker_id = %row.id, version = row.version, "sneaker updated");
     Ok(with_etag(StatusCode::OK, row))
 }
