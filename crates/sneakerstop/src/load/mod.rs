@@ -110,7 +110,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
 /// Sets up, drives the scenario and measures; returns the report.
 pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
     let api = Api::new(&args.base_url)?;
-    let before = api.metrics().await.context("read the server's /metrics (is it running?)")?;
+    api.metrics().await.context("read the server's /metrics (is it running?)")?;
 
     eprintln!("setting up: {} users, {} listings", args.users, args.seed_listings);
     let users = scenarios::users(&api, args.users.max(2)).await?;
@@ -121,6 +121,8 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
         Vec::new()
     };
     settle(&api).await?;
+    // Counted from here: set-up's events are not the run's.
+    let before = api.metrics().await.context("read the server's /metrics")?;
 
     let started = Instant::now();
     let run = Arc::new(Run {

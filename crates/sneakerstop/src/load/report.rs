@@ -31,6 +31,11 @@ pub struct Report {
     pub sold_out: u64,
     /// Event time to applied, per consumer group, from the server's histogram.
     pub event_hops: BTreeMap<String, HopSummary>,
+    /// The hop's stages per consumer group (`"<group> <stage>"`): `relay` (outbox write →
+    /// produced), `delivery` (produced → taken by the consumer), `apply` (taken → committed).
+    pub event_stages: BTreeMap<String, HopSummary>,
+    /// Catalog read-cache answers during the run, by result (`hit`, `miss`, `bypass`).
+    pub catalog_cache: BTreeMap<String, f64>,
     /// The server's largest resident set seen during the run.
     pub server_peak_rss_mib: Option<f64>,
 }
@@ -76,6 +81,8 @@ impl Report {
             replica_waits: rec.replica_waits,
             sold_out: rec.sold_out,
             event_hops: event_hops(before, after),
+            event_stages: event_stages(before, after),
+            catalog_cache: counter_deltas(before, after, "catalog_cache_requests_total", "result"),
             server_peak_rss_mib,
         }
     }
@@ -133,6 +140,27 @@ impl Report {
                 "event hop {group}: {:.0} events, p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
                 hop.events, hop.p50_ms, hop.p99_ms
             );
+            let stages: Vec<String> = ["relay", "delivery", "apply"]
+                .iter()
+                .filter_map(|stage| {
+                    let s = self.event_stages.get(&format!("{group} {stage}"))?;
+                    Some(format!("{stage} p50 ≤ {:.1} / p99 ≤ {:.1} ms", s.p50_ms, s.p99_ms))
+                })
+                .collect();
+            if !stages.is_empty() {
+                let _ = writeln!(out, "  stages: {}", stages.join(", "));
+            }
+        }
+        let cached: f64 = self.catalog_cache.values().sum();
+        if cached > 0.0 {
+            let share = |result: &str| 100.0 * self.catalog_cache.get(result).copied().unwrap_or(0.0) / cached;
+            let _ = writeln!(
+                out,
+                "catalog cache: {cached:.0} answers, {:.1}% hits, {:.1}% misses, {:.1}% bypassed",
+                share("hit"),
+                share("miss"),
+                share("bypass")
+            );
         }
         if let Some(rss) = self.server_peak_rss_mib {
             let _ = writeln!(out, "server peak resident memory: {rss:.1} MiB");
@@ -148,10 +176,12 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// `event_hop_seconds` bucket counts per group: group → (le → cumulative count).
-fn hop_buckets(metrics: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
+/// Bucket counts of histogram `metric`, summed per key (the values of `key_labels`,
+/// joined by a space): key → (le → cumulative count).
+fn buckets(metrics: &str, metric: &str, key_labels: &[&str]) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let prefix = format!("{metric}_bucket{{");
     let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    for line in metrics.lines().filter(|l| l.starts_with("event_hop_seconds_bucket{")) {
+    for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
         let Some((labels, value)) = line.rsplit_once(' ') else { continue };
         let label = |name: &str| {
             labels
@@ -159,21 +189,42 @@ fn hop_buckets(metrics: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
                 .map(|v| v.trim_end_matches('"').to_owned())
         };
-        let (Some(group), Some(le), Ok(count)) = (label("group"), label("le"), value.parse::<f64>()) else { continue };
-        *out.entry(group).or_default().entry(le).or_default() += count;
+        let key: Option<Vec<String>> = key_labels.iter().map(|name| label(name)).collect();
+        let (Some(key), Some(le), Ok(count)) = (key, label("le"), value.parse::<f64>()) else { continue };
+        *out.entry(key.join(" ")).or_default().entry(le).or_default() += count;
     }
     out
 }
 
-/// Hop latency per group during the run: the bucket counts after minus before.
-fn event_hops(before: &str, after: &str) -> BTreeMap<String, HopSummary> {
-    let before = hop_buckets(before);
+/// How much counter `metric` grew during the run, per value of `label`.
+fn counter_deltas(before: &str, after: &str, metric: &str, label: &str) -> BTreeMap<String, f64> {
+    let read = |metrics: &str| {
+        let prefix = format!("{metric}{{");
+        let needle = format!("{label}=\"");
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
+            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+            let Some(key) = labels.split_once(&needle).and_then(|(_, rest)| rest.split('"').next()) else { continue };
+            *out.entry(key.to_owned()).or_default() += value.parse::<f64>().unwrap_or(0.0);
+        }
+        out
+    };
+    let before = read(before);
+    read(after)
+        .into_iter()
+        .map(|(key, count)| (key.clone(), count - before.get(&key).copied().unwrap_or(0.0)))
+        .collect()
+}
+
+/// Quantiles per key of histogram `metric` during the run: the bucket counts after minus before.
+fn histogram_deltas(before: &str, after: &str, metric: &str, key_labels: &[&str]) -> BTreeMap<String, HopSummary> {
+    let before = buckets(before, metric, key_labels);
     let mut out = BTreeMap::new();
-    for (group, buckets) in hop_buckets(after) {
-        let mut delta: Vec<(f64, f64)> = buckets
+    for (key, counts) in buckets(after, metric, key_labels) {
+        let mut delta: Vec<(f64, f64)> = counts
             .iter()
             .map(|(le, count)| {
-                let old = before.get(&group).and_then(|b| b.get(le)).copied().unwrap_or(0.0);
+                let old = before.get(&key).and_then(|b| b.get(le)).copied().unwrap_or(0.0);
                 let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) };
                 (bound, count - old)
             })
@@ -185,9 +236,19 @@ fn event_hops(before: &str, after: &str) -> BTreeMap<String, HopSummary> {
         }
         let quantile =
             |q: f64| delta.iter().find(|(_, c)| *c >= q * total).map_or(f64::INFINITY, |(bound, _)| bound * 1000.0);
-        out.insert(group, HopSummary { events: total, p50_ms: quantile(0.5), p99_ms: quantile(0.99) });
+        out.insert(key, HopSummary { events: total, p50_ms: quantile(0.5), p99_ms: quantile(0.99) });
     }
     out
+}
+
+/// Hop latency per consumer group during the run.
+fn event_hops(before: &str, after: &str) -> BTreeMap<String, HopSummary> {
+    histogram_deltas(before, after, "event_hop_seconds", &["group"])
+}
+
+/// The hop split into its stages (relay, delivery, apply), per consumer group.
+fn event_stages(before: &str, after: &str) -> BTreeMap<String, HopSummary> {
+    histogram_deltas(before, after, "event_stage_seconds", &["group", "stage"])
 }
 
 #[cfg(test)]
@@ -210,5 +271,31 @@ event_hop_seconds_bucket{group="g",topic="t",type="b",le="+Inf"} 0"#;
         assert_eq!(g.events, 100.0);
         assert_eq!(g.p50_ms, 10.0, "50 of 100 within 10 ms");
         assert_eq!(g.p99_ms, 100.0, "99 of 100 within 100 ms");
+    }
+
+    #[test]
+    fn cache_answers_are_counted_during_the_run_only() {
+        let before = "catalog_cache_requests_total{result=\"hit\"} 10\ncatalog_cache_requests_total{result=\"miss\"} 3";
+        let after = "catalog_cache_requests_total{result=\"hit\"} 110\ncatalog_cache_requests_total{result=\"miss\"} 4\n\
+                     catalog_cache_requests_total{result=\"bypass\"} 2";
+        let counts = counter_deltas(before, after, "catalog_cache_requests_total", "result");
+        assert_eq!(counts["hit"], 100.0);
+        assert_eq!(counts["miss"], 1.0);
+        assert_eq!(counts["bypass"], 2.0);
+    }
+
+    #[test]
+    fn stages_are_summarised_per_group_and_stage() {
+        let after = r#"event_stage_seconds_bucket{group="orders",stage="relay",le="0.005"} 9
+event_stage_seconds_bucket{group="orders",stage="relay",le="0.01"} 10
+event_stage_seconds_bucket{group="orders",stage="relay",le="+Inf"} 10
+event_stage_seconds_bucket{group="orders",stage="apply",le="0.005"} 0
+event_stage_seconds_bucket{group="orders",stage="apply",le="0.01"} 4
+event_stage_seconds_bucket{group="orders",stage="apply",le="+Inf"} 4"#;
+        let stages = event_stages("", after);
+        assert_eq!(stages["orders relay"].p50_ms, 5.0);
+        assert_eq!(stages["orders relay"].p99_ms, 10.0);
+        assert_eq!(stages["orders apply"].events, 4.0);
+        assert_eq!(stages["orders apply"].p50_ms, 10.0);
     }
 }

@@ -158,12 +158,29 @@ async fn drop(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
 /// How long a service may take to learn, from an event, of a pair or order just created.
 const REPLICA_WAIT: Duration = Duration::from_secs(10);
 
+/// The pause between polls for something an event will bring: 5 ms, doubling up to 40 ms.
+/// Quick enough to see a fast hop, without the waiting buyers' polls becoming the load.
+#[derive(Debug)]
+struct Pause(Duration);
+
+impl Pause {
+    fn new() -> Self {
+        Self(Duration::from_millis(5))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_millis(40));
+    }
+}
+
 /// Orders `sneaker`, retrying while orders has not yet learnt of it (404: replica lag,
 /// counted in `replica_waits`). `None` when the order was refused or failed.
 async fn order(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &str, expected: &[StatusCode]) -> Option<String> {
     let body = json!({"sneakerId": sneaker});
     let expected: Vec<StatusCode> = expected.iter().copied().chain([StatusCode::NOT_FOUND]).collect();
     let started = Instant::now();
+    let mut pause = Pause::new();
     loop {
         let reply =
             call(run, rec, "POST /api/orders", Method::POST, "/api/orders", Some(buyer), Some(body.clone()), &expected)
@@ -177,7 +194,7 @@ async fn order(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &str, expec
         if started.elapsed() > REPLICA_WAIT || Instant::now() > run.deadline {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        pause.wait().await;
     }
 }
 
@@ -187,6 +204,7 @@ async fn pay_and_confirm(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &
     let body = json!({"orderId": order, "token": "tok_visa"});
     let expected = [StatusCode::CREATED, StatusCode::NOT_FOUND];
     let paid_at = Instant::now();
+    let mut pause = Pause::new();
     loop {
         let Some(reply) = call(
             run,
@@ -206,13 +224,14 @@ async fn pay_and_confirm(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &
             StatusCode::CREATED => break,
             StatusCode::NOT_FOUND if paid_at.elapsed() < REPLICA_WAIT && Instant::now() < run.deadline => {
                 rec.replica_waits += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                pause.wait().await;
             }
             _ => return,
         }
     }
     let (order_path, sneaker_path) = (format!("/api/orders/{order}"), format!("/api/sneakers/{sneaker}"));
     let mut complete = false;
+    let mut pause = Pause::new();
     while paid_at.elapsed() < PURCHASE_TIMEOUT {
         if !complete {
             let reply = call(run, rec, "GET /api/orders/{id}", Method::GET, &order_path, Some(buyer), None, OK).await;
@@ -226,7 +245,7 @@ async fn pay_and_confirm(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &
                 return;
             }
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        pause.wait().await;
     }
     // Never became visible: counted against the purchase flow.
     rec.record("purchase became visible", paid_at.elapsed(), None, true);
