@@ -18,7 +18,7 @@
 //! one partition, so per-key order holds. If a batch fails it is rolled back and its events
 //! are applied one by one as above.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -333,9 +333,31 @@ impl ConsumerRuntime {
     async fn apply_batch(&self, events: &[IncomingEvent], taken: DateTime<Utc>) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await.context("begin")?;
+        // Claim every event id in one statement; only the ids it inserted are new.
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.envelope.id).collect();
+        let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type.as_str()).collect();
+        let mut fresh: HashSet<uuid::Uuid> = sqlx::query_scalar(
+            "INSERT INTO inbox (event_id, topic, event_type)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        )
+        .bind(&ids)
+        .bind(&topics)
+        .bind(&types)
+        .fetch_all(&mut *tx)
+        .await
+        .context("record events in inbox")?
+        .into_iter()
+        .collect();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            outcomes.push(self.apply_in(&mut tx, event).await?);
+            // `remove`: an event delivered twice within one batch is applied once.
+            let applied = fresh.remove(&event.envelope.id);
+            if applied {
+                trace_of(event).scope(self.handler.handle(&mut tx, event)).await?;
+            }
+            outcomes.push(applied);
         }
         tx.commit().await.context("commit batch")?;
         let each = started.elapsed() / u32::try_from(events.len()).unwrap_or(u32::MAX).max(1);
