@@ -79,6 +79,7 @@ async fn listing_a_pair_stores_it_and_writes_sneaker_listed() {
     assert_eq!(payload["priceCents"], 12_999);
     assert_eq!(payload["version"], 1);
     assert_eq!(payload["status"], "available");
+    assert_eq!(payload["createdAt"], body["createdAt"], "the event carries the stored time");
 
     let fetched = Call::get(&format!("/api/sneakers/{}", body["id"].as_str().unwrap())).send(&ctx.app).await;
     assert_eq!(fetched.status, StatusCode::OK);

@@ -19,7 +19,7 @@ use sqlx::migrate::Migrator;
 
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use kafka::Kafka;
-pub use outbox::{Relay, enqueue, enqueue_keyed};
+pub use outbox::{Outgoing, Relay, enqueue, enqueue_keyed};
 
 /// The outbox and inbox tables; every service applies these in its own schema.
 pub static MIGRATOR: LazyLock<Migrator> =

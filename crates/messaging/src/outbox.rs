@@ -44,22 +44,70 @@ pub async fn enqueue_keyed<C: Contract>(
     version: i64,
     event: &C,
 ) -> anyhow::Result<Uuid> {
-    let envelope = Envelope::new(event, source, subject, version, sneakerstop_telemetry::trace::child_traceparent());
-    let headers: Vec<(String, String)> = envelope.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    sqlx::query(
-        "INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(envelope.id)
-    .bind(C::TOPIC)
-    .bind(key)
-    .bind(&envelope.event_type)
-    .bind(sqlx::types::Json(&headers))
-    .bind(sqlx::types::Json(event.payload()))
-    .execute(tx)
-    .await
-    .with_context(|| format!("write {} to the outbox", envelope.event_type))?;
-    Ok(envelope.id)
+    let outgoing = Outgoing::new(key, source, subject, version, event);
+    let (id, event_type) = (outgoing.id, outgoing.event_type.clone());
+    outgoing
+        .bind(sqlx::query(&Outgoing::insert_sql(1)))
+        .execute(tx)
+        .await
+        .with_context(|| format!("write {event_type} to the outbox"))?;
+    Ok(id)
+}
+
+/// An event ready for the outbox, for writing it in the same SQL statement as the change
+/// it describes: `WITH change AS (INSERT ...) ` + [`Outgoing::insert_sql`]. One statement
+/// is one round trip and an implicit transaction, so the change and its event still
+/// commit together or not at all.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The event id (`ce_id`).
+    pub id: Uuid,
+    topic: &'static str,
+    key: String,
+    event_type: String,
+    headers: Vec<(String, String)>,
+    payload: serde_json::Value,
+}
+
+impl Outgoing {
+    /// `event` about aggregate `subject` (now at `version`), keyed by `key`, carrying the
+    /// current request's `traceparent` if any.
+    pub fn new<C: Contract>(key: &str, source: &str, subject: Uuid, version: i64, event: &C) -> Self {
+        let envelope =
+            Envelope::new(event, source, subject, version, sneakerstop_telemetry::trace::child_traceparent());
+        let headers = envelope.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Self {
+            id: envelope.id,
+            topic: C::TOPIC,
+            key: key.to_owned(),
+            event_type: envelope.event_type,
+            headers,
+            payload: event.payload(),
+        }
+    }
+
+    /// The outbox insert, its six parameters numbered from `$first`.
+    pub fn insert_sql(first: usize) -> String {
+        let params: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+        format!(
+            "INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload) VALUES ({})",
+            params.join(", ")
+        )
+    }
+
+    /// Binds the six parameters of [`Self::insert_sql`], after those already bound.
+    pub fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.id)
+            .bind(self.topic)
+            .bind(self.key)
+            .bind(self.event_type)
+            .bind(sqlx::types::Json(self.headers))
+            .bind(sqlx::types::Json(self.payload))
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
