@@ -110,6 +110,10 @@ async fn operations_endpoints_and_api_docs_are_served() {
         assert!(spec["paths"][path].is_object(), "{path} is documented");
     }
     assert!(spec["paths"]["/api/users/signup"]["post"]["responses"]["409"].is_object());
+    assert!(
+        spec["paths"]["/api/sneakers"]["get"]["responses"]["200"]["headers"]["x-cache"].is_object(),
+        "the read cache's header is documented"
+    );
     assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert_eq!(spec["components"]["securitySchemes"]["session_cookie"]["in"], "cookie");
     assert!(spec["components"]["schemas"]["Problem"].is_object());

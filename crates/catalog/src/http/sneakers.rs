@@ -137,7 +137,8 @@ pub(super) async fn create(
     get, path = "/api/sneakers", tag = "catalog",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of listings", body = SneakerPage),
+        (status = 200, description = "A page of listings", body = SneakerPage,
+            headers(("x-cache" = String, description = "`hit`, `miss` or `bypass`: whether the catalog read cache answered"))),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
     ),
     security(())
@@ -170,7 +171,11 @@ pub(super) async fn list(
     get, path = "/api/sneakers/{id}", tag = "catalog",
     params(("id" = String, Path, description = "The listing's id (a UUID)")),
     responses(
-        (status = 200, description = "The listing; `ETag` is its version", body = SneakerView),
+        (status = 200, description = "The listing; `ETag` is its version", body = SneakerView,
+            headers(
+                ("ETag" = String, description = "The listing's version, e.g. `\"3\"`"),
+                ("x-cache" = String, description = "`hit`, `miss` or `bypass`: whether the catalog read cache answered"),
+            )),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
     ),
