@@ -42,7 +42,8 @@ else
   log "starting a Tansu broker ($storage) and the release server on $base"
   scripts/broker.sh start "$broker_port" "$storage" "$workdir/broker" >/dev/null
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS sneakerstop_bench WITH (FORCE)"
-  DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench" KAFKA_BROKERS="127.0.0.1:$broker_port" \
+  # As make run: no TLS over loopback (see DATABASE_URL in the README).
+  DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" KAFKA_BROKERS="127.0.0.1:$broker_port" \
     PORT="$port" RUST_LOG=warn LOG_FORMAT=json "$bin" serve --dev >"$workdir/server.log" 2>&1 &
   server_pid=$!
   rss_pid=$server_pid

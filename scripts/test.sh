@@ -28,7 +28,8 @@ port=$(free_port)
 log "starting an in-memory Tansu broker on 127.0.0.1:$port"
 scripts/broker.sh start "$port" memory://tansu/ "$BROKER_DIR" >/dev/null
 export KAFKA_BROKERS="127.0.0.1:$port"
-export TEST_DATABASE_URL="$PG_ADMIN_URL"
+# No TLS to the local server (libpq's default would negotiate it even over loopback).
+export TEST_DATABASE_URL="${PG_ADMIN_URL%%\?*}?sslmode=disable"
 export TANSU_BIN
 TANSU_BIN=$(command -v tansu)
 

@@ -59,11 +59,14 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL URL. The database is created if it does not exist; every service keeps
-    /// its tables in a schema of its own name inside it.
+    /// its tables in a schema of its own name inside it. The local default turns TLS off:
+    /// over loopback it protects nothing, and with libpq's default `sslmode=prefer` it took
+    /// about a tenth of the machine under load (see docs/performance.md). A database across
+    /// a network should be reached with `sslmode=require` or `verify-full`.
     #[arg(
         long = "database-url",
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/sneakerstop",
+        default_value = "postgres://postgres@127.0.0.1:5432/sneakerstop?sslmode=disable",
         hide_env_values = true
     )]
     pub url: Secret,

@@ -34,7 +34,8 @@ pub fn init_logging() {
 
 /// The PostgreSQL server tests use: `DATABASE_URL`'s server, or the local default.
 pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned())
 }
 
 /// A database created for one test and dropped when the value is dropped.
@@ -42,6 +43,8 @@ pub fn admin_url() -> String {
 pub struct TestDb {
     name: String,
     base: String,
+    /// The admin URL's query (`?sslmode=...`), kept for the test database's URL.
+    query: String,
 }
 
 impl TestDb {
@@ -53,13 +56,15 @@ impl TestDb {
         let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL server");
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
         let _ = conn.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(server, _)| server).to_owned();
-        Self { name, base }
+        let (path, query) =
+            admin.split_once('?').map_or((admin.as_str(), String::new()), |(p, q)| (p, format!("?{q}")));
+        let base = path.rsplit_once('/').map_or(path, |(server, _)| server).to_owned();
+        Self { name, base, query }
     }
 
     /// The database's URL.
     pub fn url(&self) -> String {
-        format!("{}/{}", self.base, self.name)
+        format!("{}/{}{}", self.base, self.name, self.query)
     }
 
     /// Connection settings for the database.
