@@ -9,8 +9,9 @@
 //!
 //! How a change reaches the generation:
 //! - every catalog write commits an outbox row, whose trigger sends `NOTIFY catalog_outbox`
-//!   at commit; [`ReadCache::watch`] listens on that channel and starts a new generation for
-//!   each notification — from this process or any other replica, after the commit;
+//!   at commit; [`ReadCache::follow`] hears that channel on the process's change feed and
+//!   starts a new generation for each notification — from this process or any other
+//!   replica, after the commit;
 //! - this process's own HTTP writes also start one as soon as they commit
 //!   ([`ReadCache::invalidate`]), so a seller sees a new listing at once.
 //!
@@ -24,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use quick_cache::Weighter;
+use sneakerstop_messaging::{ChangeFeed, Signal};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -176,47 +177,37 @@ impl ReadCache {
         }
     }
 
-    /// Listens for committed catalog changes (`NOTIFY catalog_outbox`) until `cancel`,
-    /// invalidating on each; reconnects after losing the connection, bypassing the cache
-    /// meanwhile.
+    /// Follows committed catalog changes on `feed`'s `channel` (`catalog_outbox`): each
+    /// notification starts a new generation; while the feed is not connected the cache is
+    /// bypassed, and each (re)connection starts a new generation, since a notification may
+    /// have been missed. Subscribe before the feed runs.
+    pub fn follow(&self, feed: &ChangeFeed, channel: &str) {
+        if self.inner.is_none() {
+            return;
+        }
+        let cache = self.clone();
+        feed.subscribe(channel, move |signal| match signal {
+            Signal::Notified => cache.invalidate(),
+            Signal::Connected => {
+                cache.invalidate();
+                cache.set_live(true);
+            }
+            Signal::Lost => {
+                cache.set_live(false);
+                cache.invalidate();
+            }
+        });
+    }
+
+    /// Follows changes on a `LISTEN` connection of its own until `cancel` (for a cache
+    /// outside a process's shared [`ChangeFeed`]).
     pub async fn watch(self, pool: PgPool, channel: String, cancel: CancellationToken) {
         if self.inner.is_none() {
             return;
         }
-        let mut delay = Duration::from_millis(100);
-        while !cancel.is_cancelled() {
-            match self.listen(&pool, &channel, &cancel).await {
-                Ok(()) => return,
-                Err(error) => {
-                    self.set_live(false);
-                    self.invalidate();
-                    tracing::warn!(error = format!("{error:#}"), "catalog cache listener lost; bypassing the cache");
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-
-    async fn listen(&self, pool: &PgPool, channel: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let mut listener = PgListener::connect_with(pool).await.context("connect the cache listener")?;
-        listener.listen(channel).await.context("LISTEN for catalog changes")?;
-        // Anything cached before now may have missed a change.
-        self.invalidate();
-        self.set_live(true);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                notification = listener.try_recv() => match notification.context("cache listener")? {
-                    Some(_) => self.invalidate(),
-                    None => anyhow::bail!("the cache listener's connection was closed"),
-                },
-            }
-        }
+        let feed = ChangeFeed::new();
+        self.follow(&feed, &channel);
+        feed.run(pool, cancel).await;
     }
 }
 

@@ -5,9 +5,12 @@
 //! - [`consumer`] — run a handler per event with exactly-once *effect*: the handler's
 //!   changes and the event id commit together; offsets are stored only after that commit;
 //!   failures are retried with backoff and finally dead-lettered, never dropped.
+//! - [`changes`] — one `LISTEN` connection per process, telling relays and caches when
+//!   outbox rows commit.
 //! - [`dlq`] — list and replay dead letters.
 //! - [`kafka`] — client configuration, topic creation, broker health.
 
+pub mod changes;
 pub mod consumer;
 pub mod dlq;
 pub mod kafka;
@@ -17,6 +20,7 @@ use std::sync::LazyLock;
 
 use sqlx::migrate::Migrator;
 
+pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use kafka::Kafka;
 pub use outbox::{Outgoing, Relay, enqueue, enqueue_keyed};

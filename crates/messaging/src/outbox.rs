@@ -128,6 +128,9 @@ pub struct Relay {
     producer: FutureProducer,
     poll_interval: Duration,
     batch_size: i64,
+    /// Woken by the process's [`ChangeFeed`](crate::ChangeFeed); without it the relay
+    /// listens on a connection of its own.
+    wake: Option<Arc<Notify>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -139,7 +142,24 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// A relay for the outbox in `schema` (the pool's search path).
     pub fn new(pool: PgPool, schema: &str, producer: FutureProducer, poll_interval: Duration) -> Self {
-        Self { pool, schema: schema.to_owned(), producer, poll_interval, batch_size: 500 }
+        Self { pool, schema: schema.to_owned(), producer, poll_interval, batch_size: 500, wake: None }
+    }
+
+    /// The channel its outbox's inserts notify at commit.
+    pub fn channel(schema: &str) -> String {
+        format!("{schema}_outbox")
+    }
+
+    /// Wakes on `feed`'s notifications for this outbox instead of its own `LISTEN`
+    /// connection (subscribe before the feed runs).
+    #[must_use]
+    pub fn woken_by(mut self, feed: &crate::ChangeFeed) -> Self {
+        let wake = Arc::new(Notify::new());
+        let notify = wake.clone();
+        // Any signal: a notification, or a (re)connection after which one may have been missed.
+        feed.subscribe(&Self::channel(&self.schema), move |_| notify.notify_one());
+        self.wake = Some(wake);
+        self
     }
 
     /// The advisory lock key electing this schema's active relay.
@@ -186,24 +206,28 @@ impl Relay {
         tracing::info!(schema = %self.schema, "this process is the active outbox relay");
         metrics::gauge!("outbox_relay_active", "service" => self.schema.clone()).set(1.0);
 
-        let mut listener = PgListener::connect_with(&self.pool).await.context("connect the outbox listener")?;
-        listener.listen(&format!("{}_outbox", self.schema)).await.context("LISTEN for outbox inserts")?;
         // Notifications arrive one per committing transaction; the permit of a `Notify`
         // folds all that arrive during a pass into one more pass, so a busy service costs
         // the relay a few queries per batch, not per transaction.
-        let wake = Arc::new(Notify::new());
-        let mut listening = tokio::spawn({
-            let wake = wake.clone();
-            async move {
-                // Ends only with the error that stopped it (`recv` reconnects by itself).
-                loop {
-                    if let Err(error) = listener.recv().await {
-                        return error;
+        let (wake, mut listening) = match &self.wake {
+            Some(wake) => (wake.clone(), None),
+            None => {
+                let mut listener = PgListener::connect_with(&self.pool).await.context("connect the outbox listener")?;
+                listener.listen(&Self::channel(&self.schema)).await.context("LISTEN for outbox inserts")?;
+                let wake = Arc::new(Notify::new());
+                let notify = wake.clone();
+                let task = tokio::spawn(async move {
+                    // Ends only with the error that stopped it (`recv` reconnects by itself).
+                    loop {
+                        if let Err(error) = listener.recv().await {
+                            return error;
+                        }
+                        notify.notify_one();
                     }
-                    wake.notify_one();
-                }
+                });
+                (wake, Some(task))
             }
-        });
+        };
         let result = async {
             let mut checked = None::<Instant>;
             loop {
@@ -217,7 +241,7 @@ impl Relay {
                 }
                 tokio::select! {
                     () = cancel.cancelled() => return Ok(()),
-                    ended = &mut listening => {
+                    ended = async { match listening.as_mut() { Some(task) => task.await, None => std::future::pending().await } } => {
                         return Err(match ended {
                             Ok(error) => anyhow::Error::new(error).context("outbox listener failed"),
                             Err(panic) => anyhow::anyhow!("outbox listener task failed: {panic}"),
@@ -229,7 +253,9 @@ impl Relay {
             }
         }
         .await;
-        listening.abort();
+        if let Some(task) = listening {
+            task.abort();
+        }
         metrics::gauge!("outbox_relay_active", "service" => self.schema.clone()).set(0.0);
         // Closing the connection releases the advisory lock.
         let _ = sqlx::Connection::close(lock_conn).await;

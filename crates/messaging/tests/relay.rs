@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::{Contract, topics};
-use sneakerstop_messaging::{Kafka, MIGRATOR, Relay, enqueue};
+use sneakerstop_messaging::{ChangeFeed, Kafka, MIGRATOR, Relay, enqueue};
 use sneakerstop_test_support::{Broker, Record, TestDb, read_to_end, wait_until};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -156,4 +156,29 @@ async fn two_relays_on_one_outbox_publish_each_event_once_in_order() {
     for relay in relays {
         relay.await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_relay_on_the_process_change_feed_publishes_as_soon_as_a_change_commits() {
+    let broker = Broker::start().await;
+    let kafka = Kafka::new(broker.address());
+    kafka.ensure_topics(&[topics::SNEAKERS]).await.unwrap();
+    let (_db, pool) = outbox_db().await;
+    let cancel = CancellationToken::new();
+    // Polling alone would take a minute: only the feed's notification can wake it sooner.
+    let feed = ChangeFeed::new();
+    let relay = Relay::new(pool.clone(), SCHEMA, kafka.producer().unwrap(), Duration::from_secs(60)).woken_by(&feed);
+    let relaying = tokio::spawn(relay.run(cancel.clone()));
+    let feeding = tokio::spawn(feed.run(pool.clone(), cancel.clone()));
+
+    for version in 1..=3 {
+        change(&pool, Uuid::now_v7(), version).await;
+        wait_until("the change to be published", Duration::from_secs(20), || async {
+            (backlog(&pool).await == 0).then_some(())
+        })
+        .await;
+    }
+    cancel.cancel();
+    relaying.await.unwrap();
+    feeding.await.unwrap();
 }

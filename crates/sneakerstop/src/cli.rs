@@ -120,6 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         poll_interval: args.kafka.poll_interval,
         max_attempts: args.kafka.max_attempts,
         group_prefix: args.kafka.group_prefix.clone(),
+        changes: sneakerstop_messaging::ChangeFeed::new(),
         catalog: args.catalog.clone(),
         orders: args.orders.clone(),
         payments: args.payments.clone(),
@@ -129,12 +130,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let selected = Service::selected(&args.services);
     let mut router = axum::Router::new();
     let mut checks = vec![services::kafka_check(producer.clone())];
+    let mut feed_pool = None;
     for service in &selected {
         let started = services::start(*service, &shared, &mut tasks, &cancel)
             .await
             .with_context(|| format!("start the {} service", service.name()))?;
         router = router.merge(started.router);
         checks.extend(started.checks);
+        feed_pool.get_or_insert(started.pool);
+    }
+    // Every relay and cache has subscribed: one LISTEN connection serves them all.
+    if let Some(pool) = feed_pool {
+        tasks.spawn(shared.changes.clone().run(pool, cancel.clone()));
     }
     // Every process documents the whole API, whichever services it runs: behind the
     // ingress, /docs reaches one of them and should show everything.

@@ -97,6 +97,8 @@ pub struct Started {
     pub router: axum::Router,
     /// Its readiness checks.
     pub checks: Vec<Check>,
+    /// Its pool (any one of them can carry the process's change feed).
+    pub pool: PgPool,
 }
 
 /// Everything services share.
@@ -116,6 +118,9 @@ pub struct Shared {
     pub max_attempts: u32,
     /// Consumer groups are `<group_prefix>-<service>`.
     pub group_prefix: String,
+    /// The process's one `LISTEN` connection: relays and the catalog cache subscribe to it
+    /// while services start; it runs once they all have.
+    pub changes: sneakerstop_messaging::ChangeFeed,
     /// The catalog's read cache.
     pub catalog: sneakerstop_settings::CatalogSettings,
     /// Orders' reservation window and sweep interval.
@@ -150,7 +155,8 @@ pub async fn start(
 ) -> anyhow::Result<Started> {
     let pool = migrate(service, &shared.db).await?;
     shared.kafka.ensure_topics(service.publishes()).await?;
-    let relay = Relay::new(pool.clone(), service.name(), shared.producer.clone(), shared.poll_interval);
+    let relay = Relay::new(pool.clone(), service.name(), shared.producer.clone(), shared.poll_interval)
+        .woken_by(&shared.changes);
     tasks.spawn(relay.run(cancel.clone()));
     if let Some((topics, handler)) = service.consumer() {
         let group = format!("{}-{}", shared.group_prefix, service.name());
@@ -182,6 +188,7 @@ pub async fn start(
     }
 
     let checks = vec![postgres_check(service, pool.clone())];
+    let service_pool = pool.clone();
     let router = match service {
         Service::Identity => {
             let state = sneakerstop_identity::AppState {
@@ -193,7 +200,7 @@ pub async fn start(
         }
         Service::Catalog => {
             let cache = sneakerstop_catalog::cache::ReadCache::new(shared.catalog.cache_max_age);
-            tasks.spawn(cache.clone().watch(pool.clone(), sneakerstop_catalog::change_channel(), cancel.clone()));
+            cache.follow(&shared.changes, &sneakerstop_catalog::change_channel());
             let state = sneakerstop_catalog::AppState { pool, keys: shared.keys.clone(), cache };
             sneakerstop_catalog::app(state)
         }
@@ -223,7 +230,7 @@ pub async fn start(
             sneakerstop_payments::app(state)
         }
     };
-    Ok(Started { router, checks })
+    Ok(Started { router, checks, pool: service_pool })
 }
 
 /// The configured payment provider.

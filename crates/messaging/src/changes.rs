@@ -1,0 +1,120 @@
+//! One `LISTEN` connection per process for every channel it follows.
+//!
+//! Outbox inserts `NOTIFY <schema>_outbox` at commit (the outbox trigger). PostgreSQL then
+//! signals *every* backend listening in that database, whatever its channels, so a process
+//! with four relays and the catalog's read cache, each on its own connection, cost five
+//! signals and five wake-ups per commit. Following all channels on one connection costs one
+//! (listings/s rose by a tenth on the bench machine; see docs/performance.md).
+//!
+//! Subscribers register a callback per channel before [`ChangeFeed::run`] connects. They
+//! hear [`Signal::Notified`] for each notification on their channel, [`Signal::Connected`]
+//! each time the listener (re)connects, and [`Signal::Lost`] when it loses its connection —
+//! notifications sent meanwhile are gone, so whoever caches must assume a change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+/// What a subscriber hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// A transaction that notified on the channel committed.
+    Notified,
+    /// The listener is (again) connected and listening: from now on nothing is missed.
+    Connected,
+    /// The listener lost its connection; notifications may have been missed.
+    Lost,
+}
+
+type Callback = Arc<dyn Fn(Signal) + Send + Sync>;
+
+/// The process's change feed. Cheap to clone; clones share subscribers.
+#[derive(Clone, Default)]
+pub struct ChangeFeed {
+    subscribers: Arc<Mutex<HashMap<String, Vec<Callback>>>>,
+}
+
+impl std::fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeFeed").field("channels", &self.channels()).finish()
+    }
+}
+
+impl ChangeFeed {
+    /// An empty feed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls `callback` with what happens on `channel`. Subscribe before [`Self::run`].
+    pub fn subscribe(&self, channel: &str, callback: impl Fn(Signal) + Send + Sync + 'static) {
+        self.lock().entry(channel.to_owned()).or_default().push(Arc::new(callback));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Callback>>> {
+        // A callback never runs under the lock, so a poisoned map is still consistent.
+        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn channels(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn tell(&self, channel: Option<&str>, signal: Signal) {
+        let callbacks: Vec<Callback> = match channel {
+            Some(channel) => self.lock().get(channel).cloned().unwrap_or_default(),
+            None => self.lock().values().flatten().cloned().collect(),
+        };
+        for callback in callbacks {
+            callback(signal);
+        }
+    }
+
+    /// Listens on every subscribed channel until `cancel`, reconnecting with backoff.
+    pub async fn run(self, pool: PgPool, cancel: CancellationToken) {
+        if self.lock().is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            let mut connected = false;
+            match self.listen(&pool, &cancel, &mut connected).await {
+                Ok(()) => return,
+                Err(error) => {
+                    if connected {
+                        delay = Duration::from_millis(100);
+                    }
+                    self.tell(None, Signal::Lost);
+                    tracing::warn!(error = format!("{error:#}"), "change feed lost its connection; reconnecting");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn listen(&self, pool: &PgPool, cancel: &CancellationToken, connected: &mut bool) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(pool).await.context("connect the change feed")?;
+        let channels = self.channels();
+        listener.listen_all(channels.iter().map(String::as_str)).await.context("LISTEN")?;
+        *connected = true;
+        self.tell(None, Signal::Connected);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                notification = listener.try_recv() => match notification.context("change feed")? {
+                    Some(notification) => self.tell(Some(notification.channel()), Signal::Notified),
+                    None => anyhow::bail!("the change feed's connection was closed"),
+                },
+            }
+        }
+    }
+}
