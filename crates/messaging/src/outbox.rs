@@ -15,7 +15,6 @@ use anyhow::Context;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sneakerstop_events::{Contract, Envelope};
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -154,12 +153,17 @@ impl Relay {
     /// connection (subscribe before the feed runs).
     #[must_use]
     pub fn woken_by(mut self, feed: &crate::ChangeFeed) -> Self {
+        self.wake = Some(self.wake_on(feed));
+        self
+    }
+
+    /// A wake-up for every signal of this outbox's channel on `feed`: a notification, or a
+    /// (re)connection, after which one may have been missed.
+    fn wake_on(&self, feed: &crate::ChangeFeed) -> Arc<Notify> {
         let wake = Arc::new(Notify::new());
         let notify = wake.clone();
-        // Any signal: a notification, or a (re)connection after which one may have been missed.
         feed.subscribe(&Self::channel(&self.schema), move |_| notify.notify_one());
-        self.wake = Some(wake);
-        self
+        wake
     }
 
     /// The advisory lock key electing this schema's active relay.
@@ -208,24 +212,17 @@ impl Relay {
 
         // Notifications arrive one per committing transaction; the permit of a `Notify`
         // folds all that arrive during a pass into one more pass, so a busy service costs
-        // the relay a few queries per batch, not per transaction.
-        let (wake, mut listening) = match &self.wake {
-            Some(wake) => (wake.clone(), None),
+        // the relay a few queries per batch, not per transaction. Without the process's
+        // change feed, a feed of its own carries them while this relay leads.
+        let own_feed = CancellationToken::new();
+        let _stop_own_feed = own_feed.clone().drop_guard();
+        let wake = match &self.wake {
+            Some(wake) => wake.clone(),
             None => {
-                let mut listener = PgListener::connect_with(&self.pool).await.context("connect the outbox listener")?;
-                listener.listen(&Self::channel(&self.schema)).await.context("LISTEN for outbox inserts")?;
-                let wake = Arc::new(Notify::new());
-                let notify = wake.clone();
-                let task = tokio::spawn(async move {
-                    // Ends only with the error that stopped it (`recv` reconnects by itself).
-                    loop {
-                        if let Err(error) = listener.recv().await {
-                            return error;
-                        }
-                        notify.notify_one();
-                    }
-                });
-                (wake, Some(task))
+                let feed = crate::ChangeFeed::new();
+                let wake = self.wake_on(&feed);
+                tokio::spawn(feed.run(self.pool.clone(), own_feed));
+                wake
             }
         };
         let result = async {
@@ -241,21 +238,12 @@ impl Relay {
                 }
                 tokio::select! {
                     () = cancel.cancelled() => return Ok(()),
-                    ended = async { match listening.as_mut() { Some(task) => task.await, None => std::future::pending().await } } => {
-                        return Err(match ended {
-                            Ok(error) => anyhow::Error::new(error).context("outbox listener failed"),
-                            Err(panic) => anyhow::anyhow!("outbox listener task failed: {panic}"),
-                        });
-                    }
                     () = wake.notified() => {}
                     () = tokio::time::sleep(self.poll_interval) => {}
                 }
             }
         }
         .await;
-        if let Some(task) = listening {
-            task.abort();
-        }
         metrics::gauge!("outbox_relay_active", "service" => self.schema.clone()).set(0.0);
         // Closing the connection releases the advisory lock.
         let _ = sqlx::Connection::close(lock_conn).await;
