@@ -69,5 +69,5 @@ impl AppState {
 
 /// The channel on which catalog changes are announced as they commit (the outbox trigger's).
 pub fn change_channel() -> String {
-    format!("{SCHEMA}_outbox")
+    sneakerstop_messaging::Relay::channel(SCHEMA)
 }

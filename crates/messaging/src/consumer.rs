@@ -310,17 +310,7 @@ impl ConsumerRuntime {
 
     /// Claims the event id and, if it is new, runs the handler, on `tx`.
     async fn apply_in(&self, tx: &mut PgConnection, event: &IncomingEvent) -> anyhow::Result<bool> {
-        let fresh = sqlx::query(
-            "INSERT INTO inbox (event_id, topic, event_type) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event.envelope.id)
-        .bind(&event.topic)
-        .bind(&event.envelope.event_type)
-        .execute(&mut *tx)
-        .await
-        .context("record event in inbox")?
-        .rows_affected()
-            == 1;
+        let fresh = claim(tx, std::slice::from_ref(event)).await?.contains(&event.envelope.id);
         if fresh {
             trace_of(event).scope(self.handler.handle(tx, event)).await?;
         }
@@ -333,23 +323,7 @@ impl ConsumerRuntime {
     async fn apply_batch(&self, events: &[IncomingEvent], taken: DateTime<Utc>) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await.context("begin")?;
-        // Claim every event id in one statement; only the ids it inserted are new.
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.envelope.id).collect();
-        let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type.as_str()).collect();
-        let mut fresh: HashSet<uuid::Uuid> = sqlx::query_scalar(
-            "INSERT INTO inbox (event_id, topic, event_type)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-        )
-        .bind(&ids)
-        .bind(&topics)
-        .bind(&types)
-        .fetch_all(&mut *tx)
-        .await
-        .context("record events in inbox")?
-        .into_iter()
-        .collect();
+        let mut fresh = claim(&mut tx, events).await?;
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
             // `remove`: an event delivered twice within one batch is applied once.
@@ -428,6 +402,26 @@ impl ConsumerRuntime {
             }
         }
     }
+}
+
+/// Records `events`' ids in the inbox in one statement; returns the ids that were new (an
+/// id already there was handled before).
+async fn claim(tx: &mut PgConnection, events: &[IncomingEvent]) -> anyhow::Result<HashSet<uuid::Uuid>> {
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.envelope.id).collect();
+    let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type.as_str()).collect();
+    let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "INSERT INTO inbox (event_id, topic, event_type)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    )
+    .bind(&ids)
+    .bind(&topics)
+    .bind(&types)
+    .fetch_all(tx)
+    .await
+    .context("record events in inbox")?;
+    Ok(fresh.into_iter().collect())
 }
 
 /// Most events applied in one transaction.
