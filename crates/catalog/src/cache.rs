@@ -108,7 +108,8 @@ pub struct ReadCache {
 
 impl ReadCache {
     /// A cache whose entries live at most `max_age`; `Duration::ZERO` disables caching.
-    /// It serves nothing until [`Self::watch`] is listening for changes.
+    /// It serves nothing until it hears changes: [`Self::follow`] a change feed that has
+    /// connected, or [`Self::watch`].
     pub fn new(max_age: Duration) -> Self {
         if max_age.is_zero() {
             return Self::disabled();
