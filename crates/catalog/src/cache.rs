@@ -26,8 +26,6 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use quick_cache::Weighter;
 use sneakerstop_messaging::{ChangeFeed, Signal};
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Bytes of cached bodies a process keeps at most (least recently used go first).
@@ -108,8 +106,7 @@ pub struct ReadCache {
 
 impl ReadCache {
     /// A cache whose entries live at most `max_age`; `Duration::ZERO` disables caching.
-    /// It serves nothing until it hears changes: [`Self::follow`] a change feed that has
-    /// connected, or [`Self::watch`].
+    /// It serves nothing until it hears changes: see [`Self::follow`].
     pub fn new(max_age: Duration) -> Self {
         if max_age.is_zero() {
             return Self::disabled();
@@ -198,17 +195,6 @@ impl ReadCache {
                 cache.invalidate();
             }
         });
-    }
-
-    /// Follows changes on a `LISTEN` connection of its own until `cancel` (for a cache
-    /// outside a process's shared [`ChangeFeed`]).
-    pub async fn watch(self, pool: PgPool, channel: String, cancel: CancellationToken) {
-        if self.inner.is_none() {
-            return;
-        }
-        let feed = ChangeFeed::new();
-        self.follow(&feed, &channel);
-        feed.run(pool, cancel).await;
     }
 }
 

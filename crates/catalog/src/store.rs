@@ -80,9 +80,9 @@ pub async fn insert(pool: &PgPool, seller_id: Uuid, listing: &Listing) -> anyhow
         "WITH listed AS (
              INSERT INTO sneakers (id, seller_id, title, brand, description, price_cents, size, status, version,
                                    created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'available', 1, $8, $8)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
          ) {}",
-        Outgoing::insert_sql(9)
+        Outgoing::insert_sql(11)
     );
     let query = sqlx::query(&sql)
         .bind(row.id)
@@ -92,6 +92,8 @@ pub async fn insert(pool: &PgPool, seller_id: Uuid, listing: &Listing) -> anyhow
         .bind(&row.description)
         .bind(row.price_cents)
         .bind(row.size)
+        .bind(&row.status)
+        .bind(row.version)
         .bind(row.created_at);
     event.bind(query).execute(pool).await.context("insert sneaker and sneaker.listed")?;
     Ok(row)

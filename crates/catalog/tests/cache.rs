@@ -11,7 +11,7 @@ use sneakerstop_catalog::cache::ReadCache;
 use sneakerstop_catalog::events::CatalogHandler;
 use sneakerstop_catalog::{AppState, SCHEMA};
 use sneakerstop_events::orders::{OrderCreated, OrderEvent};
-use sneakerstop_messaging::{Handler, IncomingEvent};
+use sneakerstop_messaging::{ChangeFeed, Handler, IncomingEvent};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
 use sqlx::PgPool;
@@ -42,7 +42,10 @@ async fn ctx() -> Ctx {
     let keys = SessionKeys::new(&Secret::new("catalog-cache-test-secret-0123456789"), Duration::from_secs(600), false);
     let cache = ReadCache::new(Duration::from_secs(600));
     let stop = CancellationToken::new();
-    tokio::spawn(cache.clone().watch(pool.clone(), sneakerstop_catalog::change_channel(), stop.clone()));
+    // As the server wires it: the cache follows the process's change feed.
+    let feed = ChangeFeed::new();
+    cache.follow(&feed, &sneakerstop_catalog::change_channel());
+    tokio::spawn(feed.run(pool.clone(), stop.clone()));
     let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone(), cache: cache.clone() });
     let auth = format!("Bearer {}", keys.issue(&CurrentUser { id: Uuid::now_v7(), email: "s@example.com".into() }));
     let ctx = Ctx { app, cache, pool, auth, stop, _db: db };

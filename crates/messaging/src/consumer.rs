@@ -346,15 +346,16 @@ impl ConsumerRuntime {
     /// `delivery` (produced → taken by this consumer: broker, fetch, and any wait behind
     /// earlier events in the consumer's queue). The last stage, `apply`, is in [`Self::record`].
     fn record_delivery(&self, batch: &[&BorrowedMessage<'_>], events: &[IncomingEvent], taken: DateTime<Utc>) {
+        let stage = |name: &'static str| metrics::histogram!("event_stage_seconds", "group" => self.group.clone(), "stage" => name);
+        let (relay, delivery) = (stage("relay"), stage("delivery"));
+        let seconds = |d: chrono::TimeDelta| d.to_std().unwrap_or_default().as_secs_f64();
         for (message, event) in batch.iter().zip(events) {
             let Some(produced) = message.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis)
             else {
                 continue;
             };
-            let seconds = |d: chrono::TimeDelta| d.to_std().unwrap_or_default().as_secs_f64();
-            let stage = |name: &'static str| [("group", self.group.clone()), ("stage", name.to_owned())];
-            metrics::histogram!("event_stage_seconds", &stage("relay")).record(seconds(produced - event.envelope.time));
-            metrics::histogram!("event_stage_seconds", &stage("delivery")).record(seconds(taken - produced));
+            relay.record(seconds(produced - event.envelope.time));
+            delivery.record(seconds(taken - produced));
         }
     }
 

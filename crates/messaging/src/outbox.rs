@@ -214,15 +214,15 @@ impl Relay {
         // folds all that arrive during a pass into one more pass, so a busy service costs
         // the relay a few queries per batch, not per transaction. Without the process's
         // change feed, a feed of its own carries them while this relay leads.
-        let own_feed = CancellationToken::new();
-        let _stop_own_feed = own_feed.clone().drop_guard();
-        let wake = match &self.wake {
-            Some(wake) => wake.clone(),
+        let (wake, _own_feed) = match &self.wake {
+            Some(wake) => (wake.clone(), None),
             None => {
                 let feed = crate::ChangeFeed::new();
                 let wake = self.wake_on(&feed);
-                tokio::spawn(feed.run(self.pool.clone(), own_feed));
-                wake
+                let stop = CancellationToken::new();
+                tokio::spawn(feed.run(self.pool.clone(), stop.clone()));
+                // Stops that feed when this relay stops leading, however it does.
+                (wake, Some(stop.drop_guard()))
             }
         };
         let result = async {

@@ -179,33 +179,23 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 /// Bucket counts of histogram `metric`, summed per key (the values of `key_labels`,
 /// joined by a space): key → (le → cumulative count).
 fn buckets(metrics: &str, metric: &str, key_labels: &[&str]) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let prefix = format!("{metric}_bucket{{");
     let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
-        let Some((labels, value)) = line.rsplit_once(' ') else { continue };
-        let label = |name: &str| {
-            labels
-                .split([',', '{', '}'])
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_owned())
-        };
-        let key: Option<Vec<String>> = key_labels.iter().map(|name| label(name)).collect();
-        let (Some(key), Some(le), Ok(count)) = (key, label("le"), value.parse::<f64>()) else { continue };
+    for (labels, count) in samples(metrics, &format!("{metric}_bucket")) {
+        let key: Option<Vec<String>> = key_labels.iter().map(|name| label(labels, name)).collect();
+        let (Some(key), Some(le)) = (key, label(labels, "le")) else { continue };
         *out.entry(key.join(" ")).or_default().entry(le).or_default() += count;
     }
     out
 }
 
-/// How much counter `metric` grew during the run, per value of `label`.
-fn counter_deltas(before: &str, after: &str, metric: &str, label: &str) -> BTreeMap<String, f64> {
+/// How much counter `metric` grew during the run, per value of label `by`.
+fn counter_deltas(before: &str, after: &str, metric: &str, by: &str) -> BTreeMap<String, f64> {
     let read = |metrics: &str| {
-        let prefix = format!("{metric}{{");
-        let needle = format!("{label}=\"");
         let mut out: BTreeMap<String, f64> = BTreeMap::new();
-        for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
-            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
-            let Some(key) = labels.split_once(&needle).and_then(|(_, rest)| rest.split('"').next()) else { continue };
-            *out.entry(key.to_owned()).or_default() += value.parse::<f64>().unwrap_or(0.0);
+        for (labels, value) in samples(metrics, metric) {
+            if let Some(key) = label(labels, by) {
+                *out.entry(key).or_default() += value;
+            }
         }
         out
     };
@@ -214,6 +204,23 @@ fn counter_deltas(before: &str, after: &str, metric: &str, label: &str) -> BTree
         .into_iter()
         .map(|(key, count)| (key.clone(), count - before.get(&key).copied().unwrap_or(0.0)))
         .collect()
+}
+
+/// The samples of `series` in Prometheus' text format: each one's label set and value.
+fn samples<'a>(metrics: &'a str, series: &str) -> impl Iterator<Item = (&'a str, f64)> {
+    let prefix = format!("{series}{{");
+    metrics.lines().filter(move |line| line.starts_with(&prefix)).filter_map(|line| {
+        let (labels, value) = line.rsplit_once(' ')?;
+        Some((labels, value.parse().ok()?))
+    })
+}
+
+/// The value of label `name` in a sample's label set (`{a="x",b="y"}`).
+fn label(labels: &str, name: &str) -> Option<String> {
+    labels
+        .split([',', '{', '}'])
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\""))
+        .map(|value| value.trim_end_matches('"').to_owned())
 }
 
 /// Quantiles per key of histogram `metric` during the run: the bucket counts after minus before.
@@ -282,6 +289,14 @@ event_hop_seconds_bucket{group="g",topic="t",type="b",le="+Inf"} 0"#;
         assert_eq!(counts["hit"], 100.0);
         assert_eq!(counts["miss"], 1.0);
         assert_eq!(counts["bypass"], 2.0);
+    }
+
+    #[test]
+    fn a_label_is_found_by_its_whole_name() {
+        let labels = r#"{group="g",subgroup="s",stage="relay"}"#;
+        assert_eq!(label(labels, "group").as_deref(), Some("g"));
+        assert_eq!(label(labels, "subgroup").as_deref(), Some("s"));
+        assert_eq!(label(labels, "le"), None);
     }
 
     #[test]
