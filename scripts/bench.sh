@@ -1,36 +1,34 @@
 #!/usr/bin/env bash
 # `make bench`: the standard load scenarios against a release build, with `make run`'s
-# defaults (all services in one process, local PostgreSQL, a local Tansu broker), on this
+# defaults (all services in one process, local PostgreSQL, a local Apache Kafka), on this
 # machine. Prints each report and writes them all to bench/results/.
 #
 # If a marketplace already answers at LOAD_BASE_URL (default http://127.0.0.1:8080) it is
 # used as is; otherwise this script starts one on a fresh `sneakerstop_bench` database and a
-# fresh broker, and stops both afterwards. The broker keeps its log in memory: Tansu's SQLite
-# engine (what `make run` uses) cannot keep up with seeding 100,000 listings on this machine
-# (see docs/performance.md); BENCH_BROKER_STORAGE=sqlite://tansu.db measures it anyway.
+# fresh broker (in a temporary directory), and stops both afterwards.
 # BENCH_QUICK=1 runs every scenario briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
+workdir=$(mktemp -d -t sneakerstop-bench.XXXXXX)
+server_pid=""   # the server this script started, if any
+rss_pid=""      # the server whose memory is reported
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  scripts/kafka.sh stop "$workdir/broker"
+  rm -rf "$workdir"
+  stop_started_services
+}
+trap cleanup EXIT
 require_postgres
-scripts/broker.sh install
+scripts/kafka.sh install
 log "building the release binary"
 cargo build --release --bin sneakerstop
 bin=target/release/sneakerstop
 
 base="${LOAD_BASE_URL:-http://127.0.0.1:8080}"
-workdir=$(mktemp -d -t sneakerstop-bench.XXXXXX)
-storage=""
-server_pid=""   # the server this script started, if any
-rss_pid=""      # the server whose memory is reported
-cleanup() {
-  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  scripts/broker.sh stop "$workdir/broker"
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
+broker=""
 if curl -sf "$base/healthz" >/dev/null 2>&1; then
   log "using the marketplace already running at $base"
   rss_pid=$(pgrep -f "sneakerstop serve" | head -1 || true)
@@ -38,9 +36,9 @@ else
   port=$(free_port)
   broker_port=$(free_port)
   base="http://127.0.0.1:$port"
-  storage="${BENCH_BROKER_STORAGE:-memory://tansu/}"
-  log "starting a Tansu broker ($storage) and the release server on $base"
-  scripts/broker.sh start "$broker_port" "$storage" "$workdir/broker" >/dev/null
+  broker="Apache Kafka $(sed -n 's/^KAFKA_VERSION=//p' scripts/kafka.sh), one node on this machine"
+  log "starting Apache Kafka and the release server on $base"
+  scripts/kafka.sh start "$broker_port" "$workdir/broker" >/dev/null
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS sneakerstop_bench WITH (FORCE)"
   # As make run: no TLS over loopback (see DATABASE_URL in the README).
   DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" KAFKA_BROKERS="127.0.0.1:$broker_port" \
@@ -98,7 +96,7 @@ PY
   echo "# Benchmark $stamp, revision $rev"
   echo
   echo "Machine: $cores cores, $mem_gib GiB; release build; all services in one process; local PostgreSQL;"
-  echo "Tansu broker storage: ${storage:-as configured by the stack that was already running}."
+  echo "Broker: ${broker:-as configured by the stack that was already running}."
   echo
   echo '```'
   cat "$workdir/tables.txt"

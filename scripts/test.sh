@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: formatting, clippy with -D warnings, then every test against real services
-# (the machine's PostgreSQL and a Tansu broker this script starts in memory and stops), then
-# the offline checks of the deployment files.
+# (PostgreSQL, installed and started if none answers, and an Apache Kafka broker this script
+# starts in a temporary directory), then the offline checks of the deployment files. What
+# it started, it stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -9,8 +10,16 @@ source scripts/lib.sh
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
+BROKER_DIR=$(mktemp -d -t sneakerstop-broker.XXXXXX)
+cleanup() {
+  scripts/kafka.sh stop "$BROKER_DIR"
+  rm -rf "$BROKER_DIR"
+  stop_started_services
+}
+trap cleanup EXIT
 require_postgres
-scripts/broker.sh install
+scripts/kafka.sh install
+ensure_chromium
 
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -22,16 +31,12 @@ else
   cargo test --workspace --no-run
 fi
 
-BROKER_DIR=$(mktemp -d -t sneakerstop-broker.XXXXXX)
-trap 'scripts/broker.sh stop "$BROKER_DIR"; rm -rf "$BROKER_DIR"' EXIT
 port=$(free_port)
-log "starting an in-memory Tansu broker on 127.0.0.1:$port"
-scripts/broker.sh start "$port" memory://tansu/ "$BROKER_DIR" >/dev/null
+log "starting Apache Kafka on 127.0.0.1:$port"
+scripts/kafka.sh start "$port" "$BROKER_DIR" test >/dev/null
 export KAFKA_BROKERS="127.0.0.1:$port"
 # No TLS to the local server (libpq's default would negotiate it even over loopback).
 export TEST_DATABASE_URL="${PG_ADMIN_URL%%\?*}?sslmode=disable"
-export TANSU_BIN
-TANSU_BIN=$(command -v tansu)
 
 log "tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -21,6 +21,9 @@ pub struct Kafka {
     pub replication_factor: i32,
     /// Producer delivery timeout.
     pub delivery_timeout: Duration,
+    /// How long the group coordinator waits for a silent member before it reassigns its
+    /// partitions (a crashed process's partitions move after this).
+    pub session_timeout: Duration,
 }
 
 impl Kafka {
@@ -31,6 +34,7 @@ impl Kafka {
             partitions: settings.partitions,
             replication_factor: settings.replication_factor,
             delivery_timeout: settings.delivery_timeout,
+            session_timeout: settings.session_timeout,
         }
     }
 
@@ -41,6 +45,7 @@ impl Kafka {
             partitions: 3,
             replication_factor: 1,
             delivery_timeout: Duration::from_secs(120),
+            session_timeout: Duration::from_secs(45),
         }
     }
 
@@ -78,18 +83,15 @@ impl Kafka {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000")
-            // Kafka's own default since 3.0: a broker busy enough to answer a heartbeat late
-            // (Tansu's SQLite engine under a burst of writes) must not cost a rebalance.
-            .set("session.timeout.ms", "45000")
-            // Return from a fetch after at most 10 ms without data: brokers that do not
-            // answer a long-poll as soon as data arrives (Tansu) otherwise add up to the
-            // default 500 ms to every event's hop.
-            .set("fetch.wait.max.ms", "10")
+            // How long a crashed member holds its partitions (KAFKA_SESSION_TIMEOUT).
+            .set("session.timeout.ms", self.session_timeout.as_millis().to_string())
+            // A fetch waits at most this long for data; Kafka answers as soon as any
+            // arrives, so this bounds idle polling, not an event's hop.
+            .set("fetch.wait.max.ms", "100")
             // Prefetch a little, not librdkafka's default 64 MiB per consumer: a consumer
             // that falls behind should not hold the backlog in memory.
             .set("queued.max.messages.kbytes", "4096")
-            .set("queued.min.messages", "1000")
-            .set("statistics.interval.ms", "5000");
+            .set("queued.min.messages", "1000");
         config
     }
 

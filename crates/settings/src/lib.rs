@@ -112,6 +112,15 @@ pub struct KafkaSettings {
     /// replicas. Give separate deployments on one cluster different prefixes.
     #[arg(long = "kafka-group-prefix", env = "KAFKA_GROUP_PREFIX", default_value = "sneakerstop")]
     pub group_prefix: String,
+    /// How long the group coordinator waits for a silent consumer (a crashed process)
+    /// before giving its partitions to the others. Kafka's default; lower means faster
+    /// failover and more rebalances on a slow network.
+    #[arg(long = "kafka-session-timeout", env = "KAFKA_SESSION_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+    /// A consumer group with lag and no committed progress for this long is reported as
+    /// stalled in `/healthz` and `consumer_stalled_seconds`.
+    #[arg(long = "consumer-stall-after", env = "CONSUMER_STALL_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub stall_after: Duration,
     /// How often the outbox relay checks for events when no notification woke it.
     #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
