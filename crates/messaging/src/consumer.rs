@@ -26,10 +26,10 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientContext, Statistics};
 use sneakerstop_events::{Contract, DecodeError, Envelope};
 use sneakerstop_telemetry::trace::TraceContext;
 use sqlx::{PgConnection, PgPool};
@@ -39,6 +39,7 @@ use tracing::Instrument;
 use crate::Kafka;
 use crate::dlq;
 use crate::outbox::Backoff;
+use crate::watch::{Assignment, ConsumerHealth, Watcher};
 
 /// An event as a handler sees it.
 #[derive(Debug, Clone)]
@@ -95,6 +96,7 @@ pub struct ConsumerRuntime {
     handler: Arc<dyn Handler>,
     max_attempts: u32,
     retry_base: Duration,
+    health: ConsumerHealth,
 }
 
 impl std::fmt::Debug for ConsumerRuntime {
@@ -136,28 +138,65 @@ impl ConsumerRuntime {
             handler,
             max_attempts: max_attempts.max(1),
             retry_base: Duration::from_millis(100),
+            health: ConsumerHealth::new(Duration::from_secs(60)),
         }
     }
 
-    /// Consumes until `cancel`, then commits the stored offsets.
+    /// Reports the group's lag and stalls to `health` (and judges stalls by its bound)
+    /// instead of a private record with a 60 s bound.
+    #[must_use]
+    pub fn reporting_to(mut self, health: ConsumerHealth) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Consumes until `cancel`, then commits the stored offsets. Beside the consumer runs
+    /// its group's [`Watcher`]; when it says this member holds nothing while the group is
+    /// stalled, the member leaves the group and joins again with a new consumer.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        let context = LagContext { group: self.group.clone() };
-        let consumer: StreamConsumer<LagContext> =
+        let assignment = Assignment::default();
+        let rejoin = Arc::new(tokio::sync::Notify::new());
+        let watcher = Watcher {
+            group: self.group.clone(),
+            topics: self.topics.clone(),
+            kafka: self.kafka.clone(),
+            health: self.health.clone(),
+            assignment: assignment.clone(),
+            rejoin: rejoin.clone(),
+        };
+        let watching = cancel.child_token();
+        let _stop_watching = watching.clone().drop_guard();
+        tokio::spawn(watcher.run(watching));
+        while self.consume(&cancel, &assignment, &rejoin).await? {}
+        Ok(())
+    }
+
+    /// One membership of the group: returns `Ok(true)` when the member should join again.
+    async fn consume(
+        &self,
+        cancel: &CancellationToken,
+        assignment: &Assignment,
+        rejoin: &tokio::sync::Notify,
+    ) -> anyhow::Result<bool> {
+        let context = GroupContext { group: self.group.clone(), assignment: assignment.clone() };
+        let consumer: StreamConsumer<GroupContext> =
             self.kafka.consumer_config(&self.group).create_with_context(context).context("create Kafka consumer")?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).context("subscribe")?;
         tracing::info!(group = %self.group, topics = ?self.topics, "consumer started");
         let mut backoff = Backoff::new();
+        let mut again = false;
         'consume: loop {
             let first = tokio::select! {
                 () = cancel.cancelled() => break,
+                () = rejoin.notified() => { again = true; break }
                 message = consumer.recv() => message,
             };
             let first = match first {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::warn!(group = %self.group, %error, "Kafka consumer error");
-                    backoff.wait(&cancel).await;
+                    backoff.wait(cancel).await;
                     continue;
                 }
             };
@@ -179,7 +218,7 @@ impl ConsumerRuntime {
                 partitions.entry((message.topic(), message.partition())).or_default().push(message);
             }
             let outcomes = futures::future::join_all(
-                partitions.into_values().map(|messages| self.apply_partition(messages, taken, &cancel)),
+                partitions.into_values().map(|messages| self.apply_partition(messages, taken, cancel)),
             )
             .await;
             let mut cancelled = false;
@@ -197,8 +236,11 @@ impl ConsumerRuntime {
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(group = %self.group, %error, "final offset commit");
         }
-        tracing::info!(group = %self.group, "consumer stopped");
-        Ok(())
+        // Dropping the consumer leaves the group, so the others are reassigned at once.
+        drop(consumer);
+        assignment.clear();
+        tracing::info!(group = %self.group, rejoin = again, "consumer stopped");
+        Ok(again)
     }
 
     /// Applies one partition's share of a batch, in order: on one transaction when every
@@ -452,28 +494,25 @@ fn trace_of(event: &IncomingEvent) -> TraceContext {
         .map_or_else(TraceContext::new_root, |parent| parent.child())
 }
 
-/// Publishes consumer lag from librdkafka's statistics as `consumer_lag`.
-struct LagContext {
+/// Keeps the member's assignment current for its [`Watcher`].
+struct GroupContext {
     group: String,
+    assignment: Assignment,
 }
 
-impl ClientContext for LagContext {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in statistics.topics {
-            for (partition, p) in stats.partitions {
-                if partition >= 0 && p.consumer_lag >= 0 {
-                    #[allow(clippy::cast_precision_loss, reason = "a gauge")]
-                    metrics::gauge!(
-                        "consumer_lag",
-                        "group" => self.group.clone(),
-                        "topic" => topic.clone(),
-                        "partition" => partition.to_string()
-                    )
-                    .set(p.consumer_lag as f64);
-                }
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match consumer.assignment() {
+            Ok(held) => {
+                tracing::info!(group = %self.group, partitions = held.count(), "assignment changed");
+                self.assignment.replace(&held);
+            }
+            Err(error) => {
+                tracing::warn!(group = %self.group, %error, ?rebalance, "cannot read the assignment");
+                self.assignment.clear();
             }
         }
     }
 }
-
-impl ConsumerContext for LagContext {}

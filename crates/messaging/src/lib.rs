@@ -9,12 +9,15 @@
 //!   outbox rows commit.
 //! - [`dlq`] — list and replay dead letters.
 //! - [`kafka`] — client configuration, topic creation, broker health.
+//! - [`watch`] — each consumer group's lag, assignment and stalls, for metrics and
+//!   `/healthz`; a member left with nothing while its group is stuck joins again.
 
 pub mod changes;
 pub mod consumer;
 pub mod dlq;
 pub mod kafka;
 pub mod outbox;
+pub mod watch;
 
 use std::sync::LazyLock;
 
@@ -24,6 +27,7 @@ pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use kafka::Kafka;
 pub use outbox::{Outgoing, Relay, enqueue, enqueue_keyed};
+pub use watch::{ConsumerHealth, GroupHealth};
 
 /// The outbox and inbox tables; every service applies these in its own schema.
 pub static MIGRATOR: LazyLock<Migrator> =

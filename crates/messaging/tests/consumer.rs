@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use sneakerstop_events::Envelope;
-use sneakerstop_messaging::{ConsumerRuntime, Handler, IncomingEvent, Kafka, MIGRATOR};
+use sneakerstop_messaging::{ConsumerHealth, ConsumerRuntime, Handler, IncomingEvent, Kafka, MIGRATOR};
 use sneakerstop_telemetry::trace::TraceContext;
 use sneakerstop_test_support::{TestDb, publish, shared_brokers, unique, wait_until};
 use sqlx::{PgConnection, PgPool};
@@ -157,4 +157,75 @@ async fn offsets_are_committed_so_a_restarted_consumer_resumes_where_it_stopped(
     assert_eq!(effects_of(&pool, first).await, 1, "the committed offset kept the first event from coming back");
     cancel.cancel();
     task.await.unwrap();
+}
+
+/// Applies events only once its gate opens, then records them as [`Recorder`] does.
+struct Gated(Arc<tokio::sync::Semaphore>);
+
+impl Handler for Gated {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            drop(self.0.acquire().await?);
+            Recorder.handle(tx, event).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_member_holding_nothing_while_its_group_is_stalled_rejoins_and_the_stall_is_reported() {
+    let (_db, pool, kafka, topic) = setup().await;
+    let group = unique("stall");
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    // Two members of one group on a one-partition topic: one holds the partition, the other
+    // holds nothing. Each reports to a health record of its own.
+    let members: Vec<_> = (0..2)
+        .map(|_| {
+            let health = ConsumerHealth::new(Duration::from_secs(2));
+            let runtime = ConsumerRuntime::new(
+                &group,
+                &[topic.as_str()],
+                pool.clone(),
+                kafka.clone(),
+                kafka.producer().unwrap(),
+                Arc::new(Gated(gate.clone())),
+                3,
+            )
+            .reporting_to(health.clone());
+            let cancel = CancellationToken::new();
+            tokio::spawn(runtime.run(cancel.clone()));
+            (health, cancel)
+        })
+        .collect();
+    let group_of = |health: &ConsumerHealth| health.report().0.get(&group).cloned();
+    wait_until("both members to be watched, one holding the partition", Duration::from_secs(60), || async {
+        let held: Vec<_> = members.iter().filter_map(|(h, _)| group_of(h)).map(|g| g.assigned_partitions).collect();
+        (held.len() == 2 && held.iter().sum::<usize>() == 1).then_some(())
+    })
+    .await;
+
+    // The holder blocks on its first event: lag, and no progress.
+    let id = Uuid::now_v7();
+    publish(&kafka.brokers, &topic, "k", &envelope(id), &json!({"n": 1})).await;
+    let stalled = wait_until("the idle member to see the stall and rejoin", Duration::from_secs(60), || async {
+        members.iter().filter_map(|(h, _)| group_of(h)).find(|g| g.stalled && g.rejoins >= 1)
+    })
+    .await;
+    assert!(stalled.lag >= 1, "{stalled:?}");
+    let (_, problems) = members.iter().map(|(h, _)| h.report()).find(|(_, p)| !p.is_empty()).unwrap();
+    assert!(problems[0].contains(&group), "{problems:?}");
+
+    // Open the gate: the event is applied once and the group is healthy again.
+    gate.add_permits(1000);
+    wait_until("the event to be applied", Duration::from_secs(60), || async {
+        (effects_of(&pool, id).await == 1).then_some(())
+    })
+    .await;
+    wait_until("the stall to clear", Duration::from_secs(60), || async {
+        members.iter().all(|(h, _)| group_of(h).is_some_and(|g| !g.stalled && g.lag == 0)).then_some(())
+    })
+    .await;
+    assert_eq!(effects_of(&pool, id).await, 1, "applied once, whoever held it");
+    for (_, cancel) in members {
+        cancel.cancel();
+    }
 }

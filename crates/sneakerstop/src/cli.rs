@@ -120,6 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         poll_interval: args.kafka.poll_interval,
         max_attempts: args.kafka.max_attempts,
         group_prefix: args.kafka.group_prefix.clone(),
+        consumers: sneakerstop_messaging::ConsumerHealth::new(args.kafka.stall_after),
         changes: sneakerstop_messaging::ChangeFeed::new(),
         catalog: args.catalog.clone(),
         orders: args.orders.clone(),
@@ -146,7 +147,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every process documents the whole API, whichever services it runs: behind the
     // ingress, /docs reaches one of them and should show everything.
     let docs = Service::ALL.iter().map(|s| s.openapi());
-    let app = crate::server::app(router, checks, crate::server::openapi(docs));
+    let details = vec![services::consumers_detail(shared.consumers.clone())];
+    let app = crate::server::app(router, checks, details, crate::server::openapi(docs));
 
     let listener = TcpListener::bind((args.http.host, args.http.port))
         .await

@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
-use sneakerstop_health::Check;
+use sneakerstop_health::{Check, Detail};
 use sneakerstop_problem::{MAX_BODY_BYTES, Problem};
 use swagger_ui_dist::{ApiDefinition, OpenApiSource};
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
@@ -39,7 +39,7 @@ pub fn openapi(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
 }
 
 /// The whole application: `services` plus health, metrics, docs and the shared layers.
-pub fn app(services: Router, checks: Vec<Check>, doc: OpenApi) -> Router {
+pub fn app(services: Router, checks: Vec<Check>, details: Vec<Detail>, doc: OpenApi) -> Router {
     let spec = doc.to_json().unwrap_or_else(|e| unreachable!("an OpenAPI document always serializes: {e}"));
     let docs = swagger_ui_dist::generate_routes(ApiDefinition {
         uri_prefix: "/docs",
@@ -55,8 +55,9 @@ pub fn app(services: Router, checks: Vec<Check>, doc: OpenApi) -> Router {
             }),
         )
         .route("/", get(|| async { Redirect::temporary("/docs") }))
+        .route("/docs/index.html", get(docs_canonical))
         .merge(docs)
-        .merge(sneakerstop_health::router(checks))
+        .merge(sneakerstop_health::router(checks, details))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
@@ -64,5 +65,23 @@ pub fn app(services: Router, checks: Vec<Check>, doc: OpenApi) -> Router {
                 .into_response()
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // swagger-ui-dist builds its asset links from the request's path, so `/docs/` would link
+    // `/docs//swagger-ui.css` (a 404 and a blank page): send `/docs/` to `/docs` first.
+    let api = api.layer(axum::middleware::from_fn(docs_without_slash));
     sneakerstop_telemetry::http_layers(api).merge(sneakerstop_telemetry::metrics_router())
+}
+
+/// `/docs/` and `/docs/index.html` → `/docs` (308, so the query string and method stay).
+async fn docs_canonical(uri: axum::http::Uri) -> Redirect {
+    match uri.query() {
+        Some(query) => Redirect::permanent(&format!("/docs?{query}")),
+        None => Redirect::permanent("/docs"),
+    }
+}
+
+async fn docs_without_slash(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    if request.uri().path() == "/docs/" {
+        return docs_canonical(request.uri().clone()).await.into_response();
+    }
+    next.run(request).await
 }

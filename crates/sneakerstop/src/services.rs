@@ -118,6 +118,8 @@ pub struct Shared {
     pub max_attempts: u32,
     /// Consumer groups are `<group_prefix>-<service>`.
     pub group_prefix: String,
+    /// Every consumer group's lag and stalls, for `/healthz`.
+    pub consumers: sneakerstop_messaging::ConsumerHealth,
     /// The process's one `LISTEN` connection: relays and the catalog cache subscribe to it
     /// while services start; it runs once they all have.
     pub changes: sneakerstop_messaging::ChangeFeed,
@@ -171,7 +173,8 @@ pub async fn start(
             shared.producer.clone(),
             handler,
             shared.max_attempts,
-        );
+        )
+        .reporting_to(shared.consumers.clone());
         let cancel = cancel.clone();
         tasks.spawn(async move {
             // A consumer that fails (it could not create its client or store an offset) is
@@ -257,6 +260,14 @@ fn postgres_check(service: Service, pool: PgPool) -> Check {
     Check::new(format!("postgres:{}", service.name()), move || {
         let pool = pool.clone();
         async move { sneakerstop_db::ping(&pool).await }
+    })
+}
+
+/// `/healthz`'s view of the process's consumer groups.
+pub fn consumers_detail(health: sneakerstop_messaging::ConsumerHealth) -> sneakerstop_health::Detail {
+    sneakerstop_health::Detail::new("consumers", move || {
+        let (groups, problems) = health.report();
+        (serde_json::to_value(groups).unwrap_or_default(), problems)
     })
 }
 

@@ -84,6 +84,13 @@ impl Server {
         cookie.split(';').next().unwrap_or_default().to_owned()
     }
 
+    /// Kills the process with SIGKILL (`kill -9`: no drain, no offset commit, no goodbye to
+    /// its consumer groups) and waits until it is gone.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
     pub async fn terminate(mut self) -> bool {
         let Some(pid) = self.child.id() else { return false };

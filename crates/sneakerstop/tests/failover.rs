@@ -1,0 +1,314 @@
+//! Crash and failover through the real binary, real PostgreSQL and Apache Kafka:
+//! - a server holding every consumer group is killed (`kill -9`) mid-load; its successor
+//!   takes the groups over within the session timeout and every effect lands, once;
+//! - two servers share one database and broker under a purchase load with buyers who never
+//!   pay; one is killed and restarted: partitions rebalance, the relay's lock fails over, the
+//!   expiry sweepers do not both cancel an order, and every purchase ends exactly once;
+//! - a consumer group that cannot progress is named in `/healthz` and the metrics.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use sneakerstop_db::sqlx::{self, PgPool};
+use sneakerstop_test_support::{Server, TestDb, read_to_end, shared_brokers, unique, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
+const DEADLINE: Duration = Duration::from_secs(60);
+/// Short, so a killed member's partitions move quickly (the broker's minimum is 6 s).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The settings every server of one test shares: one database, one set of groups.
+fn settings(db: &TestDb, prefix: &str, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("DATABASE_URL", db.url()),
+        ("JWT_SECRET", "failover-e2e-secret-0123456789-abcdefgh".to_owned()),
+        ("KAFKA_GROUP_PREFIX", prefix.to_owned()),
+        ("KAFKA_SESSION_TIMEOUT", format!("{}s", SESSION_TIMEOUT.as_secs())),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
+async fn start(env: &[(&'static str, String)]) -> Server {
+    Server::start(BIN, &["serve"], env).await
+}
+
+/// A client of whichever servers are up.
+#[derive(Clone)]
+struct Shop {
+    http: Client,
+}
+
+impl Shop {
+    async fn call(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        cookie: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{base}{path}")).header("cookie", cookie);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn list(&self, base: &str, seller: &str) -> String {
+        let body = json!({"title": "Samba OG", "price": 100, "size": 9});
+        let (status, pair) = self.call(base, Method::POST, "/api/sneakers", seller, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{pair}");
+        pair["id"].as_str().unwrap().to_owned()
+    }
+
+    /// POSTs `body` until the answer is not 404 (the service has not heard of the listing or
+    /// order yet: that creates nothing, so asking again is safe).
+    async fn post_when_known(&self, base: &str, path: &str, cookie: &str, body: Value) -> (StatusCode, Value) {
+        wait_until(&format!("{path} to know {body}"), DEADLINE, || async {
+            let (status, answer) = self.call(base, Method::POST, path, cookie, Some(body.clone())).await;
+            (status != StatusCode::NOT_FOUND).then_some((status, answer))
+        })
+        .await
+    }
+
+    /// Lists a pair, orders it and (when `pay`) pays; returns (sneaker, order).
+    async fn purchase(&self, base: &str, seller: &str, buyer: &str, pay: bool) -> (String, String) {
+        let sneaker = self.list(base, seller).await;
+        let (status, order) = self.post_when_known(base, "/api/orders", buyer, json!({"sneakerId": sneaker})).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let order = order["id"].as_str().unwrap().to_owned();
+        if pay {
+            let body = json!({"orderId": order, "token": "tok_visa"});
+            let (status, payment) = self.post_when_known(base, "/api/payments", buyer, body).await;
+            assert_eq!(status, StatusCode::CREATED, "{payment}");
+        }
+        (sneaker, order)
+    }
+}
+
+/// What the databases say of one purchase.
+async fn order_state(pool: &PgPool, order: &str) -> (String, Option<String>) {
+    sqlx::query_as("SELECT status, cancel_reason FROM orders.orders WHERE id = $1::uuid")
+        .bind(order)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn pair_state(pool: &PgPool, sneaker: &str) -> String {
+    sqlx::query_scalar("SELECT status FROM catalog.sneakers WHERE id = $1::uuid")
+        .bind(sneaker)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn charges(pool: &PgPool, order: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM payments.payments WHERE order_id = $1::uuid AND status = 'succeeded'")
+        .bind(order)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Waits until every paid purchase is complete and sold, and every unpaid one cancelled
+/// (by expiry) and available again; then checks each paid order was charged exactly once.
+async fn every_purchase_settles(pool: &PgPool, paid: &[(String, String)], unpaid: &[(String, String)]) {
+    wait_until("every purchase to settle", DEADLINE, || async {
+        for (sneaker, order) in paid {
+            if order_state(pool, order).await.0 != "complete" || pair_state(pool, sneaker).await != "sold" {
+                return None;
+            }
+        }
+        for (sneaker, order) in unpaid {
+            if order_state(pool, order).await.0 != "cancelled" || pair_state(pool, sneaker).await != "available" {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    for (_, order) in paid {
+        assert_eq!(charges(pool, order).await, 1, "order {order} charged exactly once");
+    }
+    for (_, order) in unpaid {
+        assert_eq!(order_state(pool, order).await.1.as_deref(), Some("expired"), "order {order}");
+        assert_eq!(charges(pool, order).await, 0, "unpaid order {order} was never charged");
+    }
+}
+
+async fn pool(db: &TestDb) -> PgPool {
+    PgPool::connect(&db.url()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_servers_groups_resume_on_its_successor_and_every_effect_lands() {
+    let db = TestDb::new().await;
+    let env = settings(&db, &unique("failover"), &[]);
+    let first = start(&env).await;
+    let shop = Shop { http: Client::new() };
+    let (seller, buyer) = (first.signup().await, first.signup().await);
+
+    // A load of purchases, all through the first server.
+    let before = join_all((0..12).map(|_| shop.purchase(&first.base_url, &seller, &buyer, true))).await;
+    // Then a burst of listings whose events are still on their way when the server dies:
+    // the consumer groups it holds have lag.
+    let pending = join_all((0..12).map(|_| shop.list(&first.base_url, &seller))).await;
+    first.kill().await;
+    let killed = Instant::now();
+
+    let second = start(&env).await;
+    // Orders learns of the listings only once the dead member's partitions are reassigned.
+    let probe = json!({"sneakerId": pending[0]});
+    let (status, _) = shop.post_when_known(&second.base_url, "/api/orders", &buyer, probe).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let resumed = killed.elapsed();
+    assert!(
+        resumed < SESSION_TIMEOUT + Duration::from_secs(20),
+        "consumption resumed {resumed:?} after the kill; the session timeout is {SESSION_TIMEOUT:?}"
+    );
+
+    let mut after = Vec::new();
+    for sneaker in &pending[1..] {
+        let (status, order) =
+            shop.post_when_known(&second.base_url, "/api/orders", &buyer, json!({"sneakerId": sneaker})).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let order = order["id"].as_str().unwrap().to_owned();
+        let body = json!({"orderId": order, "token": "tok_visa"});
+        let (status, payment) = shop.post_when_known(&second.base_url, "/api/payments", &buyer, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{payment}");
+        after.push((sneaker.clone(), order));
+    }
+    let pool = pool(&db).await;
+    every_purchase_settles(&pool, &[before, after].concat(), &[]).await;
+    assert!(second.terminate().await);
+}
+
+#[tokio::test]
+async fn two_servers_one_killed_and_restarted_end_every_purchase_exactly_once() {
+    let db = TestDb::new().await;
+    let prefix = unique("pair");
+    // Short reservations, so the buyers who never pay are swept during the test by
+    // whichever server's sweeper gets there first — yet longer than a payment can wait for
+    // a dead member's partitions to move (the session timeout).
+    let env = settings(&db, &prefix, &[("ORDER_RESERVATION_TTL", "15s"), ("ORDER_SWEEP_INTERVAL", "200ms")]);
+    let (a, b) = (start(&env).await, start(&env).await);
+    let shop = Shop { http: Client::new() };
+    let (seller, buyer) = (a.signup().await, a.signup().await);
+    let bases = [a.base_url.clone(), b.base_url.clone()];
+
+    // Round one: purchases through both servers, every third buyer never paying.
+    let round = |bases: Vec<String>, count: usize| {
+        let (shop, seller, buyer) = (shop.clone(), seller.clone(), buyer.clone());
+        async move {
+            let runs = (0..count).map(|i| {
+                let (shop, seller, buyer, base) =
+                    (shop.clone(), seller.clone(), buyer.clone(), bases[i % bases.len()].clone());
+                async move { (i % 3 != 0, shop.purchase(&base, &seller, &buyer, i % 3 != 0).await) }
+            });
+            join_all(runs).await
+        }
+    };
+    let mut outcomes = round(bases.to_vec(), 18).await;
+
+    // Kill one server while the other goes on serving a second round.
+    let during = tokio::spawn(round(vec![b.base_url.clone()], 18));
+    a.kill().await;
+    outcomes.extend(during.await.unwrap());
+
+    // Restart it; a third round uses both again.
+    let a = start(&env).await;
+    outcomes.extend(round(vec![a.base_url.clone(), b.base_url.clone()], 18).await);
+
+    let (paid, unpaid): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|(paid, _)| *paid);
+    let paid: Vec<_> = paid.into_iter().map(|(_, p)| p).collect();
+    let unpaid: Vec<_> = unpaid.into_iter().map(|(_, p)| p).collect();
+    let pool = pool(&db).await;
+    every_purchase_settles(&pool, &paid, &unpaid).await;
+
+    // At the broker: every order's life is told once — one order.created each, one
+    // order.completed per paid order, one order.cancelled per unpaid one (the sweepers of
+    // two servers never both cancelled an order). Catalog has applied every one of these
+    // (the pairs settled), so they are all at the broker by now.
+    let ours: HashMap<&str, bool> = paid
+        .iter()
+        .map(|(_, order)| (order.as_str(), true))
+        .chain(unpaid.iter().map(|(_, order)| (order.as_str(), false)))
+        .collect();
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for record in read_to_end(&shared_brokers(), "orders.orders", DEADLINE).await {
+        let (Some(kind), Some(order)) = (record.header("ce_type"), record.json["orderId"].as_str()) else { continue };
+        if ours.contains_key(order) {
+            *seen.entry((order.to_owned(), kind.to_owned())).or_default() += 1;
+        }
+    }
+    for (order, paid) in &ours {
+        let count = |kind: &str| seen.get(&((*order).to_owned(), kind.to_owned())).copied().unwrap_or(0);
+        assert_eq!(count("order.created"), 1, "order {order} created once");
+        let (end, other) =
+            if *paid { ("order.completed", "order.cancelled") } else { ("order.cancelled", "order.completed") };
+        assert_eq!(count(end), 1, "order {order}: one {end}");
+        assert_eq!(count(other), 0, "order {order}: no {other}");
+    }
+    assert!(a.terminate().await);
+    assert!(b.terminate().await);
+}
+
+#[tokio::test]
+async fn a_stalled_consumer_group_is_named_in_healthz_and_the_metrics() {
+    let db = TestDb::new().await;
+    let prefix = unique("stall");
+    let env = settings(&db, &prefix, &[("CONSUMER_STALL_AFTER", "2s")]);
+    let server = start(&env).await;
+    let shop = Shop { http: Client::new() };
+    let (seller, buyer) = (server.signup().await, server.signup().await);
+    let sneaker = shop.list(&server.base_url, &seller).await;
+    let catalog_group = format!("{prefix}-catalog");
+
+    // Catalog reserves the pair when it hears of the order; hold its table so it cannot.
+    let pool = pool(&db).await;
+    let mut hold = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE catalog.sneakers IN SHARE MODE").execute(&mut *hold).await.unwrap();
+    let (status, _) =
+        shop.post_when_known(&server.base_url, "/api/orders", &buyer, json!({"sneakerId": sneaker})).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let health = wait_until("healthz to name the stalled group", DEADLINE, || async {
+        let (_, health) = shop.call(&server.base_url, Method::GET, "/healthz", "", None).await;
+        (health["status"] == "degraded").then_some(health)
+    })
+    .await;
+    let problems = health["problems"].to_string();
+    assert!(problems.contains(&catalog_group), "{health}");
+    assert_eq!(health["details"]["consumers"][&catalog_group]["stalled"], true, "{health}");
+    assert!(health["details"]["consumers"][&catalog_group]["lag"].as_i64().unwrap() >= 1, "{health}");
+    let metrics = shop.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let stalled = metrics
+        .lines()
+        .find(|l| l.starts_with("consumer_stalled_seconds{") && l.contains(&format!("group=\"{catalog_group}\"")))
+        .unwrap_or_else(|| panic!("no stall gauge for {catalog_group}: {metrics}"));
+    let seconds: f64 = stalled.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(seconds >= 2.0, "{stalled}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("consumer_assigned_partitions{") && l.contains(&catalog_group)),
+        "{metrics}"
+    );
+
+    // Let go: the group catches up and the process is healthy again.
+    hold.rollback().await.unwrap();
+    wait_until("the pair to be reserved", DEADLINE, || async {
+        (pair_state(&pool, &sneaker).await == "reserved").then_some(())
+    })
+    .await;
+    wait_until("healthz to be ok again", DEADLINE, || async {
+        let (_, health) = shop.call(&server.base_url, Method::GET, "/healthz", "", None).await;
+        (health["status"] == "ok").then_some(())
+    })
+    .await;
+    assert!(server.terminate().await);
+}
