@@ -190,6 +190,19 @@ async fn signout_clears_the_cookie_by_post_and_by_get() {
 }
 
 #[tokio::test]
+async fn a_cross_site_get_signout_is_refused_and_clears_nothing() {
+    let Ctx { app, _db, .. } = ctx().await;
+    let answer = Call::get("/api/users/signout").header("sec-fetch-site", "cross-site").send(&app).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text);
+    assert_eq!(answer.content_type(), Some("application/problem+json"));
+    assert!(answer.set_cookie().is_none(), "the session cookie is left alone");
+    // The site's own pages may still use it.
+    let answer = Call::get("/api/users/signout").header("sec-fetch-site", "same-origin").send(&app).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.set_cookie().unwrap().starts_with("session=;"));
+}
+
+#[tokio::test]
 async fn current_user_is_null_without_a_valid_session() {
     let Ctx { app, _db, .. } = ctx().await;
     let created = signup(&app, "dee@example.com", "dee's password").await;

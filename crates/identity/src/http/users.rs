@@ -124,11 +124,26 @@ pub(super) async fn signout(State(state): State<AppState>) -> Response {
 }
 
 /// End the session (clears the cookie); kept for clients of the original API.
+///
+/// A `SameSite=Lax` cookie travels with a top-level GET from another site, so a link on
+/// any page could sign the user out. Browsers say where a request came from in
+/// `Sec-Fetch-Site`; a cross-site GET is refused with 403 and changes nothing. API clients
+/// (which send no such header) and this site's own pages are served as before.
 #[utoipa::path(
     get, path = "/api/users/signout", tag = "identity",
-    responses((status = 200, description = "Cookie cleared; the body is `{}`", body = Object))
+    params(("sec-fetch-site" = Option<String>, Header, description = "Set by browsers; `cross-site` is refused")),
+    responses(
+        (status = 200, description = "Cookie cleared; the body is `{}`", body = Object),
+        (status = 403, description = "A cross-site navigation; use POST from this site", body = Problem,
+            content_type = "application/problem+json")
+    )
 )]
-pub(super) async fn signout_get(state: State<AppState>) -> Response {
+pub(super) async fn signout_get(state: State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if headers.get("sec-fetch-site").is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        return Problem::new(StatusCode::FORBIDDEN, "cross-site-signout", "Cross-site sign-out refused")
+            .with_detail("another site linked here; sign out with POST /api/users/signout from this site")
+            .into_response();
+    }
     signout(state).await
 }
 
