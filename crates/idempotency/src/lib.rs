@@ -10,6 +10,13 @@
 //! then sees its stored response. Only successful responses are stored (in the same
 //! transaction as the work); a failed request rolls its claim back, so a retry runs again.
 //!
+//! A claim committed *before* slow work (payments commits it with the pending attempt, then
+//! calls the provider) is a lease: it holds the key until `locked_until`. If the process
+//! dies before storing a response, a retry after the lease lapsed takes the key over
+//! ([`Start::Recovered`]) and the handler finds out what became of the first request,
+//! instead of answering "in progress" forever. A claim made and finished in one transaction
+//! (orders, catalog) dies with that transaction, so it never outlives a crash.
+//!
 //! Each service that uses this applies [`MIGRATOR`] in its own schema, which creates the
 //! `idempotency_keys` table there.
 
@@ -29,6 +36,10 @@ pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
 
 /// The header's name.
 pub const HEADER: &str = "idempotency-key";
+
+/// The lease for a claim that is made, used and answered in one transaction (a crash
+/// rolls such a claim back with everything else, so it needs no lease).
+pub const WITHIN_TRANSACTION: std::time::Duration = std::time::Duration::ZERO;
 
 /// Longest key accepted.
 pub const MAX_LEN: usize = 255;
@@ -74,6 +85,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 pub enum Claim {
     /// The key is new: do the work, then [`store`] the response before committing.
     Fresh,
+    /// The key's first request never finished and its lease lapsed: the key is this
+    /// request's now; find out what the first one did, then [`store`] the response.
+    Recovered,
     /// The key was used before with the same request: answer this instead.
     Replay {
         /// The first response's status code.
@@ -88,21 +102,37 @@ pub enum Claim {
     InProgress,
 }
 
-/// Claims `key` for `user` and `request` on the caller's transaction.
-pub async fn claim(tx: &mut PgConnection, user: Uuid, key: &IdempotencyKey, request: &Value) -> anyhow::Result<Claim> {
-    let fresh = sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key, request) VALUES ($1, $2, $3) ON CONFLICT (user_id, key) DO NOTHING",
+/// Claims `key` for `user` and `request` on the caller's transaction, holding it for
+/// `lease` should the claim be committed before a response is stored.
+pub async fn claim(
+    tx: &mut PgConnection,
+    user: Uuid,
+    key: &IdempotencyKey,
+    request: &Value,
+    lease: std::time::Duration,
+) -> anyhow::Result<Claim> {
+    // Inserted: a new key. Updated: the same request's claim had lapsed without a response
+    // (`xmax` is set on a row this statement updated). Nothing: someone else holds it.
+    let claimed: Option<bool> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (user_id, key, request, locked_until)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+         ON CONFLICT (user_id, key) DO UPDATE SET locked_until = EXCLUDED.locked_until
+           WHERE idempotency_keys.status_code IS NULL
+             AND idempotency_keys.locked_until < now()
+             AND idempotency_keys.request = EXCLUDED.request
+         RETURNING xmax = 0",
     )
     .bind(user)
     .bind(&key.0)
     .bind(request)
-    .execute(&mut *tx)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(&mut *tx)
     .await
-    .context("claim idempotency key")?
-    .rows_affected()
-        == 1;
-    if fresh {
-        return Ok(Claim::Fresh);
+    .context("claim idempotency key")?;
+    match claimed {
+        Some(true) => return Ok(Claim::Fresh),
+        Some(false) => return Ok(Claim::Recovered),
+        None => {}
     }
     let (stored, status, body): (Value, Option<i32>, Option<Value>) =
         sqlx::query_as("SELECT request, status_code, response FROM idempotency_keys WHERE user_id = $1 AND key = $2")
@@ -145,22 +175,36 @@ impl KeyError {
     }
 }
 
-/// The first step of an idempotent handler: without a key, go ahead (`Ok(None)`); with a
-/// new key, claim it and go ahead; with a key seen before, `Ok(Some(answer))` is the first
-/// response to send back as is.
+/// How an idempotent handler goes on after [`begin`].
+#[derive(Debug)]
+pub enum Start {
+    /// No key, or a new one: do the work.
+    New,
+    /// The key's first request died before answering and its lease lapsed: find out what
+    /// it did before doing anything again.
+    Recovered,
+    /// The key was answered before: send this back as is.
+    Answer(axum::response::Response),
+}
+
+/// The first step of an idempotent handler: without a key, or with a new one (claimed for
+/// `lease`), [`Start::New`]; with a key seen before, the first response to send back; with a
+/// key whose first request died, [`Start::Recovered`].
 pub async fn begin(
     tx: &mut PgConnection,
     user: Uuid,
     key: Option<&IdempotencyKey>,
     request: &Value,
-) -> Result<Option<axum::response::Response>, KeyError> {
+    lease: std::time::Duration,
+) -> Result<Start, KeyError> {
     use axum::response::IntoResponse;
-    let Some(key) = key else { return Ok(None) };
-    match claim(tx, user, key, request).await? {
-        Claim::Fresh => Ok(None),
+    let Some(key) = key else { return Ok(Start::New) };
+    match claim(tx, user, key, request, lease).await? {
+        Claim::Fresh => Ok(Start::New),
+        Claim::Recovered => Ok(Start::Recovered),
         Claim::Replay { status, body } => {
             let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
-            Ok(Some((status, axum::Json(body)).into_response()))
+            Ok(Start::Answer((status, axum::Json(body)).into_response()))
         }
         Claim::Mismatch => Err(KeyError::Reused),
         Claim::InProgress => Err(KeyError::InProgress),

@@ -7,6 +7,9 @@
 //!   transaction as the change.
 //! - `events` — applying `orders.orders`: the replica, and marking a charge of a cancelled
 //!   order for refund.
+//! - `settle` — the one place a provider's answer becomes the payment's next state.
+//! - `recovery` — the task that finishes attempts left `pending` by a process that died
+//!   between charging and recording (asks the provider again under the same key).
 //! - `refunds` — the task that refunds marked charges through the provider.
 //!
 //! Publishes `payment.succeeded` and `payment.refunded` on `payments.payments` (keyed by
@@ -16,7 +19,9 @@ mod error;
 pub mod events;
 pub mod http;
 pub mod provider;
+pub mod recovery;
 pub mod refunds;
+pub mod settle;
 pub mod store;
 
 use std::sync::{Arc, LazyLock};
@@ -61,6 +66,9 @@ pub struct AppState {
     pub provider: Arc<dyn PaymentProvider>,
     /// Currency of all amounts.
     pub currency: String,
+    /// How long a buyer's Idempotency-Key stays claimed by a payment request that has not
+    /// answered (longer than the provider timeout); after that a retry takes it over.
+    pub claim_lease: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {

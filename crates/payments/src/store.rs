@@ -80,21 +80,26 @@ pub async fn find_order(conn: &mut PgConnection, id: Uuid, lock: bool) -> anyhow
 /// Writes a `pending` attempt for `order` — before the provider is called, so no charge
 /// exists without a stored payment. A live (non-declined) payment of the order makes this
 /// fail: [`PaymentsError::AlreadyPaid`] or [`PaymentsError::InProgress`].
-pub async fn begin_attempt(tx: &mut PgConnection, order: &OrderReplica) -> Result<PaymentRow, PaymentsError> {
+pub async fn begin_attempt(
+    tx: &mut PgConnection,
+    order: &OrderReplica,
+    token: &str,
+) -> Result<PaymentRow, PaymentsError> {
     let attempt: i32 = sqlx::query_scalar("SELECT coalesce(max(attempt), 0) + 1 FROM payments WHERE order_id = $1")
         .bind(order.id)
         .fetch_one(&mut *tx)
         .await
         .context("next attempt")?;
     let inserted = sqlx::query_as(&format!(
-        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status)
-         VALUES ($1, $2, $3, $4, $5, 'pending') RETURNING {COLUMNS}"
+        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(order.id)
     .bind(order.buyer_id)
     .bind(order.amount_cents)
     .bind(attempt)
+    .bind(token)
     .fetch_one(&mut *tx)
     .await;
     match inserted {
@@ -121,22 +126,25 @@ pub async fn live_payment(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Re
 /// Records a successful charge and writes `payment.succeeded`. If the order was cancelled
 /// meanwhile the payment is marked `refund_pending` instead of `succeeded` (the refund task
 /// takes it from there); the charge happened either way, so the event is written either way.
+/// `None` when the attempt is no longer pending (another process recorded it first).
 pub async fn charged(
     tx: &mut PgConnection,
     payment: &PaymentRow,
     provider_ref: &str,
     refund: bool,
-) -> anyhow::Result<PaymentRow> {
+) -> anyhow::Result<Option<PaymentRow>> {
     let status = if refund { "refund_pending" } else { "succeeded" };
-    let row: PaymentRow = sqlx::query_as(&format!(
-        "UPDATE payments SET status = $2, provider_ref = $3, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    let row: Option<PaymentRow> = sqlx::query_as(&format!(
+        "UPDATE payments SET status = $2, provider_ref = $3, token = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
     ))
     .bind(payment.id)
     .bind(status)
     .bind(provider_ref)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
     .context("record charge")?;
+    let Some(row) = row else { return Ok(None) };
     let event = PaymentEvent::Succeeded(PaymentSucceeded {
         payment_id: row.id,
         order_id: row.order_id,
@@ -144,18 +152,23 @@ pub async fn charged(
         provider_ref: provider_ref.to_owned(),
     });
     sneakerstop_messaging::enqueue_keyed(tx, &row.order_id.to_string(), SOURCE, row.id, 1, &event).await?;
-    Ok(row)
+    Ok(Some(row))
 }
 
 /// Records a declined attempt (kept, with the reason; the next attempt gets a new key).
-pub async fn declined(conn: &mut PgConnection, payment: &PaymentRow, reason: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE payments SET status = 'declined', failure_reason = $2, updated_at = now() WHERE id = $1")
-        .bind(payment.id)
-        .bind(reason)
-        .execute(conn)
-        .await
-        .context("record decline")?;
-    Ok(())
+/// Returns whether it was still pending.
+pub async fn declined(conn: &mut PgConnection, payment: &PaymentRow, reason: &str) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE payments SET status = 'declined', failure_reason = $2, token = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(payment.id)
+    .bind(reason)
+    .execute(conn)
+    .await
+    .context("record decline")?
+    .rows_affected();
+    Ok(done == 1)
 }
 
 /// Forgets an attempt whose outcome the provider did not give (unavailable, invalid token).
@@ -168,6 +181,42 @@ pub async fn abandon(conn: &mut PgConnection, payment: &PaymentRow) -> anyhow::R
         .await
         .context("abandon attempt")?;
     Ok(())
+}
+
+/// The order's newest attempt, whatever became of it.
+pub async fn latest_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<PaymentRow>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1"))
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await
+        .context("find latest attempt")
+}
+
+/// Attempts left `pending` for longer than `older_than` — their process died between
+/// charging and recording — with the card token each was made with; locked for the caller's
+/// transaction (`SKIP LOCKED`: several instances never resolve one at once).
+pub async fn stale_attempts(
+    tx: &mut PgConnection,
+    older_than: std::time::Duration,
+    batch: i64,
+) -> anyhow::Result<Vec<(PaymentRow, Option<String>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Stale {
+        #[sqlx(flatten)]
+        row: PaymentRow,
+        token: Option<String>,
+    }
+    let stale: Vec<Stale> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, token FROM payments
+         WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(older_than.as_secs_f64())
+    .bind(batch)
+    .fetch_all(tx)
+    .await
+    .context("find stale attempts")?;
+    Ok(stale.into_iter().map(|s| (s.row, s.token)).collect())
 }
 
 /// Marks the order's successful charge for refund (its order was cancelled). Returns

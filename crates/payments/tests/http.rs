@@ -16,7 +16,7 @@ use sneakerstop_payments::events::PaymentsHandler;
 use sneakerstop_payments::provider::simulated::Simulated;
 use sneakerstop_payments::provider::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
 use sneakerstop_payments::store::{self, OrderReplica};
-use sneakerstop_payments::{AppState, SCHEMA, refunds};
+use sneakerstop_payments::{AppState, SCHEMA, recovery, refunds};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
 use sqlx::PgPool;
@@ -40,6 +40,7 @@ async fn ctx(provider: Arc<dyn PaymentProvider>) -> Ctx {
         keys: keys.clone(),
         provider,
         currency: "usd".into(),
+        claim_lease: Duration::from_secs(30),
     });
     Ctx { app, pool, keys, _db: db }
 }
@@ -287,4 +288,160 @@ async fn a_cancellation_that_arrives_after_the_charge_refunds_it() {
         ctx.events().await.into_iter().filter(|(t, _)| t == "payment.refunded").map(|(_, p)| p).collect();
     assert_eq!(refunded.len(), 1);
     assert_eq!(refunded[0]["amountCents"], 25_000);
+}
+
+impl Ctx {
+    /// What a request that died mid-charge leaves behind: its `Idempotency-Key` claimed and
+    /// its `pending` attempt committed (step 1), and — when `reached_provider` — the
+    /// provider's charge made under the attempt's key (step 2), but nothing recorded (step 3).
+    async fn died_mid_charge(
+        &self,
+        provider: &dyn PaymentProvider,
+        buyer: Uuid,
+        order: Uuid,
+        key: &str,
+        reached_provider: bool,
+    ) {
+        let mut tx = self.pool.begin().await.unwrap();
+        let key = sneakerstop_idempotency::IdempotencyKey(key.to_owned());
+        let request = json!({"orderId": order, "token": "tok_visa"});
+        let start = sneakerstop_idempotency::begin(&mut tx, buyer, Some(&key), &request, Duration::from_secs(30)).await;
+        assert!(matches!(start, Ok(sneakerstop_idempotency::Start::New)));
+        let replica = store::find_order(&mut tx, order, false).await.unwrap().unwrap();
+        let attempt = store::begin_attempt(&mut tx, &replica, "tok_visa").await.unwrap();
+        tx.commit().await.unwrap();
+        if reached_provider {
+            let charge = ChargeRequest {
+                amount_cents: attempt.amount_cents,
+                currency: "usd".into(),
+                token: "tok_visa".into(),
+                idempotency_key: sneakerstop_payments::http::charge_key(order, attempt.attempt),
+                order_id: order,
+            };
+            provider.charge(&charge).await.unwrap();
+        }
+    }
+
+    /// Lets the buyer's claim lapse, as it would once its lease ran out.
+    async fn lease_lapses(&self, key: &str) {
+        sqlx::query("UPDATE idempotency_keys SET locked_until = now() - interval '1 second' WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    async fn pay_with_key(&self, auth: &str, order: Uuid, key: &str) -> Answer {
+        Call::post("/api/payments", json!({"orderId": order, "token": "tok_visa"}))
+            .header("authorization", auth)
+            .header("idempotency-key", key)
+            .send(&self.app)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_charge_whose_process_died_before_recording_it_is_recovered_and_its_key_answers_with_it() {
+    let provider = Arc::new(Simulated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+    ctx.died_mid_charge(provider.as_ref(), buyer, order, "k-died", true).await;
+
+    // While the claim's lease holds, the buyer's retry is told to wait, not charged again.
+    let retry = ctx.pay_with_key(&auth, order, "k-died").await;
+    assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.text);
+    assert_eq!(retry.json["type"], "https://sneakerstop.dev/problems/idempotency-key-in-progress");
+    // A fresh attempt by the stale rule's clock is not touched yet.
+    let pool = ctx.pool.clone();
+    assert_eq!(recovery::resolve_stale(&pool, provider.as_ref(), "usd", Duration::from_secs(3600)).await.unwrap(), 0);
+
+    // The recovery task asks the provider again under the same key: the original charge.
+    assert_eq!(recovery::resolve_stale(&pool, provider.as_ref(), "usd", Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(ctx.statuses(order).await, ["succeeded"]);
+    assert_eq!(provider.charges_attempted(), 1, "asking again charged nothing new");
+    let events = ctx.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "payment.succeeded");
+    let token_kept: Option<String> = sqlx::query_scalar("SELECT token FROM payments WHERE order_id = $1")
+        .bind(order)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(token_kept, None, "the card token is dropped once the attempt is settled");
+
+    // Once the lease lapses, the same key answers with the recovered payment, and keeps doing so.
+    ctx.lease_lapses("k-died").await;
+    let recovered = ctx.pay_with_key(&auth, order, "k-died").await;
+    assert_eq!(recovered.status, StatusCode::CREATED, "{}", recovered.text);
+    assert_eq!(recovered.json["status"], "succeeded");
+    let again = ctx.pay_with_key(&auth, order, "k-died").await;
+    assert_eq!((again.status, &again.json), (StatusCode::CREATED, &recovered.json));
+    assert_eq!(provider.charges_attempted(), 1);
+}
+
+#[tokio::test]
+async fn an_attempt_the_provider_never_saw_is_charged_once_on_recovery() {
+    let provider = Arc::new(Simulated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (buyer, _) = ctx.user();
+    let order = ctx.order(buyer).await;
+    ctx.died_mid_charge(provider.as_ref(), buyer, order, "k-early", false).await;
+    assert_eq!(provider.charges_attempted(), 0);
+    let pool = ctx.pool.clone();
+    assert_eq!(recovery::resolve_stale(&pool, provider.as_ref(), "usd", Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(ctx.statuses(order).await, ["succeeded"]);
+    assert_eq!(provider.charges_attempted(), 1);
+    // Nothing is left to recover.
+    assert_eq!(recovery::resolve_stale(&pool, provider.as_ref(), "usd", Duration::ZERO).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_recovered_charge_of_an_order_cancelled_meanwhile_is_refunded() {
+    let provider = Arc::new(Simulated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+    ctx.died_mid_charge(provider.as_ref(), buyer, order, "k-late", true).await;
+    ctx.cancel(order).await;
+
+    let pool = ctx.pool.clone();
+    assert_eq!(recovery::resolve_stale(&pool, provider.as_ref(), "usd", Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(ctx.statuses(order).await, ["refund_pending"]);
+    assert_eq!(refunds::process_due(&pool, provider.as_ref()).await.unwrap(), 1);
+    assert_eq!(ctx.statuses(order).await, ["refunded"]);
+    let types: Vec<String> = ctx.events().await.into_iter().map(|(t, _)| t).collect();
+    assert_eq!(types, ["payment.succeeded", "payment.refunded"]);
+
+    ctx.lease_lapses("k-late").await;
+    let answer = ctx.pay_with_key(&auth, order, "k-late").await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.text);
+    assert_eq!(answer.json["type"], "https://sneakerstop.dev/problems/order-cancelled");
+}
+
+#[tokio::test]
+async fn a_provider_still_down_leaves_the_attempt_for_the_next_round() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, _) = ctx.user();
+    let order = ctx.order(buyer).await;
+    let simulated = Simulated::default();
+    ctx.died_mid_charge(&simulated, buyer, order, "k-down", false).await;
+    let pool = ctx.pool.clone();
+    assert_eq!(recovery::resolve_stale(&pool, &Unavailable, "usd", Duration::ZERO).await.unwrap(), 0);
+    assert_eq!(ctx.statuses(order).await, ["pending"], "kept, to be asked about again");
+    assert_eq!(recovery::resolve_stale(&pool, &simulated, "usd", Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(ctx.statuses(order).await, ["succeeded"]);
+}
+
+/// A provider that cannot be reached.
+struct Unavailable;
+
+impl PaymentProvider for Unavailable {
+    fn charge<'a>(&'a self, _: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Unavailable("connection refused".into())) })
+    }
+
+    fn refund<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Refund, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Unavailable("connection refused".into())) })
+    }
 }

@@ -165,6 +165,11 @@ pub struct PaymentSettings {
     /// How long to wait for the provider before answering 503.
     #[arg(long = "payment-provider-timeout", env = "PAYMENT_PROVIDER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// An attempt still `pending` this long after it was made belongs to a process that
+    /// died mid-charge: the recovery task asks the provider again and records the outcome.
+    /// Keep it well above the provider timeout.
+    #[arg(long = "payment-recovery-after", env = "PAYMENT_RECOVERY_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub recovery_after: Duration,
 }
 
 /// Which payment provider to use.

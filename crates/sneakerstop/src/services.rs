@@ -224,11 +224,23 @@ pub async fn start(
                 std::time::Duration::from_secs(1),
                 cancel.clone(),
             ));
+            let recovery_after = shared.payments.recovery_after;
+            tasks.spawn(sneakerstop_payments::recovery::run(
+                pool.clone(),
+                provider.clone(),
+                shared.payments.currency.clone(),
+                (recovery_after / 4).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(5)),
+                recovery_after,
+                cancel.clone(),
+            ));
             let state = sneakerstop_payments::AppState {
                 pool,
                 keys: shared.keys.clone(),
                 provider,
                 currency: shared.payments.currency.clone(),
+                // A request still waiting for the provider keeps its key; one that died
+                // frees it soon after the provider timeout.
+                claim_lease: shared.payments.timeout * 2,
             };
             sneakerstop_payments::app(state)
         }

@@ -121,7 +121,16 @@ pub(super) async fn create(
 ) -> Result<Response, OrdersError> {
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
     let request = json!({"sneakerId": body.sneaker_id});
-    if let Some(answer) = sneakerstop_idempotency::begin(&mut tx, user.id, key.as_ref(), &request).await? {
+    // Claimed, used and answered in this one transaction: a crash rolls the claim back too.
+    let start = sneakerstop_idempotency::begin(
+        &mut tx,
+        user.id,
+        key.as_ref(),
+        &request,
+        sneakerstop_idempotency::WITHIN_TRANSACTION,
+    )
+    .await?;
+    if let sneakerstop_idempotency::Start::Answer(answer) = start {
         return Ok(answer);
     }
     let sneaker = store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;

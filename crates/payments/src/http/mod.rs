@@ -2,6 +2,8 @@
 
 mod payments;
 
+pub use payments::charge_key;
+
 use axum::Router;
 use sneakerstop_auth::SecuritySchemes;
 use utoipa::OpenApi;

@@ -25,7 +25,11 @@ use sneakerstop_problem::{ApiJson, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use anyhow::Context;
+use sneakerstop_idempotency::Start;
+
 use crate::provider::{ChargeRequest, ProviderError};
+use crate::settle::{self, Settled, Unknown};
 use crate::store::{self, PaymentRow};
 use crate::{AppState, PaymentsError};
 
@@ -116,26 +120,41 @@ pub(super) async fn create(
         return Err(FieldError::new("token", "must be a card token of 1 to 255 characters, e.g. tok_visa").into());
     }
 
-    // 1. Check the order, claim the key, write the pending attempt.
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    // 1. Claim the key, check the order, write the pending attempt.
+    let mut tx = state.pool.begin().await.context("begin")?;
     let request = json!({"orderId": body.order_id, "token": token});
-    if let Some(answer) = sneakerstop_idempotency::begin(&mut tx, user.id, key.as_ref(), &request).await? {
-        return Ok(answer);
-    }
+    let start = sneakerstop_idempotency::begin(&mut tx, user.id, key.as_ref(), &request, state.claim_lease).await?;
+    let recovered = match start {
+        Start::Answer(answer) => return Ok(answer),
+        Start::Recovered => true,
+        Start::New => false,
+    };
     let order = store::find_order(&mut tx, body.order_id, false).await?.ok_or(PaymentsError::OrderNotFound)?;
     if order.buyer_id != user.id {
         return Err(PaymentsError::NotYourOrder);
+    }
+    if recovered {
+        // This key's first request committed its attempt and died before answering: answer
+        // with what became of that attempt (the recovery task settles it once it is stale).
+        if let Some(previous) = store::latest_attempt(&mut tx, order.id).await? {
+            let view = answer_for(previous)?;
+            if let Some(key) = &key {
+                sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
+            }
+            tx.commit().await.context("commit recovered answer")?;
+            return Ok((StatusCode::CREATED, Json(view)).into_response());
+        }
     }
     match order.status.as_str() {
         "cancelled" => return Err(PaymentsError::OrderCancelled { refunding: false }),
         "complete" => return Err(PaymentsError::AlreadyPaid),
         _ => {}
     }
-    let payment = match store::begin_attempt(&mut tx, &order).await {
+    let payment = match store::begin_attempt(&mut tx, &order, &token).await {
         Ok(payment) => payment,
         Err(PaymentsError::InProgress) => {
             drop(tx);
-            let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+            let mut conn = state.pool.acquire().await.context("acquire")?;
             let live = store::live_payment(&mut conn, order.id).await?;
             return Err(match live.map(|p| p.status) {
                 Some(status) if status != "pending" => PaymentsError::AlreadyPaid,
@@ -144,62 +163,59 @@ pub(super) async fn create(
         }
         Err(other) => return Err(other),
     };
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    tx.commit().await.context("commit pending attempt")?;
 
     // 2. Charge. Same order and attempt, same key: a retry never charges twice.
     let charge = ChargeRequest {
         amount_cents: order.amount_cents,
         currency: state.currency.clone(),
         token,
-        idempotency_key: format!("sneakerstop-order-{}-attempt-{}", order.id, payment.attempt),
+        idempotency_key: charge_key(order.id, payment.attempt),
         order_id: order.id,
     };
     let outcome = state.provider.charge(&charge).await;
 
     // 3. Record the outcome.
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let result = match outcome {
-        Ok(charged) => {
-            // Locking the replica row orders us with the consumer applying order.cancelled.
-            let cancelled = store::find_order(&mut tx, order.id, true).await?.is_some_and(|o| o.status == "cancelled");
-            let row = store::charged(&mut tx, &payment, &charged.provider_ref, cancelled).await?;
-            metrics::counter!("payments_succeeded_total").increment(1);
-            metrics::counter!("payments_charged_cents_total").increment(u64::try_from(row.amount_cents).unwrap_or(0));
-            if cancelled {
-                tracing::warn!(order_id = %order.id, payment_id = %row.id, "charged an order cancelled meanwhile; refunding");
-                Err(PaymentsError::OrderCancelled { refunding: true })
-            } else {
-                tracing::info!(order_id = %order.id, payment_id = %row.id, "payment succeeded");
-                let view = serde_json::to_value(PaymentView::from(row)).map_err(anyhow::Error::from)?;
-                if let Some(key) = &key {
-                    sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
-                }
-                Ok((StatusCode::CREATED, Json(view)).into_response())
-            }
-        }
-        Err(ProviderError::Declined(reason)) => {
-            store::declined(&mut tx, &payment, &reason).await?;
-            metrics::counter!("payments_declined_total").increment(1);
-            Err(PaymentsError::Declined(reason))
-        }
-        Err(ProviderError::Invalid(reason)) => {
-            store::abandon(&mut tx, &payment).await?;
+    let mut tx = state.pool.begin().await.context("begin")?;
+    let result = match settle::record(&mut tx, &payment, outcome, Unknown::Abandon).await? {
+        Settled::Charged(row) => answer_for(row),
+        Settled::Declined(reason) => Err(PaymentsError::Declined(reason)),
+        Settled::Unresolved(ProviderError::Unavailable(reason)) => Err(PaymentsError::ProviderUnavailable(reason)),
+        Settled::Unresolved(ProviderError::Invalid(reason) | ProviderError::Declined(reason)) => {
             Err(FieldError::new("token", reason).into())
         }
-        Err(ProviderError::Unavailable(reason)) => {
-            store::abandon(&mut tx, &payment).await?;
-            metrics::counter!("payments_provider_errors_total").increment(1);
-            Err(PaymentsError::ProviderUnavailable(reason))
-        }
+        // Taken too long: the recovery task recorded this attempt first.
+        Settled::AlreadySettled => match store::latest_attempt(&mut tx, order.id).await? {
+            Some(row) => answer_for(row),
+            None => Err(PaymentsError::InProgress),
+        },
     };
-    if result.is_err()
-        && let Some(key) = &key
-    {
+    match (&result, &key) {
+        (Ok(view), Some(key)) => {
+            sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), view).await?;
+        }
         // Only successes are remembered; a failed request may be retried with its key.
-        sneakerstop_idempotency::release(&mut tx, user.id, key).await?;
+        (Err(_), Some(key)) => sneakerstop_idempotency::release(&mut tx, user.id, key).await?,
+        (_, None) => {}
     }
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    result
+    tx.commit().await.context("commit outcome")?;
+    result.map(|view| (StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// The provider idempotency key of an order's attempt: the same attempt always charges
+/// under the same key, whoever asks (the request, or the recovery task after a crash).
+pub fn charge_key(order_id: Uuid, attempt: i32) -> String {
+    format!("sneakerstop-order-{order_id}-attempt-{attempt}")
+}
+
+/// The answer a settled attempt gives its request: the payment (201), or why not.
+fn answer_for(row: PaymentRow) -> Result<serde_json::Value, PaymentsError> {
+    match row.status.as_str() {
+        "succeeded" => Ok(serde_json::to_value(PaymentView::from(row)).context("serialize payment")?),
+        "refund_pending" | "refunded" => Err(PaymentsError::OrderCancelled { refunding: true }),
+        "declined" => Err(PaymentsError::Declined(row.failure_reason.unwrap_or_default())),
+        _ => Err(PaymentsError::InProgress),
+    }
 }
 
 /// Your payments, newest first (declined attempts included, in-flight ones not).
