@@ -25,8 +25,8 @@ pub struct ListingInput {
     /// 1 to 120 characters, trimmed.
     #[schema(example = "Air Jordan 1 Retro High OG", min_length = 1, max_length = 120)]
     pub title: String,
-    /// Price in currency units: more than 0, at most 100000, at most 2 decimals.
-    #[schema(example = 250.0, exclusive_minimum = 0, maximum = 100000, multiple_of = 0.01)]
+    /// Price in currency units: at least 0.01, at most 100000, at most 2 decimals.
+    #[schema(example = 250.0, minimum = 0.01, maximum = 100000, multiple_of = 0.01)]
     pub price: f64,
     /// US size, 1 to 22 in half steps.
     #[schema(example = 10.5, minimum = 1, maximum = 22, multiple_of = 0.5)]
@@ -39,8 +39,9 @@ pub struct ListingInput {
     pub description: Option<String>,
 }
 
-/// A valid listing's fields.
-#[derive(Debug, Clone, PartialEq)]
+/// A valid listing's fields (serialized as the request an `Idempotency-Key` is bound to).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Listing {
     /// Trimmed title.
     pub title: String,
@@ -94,6 +95,10 @@ pub fn price_cents(field: &str, amount: f64, allow_zero: bool) -> Result<i64, Fi
     let cents = (amount * 100.0).round();
     if (amount * 100.0 - cents).abs() > 1e-6 {
         return Err(FieldError::new(field, "must have at most 2 decimal places"));
+    }
+    // 1e-9 is "more than 0" and has no third decimal worth the name, yet it is 0 cents.
+    if cents < 1.0 && !allow_zero {
+        return Err(FieldError::new(field, "must be at least 0.01"));
     }
     #[allow(clippy::cast_possible_truncation, reason = "bounded by MAX_PRICE * 100 above")]
     Ok(cents as i64)
@@ -337,6 +342,16 @@ fn search_expression(q: &str) -> Result<Option<String>, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_price_that_rounds_to_no_cents_is_refused() {
+        for tiny in [1e-9, 5e-324, 1e-300] {
+            let error = price_cents("price", tiny, false).unwrap_err();
+            assert_eq!((error.field.as_str(), error.reason.as_str()), ("price", "must be at least 0.01"), "{tiny}");
+        }
+        assert_eq!(price_cents("price", 0.01, false).unwrap(), 1);
+        assert_eq!(price_cents("minPrice", 0.0, true).unwrap(), 0);
+    }
 
     fn input(title: &str, price: f64, size: f64) -> ListingInput {
         ListingInput { title: title.into(), price, size, brand: Some("  Nike ".into()), description: Some("  ".into()) }

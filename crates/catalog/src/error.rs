@@ -24,6 +24,9 @@ pub enum CatalogError {
         /// The current version.
         current: i64,
     },
+    /// The Idempotency-Key cannot be used for this request.
+    #[error(transparent)]
+    Key(#[from] sneakerstop_idempotency::KeyError),
     /// Anything else.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -48,6 +51,10 @@ impl IntoResponse for CatalogError {
                 Problem::new(axum::http::StatusCode::PRECONDITION_FAILED, "version-mismatch", "Precondition failed")
                     .with_detail(format!("If-Match does not match the current version {current}; fetch it and retry"))
             }
+            Self::Key(error) => match error.problem() {
+                Some(problem) => problem,
+                None => Problem::internal(&error),
+            },
             Self::Internal(error) => Problem::internal(error.as_ref()),
         }
         .into_response()

@@ -59,7 +59,11 @@ impl SneakerRow {
 /// Lists a pair (version 1) and writes `sneaker.listed`, atomically, in one statement:
 /// the listing is the busiest write, and one round trip (with its implicit transaction)
 /// instead of four is most of its cost.
-pub async fn insert(pool: &PgPool, seller_id: Uuid, listing: &Listing) -> anyhow::Result<SneakerRow> {
+pub async fn insert(
+    executor: impl sqlx::PgExecutor<'_>,
+    seller_id: Uuid,
+    listing: &Listing,
+) -> anyhow::Result<SneakerRow> {
     // PostgreSQL keeps microseconds: the event must carry the time the row will show.
     let now = Utc::now().trunc_subsecs(6);
     let row = SneakerRow {
@@ -95,7 +99,7 @@ pub async fn insert(pool: &PgPool, seller_id: Uuid, listing: &Listing) -> anyhow
         .bind(&row.status)
         .bind(row.version)
         .bind(row.created_at);
-    event.bind(query).execute(pool).await.context("insert sneaker and sneaker.listed")?;
+    event.bind(query).execute(executor).await.context("insert sneaker and sneaker.listed")?;
     Ok(row)
 }
 

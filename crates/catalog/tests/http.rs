@@ -121,6 +121,53 @@ async fn invalid_listings_name_each_field_and_write_nothing() {
 }
 
 #[tokio::test]
+async fn values_postgresql_cannot_store_are_refused_by_field_not_answered_500() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.user();
+    // More than 0, yet 0 cents once rounded; and U+0000 in any text field.
+    for tiny in [1e-9, 5e-324] {
+        let answer = ctx.create(&auth, listing("x", tiny, 9.0)).await;
+        assert_eq!(answer.assert_invalid_field("price"), "must be at least 0.01", "{tiny}");
+    }
+    for field in ["title", "brand", "description"] {
+        let mut body = listing("Dunk", 10.0, 9.0);
+        body[field] = json!("bad\u{0}byte");
+        assert!(ctx.create(&auth, body).await.assert_invalid_field(field).contains("NUL"), "{field}");
+    }
+    let created = ctx.create(&auth, listing("Dunk", 10.0, 9.0)).await;
+    let uri = format!("/api/sneakers/{}", created.json["id"].as_str().unwrap());
+    let put = Call::new(Method::PUT, &uri).json(listing("Dunk", 1e-9, 9.0)).header("authorization", &auth);
+    assert_eq!(put.send(&ctx.app).await.assert_invalid_field("price"), "must be at least 0.01");
+    assert_eq!(ctx.outbox().await.len(), 1, "only the valid listing wrote an event");
+}
+
+#[tokio::test]
+async fn a_listing_retried_with_its_idempotency_key_is_listed_once() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.user();
+    let send = |body: Value, key: &str| {
+        Call::post("/api/sneakers", body).header("authorization", &auth).header("idempotency-key", key).send(&ctx.app)
+    };
+    let first = send(listing("Air Max 1", 150.0, 10.0), "list-1").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let retry = send(listing("Air Max 1", 150.0, 10.0), "list-1").await;
+    assert_eq!((retry.status, &retry.json), (StatusCode::CREATED, &first.json), "the first listing, again");
+    let reused = send(listing("Air Max 95", 150.0, 10.0), "list-1").await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reused.text);
+    // Each seller's keys are their own.
+    let (_, other) = ctx.user();
+    let theirs = Call::post("/api/sneakers", listing("Air Max 1", 150.0, 10.0))
+        .header("authorization", &other)
+        .header("idempotency-key", "list-1")
+        .send(&ctx.app)
+        .await;
+    assert_eq!(theirs.status, StatusCode::CREATED);
+    assert_ne!(theirs.json["id"], first.json["id"]);
+    let listed: Vec<_> = ctx.outbox().await.into_iter().filter(|(t, _, _)| t == "sneaker.listed").collect();
+    assert_eq!(listed.len(), 2, "one listing per seller, whatever the retries");
+}
+
+#[tokio::test]
 async fn a_missing_or_malformed_id_is_a_clear_error() {
     let ctx = ctx().await;
     let missing = Call::get(&format!("/api/sneakers/{}", Uuid::now_v7())).send(&ctx.app).await;

@@ -1,5 +1,6 @@
 //! `/api/sneakers`: list a pair, browse and search, view one, edit your own.
 
+use anyhow::Context;
 use axum::Json;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::catalog::SneakerStatus;
+use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::{ApiJson, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -113,20 +115,49 @@ fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
 #[utoipa::path(
     post, path = "/api/sneakers", tag = "catalog",
     request_body = ListingInput,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Any unique string: a retry with the same key returns the first listing and lists nothing new")),
     responses(
         (status = 201, description = "Listed; `sneaker.listed` is published", body = SneakerView),
         (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
 pub(super) async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
+    key: Option<IdempotencyKey>,
     ApiJson(input): ApiJson<ListingInput>,
 ) -> Result<Response, CatalogError> {
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
-    let row = store::insert(&state.pool, user.id, &listing).await?;
+    let row = match &key {
+        // Without a key: the listing and its event in one statement (the fast path).
+        None => store::insert(&state.pool, user.id, &listing).await?,
+        // With one: claimed, used and answered in one transaction, so a seller retrying
+        // after a timeout gets the first listing back instead of listing the pair twice.
+        Some(key) => {
+            let mut tx = state.pool.begin().await.context("begin")?;
+            let request = serde_json::to_value(&listing).context("listing as JSON")?;
+            let start = sneakerstop_idempotency::begin(
+                &mut tx,
+                user.id,
+                Some(key),
+                &request,
+                sneakerstop_idempotency::WITHIN_TRANSACTION,
+            )
+            .await?;
+            if let sneakerstop_idempotency::Start::Answer(answer) = start {
+                return Ok(answer);
+            }
+            let row = store::insert(&mut *tx, user.id, &listing).await?;
+            let view = serde_json::to_value(SneakerView::from(row.clone())).context("listing view as JSON")?;
+            sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
+            tx.commit().await.context("commit listing")?;
+            row
+        }
+    };
     state.cache.invalidate();
     tracing::info!(sneaker_id = %row.id, seller_id = %user.id, "sneaker listed");
     Ok(with_etag(StatusCode::CREATED, row))
