@@ -9,6 +9,8 @@
 //!   outbox rows commit.
 //! - [`dlq`] — list and replay dead letters.
 //! - [`kafka`] — client configuration, topic creation, broker health.
+//! - [`replica`] — a request for an id a replica has not heard of yet waits, bounded, for
+//!   the replica row to commit instead of answering 404 at once.
 //! - [`watch`] — each consumer group's lag, assignment and stalls, for metrics and
 //!   `/healthz`; a member left with nothing while its group is stuck joins again.
 
@@ -17,6 +19,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod kafka;
 pub mod outbox;
+pub mod replica;
 pub mod watch;
 
 use std::sync::LazyLock;
@@ -27,6 +30,7 @@ pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use kafka::Kafka;
 pub use outbox::{Outgoing, Relay, enqueue, enqueue_keyed};
+pub use replica::ReplicaWait;
 pub use watch::{ConsumerHealth, GroupHealth};
 
 /// The outbox and inbox tables; every service applies these in its own schema.

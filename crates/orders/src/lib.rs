@@ -57,4 +57,6 @@ pub struct AppState {
     pub keys: SessionKeys,
     /// How long a new order reserves its pair.
     pub reservation_ttl: Duration,
+    /// Waits for listings the replica has not heard of yet.
+    pub replica: sneakerstop_messaging::ReplicaWait,
 }

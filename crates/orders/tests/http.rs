@@ -26,7 +26,12 @@ async fn ctx_with_ttl(ttl: Duration) -> Ctx {
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_orders::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("orders-http-test-secret-0123456789"), Duration::from_secs(3600), false);
-    let app = sneakerstop_orders::app(AppState { pool: pool.clone(), keys: keys.clone(), reservation_ttl: ttl });
+    let app = sneakerstop_orders::app(AppState {
+        pool: pool.clone(),
+        keys: keys.clone(),
+        reservation_ttl: ttl,
+        replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_secs(2)),
+    });
     Ctx { app, pool, keys, _db: db }
 }
 

@@ -69,6 +69,8 @@ pub struct AppState {
     /// How long a buyer's Idempotency-Key stays claimed by a payment request that has not
     /// answered (longer than the provider timeout); after that a retry takes it over.
     pub claim_lease: std::time::Duration,
+    /// Waits for orders the replica has not heard of yet.
+    pub replica: sneakerstop_messaging::ReplicaWait,
 }
 
 impl std::fmt::Debug for AppState {

@@ -41,6 +41,7 @@ async fn ctx(provider: Arc<dyn PaymentProvider>) -> Ctx {
         provider,
         currency: "usd".into(),
         claim_lease: Duration::from_secs(30),
+        replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_secs(2)),
     });
     Ctx { app, pool, keys, _db: db }
 }

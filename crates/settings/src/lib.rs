@@ -121,6 +121,10 @@ pub struct KafkaSettings {
     /// stalled in `/healthz` and `consumer_stalled_seconds`.
     #[arg(long = "consumer-stall-after", env = "CONSUMER_STALL_AFTER", default_value = "60s", value_parser = parse_duration)]
     pub stall_after: Duration,
+    /// How long a request naming an id that a service's replica has not heard of yet (a
+    /// listing or an order made a moment ago) waits for it before answering 404.
+    #[arg(long = "replica-wait", env = "REPLICA_WAIT", default_value = "2s", value_parser = parse_duration)]
+    pub replica_wait: Duration,
     /// How often the outbox relay checks for events when no notification woke it.
     #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,

@@ -121,6 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_attempts: args.kafka.max_attempts,
         group_prefix: args.kafka.group_prefix.clone(),
         consumers: sneakerstop_messaging::ConsumerHealth::new(args.kafka.stall_after),
+        replica_wait: args.kafka.replica_wait,
         changes: sneakerstop_messaging::ChangeFeed::new(),
         catalog: args.catalog.clone(),
         orders: args.orders.clone(),

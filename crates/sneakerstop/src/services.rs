@@ -118,6 +118,8 @@ pub struct Shared {
     pub max_attempts: u32,
     /// Consumer groups are `<group_prefix>-<service>`.
     pub group_prefix: String,
+    /// How long a request waits for a replica to hear of an id.
+    pub replica_wait: std::time::Duration,
     /// Every consumer group's lag and stalls, for `/healthz`.
     pub consumers: sneakerstop_messaging::ConsumerHealth,
     /// The process's one `LISTEN` connection: relays and the catalog cache subscribe to it
@@ -213,6 +215,7 @@ pub async fn start(
                 pool,
                 keys: shared.keys.clone(),
                 reservation_ttl: shared.orders.reservation_ttl,
+                replica: replica_wait(shared, service),
             };
             sneakerstop_orders::app(state)
         }
@@ -241,11 +244,19 @@ pub async fn start(
                 // A request still waiting for the provider keeps its key; one that died
                 // frees it soon after the provider timeout.
                 claim_lease: shared.payments.timeout * 2,
+                replica: replica_wait(shared, service),
             };
             sneakerstop_payments::app(state)
         }
     };
     Ok(Started { router, checks, pool: service_pool })
+}
+
+/// Wakes the service's requests waiting for its replica, from the process's change feed.
+fn replica_wait(shared: &Shared, service: Service) -> sneakerstop_messaging::ReplicaWait {
+    let wait = sneakerstop_messaging::ReplicaWait::new(shared.replica_wait);
+    wait.follow(&shared.changes, &sneakerstop_messaging::ReplicaWait::channel(service.name()));
+    wait
 }
 
 /// The configured payment provider.

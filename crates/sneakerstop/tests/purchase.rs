@@ -155,3 +155,73 @@ async fn a_cancelled_order_cannot_be_paid_and_its_pair_is_relisted() {
     assert_eq!(mine["items"], json!([]), "nothing was charged");
     assert!(shop.server.terminate().await);
 }
+
+#[tokio::test]
+async fn no_client_sees_replica_lag_and_ids_that_cannot_exist_answer_at_once() {
+    let db = TestDb::new().await;
+    let shop = Shop::start(&db).await;
+    let (seller, buyer) = (shop.server.signup().await, shop.server.signup().await);
+    for _ in 0..5 {
+        // Each request straight after the one before, never retried: the service waits for
+        // its replica to hear of what was just made.
+        let (status, sneaker) = shop
+            .call(
+                reqwest::Method::POST,
+                "/api/sneakers",
+                &seller,
+                Some(json!({"title": "Gel-Kayano 14", "price": 150, "size": 9})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, order) =
+            shop.call(reqwest::Method::POST, "/api/orders", &buyer, Some(json!({"sneakerId": sneaker["id"]}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let body = json!({"orderId": order["id"], "token": "tok_visa"});
+        let (status, payment) = shop.call(reqwest::Method::POST, "/api/payments", &buyer, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{payment}");
+    }
+
+    // Ordered, cancelled at once, then paid: told it is cancelled (or, if the cancellation
+    // reached payments only after the charge, refunded) — never "no such order".
+    let (sneaker, order) = shop.listed_and_ordered(&seller, &buyer).await;
+    let (status, _) = shop.call(reqwest::Method::DELETE, &format!("/api/orders/{order}"), &buyer, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = shop
+        .call(reqwest::Method::POST, "/api/payments", &buyer, Some(json!({"orderId": order, "token": "tok_visa"})))
+        .await;
+    match status {
+        StatusCode::CONFLICT => assert_eq!(answer["type"], "https://sneakerstop.dev/problems/order-cancelled"),
+        StatusCode::CREATED => {
+            wait_until("the charge of the cancelled order to be refunded", DEADLINE, || async {
+                let (_, mine) = shop.call(reqwest::Method::GET, "/api/payments", &buyer, None).await;
+                let refunded = mine["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["orderId"] == order.as_str() && p["status"] == "refunded");
+                refunded.then_some(())
+            })
+            .await;
+        }
+        other => panic!("paying a cancelled order answered {other}: {answer}"),
+    }
+    shop.pair_is(&sneaker, "available").await;
+
+    // Ids no event can bring answer at once; an unknown fresh one after the bounded wait.
+    for (id, cannot_exist) in [
+        (uuid::Uuid::new_v4(), true),
+        (uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 4_102_444_800, 0)), true),
+        (uuid::Uuid::now_v7(), false),
+    ] {
+        let asked = std::time::Instant::now();
+        let (status, _) = shop.call(reqwest::Method::POST, "/api/orders", &buyer, Some(json!({"sneakerId": id}))).await;
+        let took = asked.elapsed();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+        if cannot_exist {
+            assert!(took < Duration::from_millis(1500), "{id} answered after {took:?}");
+        } else {
+            assert!(took >= Duration::from_secs(2), "a fresh id waited the replica wait: {took:?}");
+        }
+    }
+    assert!(shop.server.terminate().await);
+}

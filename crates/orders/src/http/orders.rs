@@ -1,5 +1,6 @@
 //! `/api/orders`: reserve a pair, see your orders, cancel one.
 
+use anyhow::Context;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -107,7 +108,7 @@ fn view_json(row: OrderRow) -> serde_json::Value {
         (status = 201, description = "Reserved until `expiresAt`; `order.created` is published", body = OrderView),
         (status = 400, description = "Malformed body or sneakerId", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such sneaker", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such sneaker (after waiting up to REPLICA_WAIT for a listing made a moment ago to reach orders)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Sold, held by another order, or your own listing", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ),
@@ -119,17 +120,40 @@ pub(super) async fn create(
     key: Option<IdempotencyKey>,
     ApiJson(body): ApiJson<NewOrder>,
 ) -> Result<Response, OrdersError> {
+    match place(&state, &user, key.as_ref(), &body).await {
+        // A listing made a moment ago may not have reached this replica yet: wait (bounded)
+        // for it to arrive, then place the order as if it had been there.
+        Err(OrdersError::SneakerNotFound) => {
+            let pool = &state.pool;
+            let arrived = state
+                .replica
+                .until(body.sneaker_id, || async move {
+                    let mut conn = pool.acquire().await.context("acquire")?;
+                    Ok(store::find_sneaker(&mut conn, body.sneaker_id).await?.map(|_| ()))
+                })
+                .await?;
+            match arrived {
+                Some(()) => place(&state, &user, key.as_ref(), &body).await,
+                None => Err(OrdersError::SneakerNotFound),
+            }
+        }
+        other => other,
+    }
+}
+
+/// One attempt at placing the order, in one transaction.
+async fn place(
+    state: &AppState,
+    user: &CurrentUser,
+    key: Option<&IdempotencyKey>,
+    body: &NewOrder,
+) -> Result<Response, OrdersError> {
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
     let request = json!({"sneakerId": body.sneaker_id});
     // Claimed, used and answered in this one transaction: a crash rolls the claim back too.
-    let start = sneakerstop_idempotency::begin(
-        &mut tx,
-        user.id,
-        key.as_ref(),
-        &request,
-        sneakerstop_idempotency::WITHIN_TRANSACTION,
-    )
-    .await?;
+    let start =
+        sneakerstop_idempotency::begin(&mut tx, user.id, key, &request, sneakerstop_idempotency::WITHIN_TRANSACTION)
+            .await?;
     if let sneakerstop_idempotency::Start::Answer(answer) = start {
         return Ok(answer);
     }
@@ -138,7 +162,7 @@ pub(super) async fn create(
     let row = store::create(&mut tx, user.id, &sneaker, Utc::now() + ttl).await?;
     let order_id = row.id;
     let view = view_json(row);
-    if let Some(key) = &key {
+    if let Some(key) = key {
         sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
     }
     tx.commit().await.map_err(anyhow::Error::from)?;

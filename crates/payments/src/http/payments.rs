@@ -102,7 +102,7 @@ pub struct PaymentPage {
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "The card was declined (the provider's reason); nothing is recorded as paid", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your order", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order (after waiting up to REPLICA_WAIT for an order placed a moment ago to reach payments)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Order cancelled, already paid, or a payment for it is in progress", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider is unavailable; safe to retry", body = Problem, content_type = "application/problem+json"),
@@ -115,6 +115,34 @@ pub(super) async fn create(
     key: Option<IdempotencyKey>,
     ApiJson(body): ApiJson<NewPayment>,
 ) -> Result<Response, PaymentsError> {
+    match pay(&state, &user, key.as_ref(), &body).await {
+        // An order placed a moment ago may not have reached this replica yet: wait (bounded)
+        // for it, then pay as if it had been there.
+        Err(PaymentsError::OrderNotFound) => {
+            let pool = &state.pool;
+            let arrived = state
+                .replica
+                .until(body.order_id, || async move {
+                    let mut conn = pool.acquire().await.context("acquire")?;
+                    Ok(store::find_order(&mut conn, body.order_id, false).await?.map(|_| ()))
+                })
+                .await?;
+            match arrived {
+                Some(()) => pay(&state, &user, key.as_ref(), &body).await,
+                None => Err(PaymentsError::OrderNotFound),
+            }
+        }
+        other => other,
+    }
+}
+
+/// One attempt at paying, in the three steps above.
+async fn pay(
+    state: &AppState,
+    user: &CurrentUser,
+    key: Option<&IdempotencyKey>,
+    body: &NewPayment,
+) -> Result<Response, PaymentsError> {
     let token = body.token.trim().to_owned();
     if token.is_empty() || token.len() > 255 {
         return Err(FieldError::new("token", "must be a card token of 1 to 255 characters, e.g. tok_visa").into());
@@ -123,7 +151,7 @@ pub(super) async fn create(
     // 1. Claim the key, check the order, write the pending attempt.
     let mut tx = state.pool.begin().await.context("begin")?;
     let request = json!({"orderId": body.order_id, "token": token});
-    let start = sneakerstop_idempotency::begin(&mut tx, user.id, key.as_ref(), &request, state.claim_lease).await?;
+    let start = sneakerstop_idempotency::begin(&mut tx, user.id, key, &request, state.claim_lease).await?;
     let recovered = match start {
         Start::Answer(answer) => return Ok(answer),
         Start::Recovered => true,
@@ -138,7 +166,7 @@ pub(super) async fn create(
         // with what became of that attempt (the recovery task settles it once it is stale).
         if let Some(previous) = store::latest_attempt(&mut tx, order.id).await? {
             let view = answer_for(previous)?;
-            if let Some(key) = &key {
+            if let Some(key) = key {
                 sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
             }
             tx.commit().await.context("commit recovered answer")?;
@@ -190,7 +218,7 @@ pub(super) async fn create(
             None => Err(PaymentsError::InProgress),
         },
     };
-    match (&result, &key) {
+    match (&result, key) {
         (Ok(view), Some(key)) => {
             sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), view).await?;
         }

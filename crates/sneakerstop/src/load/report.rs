@@ -25,8 +25,8 @@ pub struct Report {
     pub purchases_per_second: f64,
     /// Pay → order complete and pair sold, seen over HTTP.
     pub purchase_latency_ms: Option<Quantiles>,
-    /// Requests repeated because a service had not yet applied the event they depend on.
-    pub replica_waits: u64,
+    /// Requests the scenario sent per completed purchase (listing, order, payment, polls).
+    pub requests_per_purchase: Option<f64>,
     /// Drop scenario: orders refused because the pair was held or sold.
     pub sold_out: u64,
     /// Event time to applied, per consumer group, from the server's histogram.
@@ -78,7 +78,8 @@ impl Report {
             purchases: rec.purchases,
             purchases_per_second: rate(rec.purchases, elapsed),
             purchase_latency_ms: rec.purchase_latency.as_ref().map(Quantiles::of),
-            replica_waits: rec.replica_waits,
+            #[allow(clippy::cast_precision_loss, reason = "a ratio for display")]
+            requests_per_purchase: (rec.purchases > 0).then(|| requests as f64 / rec.purchases as f64),
             sold_out: rec.sold_out,
             event_hops: event_hops(before, after),
             event_stages: event_stages(before, after),
@@ -128,8 +129,8 @@ impl Report {
                 self.purchases, self.purchases_per_second
             );
         }
-        if self.replica_waits > 0 {
-            let _ = writeln!(out, "requests repeated while a service caught up with events: {}", self.replica_waits);
+        if let Some(per) = self.requests_per_purchase {
+            let _ = writeln!(out, "requests per completed purchase: {per:.1}");
         }
         if self.sold_out > 0 {
             let _ = writeln!(out, "orders refused because the pair was held or sold: {}", self.sold_out);

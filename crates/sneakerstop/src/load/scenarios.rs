@@ -155,9 +155,6 @@ async fn drop(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
-/// How long a service may take to learn, from an event, of a pair or order just created.
-const REPLICA_WAIT: Duration = Duration::from_secs(10);
-
 /// The pause between polls for something an event will bring: 5 ms, doubling up to 40 ms.
 /// Quick enough to see a fast hop, without the waiting buyers' polls becoming the load.
 #[derive(Debug)]
@@ -174,60 +171,33 @@ impl Pause {
     }
 }
 
-/// Orders `sneaker`, retrying while orders has not yet learnt of it (404: replica lag,
-/// counted in `replica_waits`). `None` when the order was refused or failed.
+/// Orders `sneaker`. `None` when the order was refused or failed. The server waits for its
+/// replica to hear of a pair listed a moment ago, so a 404 here is an error like any other.
 async fn order(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &str, expected: &[StatusCode]) -> Option<String> {
     let body = json!({"sneakerId": sneaker});
-    let expected: Vec<StatusCode> = expected.iter().copied().chain([StatusCode::NOT_FOUND]).collect();
-    let started = Instant::now();
-    let mut pause = Pause::new();
-    loop {
-        let reply =
-            call(run, rec, "POST /api/orders", Method::POST, "/api/orders", Some(buyer), Some(body.clone()), &expected)
-                .await?;
-        if reply.status != StatusCode::NOT_FOUND {
-            return (reply.status == StatusCode::CREATED)
-                .then(|| reply.body["id"].as_str().map(str::to_owned))
-                .flatten();
-        }
-        rec.replica_waits += 1;
-        if started.elapsed() > REPLICA_WAIT || Instant::now() > run.deadline {
-            return None;
-        }
-        pause.wait().await;
-    }
+    let reply =
+        call(run, rec, "POST /api/orders", Method::POST, "/api/orders", Some(buyer), Some(body), expected).await?;
+    (reply.status == StatusCode::CREATED).then(|| reply.body["id"].as_str().map(str::to_owned)).flatten()
 }
 
-/// Pays for `order` (retrying while payments has not yet learnt of it), then polls until
-/// the order is complete and the pair sold, and records the purchase's latency.
+/// Pays for `order`, then polls until the order is complete and the pair sold, and records
+/// the purchase's latency. (A 404 for the order just placed is an error: see [`order`].)
 async fn pay_and_confirm(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &str, order: &str) {
     let body = json!({"orderId": order, "token": "tok_visa"});
-    let expected = [StatusCode::CREATED, StatusCode::NOT_FOUND];
     let paid_at = Instant::now();
-    let mut pause = Pause::new();
-    loop {
-        let Some(reply) = call(
-            run,
-            rec,
-            "POST /api/payments",
-            Method::POST,
-            "/api/payments",
-            Some(buyer),
-            Some(body.clone()),
-            &expected,
-        )
-        .await
-        else {
-            return;
-        };
-        match reply.status {
-            StatusCode::CREATED => break,
-            StatusCode::NOT_FOUND if paid_at.elapsed() < REPLICA_WAIT && Instant::now() < run.deadline => {
-                rec.replica_waits += 1;
-                pause.wait().await;
-            }
-            _ => return,
-        }
+    let paid = call(
+        run,
+        rec,
+        "POST /api/payments",
+        Method::POST,
+        "/api/payments",
+        Some(buyer),
+        Some(body),
+        &[StatusCode::CREATED],
+    )
+    .await;
+    if paid.is_none_or(|reply| reply.status != StatusCode::CREATED) {
+        return;
     }
     let (order_path, sneaker_path) = (format!("/api/orders/{order}"), format!("/api/sneakers/{sneaker}"));
     let mut complete = false;

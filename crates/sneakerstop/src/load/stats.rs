@@ -31,8 +31,6 @@ pub struct Recorder {
     pub purchases: u64,
     /// Pay → order complete and pair sold, as seen over HTTP (microseconds).
     pub purchase_latency: Option<Histogram<u64>>,
-    /// Orders retried because orders had not yet learnt of the listing (replica lag).
-    pub replica_waits: u64,
     /// Drop scenario: orders refused because another buyer holds or bought the pair.
     pub sold_out: u64,
 }
@@ -70,7 +68,6 @@ impl Recorder {
             ours.errors += theirs.errors;
         }
         self.purchases += other.purchases;
-        self.replica_waits += other.replica_waits;
         self.sold_out += other.sold_out;
         if let Some(theirs) = other.purchase_latency {
             match &mut self.purchase_latency {
