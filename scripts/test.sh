@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: formatting, clippy with -D warnings, then every test against real services
 # (PostgreSQL, installed and started if none answers, and an Apache Kafka broker this script
-# starts in a temporary directory), then the offline checks of the deployment files. What
+# starts in a temporary directory), the API conformance check (schemathesis against the real
+# binary), then the offline checks of the deployment files. What
 # it started, it stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,8 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+scripts/api-check.sh
 
 log "deployment files"
 scripts/check-deploy.sh

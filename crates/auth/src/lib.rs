@@ -118,27 +118,40 @@ impl SessionKeys {
             .secure(self.0.cookie_secure)
     }
 
-    /// The user of a request, from its bearer token or else its session cookie.
+    /// The user of a request, from its bearer token and/or its session cookie. Every
+    /// credential the request presents must be valid and name the same user: a request with
+    /// a good token and a forged or expired cookie (or the reverse) is not signed in, rather
+    /// than signed in by whichever one happened to be read first.
     pub fn user_of(&self, parts: &Parts) -> Option<CurrentUser> {
-        token_of(parts).and_then(|token| self.verify(&token))
+        let mut tokens = tokens_of(parts)?.into_iter();
+        let user = self.verify(&tokens.next()?)?;
+        tokens.all(|token| self.verify(&token).is_some_and(|other| other.id == user.id)).then_some(user)
     }
 }
 
-/// The token a request carries: `Authorization: Bearer` wins over the cookie.
-fn token_of(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+/// Every credential a request carries: the `Authorization: Bearer` token and the session
+/// cookies. `None` when an `Authorization` header is there but is not a bearer token.
+fn tokens_of(parts: &Parts) -> Option<Vec<String>> {
+    let mut tokens = Vec::new();
+    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+        let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        tokens.push(token.trim().to_owned());
     }
-    parts
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
-        .map(|c| c.value().to_owned())
+    tokens.extend(
+        parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .filter(|c| c.name() == SESSION_COOKIE)
+            .map(|c| c.value().to_owned()),
+    );
+    Some(tokens)
 }
 
 impl<S> FromRequestParts<S> for CurrentUser
@@ -252,6 +265,24 @@ mod tests {
         assert_eq!(keys.user_of(&parts(("cookie", &format!("theme=dark; session={token}")))), Some(user));
         assert_eq!(keys.user_of(&parts(("authorization", &format!("Basic {token}")))), None);
         assert_eq!(keys.user_of(&parts(("cookie", "theme=dark"))), None);
+    }
+
+    #[test]
+    fn every_credential_presented_must_be_valid_and_name_one_user() {
+        let keys = keys(Duration::from_secs(60));
+        let (ann, bo) = (user(), CurrentUser { id: Uuid::now_v7(), email: "bo@example.com".into() });
+        let (ann_token, bo_token) = (keys.issue(&ann), keys.issue(&bo));
+        let both = |bearer: &str, cookie: &str| {
+            let mut request = Request::builder()
+                .header("authorization", format!("Bearer {bearer}"))
+                .header("cookie", format!("session={cookie}"));
+            request = request.uri("/");
+            request.body(()).unwrap().into_parts().0
+        };
+        assert_eq!(keys.user_of(&both(&ann_token, &ann_token)), Some(ann.clone()));
+        assert_eq!(keys.user_of(&both(&ann_token, "forged")), None, "a forged cookie beside a good token");
+        assert_eq!(keys.user_of(&both("forged", &ann_token)), None, "a forged token beside a good cookie");
+        assert_eq!(keys.user_of(&both(&ann_token, &bo_token)), None, "two users at once");
     }
 
     #[test]

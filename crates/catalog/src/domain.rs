@@ -63,7 +63,7 @@ impl TryFrom<ListingInput> for Listing {
         let title = match title.chars().count() {
             0 => Err(FieldError::new("title", "is required")),
             n if n > MAX_TITLE => Err(FieldError::new("title", format!("must be at most {MAX_TITLE} characters"))),
-            _ => Ok(title),
+            _ => sneakerstop_problem::storable_text("title", &title).map(|()| title),
         };
         let price = price_cents("price", input.price, false);
         let size = size(input.size);
@@ -122,6 +122,7 @@ fn optional_text(field: &str, value: Option<String>, max: usize) -> Result<Optio
     if value.chars().count() > max {
         return Err(FieldError::new(field, format!("must be at most {max} characters")));
     }
+    sneakerstop_problem::storable_text(field, &value)?;
     Ok(Some(value))
 }
 
@@ -163,15 +164,16 @@ impl Cursor {
         format!("{}.{}.{}", self.sort.tag(), self.price_cents, self.id.simple())
     }
 
-    fn decode(token: &str, sort: Sort) -> Result<Self, FieldError> {
+    fn decode(token: &str) -> Result<Self, FieldError> {
         let invalid = || FieldError::new("cursor", "is not a cursor this endpoint returned");
         let mut parts = token.split('.');
         let (Some(tag), Some(price), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(invalid());
         };
-        if tag.len() != 1 || !tag.starts_with(sort.tag()) {
-            return Err(FieldError::new("cursor", "belongs to another sort order; start again without it"));
-        }
+        let sort = [Sort::Newest, Sort::PriceAsc, Sort::PriceDesc]
+            .into_iter()
+            .find(|sort| tag.len() == 1 && tag.starts_with(sort.tag()))
+            .ok_or_else(invalid)?;
         Ok(Self {
             sort,
             price_cents: price.parse().map_err(|_| invalid())?,
@@ -180,29 +182,62 @@ impl Cursor {
     }
 }
 
-/// `GET /api/sneakers` query parameters, as sent.
+/// `GET /api/sneakers` query parameters, as sent. Each is read as text and validated by
+/// [`ListQuery`], so a bad value is a 400 naming it. The OpenAPI types say what the
+/// validation accepts: an empty number, id, choice or cursor is refused as the type says; an
+/// empty `q` (free text) counts as absent.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Words to find in title or brand (each word matches as a prefix).
+    #[serde(default, deserialize_with = "sneakerstop_problem::empty_as_none")]
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// Exact size.
+    #[param(value_type = Option<f64>, minimum = 1, maximum = 22, multiple_of = 0.5)]
     pub size: Option<String>,
     /// Lowest price, inclusive.
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 100000, multiple_of = 0.01)]
     pub min_price: Option<String>,
     /// Highest price, inclusive.
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 100000, multiple_of = 0.01)]
     pub max_price: Option<String>,
     /// `available` (default), `reserved` or `sold`.
+    #[param(value_type = Option<StatusParam>)]
     pub status: Option<String>,
     /// Only this seller's listings.
+    #[param(value_type = Option<Uuid>)]
     pub seller_id: Option<String>,
     /// `newest` (default), `price_asc` or `price_desc`.
+    #[param(value_type = Option<SortParam>)]
     pub sort: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page. It carries that page's sort, which wins over `sort`.
+    #[param(pattern = "^[nad][.][0-9]{1,10}[.][0-9a-fA-F]{32}$")]
     pub cursor: Option<String>,
+}
+
+/// The orders a page of listings can come in (for the OpenAPI document).
+#[derive(Debug, ToSchema)]
+#[schema(as = Sort)]
+#[allow(dead_code, non_camel_case_types, reason = "documents the accepted values only")]
+pub enum SortParam {
+    newest,
+    price_asc,
+    price_desc,
+}
+
+/// A listing's status (for the OpenAPI document; the type is `SneakerStatus`).
+#[derive(Debug, ToSchema)]
+#[schema(as = ListingStatus)]
+#[allow(dead_code, non_camel_case_types, reason = "documents the accepted values only")]
+pub enum StatusParam {
+    available,
+    reserved,
+    sold,
 }
 
 /// A valid list query.
@@ -288,15 +323,11 @@ impl TryFrom<ListParams> for ListQuery {
                     }),
                 },
             );
-        let cursor = match (sort, p.cursor.as_deref()) {
-            (Some(sort), Some(token)) => keep(&mut errors, Cursor::decode(token, sort).map(Some)).flatten(),
-            _ => None,
-        };
-        if let (Some(min), Some(max)) = (min, max)
-            && min > max
-        {
-            errors.push(FieldError::new("minPrice", "must not be more than maxPrice"));
-        }
+        // A cursor carries the sort of the pages it continues, and that sort wins: the next
+        // page follows on from the previous one whatever `sort` says.
+        let cursor = p.cursor.as_deref().and_then(|token| keep(&mut errors, Cursor::decode(token)));
+        let sort = cursor.map(|c| c.sort).or(sort);
+        // minPrice above maxPrice is a valid question whose answer is "nothing".
         match (status, sort, limit) {
             (Some(status), Some(sort), Some(limit)) if errors.is_empty() => Ok(Self {
                 search,
@@ -433,14 +464,23 @@ mod tests {
         })
         .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["size", "status", "sellerId", "sort", "limit", "minPrice"]);
+        assert_eq!(fields, ["size", "status", "sellerId", "sort", "limit"]);
+
+        // A price range with nothing in it is a question with an empty answer, not an error.
+        let empty = ListQuery::try_from(ListParams {
+            min_price: Some("50".into()),
+            max_price: Some("10".into()),
+            ..ListParams::default()
+        })
+        .unwrap();
+        assert_eq!((empty.min_price_cents, empty.max_price_cents), (Some(5000), Some(1000)));
     }
 
     #[test]
     fn cursors_round_trip_and_belong_to_their_sort() {
         let cursor = Cursor { sort: Sort::PriceAsc, price_cents: 1999, id: Uuid::now_v7() };
-        assert_eq!(Cursor::decode(&cursor.encode(), Sort::PriceAsc), Ok(cursor));
-        assert!(Cursor::decode(&cursor.encode(), Sort::Newest).unwrap_err().reason.contains("another sort"));
-        assert_eq!(Cursor::decode("garbage", Sort::Newest).unwrap_err().field, "cursor");
+        assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        assert_eq!(Cursor::decode(&cursor.encode()).unwrap().sort, cursor.sort, "the cursor knows its sort");
+        assert_eq!(Cursor::decode("garbage").unwrap_err().field, "cursor");
     }
 }

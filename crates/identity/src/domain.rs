@@ -23,6 +23,7 @@ impl Email {
         if email.chars().count() > MAX_EMAIL_LEN {
             return Err(FieldError::new("email", format!("must be at most {MAX_EMAIL_LEN} characters")));
         }
+        sneakerstop_problem::storable_text("email", &email)?;
         // email_address implements RFC 5322's addr-spec; we also insist on a dotted domain,
         // which every address a marketplace can mail to has.
         let valid = email_address::EmailAddress::is_valid(&email)

@@ -190,6 +190,16 @@ async fn signout_clears_the_cookie_by_post_and_by_get() {
 }
 
 #[tokio::test]
+async fn a_nul_character_in_the_email_is_a_400_naming_it_at_signup_and_signin() {
+    let Ctx { app, _db, .. } = ctx().await;
+    for path in ["/api/users/signup", "/api/users/signin"] {
+        let answer =
+            Call::post(path, json!({"email": "ann\u{0}@example.com", "password": "long enough"})).send(&app).await;
+        assert!(answer.assert_invalid_field("email").contains("NUL"), "{path}: {}", answer.text);
+    }
+}
+
+#[tokio::test]
 async fn a_cross_site_get_signout_is_refused_and_clears_nothing() {
     let Ctx { app, _db, .. } = ctx().await;
     let answer = Call::get("/api/users/signout").header("sec-fetch-site", "cross-site").send(&app).await;

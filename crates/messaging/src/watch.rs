@@ -131,7 +131,7 @@ struct Look {
 impl Watcher {
     /// Looks at the group every `interval` until `cancel`.
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let interval = (self.health.stall_after / 4).clamp(Duration::from_millis(500), Duration::from_secs(5));
+        let interval = (self.health.stall_after / 4).clamp(Duration::from_millis(500), Duration::from_secs(2));
         // A client of its own that never joins the group: it only reads the group's offsets.
         let client: Arc<BaseConsumer> = match self.kafka.consumer_config(&self.group).create() {
             Ok(client) => Arc::new(client),
@@ -144,10 +144,15 @@ impl Watcher {
         let mut progress_at = Instant::now();
         let mut rejoined_at: Option<Instant> = None;
         let mut rejoins = 0;
+        // The first look at once, so the lag of a group that starts behind (a new group reads
+        // the topics from the beginning) is visible from the start.
+        let mut first = true;
         loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(interval) => {}
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
             }
             let look = {
                 let (client, topics) = (client.clone(), self.topics.clone());

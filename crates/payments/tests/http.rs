@@ -184,6 +184,16 @@ async fn declines_and_provider_errors_record_nothing_as_paid() {
 }
 
 #[tokio::test]
+async fn a_nul_character_in_the_token_is_a_400_naming_it() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, auth) = ctx.user();
+    let order = ctx.order(buyer).await;
+    let answer = ctx.pay(&auth, order, "tok_\u{0}visa").await;
+    assert!(answer.assert_invalid_field("token").contains("NUL"), "{}", answer.text);
+    assert!(ctx.statuses(order).await.is_empty(), "no attempt was written");
+}
+
+#[tokio::test]
 async fn payments_for_the_wrong_order_say_why() {
     let ctx = ctx(Arc::new(Simulated::default())).await;
     let (buyer, auth) = ctx.user();

@@ -194,6 +194,26 @@ where
     }
 }
 
+/// A query-string extractor whose rejection (a duplicated or malformed parameter) is a
+/// 400 problem like every other, never axum's plain-text answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(Problem::invalid_field("query", strip_position(&rejection.body_text()))),
+        }
+    }
+}
+
 /// Deserializes a JSON object from `bytes`, turning any failure into a problem that names
 /// the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
@@ -203,11 +223,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     // Every body we accept is an object. (serde would also read a struct from an array.)
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(Problem::invalid_field("body", "must be a JSON object"));
-    }
-    // PostgreSQL cannot store U+0000 in text: refuse it here, for every field of every body,
-    // rather than let it fail an insert deep inside a handler (a 500).
-    if let Some(field) = nul_character(bytes) {
-        return Err(Problem::invalid_field(field, "must not contain the NUL character (\\u0000)"));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
@@ -219,31 +234,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     Ok(value)
 }
 
-/// The path of the first string (value or key) holding U+0000, if any. JSON can only carry it
-/// escaped, so a body without the escape `\u0000` is not even parsed for this.
-fn nul_character(bytes: &[u8]) -> Option<String> {
-    fn find(value: &serde_json::Value, path: &str) -> Option<String> {
-        let here = || if path.is_empty() { "body".to_owned() } else { path.to_owned() };
-        match value {
-            serde_json::Value::String(text) => text.contains('\0').then(here),
-            serde_json::Value::Array(items) => {
-                items.iter().enumerate().find_map(|(i, item)| find(item, &format!("{}[{i}]", here())))
-            }
-            serde_json::Value::Object(fields) => fields.iter().find_map(|(name, item)| {
-                let path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
-                if name.contains('\0') { Some(path) } else { find(item, &path) }
-            }),
-            _ => None,
-        }
-    }
-    if !bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
-        return None;
-    }
-    find(&serde_json::from_slice(bytes).ok()?, "")
+/// For query parameters: `?limit=` is the same as no `limit` (what HTML forms and many
+/// clients send for an unset field). Use as `#[serde(default, deserialize_with = ...)]`.
+pub fn empty_as_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = Option::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.is_empty()))
 }
 
-/// Refuses text that PostgreSQL cannot store (U+0000), for query parameters and other
-/// strings that do not arrive in a JSON body.
+/// Refuses text that PostgreSQL cannot store (U+0000). Every domain type whose text is
+/// stored or queried calls it, so such input is a 400 naming the field, never a failed
+/// statement (a 500).
 pub fn storable_text(field: &str, text: &str) -> Result<(), FieldError> {
     if text.contains('\0') {
         return Err(FieldError::new(field, "must not contain the NUL character (\\u0000)"));
@@ -291,23 +291,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_nul_character_anywhere_in_a_body_is_refused_naming_the_field() {
-        #[derive(Debug, Deserialize)]
-        #[allow(dead_code, reason = "fields are only deserialized")]
-        struct Listing {
-            title: String,
-            tags: Vec<String>,
-        }
-        let problem = parse_json::<Listing>(br#"{"title":"a\u0000b","tags":[]}"#).unwrap_err();
-        assert_eq!(problem.errors[0].field, "title");
-        assert!(problem.errors[0].reason.contains("NUL"), "{problem:?}");
-        let problem = parse_json::<Listing>(br#"{"title":"ok","tags":["x","\u0000"]}"#).unwrap_err();
-        assert_eq!(problem.errors[0].field, "tags[1]");
-        // An escaped backslash followed by "u0000" is no NUL character.
-        let listing = parse_json::<Listing>(br#"{"title":"C:\\u0000","tags":[]}"#).unwrap();
-        assert_eq!(listing.title, "C:\\u0000");
-        assert!(storable_text("q", "jordan").is_ok());
-        assert_eq!(storable_text("q", "jor\0dan").unwrap_err().field, "q");
+    fn text_postgresql_cannot_store_is_refused_naming_the_field() {
+        assert!(storable_text("title", "Air Max 1").is_ok());
+        let error = storable_text("title", "Air\0Max").unwrap_err();
+        assert_eq!(error.field, "title");
+        assert!(error.reason.contains("NUL"), "{error:?}");
     }
 
     #[derive(Debug, Deserialize)]

@@ -18,8 +18,10 @@ pub const DEFAULT_LIMIT: i64 = 20;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `nextCursor` of the previous page.
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
     pub cursor: Option<String>,
 }
 

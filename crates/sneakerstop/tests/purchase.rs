@@ -161,6 +161,14 @@ async fn no_client_sees_replica_lag_and_ids_that_cannot_exist_answer_at_once() {
     let db = TestDb::new().await;
     let shop = Shop::start(&db).await;
     let (seller, buyer) = (shop.server.signup().await, shop.server.signup().await);
+    // This server's consumer groups are new and first read the shared test broker's history
+    // (every other test's events); once they have caught up, lag is a matter of milliseconds.
+    wait_until("the consumer groups to catch up with the topics' history", Duration::from_secs(120), || async {
+        let (_, health) = shop.call(reqwest::Method::GET, "/healthz", "", None).await;
+        let groups = health["details"]["consumers"].as_object().cloned().unwrap_or_default();
+        (groups.len() == 3 && groups.values().all(|g| g["lag"] == 0)).then_some(())
+    })
+    .await;
     for _ in 0..5 {
         // Each request straight after the one before, never retried: the service waits for
         // its replica to hear of what was just made.

@@ -12,7 +12,13 @@ use crate::AppState;
 #[derive(Debug, OpenApi)]
 #[openapi(
     paths(sneakers::create, sneakers::list, sneakers::get_one, sneakers::update),
-    components(schemas(crate::domain::ListingInput, sneakers::SneakerView, sneakers::SneakerPage)),
+    components(schemas(
+        crate::domain::ListingInput,
+        crate::domain::SortParam,
+        crate::domain::StatusParam,
+        sneakers::SneakerView,
+        sneakers::SneakerPage
+    )),
     modifiers(&SecuritySchemes),
     tags((name = "catalog", description = "Sneaker listings"))
 )]

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use axum::Json;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -11,7 +11,7 @@ use serde::Serialize;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::catalog::SneakerStatus;
 use sneakerstop_idempotency::IdempotencyKey;
-use sneakerstop_problem::{ApiJson, FieldError, Problem};
+use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -42,7 +42,7 @@ pub struct SneakerView {
     description: Option<String>,
     seller_id: Uuid,
     /// `available`, `reserved` or `sold`.
-    #[schema(value_type = String, example = "available")]
+    #[schema(value_type = crate::domain::StatusParam, example = "available")]
     status: SneakerStatus,
     /// Starts at 1, +1 per change; send it as `If-Match` to edit safely.
     version: i64,
@@ -116,7 +116,8 @@ fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
     post, path = "/api/sneakers", tag = "catalog",
     request_body = ListingInput,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "Any unique string: a retry with the same key returns the first listing and lists nothing new")),
+        description = "Any unique string: a retry with the same key returns the first listing and lists nothing new",
+        min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     responses(
         (status = 201, description = "Listed; `sneaker.listed` is published", body = SneakerView),
         (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
@@ -177,9 +178,8 @@ pub(super) async fn create(
 pub(super) async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, CatalogError> {
-    let Query(params) = params.map_err(|e| CatalogError::Invalid(vec![FieldError::new("query", e.body_text())]))?;
     let query = ListQuery::try_from(params).map_err(CatalogError::Invalid)?;
     let load = async {
         let mut rows = store::list(&state.pool, &query).await?;
@@ -200,7 +200,7 @@ pub(super) async fn list(
 /// View one listing.
 #[utoipa::path(
     get, path = "/api/sneakers/{id}", tag = "catalog",
-    params(("id" = String, Path, description = "The listing's id (a UUID)")),
+    params(("id" = Uuid, Path, description = "The listing's id")),
     responses(
         (status = 200, description = "The listing; `ETag` is its version", body = SneakerView,
             headers(
@@ -227,8 +227,9 @@ pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String
 #[utoipa::path(
     put, path = "/api/sneakers/{id}", tag = "catalog",
     params(
-        ("id" = String, Path, description = "The listing's id (a UUID)"),
-        ("If-Match" = Option<String>, Header, description = "The version you last saw (`\"3\"` or `3`); 412 if it changed since"),
+        ("id" = Uuid, Path, description = "The listing's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version you last saw (`\"3\"` or `3`); 412 if it changed since",
+            pattern = "^(W/)?\"?[0-9]{1,18}\"?$"),
     ),
     request_body = ListingInput,
     responses(

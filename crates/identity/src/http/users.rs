@@ -27,7 +27,7 @@ pub(super) fn router() -> axum::Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Credentials {
     /// Email address; trimmed and lower-cased, at most 254 characters.
-    #[schema(example = "ann@example.com", max_length = 254)]
+    #[schema(example = "ann@example.com", max_length = 254, format = Email)]
     pub email: String,
     /// Password, 8 to 128 characters.
     #[schema(example = "correct horse battery", min_length = 8, max_length = 128, format = Password)]
@@ -97,7 +97,9 @@ pub(super) async fn signin(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, IdentityError> {
-    let row = store::find_by_email(&state.pool, &Email::normalize(&body.email)).await?;
+    let email = Email::normalize(&body.email);
+    sneakerstop_problem::storable_text("email", &email).map_err(|e| IdentityError::Invalid(vec![e]))?;
+    let row = store::find_by_email(&state.pool, &email).await?;
     let (stored_hash, user) = match row {
         Some(row) => (Some(row.password_hash), Some(CurrentUser { id: row.id, email: row.email })),
         None => (None, None),

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,7 +13,7 @@ use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::orders::CancelReason;
 use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::page::{Page, PageParams};
-use sneakerstop_problem::{ApiJson, FieldError, Problem};
+use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -103,7 +103,8 @@ fn view_json(row: OrderRow) -> serde_json::Value {
     post, path = "/api/orders", tag = "orders",
     request_body = NewOrder,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "Any unique string (a UUID): a retry with the same key returns the first response and creates nothing")),
+        description = "Any unique string (a UUID): a retry with the same key returns the first response and creates nothing",
+        min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     responses(
         (status = 201, description = "Reserved until `expiresAt`; `order.created` is published", body = OrderView),
         (status = 400, description = "Malformed body or sneakerId", body = Problem, content_type = "application/problem+json"),
@@ -185,7 +186,7 @@ async fn place(
 pub(super) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-    Query(params): Query<PageParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<OrderPage>, OrdersError> {
     let page = Page::try_from(params).map_err(OrdersError::Invalid)?;
     let mut rows = store::list_for_buyer(&state.pool, user.id, page.before, page.limit).await?;
@@ -196,7 +197,7 @@ pub(super) async fn list(
 /// One of your orders.
 #[utoipa::path(
     get, path = "/api/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -219,7 +220,7 @@ pub(super) async fn get_one(
 /// Cancel your unpaid order; its pair is released.
 #[utoipa::path(
     delete, path = "/api/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "Cancelled (`cancelReason: buyer`), or already cancelled; `order.cancelled` is published when it changed", body = OrderView),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),

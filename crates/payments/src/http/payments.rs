@@ -11,7 +11,7 @@
 //!    gave no outcome — the attempt is removed so a retry reuses its key.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +21,7 @@ use serde_json::json;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::page::{Page, PageParams};
-use sneakerstop_problem::{ApiJson, FieldError, Problem};
+use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -44,7 +44,7 @@ pub struct NewPayment {
     /// The order to pay.
     pub order_id: Uuid,
     /// A card token from the provider (`tok_visa`, ...).
-    #[schema(example = "tok_visa")]
+    #[schema(example = "tok_visa", min_length = 1, max_length = 255, pattern = "[^\\s]")]
     pub token: String,
 }
 
@@ -95,7 +95,8 @@ pub struct PaymentPage {
     post, path = "/api/payments", tag = "payments",
     request_body = NewPayment,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "Any unique string: a retry with the same key returns the first response and charges nothing")),
+        description = "Any unique string: a retry with the same key returns the first response and charges nothing",
+        min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     responses(
         (status = 201, description = "Charged; `payment.succeeded` is published and the order completes", body = PaymentView),
         (status = 400, description = "Malformed body, orderId or token", body = Problem, content_type = "application/problem+json"),
@@ -147,6 +148,7 @@ async fn pay(
     if token.is_empty() || token.len() > 255 {
         return Err(FieldError::new("token", "must be a card token of 1 to 255 characters, e.g. tok_visa").into());
     }
+    sneakerstop_problem::storable_text("token", &token)?;
 
     // 1. Claim the key, check the order, write the pending attempt.
     let mut tx = state.pool.begin().await.context("begin")?;
@@ -260,7 +262,7 @@ fn answer_for(row: PaymentRow) -> Result<serde_json::Value, PaymentsError> {
 pub(super) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-    Query(params): Query<PageParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<PaymentPage>, PaymentsError> {
     let page = Page::try_from(params).map_err(PaymentsError::Invalid)?;
     let mut rows = store::list_for_buyer(&state.pool, user.id, page.before, page.limit).await?;

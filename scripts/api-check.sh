@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The API conformance check of `make test`: Schemathesis (from PyPI, pinned in
+# tests/api/requirements.txt) drives every operation of the real binary's OpenAPI document,
+# signed in, with a bounded number of generated requests, and fails on any server error,
+# any response the document does not describe, any schema-valid request refused and any
+# schema-invalid one accepted (tests/api/schemathesis.toml lists the state-dependent
+# refusals a valid request may meet).
+#
+# Needs PostgreSQL at PG_ADMIN_URL and a broker at KAFKA_BROKERS (scripts/test.sh starts
+# both) and a built target/debug/sneakerstop. API_CHECK_EXAMPLES (default 25) bounds the
+# requests per operation and phase; API_CHECK_SEED (default fixed) picks them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+: "${KAFKA_BROKERS:?set KAFKA_BROKERS (scripts/test.sh does)}"
+bin=target/debug/sneakerstop
+[ -x "$bin" ] || die "build the binary first (cargo build --bin sneakerstop)"
+
+venv="${SNEAKERSTOP_TOOLS:-$HOME/.cache/sneakerstop}/api-venv"
+stamp="$venv/.requirements"
+if ! cmp -s tests/api/requirements.txt "$stamp" 2>/dev/null; then
+  log "installing the API checker (schemathesis)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/api/requirements.txt
+  cp tests/api/requirements.txt "$stamp"
+fi
+
+db="sneakerstop_api_check_$$"
+admin="${PG_ADMIN_URL%%\?*}"
+port=$(free_port)
+workdir=$(mktemp -d -t sneakerstop-api-check.XXXXXX)
+server=""
+cleanup() {
+  if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+DATABASE_URL="${admin%/*}/$db?sslmode=disable" PORT="$port" RUST_LOG=warn LOG_FORMAT=json \
+  KAFKA_GROUP_PREFIX="api-check-$$" "$bin" serve --dev >"$workdir/server.log" 2>&1 &
+server=$!
+base="http://127.0.0.1:$port"
+deadline=$((SECONDS + 60))
+until curl -sf "$base/readyz" >/dev/null 2>&1; do
+  kill -0 "$server" 2>/dev/null || { cat "$workdir/server.log" >&2; die "the server exited"; }
+  [ $SECONDS -lt $deadline ] || die "the server was not ready within 60s; see $workdir/server.log"
+  sleep 0.2
+done
+
+# One signed-in user. Both ways of presenting the session are set, so Schemathesis does not
+# invent the other (the server refuses a request whose credentials disagree).
+token=$(curl -sf -D - -o /dev/null -H 'content-type: application/json' \
+  -d '{"email":"api-check@example.com","password":"api-check-password"}' "$base/api/users/signup" |
+  sed -n 's/^[Ss]et-[Cc]ookie: session=\([^;]*\).*/\1/p')
+[ -n "$token" ] || die "could not sign up the API check's user"
+
+log "API conformance: every operation against $base (schemathesis)"
+# One worker: CPython 3.11's ast module is not safe for the concurrent parsing Hypothesis
+# does when it describes its strategies ("AST constructor recursion depth mismatch").
+(cd "$workdir" && "$venv/bin/st" --config-file "$OLDPWD/tests/api/schemathesis.toml" run "$base/api-docs/openapi.json" \
+  --header "Authorization: Bearer $token" --header "Cookie: session=$token" \
+  --checks all --phases examples,coverage,fuzzing --workers 1 \
+  --max-examples "${API_CHECK_EXAMPLES:-25}" --seed "${API_CHECK_SEED:-20261127}" \
+  --warnings off)
