@@ -272,9 +272,17 @@ async fn browsing_filters_sorts_and_pages_with_a_cursor() {
     }
     assert_eq!(seen, ["Forum Low", "Samba OG", "Gel-Lyte III", "Air Max 90", "Air Jordan 1 High"]);
 
+    // A cursor carries its pages' sort: the next page follows on from the first (newest
+    // first) whatever `sort` says now.
     let first = ctx.list("?limit=2").await;
     let cursor = first.json["nextCursor"].as_str().unwrap();
-    ctx.list(&format!("?sort=price_desc&cursor={cursor}")).await.assert_invalid_field("cursor");
+    let next = ctx.list(&format!("?sort=price_desc&limit=2&cursor={cursor}")).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.text);
+    let newest_first: Vec<String> = [titles(&first), titles(&next)].concat();
+    let mut all_newest = titles(&ctx.list("?limit=4").await);
+    all_newest.truncate(4);
+    assert_eq!(newest_first, all_newest);
+    ctx.list("?cursor=garbage").await.assert_invalid_field("cursor");
     ctx.list("?limit=0").await.assert_invalid_field("limit");
     ctx.list("?limit=101").await.assert_invalid_field("limit");
     ctx.list("?status=lost").await.assert_invalid_field("status");
