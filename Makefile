@@ -1,7 +1,7 @@
 # SneakerStop — the two commands you need are `make run` and `make test`.
 SHELL := /usr/bin/env bash
 
-.PHONY: run test bench lint fmt build check-deploy deploy destroy help
+.PHONY: run test bench chaos lint fmt build check-deploy deploy destroy help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,6 +14,9 @@ test: ## Formatting, clippy -D warnings, and every test against real PostgreSQL
 
 bench: ## Release build under the standard load scenarios; results in bench/results/
 	@scripts/bench.sh
+
+chaos: ## Crash a server, the broker and a server again under load; check nothing was lost or doubled
+	@scripts/chaos.sh
 
 lint: ## Formatting check and clippy only
 	cargo fmt --all -- --check

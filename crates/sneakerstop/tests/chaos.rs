@@ -1,0 +1,348 @@
+//! The chaos suite: two servers on one database and a private Apache Kafka, a purchase
+//! load with buyers who never pay, and `kill -9` of a server, of the broker, and of a
+//! server again, each restarted. Once the load has settled, every guarantee of
+//! docs/reliability.md is checked against the databases and the broker, and the figures
+//! are printed.
+//!
+//! `make test` runs it briefly (`CHAOS_SECONDS`, default 30 s of load); `make chaos` runs it
+//! for three minutes and prints the figures docs/reliability.md records.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use sneakerstop_db::sqlx::{self, PgPool};
+use sneakerstop_test_support::{Broker, Server, TestDb, read_to_end, unique, wait_until};
+use tokio::sync::RwLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
+/// Reservations lapse quickly, so unpaid orders expire during the run.
+const TTL: Duration = Duration::from_secs(6);
+
+/// The servers' base URLs; a killed server's slot is empty until it is back.
+type Fleet = Arc<RwLock<[Option<String>; 2]>>;
+
+#[derive(Default)]
+struct Figures {
+    listed: AtomicU64,
+    ordered: AtomicU64,
+    paid: AtomicU64,
+    unpaid: AtomicU64,
+    failed_requests: AtomicU64,
+    retried_requests: AtomicU64,
+}
+
+/// One outcome a buyer tried for: the listing, its order, and whether the buyer paid.
+#[derive(Debug, Clone)]
+struct Attempt {
+    sneaker: String,
+    order: Option<String>,
+}
+
+struct Chaos {
+    http: Client,
+    fleet: Fleet,
+    figures: Figures,
+    next: AtomicUsize,
+}
+
+impl Chaos {
+    /// A live server, round robin.
+    async fn server(&self) -> String {
+        loop {
+            let fleet = self.fleet.read().await;
+            let live: Vec<&String> = fleet.iter().flatten().collect();
+            if !live.is_empty() {
+                return live[self.next.fetch_add(1, Ordering::Relaxed) % live.len()].clone();
+            }
+            drop(fleet);
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// POSTs `body` with an `Idempotency-Key` until it gets an answer that settles it:
+    /// connection failures (a killed server) go to the other server, 404s (a replica behind
+    /// a broker outage) and 409 "in progress" (a claim left by a killed server) wait and ask
+    /// again. Returns the final status and body.
+    async fn post(&self, path: &str, cookie: &str, body: &Value, deadline: Instant) -> Option<(StatusCode, Value)> {
+        let key = uuid::Uuid::new_v4().to_string();
+        let mut pause = Duration::from_millis(50);
+        while Instant::now() < deadline {
+            let base = self.server().await;
+            let sent = self
+                .http
+                .post(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .header("idempotency-key", &key)
+                .timeout(Duration::from_secs(30))
+                .json(body)
+                .send()
+                .await;
+            match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let answer: Value = response.json().await.unwrap_or(Value::Null);
+                    let in_progress = status == StatusCode::CONFLICT
+                        && answer["type"].as_str().is_some_and(|t| t.ends_with("in-progress"));
+                    let retry = status == StatusCode::NOT_FOUND || status.is_server_error() || in_progress;
+                    if !retry {
+                        return Some((status, answer));
+                    }
+                }
+                Err(_) => {
+                    self.figures.failed_requests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.figures.retried_requests.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(800));
+        }
+        None
+    }
+
+    /// List a pair, order it, and (when `pay`) pay for it.
+    async fn purchase(&self, seller: &str, buyer: &str, pay: bool, deadline: Instant) -> Option<Attempt> {
+        let listing = json!({"title": "Chaos Runner", "price": 99, "size": 10});
+        let (status, sneaker) = self.post("/api/sneakers", seller, &listing, deadline).await?;
+        assert_eq!(status, StatusCode::CREATED, "{sneaker}");
+        self.figures.listed.fetch_add(1, Ordering::Relaxed);
+        let sneaker = sneaker["id"].as_str()?.to_owned();
+        let mut attempt = Attempt { sneaker: sneaker.clone(), order: None };
+        let (status, order) = self.post("/api/orders", buyer, &json!({"sneakerId": sneaker}), deadline).await?;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        self.figures.ordered.fetch_add(1, Ordering::Relaxed);
+        let order = order["id"].as_str()?.to_owned();
+        attempt.order = Some(order.clone());
+        if pay {
+            let body = json!({"orderId": order, "token": "tok_visa"});
+            // 201, or 409 when the order expired first (the broker was down too long): both
+            // are outcomes the checks below account for.
+            let (status, answer) = self.post("/api/payments", buyer, &body, deadline).await?;
+            assert!(matches!(status, StatusCode::CREATED | StatusCode::CONFLICT), "{status}: {answer}");
+            self.figures.paid.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.figures.unpaid.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(attempt)
+    }
+}
+
+async fn start(env: &[(&'static str, String)]) -> Server {
+    Server::start(BIN, &["serve"], env).await
+}
+
+async fn rows<T>(pool: &PgPool, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(sql).fetch_all(pool).await.unwrap()
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_or_doubled() {
+    let seconds: u64 = std::env::var("CHAOS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let load_for = Duration::from_secs(seconds);
+    let mut broker = Broker::start().await;
+    let db = TestDb::new().await;
+    let env = vec![
+        ("DATABASE_URL", db.url()),
+        ("JWT_SECRET", "chaos-secret-0123456789-abcdefghijklmn".to_owned()),
+        ("KAFKA_BROKERS", broker.address()),
+        ("KAFKA_GROUP_PREFIX", unique("chaos")),
+        ("KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
+        ("KAFKA_DELIVERY_TIMEOUT", "10s".to_owned()),
+        ("ORDER_RESERVATION_TTL", format!("{}s", TTL.as_secs())),
+        ("ORDER_SWEEP_INTERVAL", "200ms".to_owned()),
+        ("PAYMENT_PROVIDER_TIMEOUT", "2s".to_owned()),
+        ("PAYMENT_RECOVERY_AFTER", "3s".to_owned()),
+    ];
+    let (a, b) = (start(&env).await, start(&env).await);
+    let fleet: Fleet = Arc::new(RwLock::new([Some(a.base_url.clone()), Some(b.base_url.clone())]));
+    let chaos = Arc::new(Chaos {
+        http: Client::new(),
+        fleet: fleet.clone(),
+        figures: Figures::default(),
+        next: AtomicUsize::new(0),
+    });
+    let mut users = Vec::new();
+    for _ in 0..8 {
+        users.push(a.signup().await);
+    }
+
+    // The load: eight buyers, each listing-and-buying in a loop (every fourth never pays).
+    let deadline = Instant::now() + load_for;
+    let settle_by = deadline + Duration::from_secs(120);
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (chaos, seller, buyer) = (chaos.clone(), users[worker].clone(), users[(worker + 1) % 8].clone());
+            tokio::spawn(async move {
+                let mut attempts = Vec::new();
+                let mut round = 0;
+                while Instant::now() < deadline {
+                    let pay = (worker + round) % 4 != 0;
+                    if let Some(attempt) = chaos.purchase(&seller, &buyer, pay, settle_by).await {
+                        attempts.push(attempt);
+                    }
+                    round += 1;
+                }
+                attempts
+            })
+        })
+        .collect();
+
+    // The crashes, spread over the load: a server, the broker, a server again.
+    let mut servers = [Some(a), Some(b)];
+    let step = load_for / 4;
+    let mut crashes = Vec::new();
+    for (at, victim) in [(1u32, "server 0"), (2, "broker"), (3, "server 1")] {
+        tokio::time::sleep_until((deadline - load_for + step * at).into()).await;
+        match victim {
+            "broker" => {
+                broker.stop().await;
+                tokio::time::sleep(Duration::from_secs(3)).await; // an outage, not a blip
+                broker.resume().await;
+            }
+            _ => {
+                let slot = if victim == "server 0" { 0 } else { 1 };
+                fleet.write().await[slot] = None;
+                servers[slot].take().unwrap().kill().await;
+                let restarted = start(&env).await;
+                fleet.write().await[slot] = Some(restarted.base_url.clone());
+                servers[slot] = Some(restarted);
+            }
+        }
+        crashes.push(victim);
+    }
+    let mut attempts = Vec::new();
+    for worker in workers {
+        attempts.extend(worker.await.unwrap());
+    }
+
+    // Settle: every outbox empty, every unpaid reservation expired and released, every
+    // charge of a cancelled order refunded, every replica caught up.
+    let pool = PgPool::connect(&db.url()).await.unwrap();
+    wait_until("the marketplace to settle after the load", Duration::from_secs(180), || async {
+        let backlog = count(&pool, "SELECT (SELECT count(*) FROM catalog.outbox) + (SELECT count(*) FROM orders.outbox) + (SELECT count(*) FROM payments.outbox) + (SELECT count(*) FROM identity.outbox)").await;
+        let live = count(&pool, "SELECT count(*) FROM orders.orders WHERE status = 'created'").await;
+        let unsettled = count(&pool, "SELECT count(*) FROM payments.payments WHERE status IN ('pending', 'refund_pending')").await;
+        let reserved_without_order = count(
+            &pool,
+            "SELECT count(*) FROM catalog.sneakers s WHERE s.status = 'reserved'
+               AND NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.sneaker_id = s.id AND o.status = 'created')",
+        )
+        .await;
+        let replicas_behind = count(
+            &pool,
+            "SELECT (SELECT count(*) FROM catalog.sneakers c LEFT JOIN orders.sneakers r USING (id)
+                      WHERE r.id IS NULL OR r.version <> c.version OR r.status <> c.status)
+                  + (SELECT count(*) FROM orders.orders o LEFT JOIN payments.orders r USING (id)
+                      WHERE r.id IS NULL OR r.version <> o.version OR r.status <> o.status)",
+        )
+        .await;
+        (backlog == 0 && live == 0 && unsettled == 0 && reserved_without_order == 0 && replicas_behind == 0)
+            .then_some(())
+    })
+    .await;
+
+    // 1. Every order ended: complete with its pair sold and exactly one charge, or
+    //    cancelled with its pair available again and any charge refunded.
+    let orders: Vec<(uuid::Uuid, uuid::Uuid, String, Option<String>)> =
+        rows(&pool, "SELECT id, sneaker_id, status, cancel_reason FROM orders.orders").await;
+    let pair_status: HashMap<uuid::Uuid, String> =
+        rows::<(uuid::Uuid, String)>(&pool, "SELECT id, status FROM catalog.sneakers").await.into_iter().collect();
+    let charges: Vec<(uuid::Uuid, String)> =
+        rows(&pool, "SELECT order_id, status FROM payments.payments WHERE status <> 'declined'").await;
+    let mut charges_of: HashMap<uuid::Uuid, Vec<String>> = HashMap::new();
+    for (order, status) in charges {
+        charges_of.entry(order).or_default().push(status);
+    }
+    let (mut complete, mut cancelled, mut refunded) = (0, 0, 0);
+    for (order, sneaker, status, reason) in &orders {
+        let charged = charges_of.get(order).cloned().unwrap_or_default();
+        match status.as_str() {
+            "complete" => {
+                complete += 1;
+                assert_eq!(pair_status[sneaker], "sold", "order {order} complete, its pair sold");
+                assert_eq!(charged, ["succeeded"], "order {order} complete: exactly one charge");
+            }
+            "cancelled" => {
+                cancelled += 1;
+                assert_eq!(reason.as_deref(), Some("expired"), "order {order}: only expiry cancels here");
+                assert_eq!(pair_status[sneaker], "available", "order {order} cancelled, its pair released");
+                assert!(
+                    charged.iter().all(|s| s == "refunded"),
+                    "order {order} cancelled: charges refunded: {charged:?}"
+                );
+                refunded += charged.len();
+            }
+            other => panic!("order {order} ended {other}"),
+        }
+    }
+    // 2. No pair ever had two live orders: at most one order per pair is complete, and each
+    //    pair was ordered once here, so every order of a pair is accounted for above.
+    let per_pair = count(&pool, "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM orders.orders WHERE status = 'complete' GROUP BY sneaker_id) c").await;
+    assert!(per_pair <= 1, "a pair sold twice");
+    // Every order the buyers were answered with exists; every paid one ended one way.
+    let known: HashSet<String> = orders.iter().map(|(id, ..)| id.to_string()).collect();
+    for attempt in &attempts {
+        if let Some(order) = &attempt.order {
+            assert!(known.contains(order), "order {order} answered 201 but not stored");
+        }
+        assert!(pair_status.contains_key(&attempt.sneaker.parse().unwrap()), "listing {} lost", attempt.sneaker);
+    }
+
+    // 3. Nothing dead-lettered, and per key the versions at the broker never go backwards.
+    //    The servers stop first: reading a topic to its end produces a marker record on it,
+    //    which a running consumer would rightly dead-letter.
+    for server in servers.into_iter().flatten() {
+        assert!(server.terminate().await, "a clean shutdown");
+    }
+    let mut events_per_topic = BTreeMap::new();
+    let mut duplicates = 0;
+    for topic in ["catalog.sneakers", "orders.orders", "payments.payments"] {
+        let dead = read_to_end(&broker.address(), &format!("{topic}.dlq"), Duration::from_secs(60)).await;
+        assert!(dead.is_empty(), "{topic}.dlq holds {} dead letters", dead.len());
+        let records = read_to_end(&broker.address(), topic, Duration::from_secs(60)).await;
+        let mut ids = HashSet::new();
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for record in &records {
+            let id = record.header("ce_id").unwrap_or_default().to_owned();
+            if !ids.insert(id) {
+                duplicates += 1;
+                continue;
+            }
+            if topic == "catalog.sneakers" {
+                let key = record.key.clone().unwrap_or_default();
+                let version: i64 = record.header("ce_aggregateversion").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let before = last.insert(key.clone(), version).unwrap_or(0);
+                assert!(version > before, "{topic} key {key}: version {version} after {before}");
+            }
+        }
+        events_per_topic.insert(topic, ids.len());
+    }
+
+    println!("\nchaos figures ({seconds} s of load, 2 servers, 8 buyers):");
+    println!("  crashes injected: {} ({})", crashes.len(), crashes.join(", "));
+    println!(
+        "  listings {}, orders {}, payments asked {}, never paid {}",
+        chaos.figures.listed.load(Ordering::Relaxed),
+        chaos.figures.ordered.load(Ordering::Relaxed),
+        chaos.figures.paid.load(Ordering::Relaxed),
+        chaos.figures.unpaid.load(Ordering::Relaxed)
+    );
+    println!("  orders complete {complete}, cancelled at expiry {cancelled}, charges refunded {refunded}");
+    println!(
+        "  requests that met a dead server {}, requests repeated {}",
+        chaos.figures.failed_requests.load(Ordering::Relaxed),
+        chaos.figures.retried_requests.load(Ordering::Relaxed)
+    );
+    println!("  events per topic {events_per_topic:?}; duplicate publications at the broker {duplicates}");
+    println!("  effects lost 0, effects doubled 0 (every check above passed)");
+}
