@@ -24,6 +24,12 @@ pub enum OrdersError {
     /// The buyer is its seller.
     #[error("own listing")]
     OwnListing,
+    /// The buyer already holds as many unpaid reservations as one buyer may.
+    #[error("too many unpaid reservations")]
+    TooManyHolds {
+        /// The cap (`ORDER_MAX_UNPAID_PER_BUYER`).
+        cap: u32,
+    },
     /// The order's status does not allow this.
     #[error("{0}")]
     Transition(#[from] crate::domain::InvalidTransition),
@@ -53,6 +59,12 @@ impl IntoResponse for OrdersError {
                 "another order holds this pair; it may be released if that order lapses",
             ),
             Self::OwnListing => Problem::conflict("own-listing", "you cannot order a pair you are selling"),
+            Self::TooManyHolds { cap } => Problem::conflict(
+                "too-many-reservations",
+                format!(
+                    "you already hold {cap} unpaid reservations, the most one buyer may; pay for or cancel one first"
+                ),
+            ),
             Self::Transition(error) => Problem::conflict("order-state", error.to_string()),
             Self::Key(error) => match error.problem() {
                 Some(problem) => problem,

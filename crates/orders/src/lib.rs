@@ -59,4 +59,6 @@ pub struct AppState {
     pub reservation_ttl: Duration,
     /// Waits for listings the replica has not heard of yet.
     pub replica: sneakerstop_messaging::ReplicaWait,
+    /// The most unpaid reservations one buyer may hold at once.
+    pub max_holds: u32,
 }

@@ -93,12 +93,29 @@ pub async fn create(
     buyer_id: Uuid,
     sneaker: &SneakerReplica,
     expires_at: DateTime<Utc>,
+    max_holds: u32,
 ) -> Result<OrderRow, OrdersError> {
     if sneaker.status == "sold" {
         return Err(OrdersError::Sold);
     }
     if sneaker.seller_id == buyer_id {
         return Err(OrdersError::OwnListing);
+    }
+    // Take one of the buyer's holds, only while below the cap; the row lock makes concurrent
+    // orders of one buyer take turns, so they cannot all see room for one more. A failure
+    // below rolls this back with the rest of the transaction.
+    let held: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO buyer_holds (buyer_id, live) VALUES ($1, 1)
+         ON CONFLICT (buyer_id) DO UPDATE SET live = buyer_holds.live + 1 WHERE buyer_holds.live < $2
+         RETURNING live",
+    )
+    .bind(buyer_id)
+    .bind(i32::try_from(max_holds).unwrap_or(i32::MAX))
+    .fetch_optional(&mut *tx)
+    .await
+    .context("take a buyer hold")?;
+    if held.is_none() || max_holds == 0 {
+        return Err(OrdersError::TooManyHolds { cap: max_holds });
     }
     let row: OrderRow = sqlx::query_as(&format!(
         "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at)

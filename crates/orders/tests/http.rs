@@ -31,6 +31,7 @@ async fn ctx_with_ttl(ttl: Duration) -> Ctx {
         keys: keys.clone(),
         reservation_ttl: ttl,
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_secs(2)),
+        max_holds: 3,
     });
     Ctx { app, pool, keys, _db: db }
 }
@@ -139,6 +140,51 @@ async fn a_hundred_buyers_racing_for_one_pair_yield_one_order() {
         .unwrap();
     assert_eq!(live, 1);
     assert_eq!(ctx.events().await.len(), 1);
+}
+
+#[tokio::test]
+async fn one_buyer_ordering_many_pairs_at_once_never_holds_more_than_the_cap() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (buyer, auth) = ctx.user();
+    let mut pairs = Vec::new();
+    for _ in 0..20 {
+        pairs.push(ctx.listed(seller).await);
+    }
+    // Twenty orders at once by one buyer (a script sweeping a release-day drop).
+    let attempts =
+        pairs.iter().map(|pair| {
+            let (app, auth) = (ctx.app.clone(), auth.clone());
+            let pair = *pair;
+            async move {
+                Call::post("/api/orders", json!({"sneakerId": pair})).header("authorization", &auth).send(&app).await
+            }
+        });
+    let answers = futures::future::join_all(attempts).await;
+    let placed: Vec<&Answer> = answers.iter().filter(|a| a.status == StatusCode::CREATED).collect();
+    assert_eq!(placed.len(), 3, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    for refused in answers.iter().filter(|a| a.status != StatusCode::CREATED) {
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+        assert_eq!(refused.json["type"], "https://sneakerstop.dev/problems/too-many-reservations");
+        assert!(refused.json["detail"].as_str().unwrap().contains("3 unpaid"), "{}", refused.text);
+    }
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE buyer_id = $1 AND status = 'created'")
+        .bind(buyer)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 3, "the database holds exactly the cap");
+
+    // Cancelling one gives its hold back: one more order goes through, and then no more.
+    let cancel = format!("/api/orders/{}", placed[0].json["id"].as_str().unwrap());
+    assert_eq!(
+        Call::new(Method::DELETE, &cancel).header("authorization", &auth).send(&ctx.app).await.status,
+        StatusCode::OK
+    );
+    let unplaced: Vec<Uuid> =
+        pairs.iter().copied().filter(|p| !placed.iter().any(|a| a.json["sneakerId"] == p.to_string())).collect();
+    assert_eq!(ctx.order(&auth, unplaced[0]).await.status, StatusCode::CREATED);
+    assert_eq!(ctx.order(&auth, unplaced[1]).await.status, StatusCode::CONFLICT);
 }
 
 #[tokio::test]

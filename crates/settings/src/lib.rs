@@ -139,6 +139,10 @@ pub struct OrderSettings {
     /// How often the expiry sweeper looks for lapsed reservations.
     #[arg(long = "order-sweep-interval", env = "ORDER_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
+    /// The most unpaid reservations one buyer may hold at once, so that no script can take a
+    /// whole release-day drop off the market without paying. Enforced by the database.
+    #[arg(long = "order-max-unpaid-per-buyer", env = "ORDER_MAX_UNPAID_PER_BUYER", default_value_t = 3)]
+    pub max_unpaid_per_buyer: u32,
 }
 
 /// Catalog settings: the read cache in front of browsing.

@@ -216,6 +216,7 @@ pub async fn start(
                 keys: shared.keys.clone(),
                 reservation_ttl: shared.orders.reservation_ttl,
                 replica: replica_wait(shared, service),
+                max_holds: shared.orders.max_unpaid_per_buyer,
             };
             sneakerstop_orders::app(state)
         }

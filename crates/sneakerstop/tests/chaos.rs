@@ -160,6 +160,8 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
         ("KAFKA_DELIVERY_TIMEOUT", "10s".to_owned()),
         ("ORDER_RESERVATION_TTL", format!("{}s", TTL.as_secs())),
         ("ORDER_SWEEP_INTERVAL", "200ms".to_owned()),
+        // A buyer who never pays keeps going, and holds a few reservations until they lapse.
+        ("ORDER_MAX_UNPAID_PER_BUYER", "1000".to_owned()),
         ("PAYMENT_PROVIDER_TIMEOUT", "2s".to_owned()),
         ("PAYMENT_RECOVERY_AFTER", "3s".to_owned()),
     ];

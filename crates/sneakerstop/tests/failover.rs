@@ -27,6 +27,8 @@ fn settings(db: &TestDb, prefix: &str, extra: &[(&'static str, &str)]) -> Vec<(&
         ("JWT_SECRET", "failover-e2e-secret-0123456789-abcdefgh".to_owned()),
         ("KAFKA_GROUP_PREFIX", prefix.to_owned()),
         ("KAFKA_SESSION_TIMEOUT", format!("{}s", SESSION_TIMEOUT.as_secs())),
+        // One buyer places every order here, many at once.
+        ("ORDER_MAX_UNPAID_PER_BUYER", "1000".to_owned()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     env

@@ -110,7 +110,7 @@ fn view_json(row: OrderRow) -> serde_json::Value {
         (status = 400, description = "Malformed body or sneakerId", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such sneaker (after waiting up to REPLICA_WAIT for a listing made a moment ago to reach orders)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Sold, held by another order, or your own listing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Sold, held by another order, your own listing, or you already hold the most unpaid reservations one buyer may (`ORDER_MAX_UNPAID_PER_BUYER`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
@@ -160,7 +160,7 @@ async fn place(
     }
     let sneaker = store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;
     let ttl = chrono::Duration::from_std(state.reservation_ttl).map_err(anyhow::Error::from)?;
-    let row = store::create(&mut tx, user.id, &sneaker, Utc::now() + ttl).await?;
+    let row = store::create(&mut tx, user.id, &sneaker, Utc::now() + ttl, state.max_holds).await?;
     let order_id = row.id;
     let view = view_json(row);
     if let Some(key) = key {
