@@ -15,9 +15,21 @@ pub enum IdentityError {
     /// Unknown email or wrong password; deliberately indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// Password hashing is at capacity: retry in a moment.
+    #[error("password hashing is at capacity")]
+    Busy,
     /// Anything else: a bug or an unavailable dependency.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::password::HashingError> for IdentityError {
+    fn from(error: crate::password::HashingError) -> Self {
+        match error {
+            crate::password::HashingError::Busy => Self::Busy,
+            crate::password::HashingError::Failed(error) => Self::Internal(error),
+        }
+    }
 }
 
 impl IntoResponse for IdentityError {
@@ -26,6 +38,16 @@ impl IntoResponse for IdentityError {
             Self::Invalid(errors) => Problem::validation(errors),
             Self::EmailTaken => Problem::conflict("email-taken", "an account with this email already exists"),
             Self::InvalidCredentials => Problem::unauthorized("email or password is incorrect"),
+            Self::Busy => {
+                let mut response = Problem::unavailable(
+                    "too many sign-ins and sign-ups are being checked right now; retry in a second",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                return response;
+            }
             Self::Internal(error) => Problem::internal(error.as_ref()),
         }
         .into_response()

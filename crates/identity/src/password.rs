@@ -7,6 +7,11 @@
 //! (a burst of signups grew the process by hundreds of MiB). Sign-in for an unknown email still
 //! verifies against a fixed dummy hash, so "no such user" and "wrong password" take the
 //! same time and an attacker cannot enumerate accounts by timing.
+//!
+//! The queue in front of those threads is bounded (`PASSWORD_HASH_QUEUE` hashes running or
+//! waiting): argon2 caps the server at a few dozen sign-ins a second, and an unbounded queue
+//! lets a flood make every honest sign-in wait seconds. A request that finds the queue full
+//! is refused at once ([`HashingError::Busy`], answered 503 with `Retry-After`).
 
 use std::sync::Arc;
 
@@ -24,6 +29,19 @@ pub struct Passwords {
     dummy_hash: Arc<str>,
     /// The hashing threads.
     pool: Arc<HashPool>,
+    /// One permit per hash running or waiting.
+    queue: Arc<tokio::sync::Semaphore>,
+}
+
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    /// As many hashes as the queue holds are already running or waiting; retry shortly.
+    #[error("password hashing is at capacity")]
+    Busy,
+    /// The hashing itself failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -81,12 +99,14 @@ impl std::fmt::Debug for Passwords {
 }
 
 impl Passwords {
-    /// argon2id with OWASP's recommended minimum: 19 MiB of memory, 2 passes, 1 lane.
-    pub fn new() -> anyhow::Result<Self> {
+    /// argon2id with OWASP's recommended minimum: 19 MiB of memory, 2 passes, 1 lane; at
+    /// most `queue` hashes running or waiting at once.
+    pub fn new(queue: usize) -> anyhow::Result<Self> {
         let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let pool = Arc::new(HashPool::new(cores)?);
-        let mut passwords = Self { params, dummy_hash: Arc::from(""), pool };
+        let queue = Arc::new(tokio::sync::Semaphore::new(queue.max(1)));
+        let mut passwords = Self { params, dummy_hash: Arc::from(""), pool, queue };
         let random = SaltString::generate(&mut OsRng);
         passwords.dummy_hash = Arc::from(passwords.hash_now(random.as_str())?);
         Ok(passwords)
@@ -105,26 +125,38 @@ impl Passwords {
         Ok(hash.to_string())
     }
 
+    /// A place in the queue, or [`HashingError::Busy`] at once.
+    fn enqueue(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashingError> {
+        self.queue.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("password_hashing_refused_total").increment(1);
+            HashingError::Busy
+        })
+    }
+
     /// The PHC string (`$argon2id$v=19$...`) for `password`, computed off the executor.
-    pub async fn hash(&self, password: Password) -> anyhow::Result<String> {
+    pub async fn hash(&self, password: Password) -> Result<String, HashingError> {
+        let _place = self.enqueue()?;
         let this = self.clone();
-        self.pool.run(move || this.hash_now(password.expose())).await?
+        Ok(self.pool.run(move || this.hash_now(password.expose())).await??)
     }
 
     /// Whether `password` matches `stored`; with `None` it checks the dummy hash and
     /// returns false, taking the same time as a real check.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashingError> {
+        let _place = self.enqueue()?;
         let this = self.clone();
-        self.pool
+        let verified = self
+            .pool
             .run(move || {
                 let exists = stored.is_some();
                 let phc = stored.as_deref().unwrap_or(&this.dummy_hash);
                 let parsed =
                     PasswordHash::new(phc).map_err(|e| anyhow::anyhow!("stored password hash is corrupt: {e}"))?;
                 let matches = this.argon2().verify_password(password.as_bytes(), &parsed).is_ok();
-                Ok(exists && matches)
+                Ok::<_, anyhow::Error>(exists && matches)
             })
-            .await?
+            .await??;
+        Ok(verified)
     }
 }
 
@@ -134,7 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let passwords = Passwords::new().unwrap();
+        let passwords = Passwords::new(4).unwrap();
         let hash = passwords.hash(Password::parse("correct horse".into()).unwrap()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert!(passwords.verify("correct horse".into(), Some(hash.clone())).await.unwrap());
@@ -143,7 +175,19 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_account_never_verifies() {
-        let passwords = Passwords::new().unwrap();
+        let passwords = Passwords::new(4).unwrap();
         assert!(!passwords.verify("anything at all".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_frees_its_place_when_a_hash_is_done() {
+        let passwords = Passwords::new(1).unwrap();
+        // The first takes the only place (at its first poll), the second finds none.
+        let (first, second) =
+            tokio::join!(passwords.verify("a password".into(), None), passwords.verify("another one".into(), None));
+        assert!(matches!(first, Ok(false)), "{first:?}");
+        assert!(matches!(second, Err(HashingError::Busy)), "{second:?}");
+        // The place is free again once the first is done.
+        assert!(matches!(passwords.verify("a third".into(), None).await, Ok(false)));
     }
 }

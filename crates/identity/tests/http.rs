@@ -19,11 +19,15 @@ struct Ctx {
 }
 
 async fn ctx() -> Ctx {
+    ctx_with_queue(16).await
+}
+
+async fn ctx_with_queue(queue: usize) -> Ctx {
     let db = TestDb::new().await;
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_identity::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
-    let state = AppState { pool: pool.clone(), keys, passwords: Passwords::new().unwrap() };
+    let state = AppState { pool: pool.clone(), keys, passwords: Passwords::new(queue).unwrap() };
     Ctx { app: sneakerstop_identity::app(state), pool, _db: db }
 }
 
@@ -197,6 +201,28 @@ async fn a_nul_character_in_the_email_is_a_400_naming_it_at_signup_and_signin() 
             Call::post(path, json!({"email": "ann\u{0}@example.com", "password": "long enough"})).send(&app).await;
         assert!(answer.assert_invalid_field("email").contains("NUL"), "{path}: {}", answer.text);
     }
+}
+
+#[tokio::test]
+async fn a_flood_beyond_the_hashing_queue_is_refused_at_once_with_retry_after() {
+    // Room for one hash: of eight sign-ins at once, those that find it taken are refused
+    // immediately rather than queued behind it.
+    let Ctx { app, _db, .. } = ctx_with_queue(1).await;
+    let attempts = (0..8).map(|i| {
+        let app = app.clone();
+        async move { signin(&app, &format!("flood{i}@example.com"), "not the password").await }
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let busy: Vec<&Answer> = answers.iter().filter(|a| a.status == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(!busy.is_empty(), "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    for answer in &busy {
+        assert_eq!(answer.headers["retry-after"], "1");
+        assert_eq!(answer.content_type(), Some("application/problem+json"));
+    }
+    assert!(
+        answers.iter().all(|a| matches!(a.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::UNAUTHORIZED)),
+        "the others were checked as usual"
+    );
 }
 
 #[tokio::test]

@@ -87,6 +87,11 @@ pub struct SessionSettings {
     /// Mark the session cookie `Secure` (send only over HTTPS). Turn on behind TLS.
     #[arg(long = "cookie-secure", env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
+    /// Sign-ins and sign-ups whose password is being hashed or waiting for it, at most;
+    /// beyond that they are refused at once with 503 and `Retry-After` instead of queueing
+    /// (a hash takes tens of milliseconds of a core).
+    #[arg(long = "password-hash-queue", env = "PASSWORD_HASH_QUEUE", default_value_t = 16)]
+    pub password_hash_queue: usize,
 }
 
 /// Kafka settings: where the broker is, how topics are made, how hard to retry.

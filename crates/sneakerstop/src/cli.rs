@@ -126,6 +126,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         catalog: args.catalog.clone(),
         orders: args.orders.clone(),
         payments: args.payments.clone(),
+        password_hash_queue: args.session.password_hash_queue,
     };
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -218,8 +219,12 @@ mod tests {
 
     #[test]
     fn production_serve_refuses_to_start_without_a_secret() {
-        let settings =
-            SessionSettings { jwt_secret: None, ttl: std::time::Duration::from_secs(60), cookie_secure: false };
+        let settings = SessionSettings {
+            jwt_secret: None,
+            ttl: std::time::Duration::from_secs(60),
+            cookie_secure: false,
+            password_hash_queue: 16,
+        };
         let error = jwt_secret(&settings, false).unwrap_err().to_string();
         assert!(error.contains("JWT_SECRET is required"), "{error}");
         let dev = jwt_secret(&settings, true).unwrap();

@@ -118,6 +118,8 @@ pub struct Shared {
     pub max_attempts: u32,
     /// Consumer groups are `<group_prefix>-<service>`.
     pub group_prefix: String,
+    /// Password hashes running or waiting, at most.
+    pub password_hash_queue: usize,
     /// How long a request waits for a replica to hear of an id.
     pub replica_wait: std::time::Duration,
     /// Every consumer group's lag and stalls, for `/healthz`.
@@ -199,7 +201,7 @@ pub async fn start(
             let state = sneakerstop_identity::AppState {
                 pool,
                 keys: shared.keys.clone(),
-                passwords: sneakerstop_identity::password::Passwords::new()?,
+                passwords: sneakerstop_identity::password::Passwords::new(shared.password_hash_queue)?,
             };
             sneakerstop_identity::app(state)
         }
