@@ -53,6 +53,23 @@ pub struct HttpSettings {
     /// Port to bind; 0 picks a free one (the chosen address is logged as `listening`).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
+    /// Web origins whose pages may call the API from a browser, with the session cookie
+    /// (`https://shop.example.com,https://m.example.com`). None by default: only same-origin
+    /// pages and non-browser clients.
+    #[arg(long = "cors-allowed-origins", env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// A web origin: `scheme://host[:port]`, nothing else (no path, no trailing slash, no `*`).
+fn parse_origin(value: &str) -> Result<String, String> {
+    let origin = value.trim();
+    let (scheme, rest) =
+        origin.split_once("://").ok_or_else(|| format!("`{origin}` is not an origin like https://shop.example.com"))?;
+    let host_ok = !rest.is_empty() && !rest.contains(['/', '*', '?', '#', ' ']);
+    if !matches!(scheme, "http" | "https") || !host_ok {
+        return Err(format!("`{origin}` is not an origin like https://shop.example.com (scheme and host, no path)"));
+    }
+    Ok(origin.to_owned())
 }
 
 /// PostgreSQL connection settings.

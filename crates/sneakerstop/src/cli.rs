@@ -150,7 +150,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // ingress, /docs reaches one of them and should show everything.
     let docs = Service::ALL.iter().map(|s| s.openapi());
     let details = vec![services::consumers_detail(shared.consumers.clone())];
-    let app = crate::server::app(router, checks, details, crate::server::openapi(docs));
+    let app =
+        crate::server::app(router, checks, details, crate::server::openapi(docs), &args.http.cors_allowed_origins);
 
     let listener = TcpListener::bind((args.http.host, args.http.port))
         .await

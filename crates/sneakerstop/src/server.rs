@@ -38,8 +38,15 @@ pub fn openapi(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
     doc
 }
 
-/// The whole application: `services` plus health, metrics, docs and the shared layers.
-pub fn app(services: Router, checks: Vec<Check>, details: Vec<Detail>, doc: OpenApi) -> Router {
+/// The whole application: `services` plus health, metrics, docs and the shared layers;
+/// browsers on `cors_origins` may call it with credentials.
+pub fn app(
+    services: Router,
+    checks: Vec<Check>,
+    details: Vec<Detail>,
+    doc: OpenApi,
+    cors_origins: &[String],
+) -> Router {
     let spec = doc.to_json().unwrap_or_else(|e| unreachable!("an OpenAPI document always serializes: {e}"));
     let docs = swagger_ui_dist::generate_routes(ApiDefinition {
         uri_prefix: "/docs",
@@ -68,7 +75,43 @@ pub fn app(services: Router, checks: Vec<Check>, details: Vec<Detail>, doc: Open
     // swagger-ui-dist builds its asset links from the request's path, so `/docs/` would link
     // `/docs//swagger-ui.css` (a 404 and a blank page): send `/docs/` to `/docs` first.
     let api = api.layer(axum::middleware::from_fn(docs_without_slash));
+    let api = match cors(cors_origins) {
+        Some(cors) => api.layer(cors),
+        None => api,
+    };
     sneakerstop_telemetry::http_layers(api).merge(sneakerstop_telemetry::metrics_router())
+}
+
+/// The CORS policy: the configured origins only, with credentials (the session cookie),
+/// the methods and headers the API uses, and the response headers a page needs to read.
+/// Without origins there is no policy at all, so browsers allow same-origin pages only.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::IF_MATCH,
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::RETRY_AFTER,
+                header::LOCATION,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("x-cache"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// `/docs/` and `/docs/index.html` → `/docs` (308, so the query string and method stay).

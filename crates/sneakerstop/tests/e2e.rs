@@ -168,3 +168,57 @@ async fn every_subcommand_has_help() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("JWT_SECRET") && !text.contains(SECRET), "help names the variable, never its value");
 }
+
+#[tokio::test]
+async fn only_configured_origins_may_call_the_api_from_a_browser_with_credentials() {
+    let db = TestDb::new().await;
+    let env = [
+        ("DATABASE_URL", db.url()),
+        ("JWT_SECRET", SECRET.into()),
+        ("CORS_ALLOWED_ORIGINS", "https://shop.example.com,https://m.example.com".into()),
+    ];
+    let server = Server::start(BIN, &["serve", "identity"], &env).await;
+    let http = reqwest::Client::new();
+    // The preflight a browser sends before a credentialed JSON POST with an idempotency key.
+    let preflight = |origin: &str| {
+        http.request(reqwest::Method::OPTIONS, server.url("/api/users/signin"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,idempotency-key")
+            .send()
+    };
+    let allowed = preflight("https://shop.example.com").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let headers = allowed.headers();
+    assert_eq!(headers["access-control-allow-origin"], "https://shop.example.com");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    let allowed_headers = headers["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(
+        allowed_headers.contains("content-type") && allowed_headers.contains("idempotency-key"),
+        "{allowed_headers}"
+    );
+
+    let refused = preflight("https://evil.example.net").await.unwrap();
+    assert!(refused.headers().get("access-control-allow-origin").is_none(), "no grant for other origins");
+
+    // The actual request from an allowed page: the answer names the origin and exposes
+    // what a page needs to read.
+    let answer =
+        http.get(server.url("/api/users/currentuser")).header("origin", "https://m.example.com").send().await.unwrap();
+    assert_eq!(answer.headers()["access-control-allow-origin"], "https://m.example.com");
+    assert!(answer.headers()["access-control-expose-headers"].to_str().unwrap().contains("x-request-id"));
+    assert!(server.terminate().await);
+
+    // No origins configured (the default): no CORS grant for anyone.
+    let server =
+        Server::start(BIN, &["serve", "identity"], &[("DATABASE_URL", db.url()), ("JWT_SECRET", SECRET.into())]).await;
+    let answer = http
+        .get(server.url("/api/users/currentuser"))
+        .header("origin", "https://shop.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.headers().get("access-control-allow-origin").is_none());
+    assert!(server.terminate().await);
+}
