@@ -6,6 +6,8 @@
 //! `Authorization: Bearer <jwt>`, so browsers and API clients both work. Tokens are checked
 //! locally with the shared key: no service calls identity to authenticate a request.
 
+pub mod client;
+
 use std::sync::Arc;
 use std::time::Duration;
 

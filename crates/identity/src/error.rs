@@ -15,6 +15,9 @@ pub enum IdentityError {
     /// Unknown email or wrong password; deliberately indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// Too many failed sign-ins for this account or address: wait this long.
+    #[error("too many failed sign-ins")]
+    Throttled(std::time::Duration),
     /// Password hashing is at capacity: retry in a moment.
     #[error("password hashing is at capacity")]
     Busy,
@@ -38,6 +41,22 @@ impl IntoResponse for IdentityError {
             Self::Invalid(errors) => Problem::validation(errors),
             Self::EmailTaken => Problem::conflict("email-taken", "an account with this email already exists"),
             Self::InvalidCredentials => Problem::unauthorized("email or password is incorrect"),
+            Self::Throttled(wait) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut response = Problem::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-attempts",
+                    "Too many failed sign-ins",
+                )
+                .with_detail(format!(
+                    "too many failed sign-ins for this account or from this address; try again in {seconds} s"
+                ))
+                .into_response();
+                if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+                }
+                return response;
+            }
             Self::Busy => {
                 let mut response = Problem::unavailable(
                     "too many sign-ins and sign-ups are being checked right now; retry in a second",

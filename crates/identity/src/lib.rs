@@ -4,6 +4,8 @@
 //! - `domain` — [`domain::Email`] and [`domain::Password`], which validate on construction.
 //! - `password` — argon2id hashing on the blocking pool, with constant-shape sign-in.
 //! - `store` — the SQL for the `users` table.
+//! - `throttle` — failed sign-ins counted per account and per client address, in the
+//!   database every instance shares; past the allowance, 429 with a doubling back-off.
 //!
 //! Its tables live in the `identity` schema; see `migrations/`. Publishes `user.registered`
 //! on `identity.users` through the outbox.
@@ -13,6 +15,7 @@ mod error;
 pub mod http;
 pub mod password;
 mod store;
+pub mod throttle;
 
 use std::sync::LazyLock;
 
@@ -50,4 +53,8 @@ pub struct AppState {
     pub keys: SessionKeys,
     /// Hashes and verifies passwords.
     pub passwords: password::Passwords,
+    /// How many failed sign-ins an account or address gets.
+    pub throttle: throttle::Throttle,
+    /// Whose `X-Forwarded-For` names the client.
+    pub proxies: sneakerstop_auth::client::TrustedProxies,
 }

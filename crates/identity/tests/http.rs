@@ -27,7 +27,13 @@ async fn ctx_with_queue(queue: usize) -> Ctx {
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_identity::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
-    let state = AppState { pool: pool.clone(), keys, passwords: Passwords::new(queue).unwrap() };
+    let state = AppState {
+        pool: pool.clone(),
+        keys,
+        passwords: Passwords::new(queue).unwrap(),
+        throttle: sneakerstop_identity::throttle::Throttle::default(),
+        proxies: sneakerstop_auth::client::TrustedProxies::default(),
+    };
     Ctx { app: sneakerstop_identity::app(state), pool, _db: db }
 }
 
@@ -201,6 +207,99 @@ async fn a_nul_character_in_the_email_is_a_400_naming_it_at_signup_and_signin() 
             Call::post(path, json!({"email": "ann\u{0}@example.com", "password": "long enough"})).send(&app).await;
         assert!(answer.assert_invalid_field("email").contains("NUL"), "{path}: {}", answer.text);
     }
+}
+
+/// Two instances of identity on one database, as two pods would be.
+async fn two_instances(throttle: sneakerstop_identity::throttle::Throttle) -> (Router, Router, TestDb) {
+    let db = TestDb::new().await;
+    let pool =
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_identity::migrations()).await.unwrap();
+    let app = || {
+        sneakerstop_identity::app(AppState {
+            pool: pool.clone(),
+            keys: SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false),
+            passwords: Passwords::new(16).unwrap(),
+            throttle,
+            proxies: sneakerstop_auth::client::TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap(),
+        })
+    };
+    (app(), app(), db)
+}
+
+fn attempt(email: &str, password: &str, from: &str) -> Call {
+    let peer: std::net::SocketAddr = format!("{from}:40000").parse().unwrap();
+    Call::post("/api/users/signin", json!({"email": email, "password": password})).from_peer(peer)
+}
+
+#[tokio::test]
+async fn guessing_one_accounts_password_is_slowed_down_across_instances_and_a_success_resets_it() {
+    let throttle = sneakerstop_identity::throttle::Throttle {
+        per_account: 5,
+        per_address: 1000,
+        window: Duration::from_secs(900),
+    };
+    let (first, second, _db) = two_instances(throttle).await;
+    assert_eq!(signup(&first, "ann@example.com", "correct horse").await.status, StatusCode::CREATED);
+    // Five wrong guesses, alternating instances: answered 401 as usual.
+    for i in 0..5 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let answer = attempt("ann@example.com", "wrong guess", "203.0.113.1").send(app).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // The sixth is past the allowance: it blocks the account, for both instances, even for
+    // the right password, and says for how long.
+    attempt("ann@example.com", "wrong guess", "203.0.113.1").send(&second).await;
+    let blocked = attempt("ann@example.com", "correct horse", "198.51.100.7").send(&first).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "{}", blocked.text);
+    assert_eq!(blocked.json["type"], "https://sneakerstop.dev/problems/too-many-attempts");
+    assert_eq!(blocked.content_type(), Some("application/problem+json"));
+    let wait: u64 = blocked.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "the first block is about a second: {wait}");
+    // Once the block it announced has passed, the right password signs in and clears the
+    // account's count: the next wrong guess is an ordinary 401.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let signed_in = attempt("ann@example.com", "correct horse", "198.51.100.7").send(&second).await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text);
+    assert_eq!(
+        attempt("ann@example.com", "wrong guess", "198.51.100.7").send(&first).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn guessing_many_accounts_from_one_address_blocks_that_address_only() {
+    let throttle = sneakerstop_identity::throttle::Throttle {
+        per_account: 1000,
+        per_address: 4,
+        window: Duration::from_secs(900),
+    };
+    let (app, _, _db) = two_instances(throttle).await;
+    for i in 0..5 {
+        // Credential stuffing: one guess each at many accounts, through the ingress
+        // (a trusted proxy) that names the client in X-Forwarded-For.
+        let answer = attempt(&format!("victim{i}@example.com"), "password1", "10.0.0.5")
+            .header("x-forwarded-for", "192.0.2.44")
+            .send(&app)
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let blocked = attempt("victim9@example.com", "password1", "10.0.0.5")
+        .header("x-forwarded-for", "192.0.2.44")
+        .send(&app)
+        .await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "{}", blocked.text);
+    // Another client behind the same ingress is not blocked, and neither is a direct client
+    // that claims the blocked address (it is not a trusted proxy, so its header is ignored).
+    let other = attempt("victim9@example.com", "password1", "10.0.0.5")
+        .header("x-forwarded-for", "192.0.2.45")
+        .send(&app)
+        .await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    let spoofed = attempt("victim9@example.com", "password1", "203.0.113.50")
+        .header("x-forwarded-for", "192.0.2.44")
+        .send(&app)
+        .await;
+    assert_eq!(spoofed.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -58,6 +58,10 @@ pub struct HttpSettings {
     /// pages and non-browser clients.
     #[arg(long = "cors-allowed-origins", env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_allowed_origins: Vec<String>,
+    /// Proxies (addresses or CIDR blocks, comma-separated) whose `X-Forwarded-For` names the
+    /// client: the ingress. Nobody's by default, so a client cannot choose its own address.
+    #[arg(long = "trusted-proxies", env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// A web origin: `scheme://host[:port]`, nothing else (no path, no trailing slash, no `*`).
@@ -109,6 +113,16 @@ pub struct SessionSettings {
     /// (a hash takes tens of milliseconds of a core).
     #[arg(long = "password-hash-queue", env = "PASSWORD_HASH_QUEUE", default_value_t = 16)]
     pub password_hash_queue: usize,
+    /// Failed sign-ins per account within `SIGNIN_FAILURE_WINDOW` before the account is
+    /// blocked, for 1 s, then twice as long with each further failure.
+    #[arg(long = "signin-max-failures", env = "SIGNIN_MAX_FAILURES", default_value_t = 5)]
+    pub signin_max_failures: u32,
+    /// The same, per client address (many accounts guessed from one place).
+    #[arg(long = "signin-max-failures-per-address", env = "SIGNIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 20)]
+    pub signin_max_failures_per_address: u32,
+    /// How long failed sign-ins are remembered; also the longest block.
+    #[arg(long = "signin-failure-window", env = "SIGNIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub signin_failure_window: Duration,
 }
 
 /// Kafka settings: where the broker is, how topics are made, how hard to retry.

@@ -127,6 +127,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         orders: args.orders.clone(),
         payments: args.payments.clone(),
         password_hash_queue: args.session.password_hash_queue,
+        throttle: sneakerstop_identity::throttle::Throttle {
+            per_account: args.session.signin_max_failures,
+            per_address: args.session.signin_max_failures_per_address,
+            window: args.session.signin_failure_window,
+        },
+        proxies: sneakerstop_auth::client::TrustedProxies::parse(&args.http.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))?,
     };
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -159,6 +166,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let names: Vec<_> = selected.iter().map(|s| s.name()).collect();
     tracing::info!(%addr, services = ?names, "listening");
+    // Peers' addresses reach the handlers (sign-in throttling per client address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
 
     // HTTP is drained; now stop relays and consumers (they finish the event in hand and
@@ -225,6 +234,9 @@ mod tests {
             ttl: std::time::Duration::from_secs(60),
             cookie_secure: false,
             password_hash_queue: 16,
+            signin_max_failures: 5,
+            signin_max_failures_per_address: 20,
+            signin_failure_window: std::time::Duration::from_secs(900),
         };
         let error = jwt_secret(&settings, false).unwrap_err().to_string();
         assert!(error.contains("JWT_SECRET is required"), "{error}");

@@ -120,6 +120,10 @@ pub struct Shared {
     pub group_prefix: String,
     /// Password hashes running or waiting, at most.
     pub password_hash_queue: usize,
+    /// Failed sign-ins allowed per account and address.
+    pub throttle: sneakerstop_identity::throttle::Throttle,
+    /// Whose `X-Forwarded-For` is believed.
+    pub proxies: sneakerstop_auth::client::TrustedProxies,
     /// How long a request waits for a replica to hear of an id.
     pub replica_wait: std::time::Duration,
     /// Every consumer group's lag and stalls, for `/healthz`.
@@ -202,6 +206,8 @@ pub async fn start(
                 pool,
                 keys: shared.keys.clone(),
                 passwords: sneakerstop_identity::password::Passwords::new(shared.password_hash_queue)?,
+                throttle: shared.throttle,
+                proxies: shared.proxies.clone(),
             };
             sneakerstop_identity::app(state)
         }

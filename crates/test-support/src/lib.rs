@@ -170,6 +170,12 @@ impl Call {
         self
     }
 
+    /// Makes the request come from `peer`, as the server's connection info would say.
+    pub fn from_peer(mut self, peer: std::net::SocketAddr) -> Self {
+        self.request = self.request.extension(axum::extract::ConnectInfo(peer));
+        self
+    }
+
     /// Sends the request to `app`.
     pub async fn send(self, app: &Router) -> Answer {
         call(app, self.request.body(self.body).expect("valid test request")).await

@@ -7,6 +7,7 @@ use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use sneakerstop_auth::client::ClientAddress;
 use sneakerstop_auth::{CurrentUser, SessionKeys};
 use sneakerstop_problem::{ApiJson, Problem};
 use utoipa::ToSchema;
@@ -67,6 +68,7 @@ fn signed_in(keys: &SessionKeys, status: StatusCode, user: CurrentUser) -> Respo
             headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/"))),
         (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is at capacity; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn signup(
@@ -91,14 +93,22 @@ pub(super) async fn signup(
             headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/"))),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown email or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins for this account or from this address; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+            headers(("retry-after" = String, description = "Seconds to wait"))),
+        (status = 503, description = "Password checking is at capacity; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn signin(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, IdentityError> {
     let email = Email::normalize(&body.email);
     sneakerstop_problem::storable_text("email", &email).map_err(|e| IdentityError::Invalid(vec![e]))?;
+    // A blocked account or address is refused before any password work.
+    if let Some(wait) = state.throttle.blocked(&state.pool, &email, address).await? {
+        return Err(IdentityError::Throttled(wait));
+    }
     let row = store::find_by_email(&state.pool, &email).await?;
     let (stored_hash, user) = match row {
         Some(row) => (Some(row.password_hash), Some(CurrentUser { id: row.id, email: row.email })),
@@ -107,8 +117,14 @@ pub(super) async fn signin(
     // Verifies against a dummy hash when there is no such user: same work, same answer.
     let valid = state.passwords.verify(body.password, stored_hash).await?;
     match user {
-        Some(user) if valid => Ok(signed_in(&state.keys, StatusCode::OK, user)),
-        _ => Err(IdentityError::InvalidCredentials),
+        Some(user) if valid => {
+            state.throttle.succeeded(&state.pool, &email).await?;
+            Ok(signed_in(&state.keys, StatusCode::OK, user))
+        }
+        _ => {
+            state.throttle.failed(&state.pool, &email, address).await?;
+            Err(IdentityError::InvalidCredentials)
+        }
     }
 }
 
