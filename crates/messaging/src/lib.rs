@@ -8,6 +8,7 @@
 //! - [`changes`] — one `LISTEN` connection per process, telling relays and caches when
 //!   outbox rows commit.
 //! - [`dlq`] — list and replay dead letters.
+//! - [`every`] — background rounds on a timer (sweepers, refunds, recovery).
 //! - [`kafka`] — client configuration, topic creation, broker health.
 //! - [`replica`] — a request for an id a replica has not heard of yet waits, bounded, for
 //!   the replica row to commit instead of answering 404 at once.
@@ -17,6 +18,7 @@
 pub mod changes;
 pub mod consumer;
 pub mod dlq;
+pub mod every;
 pub mod kafka;
 pub mod outbox;
 pub mod replica;
@@ -28,6 +30,7 @@ use sqlx::migrate::Migrator;
 
 pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
+pub use every::every;
 pub use kafka::Kafka;
 pub use outbox::{Outgoing, Relay, enqueue, enqueue_keyed};
 pub use replica::ReplicaWait;

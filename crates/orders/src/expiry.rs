@@ -17,17 +17,7 @@ const BATCH: i64 = 100;
 
 /// Sweeps every `interval` until `cancel`.
 pub async fn run(pool: PgPool, interval: Duration, cancel: CancellationToken) {
-    loop {
-        match sweep(&pool).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "expired unpaid orders"),
-            Err(error) => tracing::warn!(error = format!("{error:#}"), "expiry sweep failed; retrying"),
-        }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
+    sneakerstop_messaging::every(interval, cancel, "expired unpaid orders", || sweep(&pool)).await;
 }
 
 /// Cancels every lapsed order now; returns how many.

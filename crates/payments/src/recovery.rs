@@ -41,17 +41,13 @@ pub async fn run(
     stale_after: Duration,
     cancel: CancellationToken,
 ) {
-    loop {
-        match resolve_stale(&pool, provider.as_ref(), &currency, stale_after).await {
-            Ok(0) => {}
-            Ok(count) => tracing::warn!(count, "resolved payment attempts left pending by a process that died"),
-            Err(error) => tracing::warn!(error = format!("{error:#}"), "payment recovery round failed; retrying"),
-        }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
+    sneakerstop_messaging::every(
+        interval,
+        cancel,
+        "resolved payment attempts left pending by a process that died",
+        || resolve_stale(&pool, provider.as_ref(), &currency, stale_after),
+    )
+    .await;
 }
 
 /// Resolves the attempts pending for longer than `stale_after`; returns how many it settled.

@@ -22,17 +22,10 @@ const BATCH: i64 = 20;
 
 /// Refunds every `interval` until `cancel`.
 pub async fn run(pool: PgPool, provider: Arc<dyn PaymentProvider>, interval: Duration, cancel: CancellationToken) {
-    loop {
-        match process_due(&pool, provider.as_ref()).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "refunded payments of cancelled orders"),
-            Err(error) => tracing::warn!(error = format!("{error:#}"), "refund round failed; retrying"),
-        }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
+    sneakerstop_messaging::every(interval, cancel, "refunded payments of cancelled orders", || {
+        process_due(&pool, provider.as_ref())
+    })
+    .await;
 }
 
 /// Refunds what is due now; returns how many were refunded.

@@ -1,0 +1,28 @@
+//! Background rounds on a timer: the expiry sweeper, the refund task, payment recovery.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Runs `round` now and then every `interval` until `cancel`. A round returns how many
+/// things it did: a round that did something is logged as `did` at info, a failed one at
+/// warn with its cause chain; either way the next round comes (the work lists live in the
+/// database, so a failed round loses nothing).
+pub async fn every<F, Fut>(interval: Duration, cancel: CancellationToken, did: &'static str, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<usize>>,
+{
+    loop {
+        match round().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "{did}"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "{did}: round failed; retrying"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
