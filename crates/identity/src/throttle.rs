@@ -100,6 +100,23 @@ impl Throttle {
         Ok(())
     }
 
+    /// Forgets counts whose window has passed and that block nothing, so the table holds
+    /// only what is still in force (a flood from many addresses would otherwise grow it
+    /// for ever); returns how many. Run now and then (`every` minute by the server).
+    pub async fn forget_expired(&self, pool: &PgPool) -> anyhow::Result<usize> {
+        let forgotten = sqlx::query(
+            "DELETE FROM signin_failures
+             WHERE window_start < now() - make_interval(secs => $1)
+               AND (blocked_until IS NULL OR blocked_until < now())",
+        )
+        .bind(self.window.as_secs_f64())
+        .execute(pool)
+        .await
+        .context("forget expired sign-in failures")?
+        .rows_affected();
+        Ok(usize::try_from(forgotten).unwrap_or(usize::MAX))
+    }
+
     /// A successful sign-in: the account's failures are forgiven.
     pub async fn succeeded(&self, pool: &PgPool, account: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM signin_failures WHERE key = $1")

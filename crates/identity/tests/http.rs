@@ -210,7 +210,7 @@ async fn a_nul_character_in_the_email_is_a_400_naming_it_at_signup_and_signin() 
 }
 
 /// Two instances of identity on one database, as two pods would be.
-async fn two_instances(throttle: sneakerstop_identity::throttle::Throttle) -> (Router, Router, TestDb) {
+async fn two_instances(throttle: sneakerstop_identity::throttle::Throttle) -> (Router, Router, TestDb, sqlx::PgPool) {
     let db = TestDb::new().await;
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_identity::migrations()).await.unwrap();
@@ -223,7 +223,7 @@ async fn two_instances(throttle: sneakerstop_identity::throttle::Throttle) -> (R
             proxies: sneakerstop_auth::client::TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap(),
         })
     };
-    (app(), app(), db)
+    (app(), app(), db, pool.clone())
 }
 
 fn attempt(email: &str, password: &str, from: &str) -> Call {
@@ -238,7 +238,7 @@ async fn guessing_one_accounts_password_is_slowed_down_across_instances_and_a_su
         per_address: 1000,
         window: Duration::from_secs(900),
     };
-    let (first, second, _db) = two_instances(throttle).await;
+    let (first, second, _db, pool) = two_instances(throttle).await;
     assert_eq!(signup(&first, "ann@example.com", "correct horse").await.status, StatusCode::CREATED);
     // Five wrong guesses, alternating instances: answered 401 as usual.
     for i in 0..5 {
@@ -264,6 +264,20 @@ async fn guessing_one_accounts_password_is_slowed_down_across_instances_and_a_su
         attempt("ann@example.com", "wrong guess", "198.51.100.7").send(&first).await.status,
         StatusCode::UNAUTHORIZED
     );
+
+    // Counts whose window has passed are forgotten; those still in force are kept.
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM signin_failures").fetch_one(&pool).await.unwrap();
+    assert!(kept >= 2, "the addresses' counts and the account's new one");
+    sqlx::query(
+        "UPDATE signin_failures SET window_start = now() - interval '1 hour', blocked_until = NULL
+         WHERE key LIKE 'address:%'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(throttle.forget_expired(&pool).await.unwrap(), 2, "both addresses' old counts");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM signin_failures").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, kept - 2);
 }
 
 #[tokio::test]
@@ -273,7 +287,7 @@ async fn guessing_many_accounts_from_one_address_blocks_that_address_only() {
         per_address: 4,
         window: Duration::from_secs(900),
     };
-    let (app, _, _db) = two_instances(throttle).await;
+    let (app, _, _db, _) = two_instances(throttle).await;
     for i in 0..5 {
         // Credential stuffing: one guess each at many accounts, through the ingress
         // (a trusted proxy) that names the client in X-Forwarded-For.

@@ -202,6 +202,16 @@ pub async fn start(
     let service_pool = pool.clone();
     let router = match service {
         Service::Identity => {
+            let (throttle, forget_from) = (shared.throttle, pool.clone());
+            tasks.spawn(sneakerstop_messaging::every(
+                std::time::Duration::from_secs(60),
+                cancel.clone(),
+                "forgot expired sign-in failures",
+                move || {
+                    let pool = forget_from.clone();
+                    async move { throttle.forget_expired(&pool).await }
+                },
+            ));
             let state = sneakerstop_identity::AppState {
                 pool,
                 keys: shared.keys.clone(),
