@@ -301,10 +301,9 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     }
 
     // 3. Nothing dead-lettered, and per aggregate the versions at the broker never go
-    //    backwards. The servers stop first: reading a topic to its end produces a marker
-    //    record on it, which a running consumer would rightly dead-letter. Their count of
-    //    redeliveries the inbox recognised is read before (a killed server's count is lost
-    //    with it, so this is a lower bound).
+    //    backwards, read once the servers have stopped. Their count of redeliveries the
+    //    inbox recognised is read before (a killed server's count is lost with it, so this
+    //    is a lower bound).
     let mut redelivered = 0.0;
     for server in servers.iter().flatten() {
         let metrics = chaos.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();

@@ -79,34 +79,41 @@ pub async fn read_topic(
     records
 }
 
-/// Every record on `topic`, read to its current end: a marker is produced to each
-/// partition and the topic is read until every marker came back, so whatever was published
-/// before this call (duplicates included) is in the result, markers excluded.
+/// Every record on `topic`, read to its current end: each partition's end (high watermark)
+/// is taken first, and the topic is read until every partition reached it, so whatever was
+/// published before this call (duplicates included) is in the result. Nothing is written to
+/// the topic (an end marker would be a record other tests' consumers must dead-letter).
 pub async fn read_to_end(brokers: &str, topic: &str, deadline: Duration) -> Vec<Record> {
-    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-    let producer: FutureProducer =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("create test producer");
-    let partitions = {
-        let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10)).expect("topic metadata");
-        metadata.topics()[0].partitions().len()
-    };
-    let marker = crate::unique("end-marker");
-    for partition in 0..partitions {
-        let partition = i32::try_from(partition).expect("few partitions");
-        let headers = rdkafka::message::OwnedHeaders::new()
-            .insert(rdkafka::message::Header { key: "test_marker", value: Some(marker.as_bytes()) });
-        let record = FutureRecord::<(), [u8]>::to(topic).partition(partition).payload(b"{}").headers(headers);
-        producer.send(record, Duration::from_secs(10)).await.expect("produce end marker");
-    }
-    let records = read_topic(
+    use rdkafka::consumer::BaseConsumer;
+    let (brokers_owned, topic_owned) = (brokers.to_owned(), topic.to_owned());
+    let ends: HashMap<i32, i64> = tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &brokers_owned).create().expect("create test client");
+        let metadata = client.fetch_metadata(Some(&topic_owned), Duration::from_secs(10)).expect("topic metadata");
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| {
+                let (_, high) =
+                    client.fetch_watermarks(&topic_owned, p.id(), Duration::from_secs(10)).expect("partition end");
+                (p.id(), high)
+            })
+            .collect()
+    })
+    .await
+    .expect("read the topic's ends");
+    read_topic(
         brokers,
         topic,
         deadline,
         |_| true,
-        |records| records.iter().filter(|r| r.header("test_marker") == Some(marker.as_str())).count() == partitions,
+        |records| {
+            ends.iter()
+                .filter(|(_, end)| **end > 0)
+                .all(|(partition, end)| records.iter().any(|r| r.partition == *partition && r.offset >= end - 1))
+        },
     )
-    .await;
-    records.into_iter().filter(|r| r.header("test_marker").is_none()).collect()
+    .await
 }
 
 /// Publishes one CloudEvent (headers from `envelope`) with `payload` to `topic` and waits
