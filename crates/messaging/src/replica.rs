@@ -40,11 +40,6 @@ impl ReplicaWait {
         Self { committed: Arc::new(Notify::new()), listening: Arc::new(AtomicBool::new(false)), max }
     }
 
-    /// The longest wait.
-    pub fn max(&self) -> Duration {
-        self.max
-    }
-
     /// The notification channel of `schema`'s replica inserts.
     pub fn channel(schema: &str) -> String {
         format!("{schema}_replica")
@@ -70,6 +65,38 @@ impl ReplicaWait {
         let (seconds, nanos) = timestamp.to_unix();
         let made = UNIX_EPOCH + Duration::new(seconds, nanos);
         made <= SystemTime::now() + CLOCK_SKEW
+    }
+
+    /// Runs `attempt`; when it fails because `id` is not in the replica yet (`missing` says
+    /// which errors mean that), waits for `known` to find it (see [`Self::until`]) and runs
+    /// `attempt` once more, as if the row had been there. The attempt is a transaction of its
+    /// own, so nothing is held while waiting.
+    pub async fn after_arrival<T, E, A, AFut, K, KFut>(
+        &self,
+        id: Uuid,
+        mut attempt: A,
+        missing: impl Fn(&E) -> bool,
+        mut known: K,
+    ) -> Result<T, E>
+    where
+        A: FnMut() -> AFut,
+        AFut: Future<Output = Result<T, E>>,
+        K: FnMut() -> KFut,
+        KFut: Future<Output = anyhow::Result<bool>>,
+        E: From<anyhow::Error>,
+    {
+        match attempt().await {
+            Err(error) if missing(&error) => {
+                let arrived = self
+                    .until(id, || {
+                        let found = known();
+                        async move { Ok(found.await?.then_some(())) }
+                    })
+                    .await?;
+                if arrived.is_some() { attempt().await } else { Err(error) }
+            }
+            other => other,
+        }
     }
 
     /// Runs `check` now and after each replica commit until it finds something or `max`

@@ -61,11 +61,6 @@ impl ConsumerHealth {
         Self { groups: Arc::default(), stall_after }
     }
 
-    /// The bound after which lag without progress is a stall.
-    pub fn stall_after(&self) -> Duration {
-        self.stall_after
-    }
-
     /// Every group's figures, and the stalled ones described for a person.
     pub fn report(&self) -> (BTreeMap<String, GroupHealth>, Vec<String>) {
         let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner).clone();

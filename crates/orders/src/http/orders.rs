@@ -121,25 +121,21 @@ pub(super) async fn create(
     key: Option<IdempotencyKey>,
     ApiJson(body): ApiJson<NewOrder>,
 ) -> Result<Response, OrdersError> {
-    match place(&state, &user, key.as_ref(), &body).await {
-        // A listing made a moment ago may not have reached this replica yet: wait (bounded)
-        // for it to arrive, then place the order as if it had been there.
-        Err(OrdersError::SneakerNotFound) => {
-            let pool = &state.pool;
-            let arrived = state
-                .replica
-                .until(body.sneaker_id, || async move {
-                    let mut conn = pool.acquire().await.context("acquire")?;
-                    Ok(store::find_sneaker(&mut conn, body.sneaker_id).await?.map(|_| ()))
-                })
-                .await?;
-            match arrived {
-                Some(()) => place(&state, &user, key.as_ref(), &body).await,
-                None => Err(OrdersError::SneakerNotFound),
-            }
-        }
-        other => other,
-    }
+    // A listing made a moment ago may not have reached this replica yet: wait (bounded) for
+    // it to arrive, then place the order as if it had been there.
+    let pool = &state.pool;
+    state
+        .replica
+        .after_arrival(
+            body.sneaker_id,
+            || place(&state, &user, key.as_ref(), &body),
+            |error| matches!(error, OrdersError::SneakerNotFound),
+            || async move {
+                let mut conn = pool.acquire().await.context("acquire")?;
+                Ok(store::find_sneaker(&mut conn, body.sneaker_id).await?.is_some())
+            },
+        )
+        .await
 }
 
 /// One attempt at placing the order, in one transaction.

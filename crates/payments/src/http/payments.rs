@@ -116,25 +116,21 @@ pub(super) async fn create(
     key: Option<IdempotencyKey>,
     ApiJson(body): ApiJson<NewPayment>,
 ) -> Result<Response, PaymentsError> {
-    match pay(&state, &user, key.as_ref(), &body).await {
-        // An order placed a moment ago may not have reached this replica yet: wait (bounded)
-        // for it, then pay as if it had been there.
-        Err(PaymentsError::OrderNotFound) => {
-            let pool = &state.pool;
-            let arrived = state
-                .replica
-                .until(body.order_id, || async move {
-                    let mut conn = pool.acquire().await.context("acquire")?;
-                    Ok(store::find_order(&mut conn, body.order_id, false).await?.map(|_| ()))
-                })
-                .await?;
-            match arrived {
-                Some(()) => pay(&state, &user, key.as_ref(), &body).await,
-                None => Err(PaymentsError::OrderNotFound),
-            }
-        }
-        other => other,
-    }
+    // An order placed a moment ago may not have reached this replica yet: wait (bounded)
+    // for it, then pay as if it had been there.
+    let pool = &state.pool;
+    state
+        .replica
+        .after_arrival(
+            body.order_id,
+            || pay(&state, &user, key.as_ref(), &body),
+            |error| matches!(error, PaymentsError::OrderNotFound),
+            || async move {
+                let mut conn = pool.acquire().await.context("acquire")?;
+                Ok(store::find_order(&mut conn, body.order_id, false).await?.is_some())
+            },
+        )
+        .await
 }
 
 /// One attempt at paying, in the three steps above.
