@@ -1,12 +1,16 @@
 //! Who is calling: session tokens and the extractors that read them.
 //!
-//! A session is an HS256 JWT signed with `JWT_SECRET`, holding the user's id and email and
-//! an expiry. Identity issues it in the `session` cookie (HttpOnly, SameSite=Lax, Path=/,
+//! A session is an HS256 JWT signed with `JWT_SECRET`, holding the user's id and email, the
+//! session's id and an expiry. Identity issues it in the `session` cookie (HttpOnly, SameSite=Lax, Path=/,
 //! Secure when configured); every service accepts it from that cookie or from
 //! `Authorization: Bearer <jwt>`, so browsers and API clients both work. Tokens are checked
-//! locally with the shared key: no service calls identity to authenticate a request.
+//! locally with the shared key: no service calls identity to authenticate a request. A
+//! session ended early (sign-out, sign-out everywhere, a password change) is refused from the
+//! moment the process hears of it; see [`revocation`].
 
 pub mod client;
+pub mod limit;
+pub mod revocation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +34,8 @@ pub struct Claims {
     pub sub: Uuid,
     /// The user's email at sign-in time.
     pub email: String,
+    /// The session's id, which identity can end before the token expires.
+    pub sid: Uuid,
     /// Issued at, seconds since the epoch.
     pub iat: i64,
     /// Expires at, seconds since the epoch.
@@ -43,6 +49,8 @@ pub struct CurrentUser {
     pub id: Uuid,
     /// The user's email.
     pub email: String,
+    /// The session the request belongs to.
+    pub session: Uuid,
 }
 
 /// Signs and verifies session tokens. Cheap to clone.
@@ -55,6 +63,7 @@ struct Keys {
     validation: Validation,
     ttl: Duration,
     cookie_secure: bool,
+    revoked: revocation::Revocations,
 }
 
 impl std::fmt::Debug for SessionKeys {
@@ -78,23 +87,47 @@ impl SessionKeys {
             validation,
             ttl,
             cookie_secure,
+            revoked: revocation::Revocations::default(),
         }))
     }
 
-    /// A signed token for `user`, valid for the configured time from now.
-    pub fn issue(&self, user: &CurrentUser) -> String {
-        let now = chrono::Utc::now().timestamp();
-        let ttl = i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims { sub: user.id, email: user.email.clone(), iat: now, exp: now.saturating_add(ttl) };
-        // Encoding HS256 claims made of plain strings and numbers cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
-            .unwrap_or_else(|e| unreachable!("HS256 encoding of plain claims failed: {e}"))
+    /// The sessions this process knows were ended early; shared by every clone.
+    pub fn revocations(&self) -> &revocation::Revocations {
+        &self.0.revoked
     }
 
-    /// The user a token names, if it is well-formed, correctly signed and not expired.
+    /// A signed token for `user`'s session, valid for the configured time from now.
+    pub fn issue(&self, user: &CurrentUser) -> String {
+        self.issue_with_expiry(user).0
+    }
+
+    /// A signed token for `user`'s session and the moment it expires.
+    pub fn issue_with_expiry(&self, user: &CurrentUser) -> (String, chrono::DateTime<chrono::Utc>) {
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let exp = now.saturating_add(ttl);
+        let claims = Claims { sub: user.id, email: user.email.clone(), sid: user.session, iat: now, exp };
+        // Encoding HS256 claims made of plain strings and numbers cannot fail.
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
+            .unwrap_or_else(|e| unreachable!("HS256 encoding of plain claims failed: {e}"));
+        (token, chrono::DateTime::from_timestamp(exp, 0).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC))
+    }
+
+    /// The user a token names, if it is well-formed, correctly signed, not expired, and its
+    /// session has not been ended.
     pub fn verify(&self, token: &str) -> Option<CurrentUser> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation).ok()?;
-        Some(CurrentUser { id: data.claims.sub, email: data.claims.email })
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation).ok()?.claims;
+        if self.0.revoked.is_revoked(claims.sid) {
+            return None;
+        }
+        Some(CurrentUser { id: claims.sub, email: claims.email, session: claims.sid })
+    }
+
+    /// The token's session and user and when it expires, if it is valid, whether or not the
+    /// session was ended (signing out twice is not an error).
+    pub fn session_of(&self, token: &str) -> Option<(Uuid, Uuid, i64)> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation).ok()?.claims;
+        Some((claims.sid, claims.sub, claims.exp))
     }
 
     /// The `Set-Cookie` value that stores `token` in the browser.
@@ -220,7 +253,7 @@ mod tests {
     }
 
     fn user() -> CurrentUser {
-        CurrentUser { id: Uuid::now_v7(), email: "ann@example.com".into() }
+        CurrentUser { id: Uuid::now_v7(), email: "ann@example.com".into(), session: Uuid::now_v7() }
     }
 
     fn parts(header: (&str, &str)) -> Parts {
@@ -249,7 +282,13 @@ mod tests {
     fn expired_tokens_are_refused() {
         let keys = keys(Duration::from_secs(60));
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims { sub: Uuid::now_v7(), email: "ann@example.com".into(), iat: now - 120, exp: now - 60 };
+        let claims = Claims {
+            sub: Uuid::now_v7(),
+            email: "ann@example.com".into(),
+            sid: Uuid::now_v7(),
+            iat: now - 120,
+            exp: now - 60,
+        };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.0.encoding).unwrap();
         assert_eq!(keys.verify(&token), None);
         let claims = Claims { exp: now + 60, ..claims };
@@ -272,7 +311,8 @@ mod tests {
     #[test]
     fn every_credential_presented_must_be_valid_and_name_one_user() {
         let keys = keys(Duration::from_secs(60));
-        let (ann, bo) = (user(), CurrentUser { id: Uuid::now_v7(), email: "bo@example.com".into() });
+        let (ann, bo) =
+            (user(), CurrentUser { id: Uuid::now_v7(), email: "bo@example.com".into(), session: Uuid::now_v7() });
         let (ann_token, bo_token) = (keys.issue(&ann), keys.issue(&bo));
         let both = |bearer: &str, cookie: &str| {
             let mut request = Request::builder()
@@ -285,6 +325,41 @@ mod tests {
         assert_eq!(keys.user_of(&both(&ann_token, "forged")), None, "a forged cookie beside a good token");
         assert_eq!(keys.user_of(&both("forged", &ann_token)), None, "a forged token beside a good cookie");
         assert_eq!(keys.user_of(&both(&ann_token, &bo_token)), None, "two users at once");
+    }
+
+    #[test]
+    fn a_revoked_session_is_refused_and_the_users_other_sessions_are_not() {
+        let keys = keys(Duration::from_secs(60));
+        let phone = user();
+        let laptop = CurrentUser { session: Uuid::now_v7(), ..phone.clone() };
+        let (phone_token, expires_at) = keys.issue_with_expiry(&phone);
+        let laptop_token = keys.issue(&laptop);
+        keys.revocations().insert(phone.session, expires_at.timestamp());
+        assert_eq!(keys.verify(&phone_token), None);
+        assert_eq!(keys.verify(&laptop_token), Some(laptop));
+        assert_eq!(
+            keys.session_of(&phone_token),
+            Some((phone.session, phone.id, expires_at.timestamp())),
+            "still readable, to sign out of it again"
+        );
+        let clone = keys.clone();
+        assert_eq!(clone.verify(&phone_token), None, "clones share what is revoked");
+    }
+
+    #[test]
+    fn tokens_without_a_session_id_are_refused() {
+        #[derive(Serialize)]
+        struct Old {
+            sub: Uuid,
+            email: String,
+            iat: i64,
+            exp: i64,
+        }
+        let keys = keys(Duration::from_secs(60));
+        let now = chrono::Utc::now().timestamp();
+        let old = Old { sub: Uuid::now_v7(), email: "ann@example.com".into(), iat: now, exp: now + 60 };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &keys.0.encoding).unwrap();
+        assert_eq!(keys.verify(&token), None, "a session that cannot be revoked is no session");
     }
 
     #[test]

@@ -46,7 +46,12 @@ pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
 
 /// Everything this service's schema needs, in order: its own migrations, then the shared ones.
 pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
-    vec![&MIGRATOR, &sneakerstop_messaging::MIGRATOR, &sneakerstop_idempotency::MIGRATOR]
+    vec![
+        &MIGRATOR,
+        &sneakerstop_messaging::MIGRATOR,
+        &sneakerstop_idempotency::MIGRATOR,
+        &sneakerstop_auth::revocation::MIGRATOR,
+    ]
 }
 
 /// What the catalog handlers share.

@@ -30,7 +30,7 @@ async fn ctx() -> Ctx {
 impl Ctx {
     fn user(&self) -> (Uuid, String) {
         let id = Uuid::now_v7();
-        let token = self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com") });
+        let token = self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com"), session: Uuid::now_v7() });
         (id, format!("Bearer {token}"))
     }
 

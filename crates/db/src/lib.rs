@@ -120,7 +120,8 @@ async fn create_schema(config: &DbConfig, schema: &str) -> anyhow::Result<()> {
 /// A migrator that shares its schema with others: a service's own migrations and the shared
 /// ones (outbox/inbox, idempotency keys) live in one schema and one bookkeeping table, each
 /// ignoring the others' versions. Versions never collide: services number from 1, shared
-/// crates from 1,000,000,001 (messaging) and 2,000,000,001 (idempotency).
+/// crates from 1,000,000,001 (messaging), 2,000,000,001 (idempotency) and 3,000,000,001
+/// (auth's revoked sessions).
 pub fn shared_schema(mut migrator: Migrator) -> Migrator {
     migrator.set_ignore_missing(true);
     migrator

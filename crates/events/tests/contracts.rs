@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use chrono::{TimeZone, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
-use sneakerstop_events::identity::{UserEvent, UserRegistered};
+use sneakerstop_events::identity::{RevokeReason, SessionRevoked, UserEvent, UserRegistered};
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
 use sneakerstop_events::payments::{PaymentEvent, PaymentRefunded, PaymentSucceeded};
 use sneakerstop_events::{Contract, DecodeError};
@@ -54,6 +54,17 @@ fn user_registered_v1() {
         user_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
         email: "ann@example.com".into(),
         registered_at: time(0),
+    }));
+}
+
+#[test]
+fn session_revoked_v1() {
+    check_snapshot(&UserEvent::SessionRevoked(SessionRevoked {
+        session_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0009),
+        user_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
+        expires_at: time(86_400),
+        revoked_at: time(600),
+        reason: RevokeReason::SignedOutEverywhere,
     }));
 }
 

@@ -15,6 +15,12 @@ pub enum IdentityError {
     /// Unknown email or wrong password; deliberately indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The current password given to change it is wrong.
+    #[error("wrong current password")]
+    WrongPassword,
+    /// The session's account no longer exists.
+    #[error("not signed in")]
+    NotSignedIn,
     /// Too many failed sign-ins for this account or address: wait this long.
     #[error("too many failed sign-ins")]
     Throttled(std::time::Duration),
@@ -41,21 +47,16 @@ impl IntoResponse for IdentityError {
             Self::Invalid(errors) => Problem::validation(errors),
             Self::EmailTaken => Problem::conflict("email-taken", "an account with this email already exists"),
             Self::InvalidCredentials => Problem::unauthorized("email or password is incorrect"),
+            Self::WrongPassword => Problem::new(axum::http::StatusCode::FORBIDDEN, "wrong-password", "Wrong password")
+                .with_detail("currentPassword is not this account's password"),
+            Self::NotSignedIn => Problem::unauthorized("this session's account no longer exists"),
             Self::Throttled(wait) => {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let mut response = Problem::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                return Problem::too_many_requests(
                     "too-many-attempts",
                     "Too many failed sign-ins",
-                )
-                .with_detail(format!(
-                    "too many failed sign-ins for this account or from this address; try again in {seconds} s"
-                ))
-                .into_response();
-                if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
-                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
-                }
-                return response;
+                    "too many failed sign-ins for this account or from this address",
+                    wait,
+                );
             }
             Self::Busy => {
                 let mut response = Problem::unavailable(

@@ -3,12 +3,12 @@
 //! - `http/` — the `/api/users/*` endpoints and their OpenAPI description.
 //! - `domain` — [`domain::Email`] and [`domain::Password`], which validate on construction.
 //! - `password` — argon2id hashing on the blocking pool, with constant-shape sign-in.
-//! - `store` — the SQL for the `users` table.
+//! - `store` — the SQL for the `users` and `sessions` tables; ending sessions.
 //! - `throttle` — failed sign-ins counted per account and per client address, in the
 //!   database every instance shares; past the allowance, 429 with a doubling back-off.
 //!
 //! Its tables live in the `identity` schema; see `migrations/`. Publishes `user.registered`
-//! on `identity.users` through the outbox.
+//! and `session.revoked` on `identity.users` through the outbox.
 
 pub mod domain;
 mod error;
@@ -41,7 +41,15 @@ pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
 
 /// Everything this service's schema needs, in order: its own migrations, then the shared ones.
 pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
-    vec![&MIGRATOR, &sneakerstop_messaging::MIGRATOR]
+    vec![&MIGRATOR, &sneakerstop_messaging::MIGRATOR, &sneakerstop_auth::revocation::MIGRATOR]
+}
+
+/// Deletes what identity no longer needs: sign-in failures whose window has passed and
+/// sessions whose tokens have expired. Returns how many rows went.
+pub async fn forget_expired(pool: &PgPool, throttle: throttle::Throttle) -> anyhow::Result<usize> {
+    let failures = throttle.forget_expired(pool).await?;
+    let sessions = store::forget_expired_sessions(pool).await?;
+    Ok(failures + usize::try_from(sessions).unwrap_or(usize::MAX))
 }
 
 /// What the identity handlers share.

@@ -1,9 +1,9 @@
-//! SQL for the `users` table.
+//! SQL for the `users` and `sessions` tables.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sneakerstop_events::identity::{UserEvent, UserRegistered};
-use sqlx::{PgExecutor, PgPool};
+use sneakerstop_events::identity::{RevokeReason, SessionRevoked, UserEvent, UserRegistered};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::domain::Email;
@@ -19,16 +19,125 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Inserts an account and its `user.registered` event in one transaction; a taken email
-/// is [`IdentityError::EmailTaken`], decided by the `users_email_key` constraint rather
-/// than by a read first.
-pub async fn register(pool: &PgPool, id: Uuid, email: &Email, password_hash: &str) -> Result<(), IdentityError> {
+/// A session to start: its id (the token's `sid`), its user and when its token expires.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Inserts an account, its first session and its `user.registered` event in one
+/// transaction; a taken email is [`IdentityError::EmailTaken`], decided by the
+/// `users_email_key` constraint rather than by a read first.
+pub async fn register(
+    pool: &PgPool,
+    email: &Email,
+    password_hash: &str,
+    session: NewSession,
+) -> Result<(), IdentityError> {
+    let id = session.user;
     let mut tx = pool.begin().await.context("begin")?;
     let registered_at = insert_user(&mut *tx, id, email, password_hash).await?;
+    start_session(&mut *tx, session).await?;
     let event = UserEvent::Registered(UserRegistered { user_id: id, email: email.as_str().to_owned(), registered_at });
     sneakerstop_messaging::enqueue(&mut tx, SOURCE, id, 1, &event).await?;
     tx.commit().await.context("commit signup")?;
     Ok(())
+}
+
+/// Records a session that has just begun.
+pub async fn start_session(db: impl PgExecutor<'_>, session: NewSession) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(session.id)
+        .bind(session.user)
+        .bind(session.expires_at)
+        .execute(db)
+        .await
+        .context("start a session")?;
+    Ok(())
+}
+
+/// Which of a user's live sessions to end.
+#[derive(Debug, Clone, Copy)]
+pub enum Ending {
+    /// This one (signing out).
+    Only(Uuid),
+    /// All but this one (a password change keeps the session that made it).
+    AllBut(Uuid),
+    /// Every one (signing out everywhere).
+    All,
+}
+
+/// Ends `user`'s live sessions that `ending` names, on the caller's transaction: each is
+/// marked revoked, recorded in `revoked_sessions` and announced as `session.revoked`.
+/// Returns the ended sessions with their tokens' expiry.
+pub async fn end_sessions(
+    tx: &mut PgConnection,
+    user: Uuid,
+    ending: Ending,
+    reason: RevokeReason,
+) -> anyhow::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    let (only, except) = match ending {
+        Ending::Only(session) => (Some(session), None),
+        Ending::AllBut(session) => (None, Some(session)),
+        Ending::All => (None, None),
+    };
+    let ended: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "UPDATE sessions SET revoked_at = now()
+          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+            AND ($2::uuid IS NULL OR id = $2) AND ($3::uuid IS NULL OR id <> $3)
+          RETURNING id, expires_at, revoked_at",
+    )
+    .bind(user)
+    .bind(only)
+    .bind(except)
+    .fetch_all(&mut *tx)
+    .await
+    .context("end sessions")?;
+    for &(session, expires_at, revoked_at) in &ended {
+        sneakerstop_auth::revocation::record(tx, session, user, expires_at).await?;
+        let event = UserEvent::SessionRevoked(SessionRevoked {
+            session_id: session,
+            user_id: user,
+            expires_at,
+            revoked_at,
+            reason,
+        });
+        // Keyed by the user, as everything on identity.users; the session is the subject.
+        sneakerstop_messaging::enqueue_keyed(tx, &user.to_string(), SOURCE, session, 2, &event).await?;
+    }
+    Ok(ended.into_iter().map(|(session, expires_at, _)| (session, expires_at)).collect())
+}
+
+/// Replaces `user`'s password hash and ends every other session of theirs, in one
+/// transaction. Returns the ended sessions.
+pub async fn change_password(
+    pool: &PgPool,
+    user: Uuid,
+    password_hash: &str,
+    keep: Uuid,
+) -> anyhow::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    let mut tx = pool.begin().await.context("begin")?;
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await
+        .context("store the new password hash")?;
+    let ended = end_sessions(&mut tx, user, Ending::AllBut(keep), RevokeReason::PasswordChanged).await?;
+    tx.commit().await.context("commit password change")?;
+    Ok(ended)
+}
+
+/// Deletes sessions whose tokens have expired (revoked or not: their tokens are refused
+/// anyway). Returns how many.
+pub async fn forget_expired_sessions(pool: &PgPool) -> anyhow::Result<u64> {
+    let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
+        .execute(pool)
+        .await
+        .context("delete expired sessions")?;
+    Ok(deleted.rows_affected())
 }
 
 async fn insert_user(
@@ -50,6 +159,15 @@ async fn insert_user(
                 IdentityError::Internal(anyhow::Error::new(e).context("insert user"))
             }
         })
+}
+
+/// The account with this id, if any.
+pub async fn find_by_id(db: impl PgExecutor<'_>, id: Uuid) -> anyhow::Result<Option<UserRow>> {
+    sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .context("find user by id")
 }
 
 /// The account with this (normalized) email, if any.

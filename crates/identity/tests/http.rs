@@ -362,7 +362,11 @@ async fn current_user_is_null_without_a_valid_session() {
     assert_eq!(current_user(&app, Some(("authorization", "Bearer garbage".into()))).await, Value::Null);
 
     let foreign = SessionKeys::new(&Secret::new("some-other-secret-0123456789-abcdef"), Duration::from_secs(60), false);
-    let user = sneakerstop_auth::CurrentUser { id: uuid::Uuid::now_v7(), email: "dee@example.com".into() };
+    let user = sneakerstop_auth::CurrentUser {
+        id: uuid::Uuid::now_v7(),
+        email: "dee@example.com".into(),
+        session: uuid::Uuid::now_v7(),
+    };
     assert_eq!(
         current_user(&app, Some(("authorization", format!("Bearer {}", foreign.issue(&user))))).await,
         Value::Null
@@ -370,7 +374,8 @@ async fn current_user_is_null_without_a_valid_session() {
 
     // A token signed with the right key but already expired.
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims { sub: user.id, email: user.email.clone(), iat: now - 7200, exp: now - 3600 };
+    let claims =
+        Claims { sub: user.id, email: user.email.clone(), sid: user.session, iat: now - 7200, exp: now - 3600 };
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -385,4 +390,184 @@ async fn current_user_is_null_without_a_valid_session() {
         current_user(&app, Some(("authorization", format!("Bearer {token}")))).await["email"],
         "dee@example.com"
     );
+}
+
+/// `Authorization: Bearer <token>`.
+fn bearer(token: &str) -> Option<(&'static str, String)> {
+    Some(("authorization", format!("Bearer {token}")))
+}
+
+/// Events identity has written to its outbox, as (type, key, subject).
+async fn outbox(pool: &sqlx::PgPool) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT event_type, message_key,
+                (SELECT h->>1 FROM jsonb_array_elements(headers) h WHERE h->>0 = 'ce_subject')
+           FROM outbox ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_for_good_and_announces_it() {
+    let Ctx { app, pool, _db } = ctx().await;
+    let created = signup(&app, "eve@example.com", "eve's password").await;
+    let (user, first) = (created.json["id"].as_str().unwrap().to_owned(), session_token(&created));
+    let second = session_token(&signin(&app, "eve@example.com", "eve's password").await);
+    assert_eq!(current_user(&app, bearer(&first)).await["id"], user.as_str());
+
+    let answer = Call::post("/api/users/signout", json!({})).header("authorization", &format!("Bearer {first}"));
+    let answer = answer.send(&app).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert!(answer.set_cookie().unwrap().starts_with("session=;"));
+
+    assert_eq!(current_user(&app, bearer(&first)).await, Value::Null, "a signed-out token is no session");
+    assert_eq!(current_user(&app, Some(("cookie", format!("session={first}")))).await, Value::Null);
+    assert_eq!(current_user(&app, bearer(&second)).await["id"], user.as_str(), "the other session goes on");
+
+    let revoked: Vec<(uuid::Uuid,)> =
+        sqlx::query_as("SELECT user_id FROM revoked_sessions").fetch_all(&pool).await.unwrap();
+    assert_eq!(revoked.len(), 1, "one row for every service's cache");
+    assert_eq!(revoked[0].0.to_string(), user);
+    let events = outbox(&pool).await;
+    let ended: Vec<_> = events.iter().filter(|(kind, ..)| kind == "session.revoked").collect();
+    assert_eq!(ended.len(), 1, "{events:?}");
+    assert_eq!(ended[0].1, user, "keyed by the user, as everything on identity.users");
+    assert_ne!(ended[0].2, user, "its subject is the session");
+
+    // Signing out again with the ended token changes nothing and still succeeds.
+    let again = Call::post("/api/users/signout", json!({})).header("authorization", &format!("Bearer {first}"));
+    assert_eq!(again.send(&app).await.status, StatusCode::OK);
+    assert_eq!(outbox(&pool).await.len(), events.len());
+}
+
+/// Two instances of identity on one database, each with its own memory of ended sessions
+/// and a follower fed by the change feed (its poll so long that only a notification can
+/// wake it).
+async fn two_instances_following(db: &TestDb) -> (Router, Router, sqlx::PgPool, tokio_util::sync::CancellationToken) {
+    let pool =
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_identity::migrations()).await.unwrap();
+    let feed = sneakerstop_messaging::ChangeFeed::new();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
+        let follower = sneakerstop_auth::revocation::Follower::new(
+            pool.clone(),
+            keys.revocations().clone(),
+            Duration::from_secs(3600),
+        );
+        let wake = follower.waker();
+        feed.subscribe(&sneakerstop_auth::revocation::channel(SCHEMA), move |_| wake.notify_one());
+        tokio::spawn(follower.run(cancel.clone()));
+        apps.push(sneakerstop_identity::app(AppState {
+            pool: pool.clone(),
+            keys,
+            passwords: Passwords::new(16).unwrap(),
+            throttle: sneakerstop_identity::throttle::Throttle::default(),
+            proxies: sneakerstop_auth::client::TrustedProxies::default(),
+        }));
+    }
+    tokio::spawn(feed.run(pool.clone(), cancel.clone()));
+    let (b, a) = (apps.pop().unwrap(), apps.pop().unwrap());
+    (a, b, pool, cancel)
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_session_of_the_user_on_every_instance() {
+    let db = TestDb::new().await;
+    let (a, b, _pool, cancel) = two_instances_following(&db).await;
+    let fay = session_token(&signup(&a, "fay@example.com", "fay's password").await);
+    let phone = session_token(&signin(&b, "fay@example.com", "fay's password").await);
+    let laptop = session_token(&signin(&a, "fay@example.com", "fay's password").await);
+    let gus = session_token(&signup(&b, "gus@example.com", "gus's password").await);
+    for token in [&fay, &phone, &laptop] {
+        assert_eq!(current_user(&b, bearer(token)).await["email"], "fay@example.com");
+    }
+
+    let answer = Call::post("/api/users/signout/everywhere", json!({}))
+        .header("authorization", &format!("Bearer {laptop}"))
+        .send(&a)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json, json!({"sessionsEnded": 3}));
+    for token in [&fay, &phone, &laptop] {
+        assert_eq!(current_user(&a, bearer(token)).await, Value::Null, "instance a ended it at once");
+    }
+    // Instance b hears of it from the change feed, not from a poll.
+    sneakerstop_test_support::wait_until("instance b refuses every ended session", Duration::from_secs(10), || {
+        let (b, tokens) = (b.clone(), [fay.clone(), phone.clone(), laptop.clone()]);
+        async move {
+            for token in &tokens {
+                if current_user(&b, bearer(token)).await != Value::Null {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    assert_eq!(current_user(&b, bearer(&gus)).await["email"], "gus@example.com", "another user is untouched");
+
+    let unsigned = Call::post("/api/users/signout/everywhere", json!({})).send(&a).await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED, "{}", unsigned.text);
+    cancel.cancel();
+}
+
+fn change_password(token: &str, current: &str, new: &str) -> Call {
+    Call::post("/api/users/password", json!({"currentPassword": current, "newPassword": new}))
+        .header("authorization", &format!("Bearer {token}"))
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_the_other_sessions_and_keeps_this_one() {
+    let Ctx { app, pool, _db } = ctx().await;
+    let old = session_token(&signup(&app, "hal@example.com", "hal's old password").await);
+    let this = session_token(&signin(&app, "hal@example.com", "hal's old password").await);
+
+    let short = change_password(&this, "hal's old password", "short").send(&app).await;
+    assert!(short.assert_invalid_field("newPassword").contains("8"), "{}", short.text);
+    let wrong = change_password(&this, "not hal's password", "hal's new password").send(&app).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.text);
+    assert!(wrong.text.contains("wrong-password"), "{}", wrong.text);
+    let anonymous = Call::post(
+        "/api/users/password",
+        json!({"currentPassword": "hal's old password", "newPassword": "hal's new password"}),
+    )
+    .send(&app)
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(current_user(&app, bearer(&old)).await["email"], "hal@example.com", "nothing changed yet");
+
+    let changed = change_password(&this, "hal's old password", "hal's new password").send(&app).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(changed.json, json!({"sessionsEnded": 1}));
+    assert_eq!(current_user(&app, bearer(&old)).await, Value::Null, "the other session ended");
+    assert_eq!(current_user(&app, bearer(&this)).await["email"], "hal@example.com", "this one goes on");
+    assert_eq!(signin(&app, "hal@example.com", "hal's old password").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(signin(&app, "hal@example.com", "hal's new password").await.status, StatusCode::OK);
+    let reasons: Vec<(String,)> =
+        sqlx::query_as("SELECT payload->>'reason' FROM outbox WHERE event_type = 'session.revoked'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reasons, [("password-changed".to_owned(),)]);
+}
+
+#[tokio::test]
+async fn guessing_the_current_password_is_throttled_like_signing_in() {
+    let Ctx { app, _db, .. } = ctx().await;
+    let token = session_token(&signup(&app, "ida@example.com", "ida's password").await);
+    // The allowance, then one more wrong guess past it, which blocks the account.
+    let allowance = sneakerstop_identity::throttle::Throttle::default().per_account;
+    for n in 0..=allowance {
+        let answer = change_password(&token, &format!("guess number {n}"), "ida's new password").send(&app).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "guess {n}: {}", answer.text);
+    }
+    let blocked = change_password(&token, "guess again!", "ida's new password").send(&app).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "{}", blocked.text);
+    assert!(blocked.headers.get("retry-after").is_some());
+    let right = change_password(&token, "ida's password", "ida's new password").send(&app).await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "blocked means blocked, even for the right one");
 }

@@ -59,7 +59,13 @@ fn sneaker(id: Uuid, seller: Uuid, status: SneakerStatus, version: i64) -> Sneak
 impl Ctx {
     fn user(&self) -> (Uuid, String) {
         let id = Uuid::now_v7();
-        (id, format!("Bearer {}", self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com") })))
+        (
+            id,
+            format!(
+                "Bearer {}",
+                self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com"), session: Uuid::now_v7() })
+            ),
+        )
     }
 
     /// A listed pair, as the replica would hold it after `sneaker.listed`.

@@ -49,7 +49,13 @@ async fn ctx(provider: Arc<dyn PaymentProvider>) -> Ctx {
 impl Ctx {
     fn user(&self) -> (Uuid, String) {
         let id = Uuid::now_v7();
-        (id, format!("Bearer {}", self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com") })))
+        (
+            id,
+            format!(
+                "Bearer {}",
+                self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com"), session: Uuid::now_v7() })
+            ),
+        )
     }
 
     /// An order as the replica holds it after `order.created`.

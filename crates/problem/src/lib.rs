@@ -119,6 +119,16 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable").with_detail(detail)
     }
 
+    /// 429 of kind `slug`, with `Retry-After` set to `wait` rounded up to whole seconds.
+    pub fn too_many_requests(slug: &str, title: &str, detail: &str, wait: std::time::Duration) -> Response {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = Self::new(StatusCode::TOO_MANY_REQUESTS, slug, title)
+            .with_detail(format!("{detail}; try again in {seconds} s"))
+            .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+    }
+
     /// 500: logs the error with its cause chain and returns a body that reveals nothing.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = error.to_string();

@@ -123,6 +123,18 @@ pub struct SessionSettings {
     /// How long failed sign-ins are remembered; also the longest block.
     #[arg(long = "signin-failure-window", env = "SIGNIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration)]
     pub signin_failure_window: Duration,
+    /// Longest a process goes without reading its service's revoked sessions when no
+    /// notification woke it: the bound on how late an instance refuses an ended session
+    /// once the revocation has reached its service.
+    #[arg(long = "session-revocation-poll", env = "SESSION_REVOCATION_POLL", default_value = "2s", value_parser = parse_duration)]
+    pub revocation_poll: Duration,
+    /// Writes (POST, PUT, PATCH, DELETE outside `/api/users`) one signed-in user may make
+    /// per second, sustained, on each instance; beyond it 429 with `Retry-After`.
+    #[arg(long = "write-limit-per-second", env = "WRITE_LIMIT_PER_SECOND", default_value = "5")]
+    pub write_limit_per_second: std::num::NonZeroU32,
+    /// Writes one user may make at once before the per-second rate applies.
+    #[arg(long = "write-limit-burst", env = "WRITE_LIMIT_BURST", default_value = "30")]
+    pub write_limit_burst: std::num::NonZeroU32,
 }
 
 /// Kafka settings: where the broker is, how topics are made, how hard to retry.

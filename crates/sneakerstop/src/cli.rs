@@ -112,9 +112,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let secret = jwt_secret(&args.session, args.dev)?;
     let kafka = Kafka::from_settings(&args.kafka);
     let producer = kafka.producer()?;
+    let keys = SessionKeys::new(&secret, args.session.ttl, args.session.cookie_secure);
+    let write_limit = sneakerstop_auth::limit::WriteLimit::new(
+        args.session.write_limit_per_second,
+        args.session.write_limit_burst,
+        keys.clone(),
+    );
     let shared = Shared {
         db: DbConfig::from_settings(&args.database)?,
-        keys: SessionKeys::new(&secret, args.session.ttl, args.session.cookie_secure),
+        keys,
+        revocation_poll: args.session.revocation_poll,
         kafka,
         producer: producer.clone(),
         poll_interval: args.kafka.poll_interval,
@@ -157,6 +164,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // ingress, /docs reaches one of them and should show everything.
     let docs = Service::ALL.iter().map(|s| s.openapi());
     let details = vec![services::consumers_detail(shared.consumers.clone())];
+    let idle = write_limit.clone();
+    tasks.spawn(sneakerstop_messaging::every(
+        std::time::Duration::from_secs(60),
+        cancel.clone(),
+        "forgot idle write-limit buckets",
+        move || {
+            idle.forget_idle();
+            std::future::ready(Ok(0))
+        },
+    ));
+    let router =
+        router.layer(axum::middleware::from_fn_with_state(write_limit, sneakerstop_auth::limit::WriteLimit::layer));
     let app =
         crate::server::app(router, checks, details, crate::server::openapi(docs), &args.http.cors_allowed_origins);
 
@@ -237,6 +256,9 @@ mod tests {
             signin_max_failures: 5,
             signin_max_failures_per_address: 20,
             signin_failure_window: std::time::Duration::from_secs(900),
+            revocation_poll: std::time::Duration::from_secs(2),
+            write_limit_per_second: std::num::NonZeroU32::MIN,
+            write_limit_burst: std::num::NonZeroU32::MIN,
         };
         let error = jwt_secret(&settings, false).unwrap_err().to_string();
         assert!(error.contains("JWT_SECRET is required"), "{error}");

@@ -4,6 +4,7 @@
 //! - `dlq` — `sneakerstop dlq list|replay`.
 //! - `load` — `sneakerstop load`, the load driver.
 //! - `services` — which services exist and how each one is started.
+//! - `sessions` — how ended sessions reach every service and process.
 //! - `server` — the shared HTTP surface: health, metrics, OpenAPI, Swagger UI, fallbacks.
 
 pub mod cli;
@@ -11,3 +12,4 @@ pub mod dlq;
 pub mod load;
 pub mod server;
 pub mod services;
+pub mod sessions;

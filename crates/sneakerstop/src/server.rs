@@ -35,7 +35,36 @@ pub fn openapi(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
     for part in parts {
         doc.merge(part);
     }
+    document_write_limit(&mut doc);
     doc
+}
+
+/// Every operation the per-user write limit covers may answer 429: say so once, here, for
+/// exactly the operations [`sneakerstop_auth::limit::is_limited`] picks.
+fn document_write_limit(doc: &mut OpenApi) {
+    use axum::http::Method;
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder};
+    let limited = ResponseBuilder::new()
+        .description("Over this user's write limit (`WRITE_LIMIT_*`); `Retry-After` says when to try again")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
+        .header("retry-after", HeaderBuilder::new().description(Some("Seconds to wait")).build())
+        .build();
+    for (path, item) in &mut doc.paths.paths {
+        let operations = [
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            if let Some(operation) = operation.as_mut().filter(|_| sneakerstop_auth::limit::is_limited(&method, path)) {
+                operation.responses.responses.entry("429".into()).or_insert_with(|| limited.clone().into());
+            }
+        }
+    }
 }
 
 /// The whole application: `services` plus health, metrics, docs and the shared layers;

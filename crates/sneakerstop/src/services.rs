@@ -73,20 +73,20 @@ impl Service {
         }
     }
 
-    /// The topics the service consumes and its handler.
-    fn consumer(self) -> Option<(&'static [&'static str], Arc<dyn Handler>)> {
-        match self {
-            Service::Identity => None,
-            Service::Catalog => {
-                Some((sneakerstop_catalog::CONSUMES, Arc::new(sneakerstop_catalog::events::CatalogHandler)))
-            }
-            Service::Orders => {
-                Some((sneakerstop_orders::CONSUMES, Arc::new(sneakerstop_orders::events::OrdersHandler)))
-            }
+    /// The topics the service consumes and its handler. Every service but identity (which
+    /// records its revocations itself) also consumes `identity.users` for `session.revoked`.
+    fn consumer(self) -> Option<(Vec<&'static str>, Arc<dyn Handler>)> {
+        let (topics, handler): (&[&str], Arc<dyn Handler>) = match self {
+            Service::Identity => return None,
+            Service::Catalog => (sneakerstop_catalog::CONSUMES, Arc::new(sneakerstop_catalog::events::CatalogHandler)),
+            Service::Orders => (sneakerstop_orders::CONSUMES, Arc::new(sneakerstop_orders::events::OrdersHandler)),
             Service::Payments => {
-                Some((sneakerstop_payments::CONSUMES, Arc::new(sneakerstop_payments::events::PaymentsHandler)))
+                (sneakerstop_payments::CONSUMES, Arc::new(sneakerstop_payments::events::PaymentsHandler))
             }
-        }
+        };
+        let mut topics = topics.to_vec();
+        topics.push(sneakerstop_events::topics::USERS);
+        Some((topics, Arc::new(crate::sessions::WithRevocations(handler))))
     }
 }
 
@@ -106,8 +106,10 @@ pub struct Started {
 pub struct Shared {
     /// PostgreSQL settings.
     pub db: DbConfig,
-    /// Session keys.
+    /// Session keys (and the sessions this process knows were ended).
     pub keys: SessionKeys,
+    /// Longest a started service goes without reading its revoked sessions.
+    pub revocation_poll: std::time::Duration,
     /// Kafka settings.
     pub kafka: Kafka,
     /// The process's idempotent producer (relays and dead letters).
@@ -168,14 +170,15 @@ pub async fn start(
     let relay = Relay::new(pool.clone(), service.name(), shared.producer.clone(), shared.poll_interval)
         .woken_by(&shared.changes);
     tasks.spawn(relay.run(cancel.clone()));
+    tasks.spawn(crate::sessions::follow(service.name(), pool.clone(), shared, cancel.clone()));
     if let Some((topics, handler)) = service.consumer() {
         let group = format!("{}-{}", shared.group_prefix, service.name());
         // Create what we consume too, so a consumer started before its producer subscribes
         // to an existing topic.
-        shared.kafka.ensure_topics(topics).await?;
+        shared.kafka.ensure_topics(&topics).await?;
         let runtime = ConsumerRuntime::new(
             &group,
-            topics,
+            &topics,
             pool.clone(),
             shared.kafka.clone(),
             shared.producer.clone(),
@@ -206,10 +209,10 @@ pub async fn start(
             tasks.spawn(sneakerstop_messaging::every(
                 std::time::Duration::from_secs(60),
                 cancel.clone(),
-                "forgot expired sign-in failures",
+                "forgot expired sign-in failures and sessions",
                 move || {
                     let pool = forget_from.clone();
-                    async move { throttle.forget_expired(&pool).await }
+                    async move { sneakerstop_identity::forget_expired(&pool, throttle).await }
                 },
             ));
             let state = sneakerstop_identity::AppState {

@@ -101,6 +101,8 @@ async fn operations_endpoints_and_api_docs_are_served() {
         "/api/users/signin",
         "/api/users/signout",
         "/api/users/currentuser",
+        "/api/users/signout/everywhere",
+        "/api/users/password",
         "/api/sneakers",
         "/api/sneakers/{id}",
         "/api/orders",
@@ -110,6 +112,13 @@ async fn operations_endpoints_and_api_docs_are_served() {
         assert!(spec["paths"][path].is_object(), "{path} is documented");
     }
     assert!(spec["paths"]["/api/users/signup"]["post"]["responses"]["409"].is_object());
+    // The write limit's 429 is documented where it applies, and only there.
+    for (path, method) in [("/api/sneakers", "post"), ("/api/orders", "post"), ("/api/payments", "post")] {
+        let limited = &spec["paths"][path][method]["responses"]["429"];
+        assert!(limited["headers"]["retry-after"].is_object(), "{method} {path} documents the write limit");
+    }
+    assert!(spec["paths"]["/api/sneakers"]["get"]["responses"]["429"].is_null(), "reads are not limited");
+    assert!(spec["paths"]["/api/users/signout"]["post"]["responses"]["429"].is_null(), "identity is not");
     assert!(
         spec["paths"]["/api/sneakers"]["get"]["responses"]["200"]["headers"]["x-cache"].is_object(),
         "the read cache's header is documented"

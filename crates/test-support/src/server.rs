@@ -32,6 +32,10 @@ impl Server {
             .env("KAFKA_GROUP_PREFIX", crate::unique("test"))
             .env("KAFKA_BROKERS", crate::shared_brokers())
             .env("OUTBOX_POLL_INTERVAL", "200ms")
+            // Tests write as fast as they can from a few accounts; the test of the write
+            // limit sets its own.
+            .env("WRITE_LIMIT_PER_SECOND", "100000")
+            .env("WRITE_LIMIT_BURST", "100000")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -11,8 +11,16 @@ use crate::AppState;
 /// OpenAPI description of the identity endpoints.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    paths(users::signup, users::signin, users::signout, users::signout_get, users::current_user),
-    components(schemas(users::Credentials, users::UserView, users::CurrentUserView, sneakerstop_problem::Problem, sneakerstop_problem::FieldError)),
+    paths(
+        users::signup,
+        users::signin,
+        users::signout,
+        users::signout_get,
+        users::signout_everywhere,
+        users::change_password,
+        users::current_user
+    ),
+    components(schemas(users::Credentials, users::PasswordChange, users::SessionsEnded, users::UserView, users::CurrentUserView, sneakerstop_problem::Problem, sneakerstop_problem::FieldError)),
     modifiers(&SecuritySchemes),
     tags((name = "identity", description = "Accounts and sessions"))
 )]

@@ -1,5 +1,7 @@
-//! `/api/users/*`: signup, signin, signout, current user.
+//! `/api/users/*`: signup, signin, signout (of this session or all), password change,
+//! current user.
 
+use anyhow::Context;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +15,10 @@ use sneakerstop_problem::{ApiJson, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{Email, NewAccount};
+use sneakerstop_events::identity::RevokeReason;
+
+use crate::domain::{Email, NewAccount, Password};
+use crate::store::{Ending, NewSession};
 use crate::{AppState, IdentityError, store};
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -21,6 +26,8 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/api/users/signup", post(signup))
         .route("/api/users/signin", post(signin))
         .route("/api/users/signout", post(signout).get(signout_get))
+        .route("/api/users/signout/everywhere", post(signout_everywhere))
+        .route("/api/users/password", post(change_password))
         .route("/api/users/currentuser", get(current_user))
 }
 
@@ -53,10 +60,47 @@ pub struct CurrentUserView {
     pub current_user: Option<UserView>,
 }
 
+/// A password change: the current password (again, so a borrowed session cannot change
+/// it) and the new one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChange {
+    /// The password in use now.
+    #[schema(example = "correct horse battery", format = Password)]
+    pub current_password: String,
+    /// The new password, 8 to 128 characters.
+    #[schema(example = "battery staple horse correct", min_length = 8, max_length = 128, format = Password)]
+    pub new_password: String,
+}
+
+/// How many sessions a request ended.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsEnded {
+    /// Sessions ended, on every device.
+    pub sessions_ended: usize,
+}
+
+/// A new session for `user`: its token, signed with its expiry, and its row.
+fn new_session(keys: &SessionKeys, id: Uuid, email: &str) -> (CurrentUser, String, NewSession) {
+    let user = CurrentUser { id, email: email.to_owned(), session: Uuid::now_v7() };
+    let (token, expires_at) = keys.issue_with_expiry(&user);
+    let session = NewSession { id: user.session, user: id, expires_at };
+    (user, token, session)
+}
+
 /// Sets the session cookie and answers with the user.
-fn signed_in(keys: &SessionKeys, status: StatusCode, user: CurrentUser) -> Response {
-    let cookie = keys.session_cookie(keys.issue(&user));
+fn signed_in(keys: &SessionKeys, status: StatusCode, user: CurrentUser, token: String) -> Response {
+    let cookie = keys.session_cookie(token);
     (status, [(SET_COOKIE, cookie)], Json(UserView { id: user.id, email: user.email })).into_response()
+}
+
+/// This process refuses `ended` sessions at once; other processes learn of them from their
+/// revocation followers (see `sneakerstop_auth::revocation`).
+fn forget(keys: &SessionKeys, ended: &[(Uuid, chrono::DateTime<chrono::Utc>)]) {
+    for &(session, expires_at) in ended {
+        keys.revocations().insert(session, expires_at.timestamp());
+    }
 }
 
 /// Create an account and start a session.
@@ -77,11 +121,10 @@ pub(super) async fn signup(
 ) -> Result<Response, IdentityError> {
     let account = NewAccount::parse(&body.email, body.password).map_err(IdentityError::Invalid)?;
     let hash = state.passwords.hash(account.password).await?;
-    let id = Uuid::now_v7();
-    store::register(&state.pool, id, &account.email, &hash).await?;
-    tracing::info!(user_id = %id, "account created");
-    let user = CurrentUser { id, email: account.email.as_str().to_owned() };
-    Ok(signed_in(&state.keys, StatusCode::CREATED, user))
+    let (user, token, session) = new_session(&state.keys, Uuid::now_v7(), account.email.as_str());
+    store::register(&state.pool, &account.email, &hash, session).await?;
+    tracing::info!(user_id = %user.id, "account created");
+    Ok(signed_in(&state.keys, StatusCode::CREATED, user, token))
 }
 
 /// Start a session with email and password.
@@ -111,15 +154,17 @@ pub(super) async fn signin(
     }
     let row = store::find_by_email(&state.pool, &email).await?;
     let (stored_hash, user) = match row {
-        Some(row) => (Some(row.password_hash), Some(CurrentUser { id: row.id, email: row.email })),
+        Some(row) => (Some(row.password_hash), Some((row.id, row.email))),
         None => (None, None),
     };
     // Verifies against a dummy hash when there is no such user: same work, same answer.
     let valid = state.passwords.verify(body.password, stored_hash).await?;
     match user {
-        Some(user) if valid => {
+        Some((id, email)) if valid => {
             state.throttle.succeeded(&state.pool, &email).await?;
-            Ok(signed_in(&state.keys, StatusCode::OK, user))
+            let (user, token, session) = new_session(&state.keys, id, &email);
+            store::start_session(&state.pool, session).await?;
+            Ok(signed_in(&state.keys, StatusCode::OK, user, token))
         }
         _ => {
             state.throttle.failed(&state.pool, &email, address).await?;
@@ -128,17 +173,93 @@ pub(super) async fn signin(
     }
 }
 
-/// End the session (clears the cookie). Always succeeds.
+/// End the session: its token is refused by every service from now on (this instance at
+/// once, the others within the bound docs/operations.md states), and the cookie is cleared.
+/// Always succeeds, signed in or not.
 #[utoipa::path(
     post, path = "/api/users/signout", tag = "identity",
-    responses((status = 200, description = "Cookie cleared; the body is `{}`", body = Object,
-        headers(("set-cookie" = String, description = "session=; Max-Age=0"))))
+    responses((status = 200, description = "Session ended and cookie cleared; the body is `{}`", body = Object,
+        headers(("set-cookie" = String, description = "session=; Max-Age=0")))),
+    security((), ("session_cookie" = []), ("bearer" = []))
 )]
-pub(super) async fn signout(State(state): State<AppState>) -> Response {
-    let keys = &state.keys;
-    // A JWT cannot be revoked server-side; clearing the cookie ends the browser's session.
-    // Bearer clients simply discard the token.
-    ([(SET_COOKIE, keys.cleared_cookie())], Json(serde_json::json!({}))).into_response()
+pub(super) async fn signout(
+    State(state): State<AppState>,
+    user: Option<CurrentUser>,
+) -> Result<Response, IdentityError> {
+    if let Some(user) = user {
+        end(&state, &user, Ending::Only(user.session), RevokeReason::SignedOut).await?;
+    }
+    Ok(([(SET_COOKIE, state.keys.cleared_cookie())], Json(serde_json::json!({}))).into_response())
+}
+
+/// Ends `user`'s sessions that `ending` names; returns how many.
+async fn end(state: &AppState, user: &CurrentUser, ending: Ending, reason: RevokeReason) -> anyhow::Result<usize> {
+    let mut tx = state.pool.begin().await.context("begin")?;
+    let ended = store::end_sessions(&mut tx, user.id, ending, reason).await?;
+    tx.commit().await.context("commit ended sessions")?;
+    forget(&state.keys, &ended);
+    tracing::info!(user_id = %user.id, sessions = ended.len(), ?reason, "sessions ended");
+    Ok(ended.len())
+}
+
+/// End every session of the signed-in user, on every device, this one included.
+#[utoipa::path(
+    post, path = "/api/users/signout/everywhere", tag = "identity",
+    responses(
+        (status = 200, description = "Every session ended and this cookie cleared", body = SessionsEnded,
+            headers(("set-cookie" = String, description = "session=; Max-Age=0"))),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn signout_everywhere(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, IdentityError> {
+    let sessions_ended = end(&state, &user, Ending::All, RevokeReason::SignedOutEverywhere).await?;
+    Ok(([(SET_COOKIE, state.keys.cleared_cookie())], Json(SessionsEnded { sessions_ended })).into_response())
+}
+
+/// Change the signed-in user's password. Every other session of theirs ends; this one
+/// goes on. A wrong current password counts as a failed sign-in for the account and the
+/// address (see `POST /api/users/signin`'s 429).
+#[utoipa::path(
+    post, path = "/api/users/password", tag = "identity",
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Password changed; the user's other sessions ended", body = SessionsEnded),
+        (status = 400, description = "Malformed body, or the new password is not acceptable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts for this account or from this address", body = Problem, content_type = "application/problem+json",
+            headers(("retry-after" = String, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing is at capacity; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ClientAddress(address): ClientAddress,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<Json<SessionsEnded>, IdentityError> {
+    let new_password = Password::parse(body.new_password)
+        .map_err(|e| IdentityError::Invalid(vec![sneakerstop_problem::FieldError::new("newPassword", e.reason)]))?;
+    if let Some(wait) = state.throttle.blocked(&state.pool, &user.email, address).await? {
+        return Err(IdentityError::Throttled(wait));
+    }
+    // The account may have been deleted since the token was issued: then there is no one
+    // to change a password for.
+    let row = store::find_by_id(&state.pool, user.id).await?.ok_or(IdentityError::NotSignedIn)?;
+    if !state.passwords.verify(body.current_password, Some(row.password_hash)).await? {
+        state.throttle.failed(&state.pool, &user.email, address).await?;
+        return Err(IdentityError::WrongPassword);
+    }
+    let hash = state.passwords.hash(new_password).await?;
+    let ended = store::change_password(&state.pool, user.id, &hash, user.session).await?;
+    forget(&state.keys, &ended);
+    tracing::info!(user_id = %user.id, sessions_ended = ended.len(), "password changed");
+    Ok(Json(SessionsEnded { sessions_ended: ended.len() }))
 }
 
 /// End the session (clears the cookie); kept for clients of the original API.
@@ -156,13 +277,17 @@ pub(super) async fn signout(State(state): State<AppState>) -> Response {
             content_type = "application/problem+json")
     )
 )]
-pub(super) async fn signout_get(state: State<AppState>, headers: axum::http::HeaderMap) -> Response {
+pub(super) async fn signout_get(
+    state: State<AppState>,
+    headers: axum::http::HeaderMap,
+    user: Option<CurrentUser>,
+) -> Result<Response, IdentityError> {
     if headers.get("sec-fetch-site").is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
-        return Problem::new(StatusCode::FORBIDDEN, "cross-site-signout", "Cross-site sign-out refused")
+        return Ok(Problem::new(StatusCode::FORBIDDEN, "cross-site-signout", "Cross-site sign-out refused")
             .with_detail("another site linked here; sign out with POST /api/users/signout from this site")
-            .into_response();
+            .into_response());
     }
-    signout(state).await
+    signout(state, user).await
 }
 
 /// Who is signed in. Never fails: no, invalid or expired session gives `currentUser: null`.

@@ -1,0 +1,65 @@
+//! Ended sessions reach every service: through `identity.users` into each service's
+//! `revoked_sessions` table, and from that table into the process's memory.
+//!
+//! - [`WithRevocations`] wraps a service's event handler: `session.revoked` is recorded in
+//!   the service's table (in the consumer's transaction, so the inbox makes it once), other
+//!   `identity.users` events are of no interest, everything else goes to the service.
+//! - [`follow`] copies the table into the process's [`sneakerstop_auth::revocation::Revocations`],
+//!   woken by the table's notifications on the change feed and polled regardless.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sneakerstop_auth::revocation::{self, Follower};
+use sneakerstop_db::sqlx::{PgConnection, PgPool};
+use sneakerstop_events::identity::UserEvent;
+use sneakerstop_events::topics;
+use sneakerstop_messaging::{Handler, IncomingEvent, Signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::services::Shared;
+
+/// A service's handler that also records ended sessions.
+pub struct WithRevocations(pub Arc<dyn Handler>);
+
+impl std::fmt::Debug for WithRevocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithRevocations(..)")
+    }
+}
+
+impl Handler for WithRevocations {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
+        if event.topic != topics::USERS {
+            return self.0.handle(tx, event);
+        }
+        Box::pin(async move {
+            match event.decode::<UserEvent>()? {
+                UserEvent::SessionRevoked(ended) => {
+                    revocation::record(tx, ended.session_id, ended.user_id, ended.expires_at).await?;
+                    tracing::info!(user_id = %ended.user_id, session_id = %ended.session_id, "session ended");
+                }
+                UserEvent::Registered(_) => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Subscribes to `service`'s revocations on the change feed and returns the task that keeps
+/// the process's revoked sessions current from its table until `cancel`.
+pub fn follow(
+    service: &'static str,
+    pool: PgPool,
+    shared: &Shared,
+    cancel: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let follower = Follower::new(pool, shared.keys.revocations().clone(), shared.revocation_poll);
+    let wake = follower.waker();
+    shared.changes.subscribe(&revocation::channel(service), move |signal| match signal {
+        // Connected: rows may have committed while the feed was away.
+        Signal::Notified | Signal::Connected => wake.notify_one(),
+        Signal::Lost => {}
+    });
+    follower.run(cancel)
+}
