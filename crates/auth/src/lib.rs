@@ -153,6 +153,15 @@ impl SessionKeys {
             .secure(self.0.cookie_secure)
     }
 
+    /// Whose correctly signed, unexpired token a request carries first, ended session or not:
+    /// the key of per-user limits, which need no more than that (the handler still refuses
+    /// an ended session).
+    pub fn holder_of(&self, parts: &Parts) -> Option<Uuid> {
+        let token = tokens_of(parts)?.into_iter().next()?;
+        let claims = jsonwebtoken::decode::<Claims>(&token, &self.0.decoding, &self.0.validation).ok()?.claims;
+        Some(claims.sub)
+    }
+
     /// The user of a request, from its bearer token and/or its session cookie. Every
     /// credential the request presents must be valid and name the same user: a request with
     /// a good token and a forged or expired cookie (or the reverse) is not signed in, rather

@@ -70,11 +70,11 @@ impl WriteLimit {
     pub async fn layer(State(limit): State<WriteLimit>, request: Request, next: Next) -> Response {
         if is_limited(request.method(), request.uri().path()) {
             let (parts, body) = request.into_parts();
-            if let Some(user) = limit.keys.user_of(&parts)
-                && let Err(wait) = limit.check(user.id)
+            if let Some(user) = limit.keys.holder_of(&parts)
+                && let Err(wait) = limit.check(user)
             {
                 metrics::counter!("write_limit_refusals_total").increment(1);
-                tracing::info!(user_id = %user.id, method = %parts.method, path = parts.uri.path(), "write limit reached");
+                tracing::info!(user_id = %user, method = %parts.method, path = parts.uri.path(), "write limit reached");
                 return Problem::too_many_requests(
                     "rate-limited",
                     "Too many writes",

@@ -6,6 +6,19 @@ use sneakerstop_test_support::{Server, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
 
+/// Runs `sneakerstop load --scenario <args> --json` against `server`; returns its report.
+async fn drive(server: &Server, args: &str) -> Value {
+    let output = tokio::process::Command::new(BIN)
+        .args(["load", "--json", "--scenario"])
+        .args(args.split_whitespace())
+        .env("LOAD_BASE_URL", &server.base_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn the_load_driver_completes_purchases_without_errors() {
     let db = TestDb::new().await;
@@ -15,27 +28,7 @@ async fn the_load_driver_completes_purchases_without_errors() {
         &[("DATABASE_URL", db.url()), ("JWT_SECRET", "load-smoke-secret-0123456789-abcdefgh".into())],
     )
     .await;
-    let output = tokio::process::Command::new(BIN)
-        .args([
-            "load",
-            "--scenario",
-            "mixed",
-            "--duration",
-            "3s",
-            "--concurrency",
-            "4",
-            "--users",
-            "4",
-            "--seed-listings",
-            "20",
-            "--json",
-        ])
-        .env("LOAD_BASE_URL", &server.base_url)
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = drive(&server, "mixed --duration 3s --concurrency 4 --users 4 --seed-listings 20").await;
     assert_eq!(report["errors"], 0, "{report:#}");
     assert!(report["purchases"].as_u64().unwrap() > 0, "{report:#}");
     let endpoints: Vec<&str> =
@@ -44,5 +37,39 @@ async fn the_load_driver_completes_purchases_without_errors() {
         assert!(endpoints.contains(&endpoint), "{endpoint} was driven: {endpoints:?}");
     }
     assert!(report["eventHops"].as_object().unwrap().len() >= 3, "hops reported per consumer group: {report:#}");
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
+async fn the_login_flood_scenario_reports_honest_users_apart_from_the_flood() {
+    let db = TestDb::new().await;
+    let server = Server::start(
+        BIN,
+        &["serve", "identity", "catalog"],
+        &[
+            ("DATABASE_URL", db.url()),
+            ("JWT_SECRET", "load-flood-secret-0123456789-abcdefgh".into()),
+            // The driver plays many clients through X-Forwarded-For.
+            ("TRUSTED_PROXIES", "127.0.0.1".into()),
+            ("PASSWORD_HASH_QUEUE", "2".into()),
+        ],
+    )
+    .await;
+    let report = drive(&server, "login-flood --duration 4s --concurrency 16 --users 2 --seed-listings 5").await;
+    assert_eq!(report["scenario"], "login-flood");
+    let endpoint = |name: &str| {
+        report["endpoints"].as_array().unwrap().iter().find(|e| e["endpoint"] == name).cloned().unwrap_or_else(|| {
+            panic!("{name} is reported: {report:#}");
+        })
+    };
+    let (flood, honest) = (endpoint("POST /api/users/signin (flood)"), endpoint("POST /api/users/signin (honest)"));
+    assert_eq!(endpoint("GET /api/sneakers (honest)")["errors"], 0, "{report:#}");
+    assert!(honest["statuses"]["200"].as_u64().unwrap_or(0) > 0, "honest users got in: {report:#}");
+    assert!(flood["statuses"]["200"].is_null(), "no wrong password signed in: {report:#}");
+    assert!(
+        flood["statuses"]["503"].as_u64().unwrap_or(0) > 0,
+        "the hashing queue refused some of the flood: {report:#}"
+    );
+    assert_eq!(report["errors"], 0, "every answer was one the server means: {report:#}");
     assert!(server.terminate().await);
 }

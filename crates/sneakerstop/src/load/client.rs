@@ -19,7 +19,12 @@ pub struct Api {
 pub struct User {
     /// `Bearer <jwt>`.
     pub auth: String,
+    /// The email the user signs in with.
+    pub email: String,
 }
+
+/// The password of every user the driver creates.
+pub const PASSWORD: &str = "load-test-password";
 
 /// What one call returned.
 #[derive(Debug)]
@@ -55,6 +60,35 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        self.measure(rec, endpoint, request, expected).await
+    }
+
+    /// Signs in as `email` with `password`, as a client at address `from` (sent as
+    /// `X-Forwarded-For`, believed only by a server that trusts the driver as a proxy), and
+    /// records it under `endpoint`.
+    pub async fn signin(
+        &self,
+        rec: &mut Recorder,
+        endpoint: &'static str,
+        (email, password): (&str, &str),
+        from: std::net::IpAddr,
+        expected: &[StatusCode],
+    ) -> Option<Reply> {
+        let request = self
+            .http
+            .post(format!("{}/api/users/signin", self.base))
+            .header("x-forwarded-for", from.to_string())
+            .json(&json!({"email": email, "password": password}));
+        self.measure(rec, endpoint, request, expected).await
+    }
+
+    async fn measure(
+        &self,
+        rec: &mut Recorder,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+        expected: &[StatusCode],
+    ) -> Option<Reply> {
         let started = Instant::now();
         let outcome = async {
             let response = request.send().await?;
@@ -82,7 +116,7 @@ impl Api {
         let response = self
             .http
             .post(format!("{}/api/users/signup", self.base))
-            .json(&json!({"email": email, "password": "load-test-password"}))
+            .json(&json!({"email": email, "password": PASSWORD}))
             .send()
             .await?;
         anyhow::ensure!(response.status() == StatusCode::CREATED, "signup answered {}", response.status());
@@ -93,7 +127,7 @@ impl Api {
             .and_then(|c| c.split(';').next())
             .and_then(|c| c.strip_prefix("session="))
             .ok_or_else(|| anyhow::anyhow!("signup set no session cookie"))?;
-        Ok(User { auth: format!("Bearer {cookie}") })
+        Ok(User { auth: format!("Bearer {cookie}"), email })
     }
 
     /// The server's Prometheus metrics text.

@@ -40,6 +40,12 @@ pub enum Scenario {
     Drop,
     /// 70% browse, 10% list, 20% purchase.
     Mixed,
+    /// A credential-stuffing flood: most workers sign in with wrong passwords to many
+    /// accounts from many addresses (`X-Forwarded-For`; start the server with
+    /// `TRUSTED_PROXIES` naming the driver's address), while every eighth worker is an
+    /// honest user who signs in and browses, whose latency is reported apart.
+    #[serde(rename = "login-flood")]
+    LoginFlood,
 }
 
 /// Arguments of `sneakerstop load`.

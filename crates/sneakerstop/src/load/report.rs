@@ -91,7 +91,9 @@ impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "scenario {:?}, {}, {:.1} s", self.scenario, self.load, self.seconds);
+        let scenario = clap::ValueEnum::to_possible_value(&self.scenario).map(|v| v.get_name().to_owned());
+        let scenario = scenario.unwrap_or_default();
+        let _ = writeln!(out, "scenario {scenario}, {}, {:.1} s", self.load, self.seconds);
         let _ = writeln!(
             out,
             "{:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}  statuses",

@@ -81,7 +81,36 @@ pub async fn iteration(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
         Scenario::List => list(run, rec, worker, i).await,
         Scenario::Purchase => purchase(run, rec, i).await,
         Scenario::Drop => drop(run, rec, worker, i).await,
+        Scenario::LoginFlood => login_flood(run, rec, worker, i).await,
         Scenario::Mixed => unreachable!("mixed picks one of the others"),
+    }
+}
+
+/// Every eighth worker is an honest user: signs in with the right password from an address
+/// of its own, browses a page, and pauses as a person would. The others flood: wrong
+/// passwords for 1,000 accounts (mostly unknown, which costs the server as much) from
+/// 65,536 addresses, as a botnet stuffing leaked credentials does. Answers the server
+/// means as a defence — 429 (throttled) and 503 (hashing at capacity) — are expected.
+async fn login_flood(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
+    use std::net::{IpAddr, Ipv4Addr};
+    const HONEST: &[StatusCode] = &[StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE];
+    const REFUSED: &[StatusCode] =
+        &[StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE];
+    #[allow(clippy::cast_possible_truncation, reason = "wrapped into an address on purpose")]
+    let address = |n: usize, net: u8| IpAddr::V4(Ipv4Addr::new(net, 0, (n >> 8) as u8, n as u8));
+    if worker.is_multiple_of(8) {
+        let user = &run.users[(worker / 8) % run.users.len()];
+        let from = address(worker, 192);
+        let credentials = (user.email.as_str(), super::client::PASSWORD);
+        run.api.signin(rec, "POST /api/users/signin (honest)", credentials, from, HONEST).await;
+        run.requests.fetch_add(1, Ordering::Relaxed);
+        call(run, rec, "GET /api/sneakers (honest)", Method::GET, "/api/sneakers?limit=20", Some(user), None, OK).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    } else {
+        let victim = format!("victim-{}@example.com", i % 1000);
+        let from = address(i % 65_536, 10);
+        run.api.signin(rec, "POST /api/users/signin (flood)", (&victim, "123456"), from, REFUSED).await;
+        run.requests.fetch_add(1, Ordering::Relaxed);
     }
 }
 
