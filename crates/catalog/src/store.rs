@@ -79,7 +79,7 @@ pub async fn insert(
         created_at: now,
         updated_at: now,
     };
-    let event = Outgoing::new(&row.id.to_string(), SOURCE, row.id, row.version, &SneakerEvent::Listed(row.snapshot()));
+    let event = Outgoing::new(SOURCE, row.id, row.version, &SneakerEvent::Listed(row.snapshot()));
     let sql = format!(
         "WITH listed AS (
              INSERT INTO sneakers (id, seller_id, title, brand, description, price_cents, size, status, version,

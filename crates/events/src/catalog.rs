@@ -11,7 +11,7 @@ use crate::topics;
 
 crate::contract! {
     /// Events on `catalog.sneakers`.
-    pub enum SneakerEvent on topics::SNEAKERS {
+    pub enum SneakerEvent on topics::SNEAKERS, key sneaker_id {
         /// A seller listed a pair (version 1).
         Listed("sneaker.listed", v 1) => Sneaker,
         /// A listing changed: edited by its seller, or reserved, sold or released (version + 1).

@@ -1,7 +1,8 @@
 //! The CloudEvents 1.0 envelope in Kafka binary mode.
 //!
-//! Attributes travel as message headers, the payload as the value, the aggregate id as the
-//! key (CloudEvents' Kafka protocol binding, "binary content mode"):
+//! Attributes travel as message headers, the payload as the value, the contract's key
+//! ([`crate::Contract::key`]) as the message key (CloudEvents' Kafka protocol binding,
+//! "binary content mode"):
 //!
 //! | header | meaning |
 //! |---|---|
@@ -9,7 +10,7 @@
 //! | `ce_id` | unique event id, a UUIDv7 (time-ordered); consumers deduplicate on it |
 //! | `ce_type` | stable type name, e.g. `sneaker.listed` |
 //! | `ce_source` | the producing service, e.g. `/sneakerstop/catalog` |
-//! | `ce_subject` | the aggregate id (equal to the message key) |
+//! | `ce_subject` | the aggregate id (usually also the message key; see `Contract::key`) |
 //! | `ce_time` | when the change was committed, RFC 3339 |
 //! | `ce_schemaversion` | the payload's schema version (extension attribute) |
 //! | `ce_aggregateversion` | the aggregate's version after this change (extension attribute) |
@@ -57,7 +58,7 @@ pub struct Envelope {
     pub event_type: String,
     /// The producing service.
     pub source: String,
-    /// The aggregate id; also the message key.
+    /// The aggregate id (the message key is the contract's, see `Contract::key`).
     pub subject: String,
     /// When the change happened.
     pub time: DateTime<Utc>,

@@ -8,7 +8,7 @@ use crate::topics;
 
 crate::contract! {
     /// Events on `identity.users`.
-    pub enum UserEvent on topics::USERS {
+    pub enum UserEvent on topics::USERS, key user_id {
         /// A new account was created.
         Registered("user.registered", v 1) => UserRegistered,
         /// A session was ended before its token expired.

@@ -1,9 +1,11 @@
 //! Event contracts shared by every service. No I/O here: only what goes on the wire.
 //!
-//! - [`topics`] — one topic per aggregate type, keyed by aggregate id, so every event of
-//!   one sneaker (or order) lands on one partition, in order.
+//! - [`topics`] — one topic per aggregate type. Each topic's contract names the payload
+//!   field that is the message key ([`Contract::key`]): the aggregate id, except on
+//!   `orders.orders`, keyed by sneaker so that one pair's orders stay in order (see
+//!   docs/events.md). No call site chooses a key.
 //! - [`Envelope`] — CloudEvents 1.0 in Kafka *binary mode*: the attributes are `ce_*`
-//!   headers, the JSON payload is the message value, the message key is the aggregate id.
+//!   headers, the JSON payload is the message value, the key is the contract's.
 //! - [`identity::UserEvent`], [`catalog::SneakerEvent`], [`orders::OrderEvent`],
 //!   [`payments::PaymentEvent`] — one enum per topic, with stable type
 //!   names and a schema version per type. The payloads are pinned by snapshot tests
@@ -68,10 +70,12 @@ pub enum DecodeError {
     },
 }
 
-/// A topic's event enum: how each variant maps to a type name, version and payload.
+/// A topic's event enum: how each variant maps to a type name, version, payload and key.
 pub trait Contract: Sized {
     /// The topic these events are published on.
     const TOPIC: &'static str;
+    /// The message key: decides the partition, so events that must stay in order share it.
+    fn key(&self) -> uuid::Uuid;
     /// The stable type name (`sneaker.listed`), the `ce_type` header.
     fn event_type(&self) -> &'static str;
     /// The payload's schema version.
@@ -102,12 +106,13 @@ pub fn to_value<T: Serialize>(payload: &T) -> serde_json::Value {
     serde_json::to_value(payload).unwrap_or_else(|e| unreachable!("event payloads are plain data: {e}"))
 }
 
-/// Declares a topic's event enum: `Variant("type.name", version) => Payload`.
+/// Declares a topic's event enum, keyed by a field every payload has:
+/// `pub enum E on topics::T, key field { Variant("type.name", v version) => Payload, ... }`.
 #[macro_export]
 macro_rules! contract {
     (
         $(#[$meta:meta])*
-        pub enum $name:ident on $topic:path {
+        pub enum $name:ident on $topic:path, key $key:ident {
             $( $(#[$vmeta:meta])* $variant:ident($type_name:literal, v $version:literal) => $payload:ty ),+ $(,)?
         }
     ) => {
@@ -124,6 +129,10 @@ macro_rules! contract {
 
         impl $crate::Contract for $name {
             const TOPIC: &'static str = $topic;
+
+            fn key(&self) -> uuid::Uuid {
+                match self { $( Self::$variant(p) => p.$key ),+ }
+            }
 
             fn event_type(&self) -> &'static str {
                 match self { $( Self::$variant(_) => $type_name ),+ }

@@ -1,4 +1,6 @@
-//! `orders.orders`: reservations and their outcome. Key: the order id.
+//! `orders.orders`: reservations and their outcome. Key: the **sneaker** id, so that the
+//! orders of one pair reach catalog in the order they happened (A cancelled before B
+//! created); `ce_subject` is the order.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,7 @@ use crate::topics;
 
 crate::contract! {
     /// Events on `orders.orders`.
-    pub enum OrderEvent on topics::ORDERS {
+    pub enum OrderEvent on topics::ORDERS, key sneaker_id {
         /// A buyer reserved a pair (order version 1).
         Created("order.created", v 1) => OrderCreated,
         /// The order ended unpaid: cancelled by its buyer or expired.
@@ -22,9 +24,9 @@ crate::contract! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreated {
-    /// The order (also the key).
+    /// The order (the event's subject).
     pub order_id: Uuid,
-    /// The reserved pair.
+    /// The reserved pair (also the key).
     pub sneaker_id: Uuid,
     /// Who ordered it.
     pub buyer_id: Uuid,
@@ -50,9 +52,9 @@ pub enum CancelReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCancelled {
-    /// The order (also the key).
+    /// The order (the event's subject).
     pub order_id: Uuid,
-    /// The pair it held, now released.
+    /// The pair it held, now released (also the key).
     pub sneaker_id: Uuid,
     /// Why.
     pub reason: CancelReason,
@@ -62,9 +64,9 @@ pub struct OrderCancelled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCompleted {
-    /// The order (also the key).
+    /// The order (the event's subject).
     pub order_id: Uuid,
-    /// The pair, now sold.
+    /// The pair, now sold (also the key).
     pub sneaker_id: Uuid,
     /// The payment that completed it.
     pub payment_id: Uuid,

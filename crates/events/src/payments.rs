@@ -7,7 +7,7 @@ use crate::topics;
 
 crate::contract! {
     /// Events on `payments.payments`.
-    pub enum PaymentEvent on topics::PAYMENTS {
+    pub enum PaymentEvent on topics::PAYMENTS, key order_id {
         /// An order was charged (payment version 1).
         Succeeded("payment.succeeded", v 1) => PaymentSucceeded,
         /// A charge was refunded, because its order was cancelled while it was being paid.

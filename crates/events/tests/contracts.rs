@@ -14,7 +14,9 @@ use sneakerstop_events::payments::{PaymentEvent, PaymentRefunded, PaymentSucceed
 use sneakerstop_events::{Contract, DecodeError};
 use uuid::Uuid;
 
-fn check_snapshot<C: Contract + PartialEq + std::fmt::Debug>(event: &C) {
+/// Checks `event`'s pinned payload, and that its contract keys it by `key`.
+fn check_snapshot<C: Contract + PartialEq + std::fmt::Debug>(key: Uuid, event: &C) {
+    assert_eq!(event.key(), key, "{} is keyed by the wrong field", event.event_type());
     let name = format!("{}.v{}.json", event.event_type(), event.schema_version());
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(&name);
     let actual = serde_json::to_string_pretty(&event.payload()).unwrap() + "\n";
@@ -27,6 +29,11 @@ fn check_snapshot<C: Contract + PartialEq + std::fmt::Debug>(event: &C) {
     let decoded = C::decode(event.event_type(), event.schema_version(), pinned.as_bytes()).unwrap();
     assert_eq!(&decoded, event);
 }
+
+const USER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002);
+const ORDER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0003);
+/// Orders' events are keyed by the pair, so one pair's orders stay in order.
+const SNEAKER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001);
 
 fn time(secs: i64) -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(1_764_000_000 + secs, 0).unwrap()
@@ -50,87 +57,101 @@ fn sneaker(status: SneakerStatus, version: i64) -> Sneaker {
 
 #[test]
 fn user_registered_v1() {
-    check_snapshot(&UserEvent::Registered(UserRegistered {
-        user_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
-        email: "ann@example.com".into(),
-        registered_at: time(0),
-    }));
+    check_snapshot(
+        USER,
+        &UserEvent::Registered(UserRegistered {
+            user_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
+            email: "ann@example.com".into(),
+            registered_at: time(0),
+        }),
+    );
 }
 
 #[test]
 fn session_revoked_v1() {
-    check_snapshot(&UserEvent::SessionRevoked(SessionRevoked {
-        session_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0009),
-        user_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
-        expires_at: time(86_400),
-        revoked_at: time(600),
-        reason: RevokeReason::SignedOutEverywhere,
-    }));
+    check_snapshot(
+        USER,
+        &UserEvent::SessionRevoked(SessionRevoked {
+            session_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0009),
+            user_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
+            expires_at: time(86_400),
+            revoked_at: time(600),
+            reason: RevokeReason::SignedOutEverywhere,
+        }),
+    );
 }
 
 #[test]
 fn sneaker_listed_v1() {
-    check_snapshot(&SneakerEvent::Listed(sneaker(SneakerStatus::Available, 1)));
+    check_snapshot(SNEAKER, &SneakerEvent::Listed(sneaker(SneakerStatus::Available, 1)));
 }
 
 #[test]
 fn sneaker_updated_v1() {
-    check_snapshot(&SneakerEvent::Updated(sneaker(SneakerStatus::Reserved, 2)));
+    check_snapshot(SNEAKER, &SneakerEvent::Updated(sneaker(SneakerStatus::Reserved, 2)));
 }
-
-const ORDER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0003);
-const SNEAKER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001);
 
 #[test]
 fn order_created_v1() {
-    check_snapshot(&OrderEvent::Created(OrderCreated {
-        order_id: ORDER,
-        sneaker_id: SNEAKER,
-        buyer_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0004),
-        seller_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
-        price_cents: 25_000,
-        expires_at: time(900),
-    }));
+    check_snapshot(
+        SNEAKER,
+        &OrderEvent::Created(OrderCreated {
+            order_id: ORDER,
+            sneaker_id: SNEAKER,
+            buyer_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0004),
+            seller_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
+            price_cents: 25_000,
+            expires_at: time(900),
+        }),
+    );
 }
 
 #[test]
 fn order_cancelled_v1() {
-    check_snapshot(&OrderEvent::Cancelled(OrderCancelled {
-        order_id: ORDER,
-        sneaker_id: SNEAKER,
-        reason: CancelReason::Expired,
-    }));
+    check_snapshot(
+        SNEAKER,
+        &OrderEvent::Cancelled(OrderCancelled { order_id: ORDER, sneaker_id: SNEAKER, reason: CancelReason::Expired }),
+    );
 }
 
 #[test]
 fn order_completed_v1() {
-    check_snapshot(&OrderEvent::Completed(OrderCompleted {
-        order_id: ORDER,
-        sneaker_id: SNEAKER,
-        payment_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0005),
-    }));
+    check_snapshot(
+        SNEAKER,
+        &OrderEvent::Completed(OrderCompleted {
+            order_id: ORDER,
+            sneaker_id: SNEAKER,
+            payment_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0005),
+        }),
+    );
 }
 
 const PAYMENT: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0005);
 
 #[test]
 fn payment_succeeded_v1() {
-    check_snapshot(&PaymentEvent::Succeeded(PaymentSucceeded {
-        payment_id: PAYMENT,
-        order_id: ORDER,
-        amount_cents: 25_000,
-        provider_ref: "pi_3MtwBwLkdIwHu7ix28a3tqPa".into(),
-    }));
+    check_snapshot(
+        ORDER,
+        &PaymentEvent::Succeeded(PaymentSucceeded {
+            payment_id: PAYMENT,
+            order_id: ORDER,
+            amount_cents: 25_000,
+            provider_ref: "pi_3MtwBwLkdIwHu7ix28a3tqPa".into(),
+        }),
+    );
 }
 
 #[test]
 fn payment_refunded_v1() {
-    check_snapshot(&PaymentEvent::Refunded(PaymentRefunded {
-        payment_id: PAYMENT,
-        order_id: ORDER,
-        amount_cents: 25_000,
-        refund_ref: "re_1Nispe2eZvKYlo2Cd31jOCgZ".into(),
-    }));
+    check_snapshot(
+        ORDER,
+        &PaymentEvent::Refunded(PaymentRefunded {
+            payment_id: PAYMENT,
+            order_id: ORDER,
+            amount_cents: 25_000,
+            refund_ref: "re_1Nispe2eZvKYlo2Cd31jOCgZ".into(),
+        }),
+    );
 }
 
 #[test]

@@ -104,8 +104,8 @@ pub async fn end_sessions(
             revoked_at,
             reason,
         });
-        // Keyed by the user, as everything on identity.users; the session is the subject.
-        sneakerstop_messaging::enqueue_keyed(tx, &user.to_string(), SOURCE, session, 2, &event).await?;
+        // The session is the subject (version 2: ended); the contract keys it by user.
+        sneakerstop_messaging::enqueue(tx, SOURCE, session, 2, &event).await?;
     }
     Ok(ended.into_iter().map(|(session, expires_at, _)| (session, expires_at)).collect())
 }

@@ -50,7 +50,7 @@ pub struct IncomingEvent {
     pub partition: i32,
     /// Offset.
     pub offset: i64,
-    /// Message key (the aggregate id).
+    /// Message key (the contract's, see `Contract::key`).
     pub key: Option<String>,
     /// The CloudEvents attributes.
     pub envelope: Envelope,
@@ -59,14 +59,14 @@ pub struct IncomingEvent {
 }
 
 impl IncomingEvent {
-    /// `event` as a consumer would receive it (first partition, first offset, keyed by
-    /// `subject`): for applying a handler directly, as tests and tools do.
+    /// `event` as a consumer would receive it (first partition, first offset, keyed as its
+    /// contract says): for applying a handler directly, as tests and tools do.
     pub fn from_contract<C: Contract>(event: &C, source: &str, subject: uuid::Uuid, version: i64) -> Self {
         Self {
             topic: C::TOPIC.to_owned(),
             partition: 0,
             offset: 0,
-            key: Some(subject.to_string()),
+            key: Some(event.key().to_string()),
             envelope: Envelope::new(event, source, subject, version, None),
             payload: event.payload().to_string().into_bytes(),
         }

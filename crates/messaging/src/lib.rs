@@ -32,7 +32,7 @@ pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use every::every;
 pub use kafka::Kafka;
-pub use outbox::{Outgoing, Relay, enqueue, enqueue_keyed};
+pub use outbox::{Outgoing, Relay, enqueue};
 pub use replica::ReplicaWait;
 pub use watch::{ConsumerHealth, GroupHealth};
 

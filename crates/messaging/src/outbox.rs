@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Writes `event` about aggregate `subject` (now at `version`) to the outbox, on the
-/// caller's transaction, keyed by `subject`. The `traceparent` of the current request, if
-/// any, goes with it. Returns the event id.
+/// caller's transaction, keyed as its contract says ([`Contract::key`]). The `traceparent`
+/// of the current request, if any, goes with it. Returns the event id.
 pub async fn enqueue<C: Contract>(
     tx: &mut PgConnection,
     source: &str,
@@ -30,20 +30,7 @@ pub async fn enqueue<C: Contract>(
     version: i64,
     event: &C,
 ) -> anyhow::Result<Uuid> {
-    enqueue_keyed(tx, &subject.to_string(), source, subject, version, event).await
-}
-
-/// Like [`enqueue`], with a message key other than the aggregate id: the key decides the
-/// partition, so events that must stay in order relative to each other share one.
-pub async fn enqueue_keyed<C: Contract>(
-    tx: &mut PgConnection,
-    key: &str,
-    source: &str,
-    subject: Uuid,
-    version: i64,
-    event: &C,
-) -> anyhow::Result<Uuid> {
-    let outgoing = Outgoing::new(key, source, subject, version, event);
+    let outgoing = Outgoing::new(source, subject, version, event);
     let (id, event_type) = (outgoing.id, outgoing.event_type.clone());
     outgoing
         .bind(sqlx::query(&Outgoing::insert_sql(1)))
@@ -69,16 +56,16 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// `event` about aggregate `subject` (now at `version`), keyed by `key`, carrying the
-    /// current request's `traceparent` if any.
-    pub fn new<C: Contract>(key: &str, source: &str, subject: Uuid, version: i64, event: &C) -> Self {
+    /// `event` about aggregate `subject` (now at `version`), keyed as its contract says,
+    /// carrying the current request's `traceparent` if any.
+    pub fn new<C: Contract>(source: &str, subject: Uuid, version: i64, event: &C) -> Self {
         let envelope =
             Envelope::new(event, source, subject, version, sneakerstop_telemetry::trace::child_traceparent());
         let headers = envelope.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         Self {
             id: envelope.id,
             topic: C::TOPIC,
-            key: key.to_owned(),
+            key: event.key().to_string(),
             event_type: envelope.event_type,
             headers,
             payload: event.payload(),

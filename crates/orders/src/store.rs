@@ -232,7 +232,7 @@ pub async fn complete(tx: &mut PgConnection, order_id: Uuid, payment_id: Uuid) -
 /// "B created" for the same pair. (Keyed by order id, two orders' events could overtake each
 /// other.) `ce_subject` is still the order id.
 async fn publish(tx: &mut PgConnection, row: &OrderRow, event: &OrderEvent) -> anyhow::Result<()> {
-    sneakerstop_messaging::enqueue_keyed(tx, &row.sneaker_id.to_string(), SOURCE, row.id, row.version, event).await?;
+    sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, event).await?;
     Ok(())
 }
 

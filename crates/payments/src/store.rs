@@ -151,7 +151,7 @@ pub async fn charged(
         amount_cents: row.amount_cents,
         provider_ref: provider_ref.to_owned(),
     });
-    sneakerstop_messaging::enqueue_keyed(tx, &row.order_id.to_string(), SOURCE, row.id, 1, &event).await?;
+    sneakerstop_messaging::enqueue(tx, SOURCE, row.id, 1, &event).await?;
     Ok(Some(row))
 }
 
@@ -259,7 +259,7 @@ pub async fn refunded(tx: &mut PgConnection, payment: &PaymentRow, refund_ref: &
         amount_cents: payment.amount_cents,
         refund_ref: refund_ref.to_owned(),
     });
-    sneakerstop_messaging::enqueue_keyed(tx, &payment.order_id.to_string(), SOURCE, payment.id, 2, &event).await?;
+    sneakerstop_messaging::enqueue(tx, SOURCE, payment.id, 2, &event).await?;
     Ok(())
 }
 
