@@ -1,4 +1,4 @@
-//! The order state machine.
+//! The rules of an order, decided without a database.
 //!
 //! ```text
 //! created ──buyer cancels / reservation lapses──▶ cancelled
@@ -7,15 +7,24 @@
 //! ```
 //!
 //! `cancelled` and `complete` are final. A live order (`created` or `complete`) holds its
-//! pair; the database allows at most one per pair.
+//! pair; the database allows at most one per pair (a rule only the database can enforce
+//! across concurrent orders, so the store reports it).
+//!
+//! Every command takes the current state and returns a [`Decision`] — the order's new state
+//! and the event that announces it — or a [`Refusal`]. Handlers and consumers load the
+//! order, call a command, and hand the decision to the store, which persists both in one
+//! transaction. The commands are tested below in given/when/then form, with no database.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sneakerstop_events::orders::CancelReason;
+use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum OrderStatus {
     /// Reserving its pair, awaiting payment until `expiresAt`.
     Created,
@@ -23,16 +32,6 @@ pub enum OrderStatus {
     Cancelled,
     /// Paid; the pair is sold.
     Complete,
-}
-
-/// A transition the current status does not allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a {from} order cannot be {to}")]
-pub struct InvalidTransition {
-    /// The current status, as a word.
-    pub from: &'static str,
-    /// The attempted outcome, as a word.
-    pub to: &'static str,
 }
 
 impl OrderStatus {
@@ -44,39 +43,213 @@ impl OrderStatus {
             Self::Complete => "complete",
         }
     }
+}
 
-    /// Parses a stored status.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "created" => Some(Self::Created),
-            "cancelled" => Some(Self::Cancelled),
-            "complete" => Some(Self::Complete),
-            _ => None,
-        }
-    }
+/// Why an order was cancelled, as stored (the event's [`CancelReason`], made storable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Cancellation {
+    /// Its buyer cancelled it.
+    Buyer,
+    /// It was not paid in time.
+    Expired,
+}
 
-    /// The status after cancelling for `reason`, if allowed.
-    pub fn cancel(self, _reason: CancelReason) -> Result<Self, InvalidTransition> {
-        match self {
-            Self::Created => Ok(Self::Cancelled),
-            other => Err(InvalidTransition { from: other.as_str(), to: "cancelled" }),
-        }
-    }
-
-    /// The status after a successful payment, if allowed.
-    pub fn complete(self) -> Result<Self, InvalidTransition> {
-        match self {
-            Self::Created => Ok(Self::Complete),
-            other => Err(InvalidTransition { from: other.as_str(), to: "completed" }),
+impl From<CancelReason> for Cancellation {
+    fn from(reason: CancelReason) -> Self {
+        match reason {
+            CancelReason::Buyer => Self::Buyer,
+            CancelReason::Expired => Self::Expired,
         }
     }
 }
 
-/// The reason as stored and shown.
-pub fn reason_str(reason: CancelReason) -> &'static str {
-    match reason {
-        CancelReason::Buyer => "buyer",
-        CancelReason::Expired => "expired",
+impl From<Cancellation> for CancelReason {
+    fn from(reason: Cancellation) -> Self {
+        match reason {
+            Cancellation::Buyer => Self::Buyer,
+            Cancellation::Expired => Self::Expired,
+        }
+    }
+}
+
+impl Cancellation {
+    /// The reason as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buyer => "buyer",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// A listing's status as orders knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum ListingStatus {
+    /// Can be ordered.
+    Available,
+    /// Held by a live order.
+    Reserved,
+    /// Bought.
+    Sold,
+}
+
+/// What orders knows of a listing (its replica of `catalog.sneakers`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Listing {
+    /// The listing's id.
+    pub id: Uuid,
+    /// Its price, in cents.
+    pub price_cents: i64,
+    /// Who sells it.
+    pub seller_id: Uuid,
+    /// Its status as of the last event applied.
+    pub status: ListingStatus,
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Order {
+    /// Its id, a UUIDv7 (id order is creation order).
+    pub id: Uuid,
+    /// The pair it reserves.
+    pub sneaker_id: Uuid,
+    /// Who ordered.
+    pub buyer_id: Uuid,
+    /// Who sells.
+    pub seller_id: Uuid,
+    /// The price at ordering time, in cents.
+    pub price_cents: i64,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// Why it was cancelled, when it was.
+    pub cancel_reason: Option<Cancellation>,
+    /// The payment that completed it, when it did.
+    pub payment_id: Option<Uuid>,
+    /// 1 when created, +1 per change; the version of the event that announced the change.
+    pub version: i64,
+    /// When its reservation lapses unless paid.
+    pub expires_at: DateTime<Utc>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A command's outcome: the order's new state and the event that announces it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The order after the command.
+    pub order: Order,
+    /// What to publish (on `orders.orders`, at `order.version`).
+    pub event: OrderEvent,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The pair has been sold.
+    #[error("this pair has been sold")]
+    Sold,
+    /// The buyer is the pair's seller.
+    #[error("you cannot order a pair you are selling")]
+    OwnListing,
+    /// The order's status does not allow the command.
+    #[error("a {from} order cannot be {to}", from = from.as_str())]
+    Transition {
+        /// The status it is in.
+        from: OrderStatus,
+        /// What was attempted, as a word.
+        to: &'static str,
+    },
+    /// The reservation has not lapsed yet.
+    #[error("the reservation lasts until {0}")]
+    NotDue(DateTime<Utc>),
+}
+
+impl Order {
+    /// `buyer` orders `listing` at `now`; the reservation lasts `ttl`. Whether another live
+    /// order holds the pair, and whether the buyer may hold one more, is the store's to say
+    /// (only the database sees concurrent orders); the replica's own `reserved` merely
+    /// echoes our orders, and lags them.
+    pub fn place(
+        id: Uuid,
+        buyer: Uuid,
+        listing: &Listing,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Decision, Refusal> {
+        if listing.status == ListingStatus::Sold {
+            return Err(Refusal::Sold);
+        }
+        if listing.seller_id == buyer {
+            return Err(Refusal::OwnListing);
+        }
+        let order = Order {
+            id,
+            sneaker_id: listing.id,
+            buyer_id: buyer,
+            seller_id: listing.seller_id,
+            price_cents: listing.price_cents,
+            status: OrderStatus::Created,
+            cancel_reason: None,
+            payment_id: None,
+            version: 1,
+            expires_at: now + ttl,
+            created_at: now,
+            updated_at: now,
+        };
+        let event = OrderEvent::Created(OrderCreated {
+            order_id: order.id,
+            sneaker_id: order.sneaker_id,
+            buyer_id: order.buyer_id,
+            seller_id: order.seller_id,
+            price_cents: order.price_cents,
+            expires_at: order.expires_at,
+        });
+        Ok(Decision { order, event })
+    }
+
+    /// Its buyer cancels it (or expiry does, see [`Self::expire`]).
+    pub fn cancel(&self, reason: CancelReason, now: DateTime<Utc>) -> Result<Decision, Refusal> {
+        self.require_created("cancelled")?;
+        let order = Order { status: OrderStatus::Cancelled, cancel_reason: Some(reason.into()), ..self.next(now) };
+        let event = OrderEvent::Cancelled(OrderCancelled { order_id: order.id, sneaker_id: order.sneaker_id, reason });
+        Ok(Decision { order, event })
+    }
+
+    /// The reservation lapses: cancelled as `expired`, only once `expires_at` has passed.
+    pub fn expire(&self, now: DateTime<Utc>) -> Result<Decision, Refusal> {
+        if self.status == OrderStatus::Created && now < self.expires_at {
+            return Err(Refusal::NotDue(self.expires_at));
+        }
+        self.cancel(CancelReason::Expired, now)
+    }
+
+    /// A payment for it succeeded. A payment that lost the race with expiry or the buyer's
+    /// cancellation never completes the order: payments refunds it instead.
+    pub fn complete(&self, payment: Uuid, now: DateTime<Utc>) -> Result<Decision, Refusal> {
+        self.require_created("completed")?;
+        let order = Order { status: OrderStatus::Complete, payment_id: Some(payment), ..self.next(now) };
+        let event = OrderEvent::Completed(OrderCompleted {
+            order_id: order.id,
+            sneaker_id: order.sneaker_id,
+            payment_id: payment,
+        });
+        Ok(Decision { order, event })
+    }
+
+    fn require_created(&self, to: &'static str) -> Result<(), Refusal> {
+        match self.status {
+            OrderStatus::Created => Ok(()),
+            from => Err(Refusal::Transition { from, to }),
+        }
+    }
+
+    /// The order one version on, changed at `now`.
+    fn next(&self, now: DateTime<Utc>) -> Order {
+        Order { version: self.version + 1, updated_at: now, ..self.clone() }
     }
 }
 
@@ -84,23 +257,107 @@ pub fn reason_str(reason: CancelReason) -> &'static str {
 mod tests {
     use super::*;
 
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_000_000 + seconds, 0).unwrap()
+    }
+
+    const BUYER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00b1);
+    const SELLER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00c1);
+    const PAIR: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00a1);
+    const ORDER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001);
+
+    fn listing(status: ListingStatus) -> Listing {
+        Listing { id: PAIR, price_cents: 25_000, seller_id: SELLER, status }
+    }
+
+    /// Given an order placed at 0 with a 15-minute reservation.
+    fn placed() -> Order {
+        Order::place(ORDER, BUYER, &listing(ListingStatus::Available), at(0), chrono::Duration::minutes(15))
+            .unwrap()
+            .order
+    }
+
     #[test]
-    fn only_a_created_order_can_end() {
-        assert_eq!(OrderStatus::Created.cancel(CancelReason::Buyer), Ok(OrderStatus::Cancelled));
-        assert_eq!(OrderStatus::Created.complete(), Ok(OrderStatus::Complete));
-        assert!(OrderStatus::Complete.cancel(CancelReason::Expired).is_err());
-        assert!(OrderStatus::Cancelled.complete().is_err());
+    fn given_an_available_pair_when_a_buyer_orders_it_then_it_is_reserved_and_announced() {
+        let decision =
+            Order::place(ORDER, BUYER, &listing(ListingStatus::Available), at(0), chrono::Duration::minutes(15))
+                .unwrap();
+        assert_eq!(decision.order.status, OrderStatus::Created);
+        assert_eq!((decision.order.version, decision.order.price_cents), (1, 25_000));
+        assert_eq!(decision.order.expires_at, at(900));
         assert_eq!(
-            OrderStatus::Cancelled.cancel(CancelReason::Buyer).unwrap_err().to_string(),
-            "a cancelled order cannot be cancelled"
+            decision.event,
+            OrderEvent::Created(OrderCreated {
+                order_id: ORDER,
+                sneaker_id: PAIR,
+                buyer_id: BUYER,
+                seller_id: SELLER,
+                price_cents: 25_000,
+                expires_at: at(900),
+            })
         );
     }
 
     #[test]
-    fn statuses_round_trip_through_text() {
-        for status in [OrderStatus::Created, OrderStatus::Cancelled, OrderStatus::Complete] {
-            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
-        }
-        assert_eq!(OrderStatus::parse("shipped"), None);
+    fn given_a_reserved_pair_when_ordered_then_the_store_decides() {
+        // Reserved in the replica only echoes our own orders: the unique index decides.
+        assert!(Order::place(ORDER, BUYER, &listing(ListingStatus::Reserved), at(0), chrono::Duration::zero()).is_ok());
+    }
+
+    #[test]
+    fn given_a_sold_pair_or_ones_own_when_ordered_then_refused() {
+        let ttl = chrono::Duration::minutes(15);
+        assert_eq!(Order::place(ORDER, BUYER, &listing(ListingStatus::Sold), at(0), ttl), Err(Refusal::Sold));
+        assert_eq!(
+            Order::place(ORDER, SELLER, &listing(ListingStatus::Available), at(0), ttl),
+            Err(Refusal::OwnListing)
+        );
+    }
+
+    #[test]
+    fn given_a_created_order_when_its_buyer_cancels_then_it_is_cancelled_once() {
+        let decision = placed().cancel(CancelReason::Buyer, at(60)).unwrap();
+        assert_eq!(decision.order.status, OrderStatus::Cancelled);
+        assert_eq!(decision.order.cancel_reason, Some(Cancellation::Buyer));
+        assert_eq!((decision.order.version, decision.order.updated_at), (2, at(60)));
+        assert_eq!(
+            decision.event,
+            OrderEvent::Cancelled(OrderCancelled { order_id: ORDER, sneaker_id: PAIR, reason: CancelReason::Buyer })
+        );
+        let again = decision.order.cancel(CancelReason::Buyer, at(61)).unwrap_err();
+        assert_eq!(again.to_string(), "a cancelled order cannot be cancelled");
+    }
+
+    #[test]
+    fn given_a_created_order_when_its_reservation_lapses_then_it_expires_and_not_before() {
+        let order = placed();
+        assert_eq!(order.expire(at(899)), Err(Refusal::NotDue(at(900))));
+        let decision = order.expire(at(900)).unwrap();
+        assert_eq!(decision.order.cancel_reason, Some(Cancellation::Expired));
+        assert!(matches!(decision.event, OrderEvent::Cancelled(OrderCancelled { reason: CancelReason::Expired, .. })));
+    }
+
+    #[test]
+    fn given_a_created_order_when_paid_then_complete_and_final() {
+        let payment = Uuid::now_v7();
+        let decision = placed().complete(payment, at(120)).unwrap();
+        assert_eq!((decision.order.status, decision.order.payment_id), (OrderStatus::Complete, Some(payment)));
+        assert_eq!(
+            decision.event,
+            OrderEvent::Completed(OrderCompleted { order_id: ORDER, sneaker_id: PAIR, payment_id: payment })
+        );
+        let complete = decision.order;
+        assert_eq!(
+            complete.cancel(CancelReason::Buyer, at(121)),
+            Err(Refusal::Transition { from: OrderStatus::Complete, to: "cancelled" })
+        );
+        assert!(complete.expire(at(10_000)).is_err(), "a paid order never expires");
+    }
+
+    #[test]
+    fn given_a_cancelled_order_when_a_payment_arrives_then_it_stays_cancelled() {
+        let cancelled = placed().expire(at(900)).unwrap().order;
+        let refused = cancelled.complete(Uuid::now_v7(), at(901)).unwrap_err();
+        assert_eq!(refused.to_string(), "a cancelled order cannot be completed");
     }
 }

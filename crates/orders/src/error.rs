@@ -32,13 +32,24 @@ pub enum OrdersError {
     },
     /// The order's status does not allow this.
     #[error("{0}")]
-    Transition(#[from] crate::domain::InvalidTransition),
+    Transition(crate::domain::Refusal),
     /// The Idempotency-Key cannot be used for this request.
     #[error(transparent)]
     Key(#[from] sneakerstop_idempotency::KeyError),
     /// Anything else.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::domain::Refusal> for OrdersError {
+    fn from(refusal: crate::domain::Refusal) -> Self {
+        use crate::domain::Refusal;
+        match refusal {
+            Refusal::Sold => Self::Sold,
+            Refusal::OwnListing => Self::OwnListing,
+            Refusal::Transition { .. } | Refusal::NotDue(_) => Self::Transition(refusal),
+        }
+    }
 }
 
 impl From<FieldError> for OrdersError {

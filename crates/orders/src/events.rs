@@ -8,12 +8,12 @@
 
 use futures::future::BoxFuture;
 use sneakerstop_events::catalog::SneakerEvent;
-use sneakerstop_events::payments::PaymentEvent;
+use sneakerstop_events::payments::{PaymentEvent, PaymentSucceeded};
 use sneakerstop_events::topics;
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sqlx::PgConnection;
 
-use crate::{OrdersError, store};
+use crate::store;
 
 /// The orders service's event handler.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,22 +32,31 @@ impl Handler for OrdersHandler {
                     Ok(())
                 }
                 topics::PAYMENTS => match event.decode::<PaymentEvent>()? {
-                    PaymentEvent::Succeeded(paid) => match store::complete(tx, paid.order_id, paid.payment_id).await {
-                        Ok(_) => Ok(()),
-                        Err(OrdersError::Transition(refused)) => {
-                            tracing::warn!(order_id = %paid.order_id, %refused, "payment for an order that cannot complete; payments refunds it");
-                            Ok(())
-                        }
-                        Err(OrdersError::OrderNotFound) => {
-                            tracing::warn!(order_id = %paid.order_id, "payment for an unknown order ignored");
-                            Ok(())
-                        }
-                        Err(other) => Err(anyhow::anyhow!("complete order {}: {other}", paid.order_id)),
-                    },
+                    PaymentEvent::Succeeded(paid) => complete(tx, &paid).await,
                     PaymentEvent::Refunded(_) => Ok(()),
                 },
                 other => anyhow::bail!("orders does not consume {other}"),
             }
         })
+    }
+}
+
+/// A payment succeeded: its order completes, if it still can.
+#[tracing::instrument(skip_all, fields(order_id = %paid.order_id, payment_id = %paid.payment_id), err)]
+async fn complete(tx: &mut PgConnection, paid: &PaymentSucceeded) -> anyhow::Result<()> {
+    let Some(order) = store::lock(tx, paid.order_id).await? else {
+        tracing::warn!("payment for an unknown order ignored");
+        return Ok(());
+    };
+    match order.complete(paid.payment_id, chrono::Utc::now()) {
+        Ok(completed) => {
+            store::save(tx, &completed).await?;
+            metrics::counter!("orders_completed_total").increment(1);
+            Ok(())
+        }
+        Err(refused) => {
+            tracing::warn!(%refused, "payment for an order that cannot complete; payments refunds it");
+            Ok(())
+        }
     }
 }

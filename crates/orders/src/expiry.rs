@@ -3,10 +3,16 @@
 //!
 //! The deadline is `orders.expires_at` in the database, so it survives restarts: a sweeper
 //! started later cancels whatever lapsed while no process ran. Any number of instances may
-//! sweep at once (see [`store::expire_due`]).
+//! sweep at once (see [`store::lock_due`]).
+//!
+//! This is where "an order expires" happens: the store finds and locks the lapsed orders,
+//! [`crate::domain::Order::expire`] decides each one's new state and `order.cancelled`, the
+//! store writes both, and the transaction commits them together; catalog then releases the
+//! pair and payments refunds a charge that raced the expiry (docs/architecture.md).
 
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -24,10 +30,27 @@ pub async fn run(pool: PgPool, interval: Duration, cancel: CancellationToken) {
 pub async fn sweep(pool: &PgPool) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
-        let expired = store::expire_due(pool, BATCH).await?;
-        total += expired.len();
-        if expired.len() < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+        let expired = expire_batch(pool).await?;
+        total += expired;
+        if expired < usize::try_from(BATCH).unwrap_or(usize::MAX) {
             return Ok(total);
         }
     }
+}
+
+/// Expires up to [`BATCH`] lapsed orders, each with its event, in one transaction.
+#[tracing::instrument(skip_all, err)]
+async fn expire_batch(pool: &PgPool) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await.context("begin an expiry round")?;
+    let (due, now) = store::lock_due(&mut tx, BATCH).await?;
+    for order in &due {
+        let expired = order.expire(now).with_context(|| format!("expire order {}", order.id))?;
+        store::save(&mut tx, &expired).await?;
+    }
+    tx.commit().await.context("commit an expiry round")?;
+    for order in &due {
+        tracing::info!(order_id = %order.id, sneaker_id = %order.sneaker_id, "reservation lapsed; order expired");
+    }
+    metrics::counter!("orders_cancelled_total", "reason" => "expired").increment(due.len() as u64);
+    Ok(due.len())
 }

@@ -1,59 +1,38 @@
-//! SQL for orders and the sneaker replica. Every change to an order writes its event to the
-//! outbox on the same transaction.
+//! Persistence for orders and the sneaker replica: what the domain decided, written with
+//! the event that announces it, on the caller's transaction. No rule is decided here except
+//! the ones only the database can decide across concurrent requests: one live order per
+//! pair (a unique index) and the per-buyer cap on unpaid holds (a locked counter).
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
-use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{OrderStatus, reason_str};
-use crate::{OrdersError, SOURCE};
+use crate::SOURCE;
+use crate::domain::{Decision, Listing, ListingStatus, Order};
 
 const COLUMNS: &str = "id, sneaker_id, buyer_id, seller_id, price_cents, status, cancel_reason, payment_id, version, \
                        expires_at, created_at, updated_at";
 
-/// An order as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct OrderRow {
-    pub id: Uuid,
-    pub sneaker_id: Uuid,
-    pub buyer_id: Uuid,
-    pub seller_id: Uuid,
-    pub price_cents: i64,
-    pub status: String,
-    pub cancel_reason: Option<String>,
-    pub payment_id: Option<Uuid>,
-    pub version: i64,
-    pub expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl OrderRow {
-    /// The parsed status (the column's CHECK keeps it one of the three).
-    pub fn status(&self) -> OrderStatus {
-        OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Cancelled)
-    }
-}
-
-/// What orders knows of a listing.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SneakerReplica {
-    pub id: Uuid,
-    pub price_cents: i64,
-    pub seller_id: Uuid,
-    pub status: String,
+/// What only the database can refuse when a new order is written.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// Another live order holds the pair (`orders_one_live_order_per_sneaker`).
+    #[error("another live order holds the pair")]
+    PairHeld,
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 /// Applies a listing's latest state; older or repeated versions change nothing.
 /// Returns whether the replica changed.
 pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow::Result<bool> {
     let status = match sneaker.status {
-        SneakerStatus::Available => "available",
-        SneakerStatus::Reserved => "reserved",
-        SneakerStatus::Sold => "sold",
+        SneakerStatus::Available => ListingStatus::Available,
+        SneakerStatus::Reserved => ListingStatus::Reserved,
+        SneakerStatus::Sold => ListingStatus::Sold,
     };
     let changed = sqlx::query(
         "INSERT INTO sneakers (id, title, price_cents, seller_id, status, version) VALUES ($1, $2, $3, $4, $5, $6)
@@ -75,7 +54,7 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
 }
 
 /// The replica of one listing.
-pub async fn find_sneaker(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<SneakerReplica>> {
+pub async fn find_sneaker(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Listing>> {
     sqlx::query_as("SELECT id, price_cents, seller_id, status FROM sneakers WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -83,69 +62,85 @@ pub async fn find_sneaker(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<O
         .context("find sneaker")
 }
 
-/// Creates an order for `sneaker` and writes `order.created`, on the caller's transaction.
-///
-/// Availability is decided by the partial unique index: a concurrent order for the same
-/// pair makes this insert fail with [`OrdersError::Reserved`]. The replica's own status is
-/// only consulted for `sold`; its `reserved` merely echoes our own orders (and lags them).
-pub async fn create(
-    tx: &mut PgConnection,
-    buyer_id: Uuid,
-    sneaker: &SneakerReplica,
-    expires_at: DateTime<Utc>,
-    max_holds: u32,
-) -> Result<OrderRow, OrdersError> {
-    if sneaker.status == "sold" {
-        return Err(OrdersError::Sold);
+/// Takes one of `buyer`'s unpaid holds if they hold fewer than `cap`; returns whether it
+/// did. The row lock makes concurrent orders of one buyer take turns, so they cannot all
+/// see room for one more; the hold is given back (by trigger) when the order leaves
+/// `created`, and with the rest of the transaction if it rolls back.
+pub async fn take_hold(tx: &mut PgConnection, buyer: Uuid, cap: u32) -> anyhow::Result<bool> {
+    if cap == 0 {
+        return Ok(false);
     }
-    if sneaker.seller_id == buyer_id {
-        return Err(OrdersError::OwnListing);
-    }
-    // Take one of the buyer's holds, only while below the cap; the row lock makes concurrent
-    // orders of one buyer take turns, so they cannot all see room for one more. A failure
-    // below rolls this back with the rest of the transaction.
     let held: Option<i32> = sqlx::query_scalar(
         "INSERT INTO buyer_holds (buyer_id, live) VALUES ($1, 1)
          ON CONFLICT (buyer_id) DO UPDATE SET live = buyer_holds.live + 1 WHERE buyer_holds.live < $2
          RETURNING live",
     )
-    .bind(buyer_id)
-    .bind(i32::try_from(max_holds).unwrap_or(i32::MAX))
-    .fetch_optional(&mut *tx)
+    .bind(buyer)
+    .bind(i32::try_from(cap).unwrap_or(i32::MAX))
+    .fetch_optional(tx)
     .await
     .context("take a buyer hold")?;
-    if held.is_none() || max_holds == 0 {
-        return Err(OrdersError::TooManyHolds { cap: max_holds });
-    }
-    let row: OrderRow = sqlx::query_as(&format!(
-        "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at)
-         VALUES ($1, $2, $3, $4, $5, 'created', $6) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(sneaker.id)
-    .bind(buyer_id)
-    .bind(sneaker.seller_id)
-    .bind(sneaker.price_cents)
-    .bind(expires_at)
-    .fetch_one(&mut *tx)
+    Ok(held.is_some())
+}
+
+/// Writes a new order and its `order.created`. A concurrent order for the same pair makes
+/// the insert fail: [`InsertError::PairHeld`].
+pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), InsertError> {
+    let order = &placed.order;
+    sqlx::query(
+        "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(order.id)
+    .bind(order.sneaker_id)
+    .bind(order.buyer_id)
+    .bind(order.seller_id)
+    .bind(order.price_cents)
+    .bind(order.status)
+    .bind(order.expires_at)
+    .bind(order.created_at)
+    .execute(&mut *tx)
     .await
     .map_err(|e| {
         if sneakerstop_db::is_unique_violation(&e, "orders_one_live_order_per_sneaker") {
-            OrdersError::Reserved
+            InsertError::PairHeld
         } else {
-            OrdersError::Internal(anyhow::Error::new(e).context("insert order"))
+            InsertError::Other(anyhow::Error::new(e).context("insert order"))
         }
     })?;
-    let event = OrderEvent::Created(OrderCreated {
-        order_id: row.id,
-        sneaker_id: row.sneaker_id,
-        buyer_id: row.buyer_id,
-        seller_id: row.seller_id,
-        price_cents: row.price_cents,
-        expires_at: row.expires_at,
-    });
-    publish(tx, &row, &event).await?;
-    Ok(row)
+    publish(tx, placed).await?;
+    Ok(())
+}
+
+/// Writes an order's new state and its event. The order must still be at the version the
+/// decision was made from (it was loaded locked, so it is; anything else is a bug).
+pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
+    let order = &decided.order;
+    let updated = sqlx::query(
+        "UPDATE orders SET status = $2, cancel_reason = $3, payment_id = $4, version = $5, updated_at = $6
+         WHERE id = $1 AND version = $5 - 1",
+    )
+    .bind(order.id)
+    .bind(order.status)
+    .bind(order.cancel_reason)
+    .bind(order.payment_id)
+    .bind(order.version)
+    .bind(order.updated_at)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("save order {}", order.id))?
+    .rows_affected();
+    anyhow::ensure!(updated == 1, "order {} changed under its lock", order.id);
+    publish(tx, decided).await
+}
+
+/// One order, locked for this transaction, whoever's it is.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Order>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .with_context(|| format!("lock order {id}"))
 }
 
 /// The buyer's order, optionally locked for an update. Someone else's order is `None`.
@@ -154,7 +149,7 @@ pub async fn find_for_buyer(
     id: Uuid,
     buyer_id: Uuid,
     lock: bool,
-) -> anyhow::Result<Option<OrderRow>> {
+) -> anyhow::Result<Option<Order>> {
     let lock = if lock { " FOR UPDATE" } else { "" };
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1 AND buyer_id = $2{lock}"))
         .bind(id)
@@ -170,7 +165,7 @@ pub async fn list_for_buyer(
     buyer_id: Uuid,
     before: Option<Uuid>,
     limit: i64,
-) -> anyhow::Result<Vec<OrderRow>> {
+) -> anyhow::Result<Vec<Order>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM orders WHERE buyer_id = $1 AND ($2::uuid IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3"
@@ -183,78 +178,26 @@ pub async fn list_for_buyer(
     .context("list orders")
 }
 
-/// Cancels a locked `created` order and writes `order.cancelled`, on the caller's transaction.
-pub async fn cancel(tx: &mut PgConnection, order: &OrderRow, reason: CancelReason) -> Result<OrderRow, OrdersError> {
-    order.status().cancel(reason)?;
-    let row: OrderRow = sqlx::query_as(&format!(
-        "UPDATE orders SET status = 'cancelled', cancel_reason = $2, version = version + 1, updated_at = now()
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(order.id)
-    .bind(reason_str(reason))
-    .fetch_one(&mut *tx)
-    .await
-    .context("cancel order")?;
-    let event = OrderEvent::Cancelled(OrderCancelled { order_id: row.id, sneaker_id: row.sneaker_id, reason });
-    publish(tx, &row, &event).await?;
-    metrics::counter!("orders_cancelled_total", "reason" => reason_str(reason)).increment(1);
-    Ok(row)
-}
-
-/// Completes a `created` order with `payment_id` and writes `order.completed`, on the
-/// caller's transaction. A cancelled or already complete order is refused: a payment that
-/// lost the race with expiry never completes it (payments refunds it instead).
-pub async fn complete(tx: &mut PgConnection, order_id: Uuid, payment_id: Uuid) -> Result<OrderRow, OrdersError> {
-    let order: OrderRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"))
-        .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("lock order")?
-        .ok_or(OrdersError::OrderNotFound)?;
-    order.status().complete()?;
-    let row: OrderRow = sqlx::query_as(&format!(
-        "UPDATE orders SET status = 'complete', payment_id = $2, version = version + 1, updated_at = now()
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(order_id)
-    .bind(payment_id)
-    .fetch_one(&mut *tx)
-    .await
-    .context("complete order")?;
-    let event = OrderEvent::Completed(OrderCompleted { order_id: row.id, sneaker_id: row.sneaker_id, payment_id });
-    publish(tx, &row, &event).await?;
-    metrics::counter!("orders_completed_total").increment(1);
-    Ok(row)
-}
-
-/// Writes an order's event to the outbox, keyed by its **sneaker**: every order event of
-/// one pair lands on one partition in commit order, so catalog sees "A cancelled" before
-/// "B created" for the same pair. (Keyed by order id, two orders' events could overtake each
-/// other.) `ce_subject` is still the order id.
-async fn publish(tx: &mut PgConnection, row: &OrderRow, event: &OrderEvent) -> anyhow::Result<()> {
-    sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, event).await?;
+/// Writes a decision's event to the outbox, at the order's new version; the contract
+/// keys it by the pair (see `sneakerstop_events::orders`).
+async fn publish(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
+    sneakerstop_messaging::enqueue(tx, SOURCE, decided.order.id, decided.order.version, &decided.event).await?;
     Ok(())
 }
 
-/// Cancels up to `batch` orders whose reservation has lapsed, each with its event, in one
-/// transaction. `SKIP LOCKED` lets several instances sweep at once without ever touching
-/// the same order, and `status = 'created'` makes a second cancellation impossible.
-pub async fn expire_due(pool: &PgPool, batch: i64) -> anyhow::Result<Vec<OrderRow>> {
-    let mut tx = pool.begin().await.context("begin")?;
-    let due: Vec<OrderRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM orders WHERE status = 'created' AND expires_at <= now()
-         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+/// Up to `batch` orders whose reservation has lapsed by the database's clock, locked for
+/// this transaction, and that clock's time. `SKIP LOCKED` lets several instances sweep at
+/// once without ever touching the same order.
+pub async fn lock_due(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<Order>, DateTime<Utc>)> {
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.context("read the clock")?;
+    let due = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE status = 'created' AND expires_at <= $1
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
     ))
+    .bind(now)
     .bind(batch)
     .fetch_all(&mut *tx)
     .await
     .context("find lapsed orders")?;
-    let mut expired = Vec::with_capacity(due.len());
-    for order in &due {
-        let row =
-            cancel(&mut tx, order, CancelReason::Expired).await.map_err(|e| anyhow::anyhow!("expire order: {e}"))?;
-        expired.push(row);
-    }
-    tx.commit().await.context("commit expiry")?;
-    Ok(expired)
+    Ok((due, now))
 }

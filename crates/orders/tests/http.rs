@@ -8,6 +8,8 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sneakerstop_auth::{CurrentUser, SessionKeys};
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
+use sneakerstop_events::payments::{PaymentEvent, PaymentSucceeded};
+use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_orders::{AppState, SCHEMA, expiry, store};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb};
@@ -57,6 +59,21 @@ fn sneaker(id: Uuid, seller: Uuid, status: SneakerStatus, version: i64) -> Sneak
 }
 
 impl Ctx {
+    /// Delivers `payment.succeeded` for `order` to the orders consumer, as Kafka would.
+    async fn payment_succeeded(&self, order: Uuid) {
+        let payment = Uuid::now_v7();
+        let event = PaymentEvent::Succeeded(PaymentSucceeded {
+            payment_id: payment,
+            order_id: order,
+            amount_cents: 1,
+            provider_ref: "pi_test".into(),
+        });
+        let incoming = IncomingEvent::from_contract(&event, "/sneakerstop/payments", payment, 1);
+        let mut tx = self.pool.begin().await.unwrap();
+        sneakerstop_orders::events::OrdersHandler.handle(&mut tx, &incoming).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
     fn user(&self) -> (Uuid, String) {
         let id = Uuid::now_v7();
         (
@@ -318,9 +335,7 @@ async fn orders_are_private_listed_newest_first_and_cancellable() {
 
     // A paid order cannot be cancelled.
     let paid = Uuid::parse_str(&ids[1]).unwrap();
-    let mut tx = ctx.pool.begin().await.unwrap();
-    store::complete(&mut tx, paid, Uuid::now_v7()).await.unwrap();
-    tx.commit().await.unwrap();
+    ctx.payment_succeeded(paid).await;
     let refused =
         Call::new(Method::DELETE, &format!("/api/orders/{paid}")).header("authorization", &auth).send(&ctx.app).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
@@ -335,9 +350,10 @@ async fn the_state_machine_refuses_completing_a_cancelled_order() {
     let pair = ctx.listed(seller).await;
     let id: Uuid = ctx.order(&auth, pair).await.json["id"].as_str().unwrap().parse().unwrap();
     Call::new(Method::DELETE, &format!("/api/orders/{id}")).header("authorization", &auth).send(&ctx.app).await;
-    let mut tx = ctx.pool.begin().await.unwrap();
-    let error = store::complete(&mut tx, id, Uuid::now_v7()).await.unwrap_err();
-    assert!(error.to_string().contains("cancelled order cannot be completed"), "{error}");
+    ctx.payment_succeeded(id).await;
+    let order = Call::get(&format!("/api/orders/{id}")).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(order.json["status"], "cancelled", "a payment that lost the race never completes the order");
+    assert!(ctx.events().await.iter().all(|(t, _, _)| t != "order.completed"));
 }
 
 #[tokio::test]
@@ -425,4 +441,16 @@ async fn the_replica_applies_sneaker_events_by_version() {
             .await
             .unwrap();
     assert_eq!((status.as_str(), version, title.as_str()), ("reserved", 3, "pair v3"));
+}
+
+#[tokio::test]
+async fn a_status_the_code_does_not_know_is_an_error_never_a_guess() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (_, auth) = ctx.user();
+    let pair = ctx.listed(seller).await;
+    sqlx::query("UPDATE sneakers SET status = 'painted' WHERE id = $1").bind(pair).execute(&ctx.pool).await.unwrap();
+    let answer = ctx.order(&auth, pair).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", answer.text);
+    assert!(ctx.events().await.is_empty(), "nothing was decided from a value nobody understands");
 }

@@ -17,8 +17,8 @@ use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::OrderStatus;
-use crate::store::{self, OrderRow};
+use crate::domain::{Order, OrderStatus};
+use crate::store::{self, InsertError};
 use crate::{AppState, OrdersError};
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -60,18 +60,18 @@ pub struct OrderView {
     version: i64,
 }
 
-impl From<OrderRow> for OrderView {
-    fn from(row: OrderRow) -> Self {
+impl From<Order> for OrderView {
+    fn from(row: Order) -> Self {
         #[allow(clippy::cast_precision_loss, reason = "prices are at most 10^7 cents, exact in f64")]
         let price = row.price_cents as f64 / 100.0;
         Self {
-            status: row.status(),
+            status: row.status,
             id: row.id,
             sneaker_id: row.sneaker_id,
             buyer_id: row.buyer_id,
             seller_id: row.seller_id,
             price,
-            cancel_reason: row.cancel_reason,
+            cancel_reason: row.cancel_reason.map(|reason| reason.as_str().to_owned()),
             payment_id: row.payment_id,
             expires_at: row.expires_at,
             created_at: row.created_at,
@@ -94,7 +94,7 @@ fn parse_id(id: &str) -> Result<Uuid, OrdersError> {
     Uuid::try_parse(id).map_err(|_| FieldError::new("id", "must be a UUID").into())
 }
 
-fn view_json(row: OrderRow) -> serde_json::Value {
+fn view_json(row: Order) -> serde_json::Value {
     serde_json::to_value(OrderView::from(row)).unwrap_or_else(|e| unreachable!("an order view serializes: {e}"))
 }
 
@@ -145,7 +145,7 @@ async fn place(
     key: Option<&IdempotencyKey>,
     body: &NewOrder,
 ) -> Result<Response, OrdersError> {
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = state.pool.begin().await.context("begin placing an order")?;
     let request = json!({"sneakerId": body.sneaker_id});
     // Claimed, used and answered in this one transaction: a crash rolls the claim back too.
     let start =
@@ -154,15 +154,22 @@ async fn place(
     if let sneakerstop_idempotency::Start::Answer(answer) = start {
         return Ok(answer);
     }
-    let sneaker = store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;
-    let ttl = chrono::Duration::from_std(state.reservation_ttl).map_err(anyhow::Error::from)?;
-    let row = store::create(&mut tx, user.id, &sneaker, Utc::now() + ttl, state.max_holds).await?;
-    let order_id = row.id;
-    let view = view_json(row);
+    let listing = store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;
+    let ttl = chrono::Duration::from_std(state.reservation_ttl).context("ORDER_RESERVATION_TTL out of range")?;
+    let placed = Order::place(Uuid::now_v7(), user.id, &listing, Utc::now(), ttl)?;
+    if !store::take_hold(&mut tx, user.id, state.max_holds).await? {
+        return Err(OrdersError::TooManyHolds { cap: state.max_holds });
+    }
+    store::insert(&mut tx, &placed).await.map_err(|e| match e {
+        InsertError::PairHeld => OrdersError::Reserved,
+        InsertError::Other(e) => OrdersError::Internal(e),
+    })?;
+    let order_id = placed.order.id;
+    let view = view_json(placed.order);
     if let Some(key) = key {
         sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
     }
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    tx.commit().await.context("commit the order")?;
     metrics::counter!("orders_created_total").increment(1);
     tracing::info!(%order_id, sneaker_id = %body.sneaker_id, buyer_id = %user.id, "order created");
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -208,7 +215,7 @@ pub(super) async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, OrdersError> {
     let id = parse_id(&id)?;
-    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    let mut conn = state.pool.acquire().await.context("acquire a connection")?;
     let row = store::find_for_buyer(&mut conn, id, user.id, false).await?.ok_or(OrdersError::OrderNotFound)?;
     Ok(Json(OrderView::from(row)))
 }
@@ -232,14 +239,16 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, OrdersError> {
     let id = parse_id(&id)?;
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = state.pool.begin().await.context("begin cancelling an order")?;
     let order = store::find_for_buyer(&mut tx, id, user.id, true).await?.ok_or(OrdersError::OrderNotFound)?;
-    if order.status() == OrderStatus::Cancelled {
+    if order.status == OrderStatus::Cancelled {
         // DELETE is idempotent: cancelling a cancelled order changes nothing.
         return Ok(Json(OrderView::from(order)));
     }
-    let row = store::cancel(&mut tx, &order, CancelReason::Buyer).await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    tracing::info!(order_id = %row.id, "order cancelled by its buyer");
-    Ok(Json(OrderView::from(row)))
+    let cancelled = order.cancel(CancelReason::Buyer, Utc::now())?;
+    store::save(&mut tx, &cancelled).await?;
+    tx.commit().await.context("commit the cancellation")?;
+    metrics::counter!("orders_cancelled_total", "reason" => "buyer").increment(1);
+    tracing::info!(order_id = %cancelled.order.id, "order cancelled by its buyer");
+    Ok(Json(OrderView::from(cancelled.order)))
 }
