@@ -42,6 +42,18 @@ pub enum PaymentsError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::domain::Refusal> for PaymentsError {
+    fn from(refusal: crate::domain::Refusal) -> Self {
+        use crate::domain::Refusal;
+        match refusal {
+            Refusal::NotYourOrder => Self::NotYourOrder,
+            Refusal::OrderCancelled => Self::OrderCancelled { refunding: false },
+            Refusal::AlreadyPaid => Self::AlreadyPaid,
+            Refusal::Transition { .. } => Self::Internal(anyhow::Error::new(refusal).context("payment state")),
+        }
+    }
+}
+
 impl From<FieldError> for PaymentsError {
     fn from(error: FieldError) -> Self {
         Self::Invalid(vec![error])

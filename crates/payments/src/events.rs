@@ -14,7 +14,8 @@ use sneakerstop_events::topics;
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sqlx::PgConnection;
 
-use crate::store::{self, OrderReplica};
+use crate::domain::{OrderReplica, OrderState};
+use crate::store;
 
 /// The payments service's event handler.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,19 +34,20 @@ impl Handler for PaymentsHandler {
                         id: created.order_id,
                         buyer_id: created.buyer_id,
                         amount_cents: created.price_cents,
-                        status: "created".into(),
+                        status: OrderState::Created,
                         version,
                     };
                     store::order_created(tx, &order).await?;
                 }
                 OrderEvent::Cancelled(cancelled) => {
-                    store::order_status(tx, cancelled.order_id, "cancelled", version).await?;
-                    if store::mark_for_refund(tx, cancelled.order_id).await? {
+                    store::order_status(tx, cancelled.order_id, OrderState::Cancelled, version).await?;
+                    if let Some(charged) = store::lock_succeeded(tx, cancelled.order_id).await? {
+                        store::save(tx, &charged.order_cancelled(chrono::Utc::now())?).await?;
                         tracing::warn!(order_id = %cancelled.order_id, "order cancelled after it was charged; refunding");
                     }
                 }
                 OrderEvent::Completed(completed) => {
-                    store::order_status(tx, completed.order_id, "complete", version).await?;
+                    store::order_status(tx, completed.order_id, OrderState::Complete, version).await?;
                 }
             }
             Ok(())

@@ -15,6 +15,7 @@
 //! Publishes `payment.succeeded` and `payment.refunded` on `payments.payments` (keyed by
 //! order id); consumes `orders.orders`.
 
+pub mod domain;
 mod error;
 pub mod events;
 pub mod http;

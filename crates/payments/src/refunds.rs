@@ -30,7 +30,7 @@ pub async fn run(pool: PgPool, provider: Arc<dyn PaymentProvider>, interval: Dur
 
 /// Refunds what is due now; returns how many were refunded.
 pub async fn process_due(pool: &PgPool, provider: &dyn PaymentProvider) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await.context("begin")?;
+    let mut tx = pool.begin().await.context("begin a refund round")?;
     let due = store::due_refunds(&mut tx, BATCH).await?;
     let mut done = 0;
     for payment in &due {
@@ -40,7 +40,12 @@ pub async fn process_due(pool: &PgPool, provider: &dyn PaymentProvider) -> anyho
         };
         match provider.refund(charge, &format!("refund-{}", payment.id)).await {
             Ok(refund) => {
-                store::refunded(&mut tx, payment, &refund.refund_ref).await?;
+                let refunded = payment.record_refund(&refund.refund_ref, chrono::Utc::now())?;
+                anyhow::ensure!(
+                    store::save(&mut tx, &refunded).await?,
+                    "payment {} changed under its lock",
+                    payment.id
+                );
                 metrics::counter!("payments_refunded_total").increment(1);
                 metrics::counter!("payments_refunded_cents_total")
                     .increment(u64::try_from(payment.amount_cents).unwrap_or(0));

@@ -2,14 +2,16 @@
 //! place that does it, used by `POST /api/payments` right after its call and by the
 //! recovery task for attempts whose process died before recording anything.
 //!
-//! Every transition starts from `pending` (the statements check it), so two recorders of
-//! one attempt — a slow request and the recovery task — cannot both record it: the second
-//! finds [`Settled::AlreadySettled`].
+//! The domain decides each transition from `pending`, and the store writes it only if the
+//! attempt is still pending, so two recorders of one attempt — a slow request and the
+//! recovery task — cannot both record it: the second finds [`Settled::AlreadySettled`].
 
+use chrono::Utc;
 use sqlx::PgConnection;
 
+use crate::domain::{Payment, PaymentStatus};
 use crate::provider::{Charge, ProviderError};
-use crate::store::{self, PaymentRow};
+use crate::store;
 
 /// What to do with an attempt whose outcome the provider did not give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub enum Unknown {
 pub enum Settled {
     /// Charged: `succeeded` with `payment.succeeded` written, or `refund_pending` if the
     /// order was cancelled meanwhile (the refund task takes it from there).
-    Charged(PaymentRow),
+    Charged(Payment),
     /// Declined, with the provider's reason.
     Declined(String),
     /// The provider refused the request (nothing was charged, the attempt is gone) or gave
@@ -35,32 +37,37 @@ pub enum Settled {
     AlreadySettled,
 }
 
-/// Records `outcome` for `payment` on `tx`.
+/// Records `outcome` for `payment` (as it was when the provider was asked) on `tx`.
+#[tracing::instrument(skip_all, fields(payment_id = %payment.id, order_id = %payment.order_id), err)]
 pub async fn record(
     tx: &mut PgConnection,
-    payment: &PaymentRow,
+    payment: &Payment,
     outcome: Result<Charge, ProviderError>,
     unknown: Unknown,
 ) -> anyhow::Result<Settled> {
+    if payment.status != PaymentStatus::Pending {
+        return Ok(Settled::AlreadySettled);
+    }
     match outcome {
         Ok(charge) => {
             // Locking the replica row orders us with the consumer applying order.cancelled.
             let order = store::find_order(tx, payment.order_id, true).await?;
-            let cancelled = order.is_some_and(|o| o.status == "cancelled");
-            let Some(row) = store::charged(tx, payment, &charge.provider_ref, cancelled).await? else {
+            let charged = payment.record_charge(&charge.provider_ref, order.as_ref(), Utc::now())?;
+            if !store::save(tx, &charged).await? {
                 return Ok(Settled::AlreadySettled);
-            };
+            }
+            let row = charged.payment;
             metrics::counter!("payments_succeeded_total").increment(1);
             metrics::counter!("payments_charged_cents_total").increment(u64::try_from(row.amount_cents).unwrap_or(0));
-            if cancelled {
-                tracing::warn!(order_id = %row.order_id, payment_id = %row.id, "charged an order cancelled meanwhile; refunding");
+            if row.status == PaymentStatus::RefundPending {
+                tracing::warn!("charged an order cancelled meanwhile; refunding");
             } else {
-                tracing::info!(order_id = %row.order_id, payment_id = %row.id, "payment succeeded");
+                tracing::info!("payment succeeded");
             }
             Ok(Settled::Charged(row))
         }
         Err(ProviderError::Declined(reason)) => {
-            if !store::declined(tx, payment, &reason).await? {
+            if !store::save(tx, &payment.record_decline(&reason, Utc::now())?).await? {
                 return Ok(Settled::AlreadySettled);
             }
             metrics::counter!("payments_declined_total").increment(1);

@@ -1,41 +1,17 @@
-//! SQL for payments and the order replica.
+//! Persistence for payments and the order replica: what the domain decided, written with
+//! the event that announces it, on the caller's transaction. Only what the database alone
+//! can decide across requests is decided here: one live payment per order (a unique index)
+//! and whether a payment is still in the state a decision was made from.
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
-use sneakerstop_events::payments::{PaymentEvent, PaymentRefunded, PaymentSucceeded};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{PaymentsError, SOURCE};
+use crate::SOURCE;
+use crate::domain::{Decision, OrderReplica, OrderState, Payment};
 
 const COLUMNS: &str = "id, order_id, buyer_id, amount_cents, attempt, status, failure_reason, provider_ref, refund_ref, \
                        created_at, updated_at";
-
-/// A payment attempt as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct PaymentRow {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub buyer_id: Uuid,
-    pub amount_cents: i64,
-    pub attempt: i32,
-    pub status: String,
-    pub failure_reason: Option<String>,
-    pub provider_ref: Option<String>,
-    pub refund_ref: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// What payments knows of an order.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct OrderReplica {
-    pub id: Uuid,
-    pub buyer_id: Uuid,
-    pub amount_cents: i64,
-    pub status: String,
-    pub version: i64,
-}
 
 /// Records a new order (version 1) in the replica; repeats change nothing.
 pub async fn order_created(conn: &mut PgConnection, order: &OrderReplica) -> anyhow::Result<()> {
@@ -46,23 +22,23 @@ pub async fn order_created(conn: &mut PgConnection, order: &OrderReplica) -> any
     .bind(order.id)
     .bind(order.buyer_id)
     .bind(order.amount_cents)
-    .bind(&order.status)
+    .bind(order.status)
     .bind(order.version)
     .execute(conn)
     .await
-    .context("record order")?;
+    .with_context(|| format!("record order {}", order.id))?;
     Ok(())
 }
 
 /// Moves a replicated order to `status` at `version`, if that is newer. Returns whether it changed.
-pub async fn order_status(conn: &mut PgConnection, id: Uuid, status: &str, version: i64) -> anyhow::Result<bool> {
+pub async fn order_status(conn: &mut PgConnection, id: Uuid, status: OrderState, version: i64) -> anyhow::Result<bool> {
     let changed = sqlx::query("UPDATE orders SET status = $2, version = $3 WHERE id = $1 AND version < $3")
         .bind(id)
         .bind(status)
         .bind(version)
         .execute(conn)
         .await
-        .context("update order status")?
+        .with_context(|| format!("update the status of order {id}"))?
         .rows_affected();
     Ok(changed == 1)
 }
@@ -74,38 +50,40 @@ pub async fn find_order(conn: &mut PgConnection, id: Uuid, lock: bool) -> anyhow
         .bind(id)
         .fetch_optional(conn)
         .await
-        .context("find order")
+        .with_context(|| format!("find order {id}"))
 }
 
-/// Writes a `pending` attempt for `order` — before the provider is called, so no charge
-/// exists without a stored payment. A live (non-declined) payment of the order makes this
-/// fail: [`PaymentsError::AlreadyPaid`] or [`PaymentsError::InProgress`].
-pub async fn begin_attempt(
-    tx: &mut PgConnection,
-    order: &OrderReplica,
-    token: &str,
-) -> Result<PaymentRow, PaymentsError> {
-    let attempt: i32 = sqlx::query_scalar("SELECT coalesce(max(attempt), 0) + 1 FROM payments WHERE order_id = $1")
-        .bind(order.id)
-        .fetch_one(&mut *tx)
+/// The number the order's next attempt gets.
+pub async fn next_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<i32> {
+    sqlx::query_scalar("SELECT coalesce(max(attempt), 0) + 1 FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_one(conn)
         .await
-        .context("next attempt")?;
-    let inserted = sqlx::query_as(&format!(
-        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(order.id)
-    .bind(order.buyer_id)
-    .bind(order.amount_cents)
-    .bind(attempt)
+        .context("number the next attempt")
+}
+
+/// Writes a new `pending` attempt with the card token it will be charged with (kept until
+/// its outcome is recorded, for recovery). Returns `false` when a live (non-declined)
+/// payment of the order exists: a concurrent second request stops here.
+pub async fn insert(tx: &mut PgConnection, payment: &Payment, token: &str) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(payment.id)
+    .bind(payment.order_id)
+    .bind(payment.buyer_id)
+    .bind(payment.amount_cents)
+    .bind(payment.attempt)
+    .bind(payment.status)
     .bind(token)
-    .fetch_one(&mut *tx)
+    .bind(payment.created_at)
+    .execute(tx)
     .await;
     match inserted {
-        Ok(row) => Ok(row),
-        Err(e) if is_live_payment_conflict(&e) => Err(PaymentsError::InProgress),
-        Err(e) => Err(anyhow::Error::new(e).context("insert payment").into()),
+        Ok(_) => Ok(true),
+        Err(e) if is_live_payment_conflict(&e) => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("insert payment")),
     }
 }
 
@@ -114,8 +92,38 @@ fn is_live_payment_conflict(error: &sqlx::Error) -> bool {
         || sneakerstop_db::is_unique_violation(error, "payments_order_id_attempt_key")
 }
 
+/// Writes a decision and its event, if the payment is still in the status the decision was
+/// made from; returns whether it was (if not, someone else recorded it first and nothing is
+/// written). The card token is dropped once the attempt is no longer pending.
+pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<bool> {
+    let payment = &decided.payment;
+    let saved = sqlx::query(
+        "UPDATE payments SET status = $3, failure_reason = $4, provider_ref = $5, refund_ref = $6, updated_at = $7,
+                token = CASE WHEN $3 = 'pending' THEN token END
+          WHERE id = $1 AND status = $2",
+    )
+    .bind(payment.id)
+    .bind(decided.from)
+    .bind(payment.status)
+    .bind(&payment.failure_reason)
+    .bind(&payment.provider_ref)
+    .bind(&payment.refund_ref)
+    .bind(payment.updated_at)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("save payment {}", payment.id))?
+    .rows_affected();
+    if saved == 0 {
+        return Ok(false);
+    }
+    if let Some((event, version)) = &decided.event {
+        sneakerstop_messaging::enqueue(tx, SOURCE, payment.id, *version, event).await?;
+    }
+    Ok(true)
+}
+
 /// The order's live payment, if any (to tell "already paid" from "in progress").
-pub async fn live_payment(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<PaymentRow>> {
+pub async fn live_payment(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 AND status <> 'declined'"))
         .bind(order_id)
         .fetch_optional(conn)
@@ -123,58 +131,19 @@ pub async fn live_payment(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Re
         .context("find live payment")
 }
 
-/// Records a successful charge and writes `payment.succeeded`. If the order was cancelled
-/// meanwhile the payment is marked `refund_pending` instead of `succeeded` (the refund task
-/// takes it from there); the charge happened either way, so the event is written either way.
-/// `None` when the attempt is no longer pending (another process recorded it first).
-pub async fn charged(
-    tx: &mut PgConnection,
-    payment: &PaymentRow,
-    provider_ref: &str,
-    refund: bool,
-) -> anyhow::Result<Option<PaymentRow>> {
-    let status = if refund { "refund_pending" } else { "succeeded" };
-    let row: Option<PaymentRow> = sqlx::query_as(&format!(
-        "UPDATE payments SET status = $2, provider_ref = $3, token = NULL, updated_at = now()
-         WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
-    ))
-    .bind(payment.id)
-    .bind(status)
-    .bind(provider_ref)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("record charge")?;
-    let Some(row) = row else { return Ok(None) };
-    let event = PaymentEvent::Succeeded(PaymentSucceeded {
-        payment_id: row.id,
-        order_id: row.order_id,
-        amount_cents: row.amount_cents,
-        provider_ref: provider_ref.to_owned(),
-    });
-    sneakerstop_messaging::enqueue(tx, SOURCE, row.id, 1, &event).await?;
-    Ok(Some(row))
-}
-
-/// Records a declined attempt (kept, with the reason; the next attempt gets a new key).
-/// Returns whether it was still pending.
-pub async fn declined(conn: &mut PgConnection, payment: &PaymentRow, reason: &str) -> anyhow::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE payments SET status = 'declined', failure_reason = $2, token = NULL, updated_at = now()
-         WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(payment.id)
-    .bind(reason)
-    .execute(conn)
-    .await
-    .context("record decline")?
-    .rows_affected();
-    Ok(done == 1)
+/// The order's successful charge, locked for this transaction, if it has one.
+pub async fn lock_succeeded(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 AND status = 'succeeded' FOR UPDATE"))
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await
+        .context("find the order's charge")
 }
 
 /// Forgets an attempt whose outcome the provider did not give (unavailable, invalid token).
 /// Its attempt number is reused by the retry, so the retry carries the same idempotency
 /// key: if the provider did charge after all, it returns that charge instead of a new one.
-pub async fn abandon(conn: &mut PgConnection, payment: &PaymentRow) -> anyhow::Result<()> {
+pub async fn abandon(conn: &mut PgConnection, payment: &Payment) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM payments WHERE id = $1 AND status = 'pending'")
         .bind(payment.id)
         .execute(conn)
@@ -184,7 +153,7 @@ pub async fn abandon(conn: &mut PgConnection, payment: &PaymentRow) -> anyhow::R
 }
 
 /// The order's newest attempt, whatever became of it.
-pub async fn latest_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<PaymentRow>> {
+pub async fn latest_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1"))
         .bind(order_id)
         .fetch_optional(conn)
@@ -199,11 +168,11 @@ pub async fn stale_attempts(
     tx: &mut PgConnection,
     older_than: std::time::Duration,
     batch: i64,
-) -> anyhow::Result<Vec<(PaymentRow, Option<String>)>> {
+) -> anyhow::Result<Vec<(Payment, Option<String>)>> {
     #[derive(sqlx::FromRow)]
     struct Stale {
         #[sqlx(flatten)]
-        row: PaymentRow,
+        payment: Payment,
         token: Option<String>,
     }
     let stale: Vec<Stale> = sqlx::query_as(&format!(
@@ -216,26 +185,12 @@ pub async fn stale_attempts(
     .fetch_all(tx)
     .await
     .context("find stale attempts")?;
-    Ok(stale.into_iter().map(|s| (s.row, s.token)).collect())
-}
-
-/// Marks the order's successful charge for refund (its order was cancelled). Returns
-/// whether there was one.
-pub async fn mark_for_refund(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<bool> {
-    let marked = sqlx::query(
-        "UPDATE payments SET status = 'refund_pending', updated_at = now() WHERE order_id = $1 AND status = 'succeeded'",
-    )
-    .bind(order_id)
-    .execute(conn)
-    .await
-    .context("mark for refund")?
-    .rows_affected();
-    Ok(marked > 0)
+    Ok(stale.into_iter().map(|s| (s.payment, s.token)).collect())
 }
 
 /// Payments waiting for a refund, locked for this transaction (`SKIP LOCKED`: several
 /// instances never refund the same one at once).
-pub async fn due_refunds(tx: &mut PgConnection, batch: i64) -> anyhow::Result<Vec<PaymentRow>> {
+pub async fn due_refunds(tx: &mut PgConnection, batch: i64) -> anyhow::Result<Vec<Payment>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM payments WHERE status = 'refund_pending' ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED"
     ))
@@ -245,31 +200,13 @@ pub async fn due_refunds(tx: &mut PgConnection, batch: i64) -> anyhow::Result<Ve
     .context("find due refunds")
 }
 
-/// Records a refund and writes `payment.refunded`.
-pub async fn refunded(tx: &mut PgConnection, payment: &PaymentRow, refund_ref: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE payments SET status = 'refunded', refund_ref = $2, updated_at = now() WHERE id = $1")
-        .bind(payment.id)
-        .bind(refund_ref)
-        .execute(&mut *tx)
-        .await
-        .context("record refund")?;
-    let event = PaymentEvent::Refunded(PaymentRefunded {
-        payment_id: payment.id,
-        order_id: payment.order_id,
-        amount_cents: payment.amount_cents,
-        refund_ref: refund_ref.to_owned(),
-    });
-    sneakerstop_messaging::enqueue(tx, SOURCE, payment.id, 2, &event).await?;
-    Ok(())
-}
-
 /// One page of the buyer's payments, newest first (plus one row).
 pub async fn list_for_buyer(
     pool: &PgPool,
     buyer_id: Uuid,
     before: Option<Uuid>,
     limit: i64,
-) -> anyhow::Result<Vec<PaymentRow>> {
+) -> anyhow::Result<Vec<Payment>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM payments WHERE buyer_id = $1 AND status <> 'pending' AND ($2::uuid IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3"

@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 use sneakerstop_auth::{CurrentUser, SessionKeys};
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderEvent};
 use sneakerstop_messaging::{Handler, IncomingEvent};
+use sneakerstop_payments::domain::{OrderReplica, OrderState, Payment};
 use sneakerstop_payments::events::PaymentsHandler;
 use sneakerstop_payments::provider::simulated::Simulated;
 use sneakerstop_payments::provider::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
-use sneakerstop_payments::store::{self, OrderReplica};
+use sneakerstop_payments::store;
 use sneakerstop_payments::{AppState, SCHEMA, recovery, refunds};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
@@ -62,7 +63,7 @@ impl Ctx {
     async fn order(&self, buyer: Uuid) -> Uuid {
         let id = Uuid::now_v7();
         let mut conn = self.pool.acquire().await.unwrap();
-        let order = OrderReplica { id, buyer_id: buyer, amount_cents: 25_000, status: "created".into(), version: 1 };
+        let order = OrderReplica { id, buyer_id: buyer, amount_cents: 25_000, status: OrderState::Created, version: 1 };
         store::order_created(&mut conn, &order).await.unwrap();
         id
     }
@@ -325,7 +326,9 @@ impl Ctx {
         let start = sneakerstop_idempotency::begin(&mut tx, buyer, Some(&key), &request, Duration::from_secs(30)).await;
         assert!(matches!(start, Ok(sneakerstop_idempotency::Start::New)));
         let replica = store::find_order(&mut tx, order, false).await.unwrap().unwrap();
-        let attempt = store::begin_attempt(&mut tx, &replica, "tok_visa").await.unwrap();
+        let number = store::next_attempt(&mut tx, order).await.unwrap();
+        let attempt = Payment::begin(Uuid::now_v7(), buyer, &replica, number, chrono::Utc::now()).unwrap();
+        assert!(store::insert(&mut tx, &attempt, "tok_visa").await.unwrap());
         tx.commit().await.unwrap();
         if reached_provider {
             let charge = ChargeRequest {

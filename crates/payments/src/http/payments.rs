@@ -28,9 +28,10 @@ use uuid::Uuid;
 use anyhow::Context;
 use sneakerstop_idempotency::Start;
 
+use crate::domain::{Payment, PaymentStatus};
 use crate::provider::{ChargeRequest, ProviderError};
 use crate::settle::{self, Settled, Unknown};
-use crate::store::{self, PaymentRow};
+use crate::store;
 use crate::{AppState, PaymentsError};
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -57,17 +58,17 @@ pub struct PaymentView {
     /// Amount in currency units.
     #[schema(example = 250.0)]
     amount: f64,
-    /// `succeeded`, `declined`, `refund_pending` or `refunded`.
-    #[schema(example = "succeeded")]
-    status: String,
+    /// `succeeded`, `declined`, `refund_pending` or `refunded` (an attempt still `pending`
+    /// is never shown).
+    status: PaymentStatus,
     /// Why it was declined.
     #[serde(skip_serializing_if = "Option::is_none")]
     failure_reason: Option<String>,
     created_at: DateTime<Utc>,
 }
 
-impl From<PaymentRow> for PaymentView {
-    fn from(row: PaymentRow) -> Self {
+impl From<Payment> for PaymentView {
+    fn from(row: Payment) -> Self {
         #[allow(clippy::cast_precision_loss, reason = "amounts are at most 10^7 cents, exact in f64")]
         let amount = row.amount_cents as f64 / 100.0;
         Self {
@@ -147,7 +148,7 @@ async fn pay(
     sneakerstop_problem::storable_text("token", &token)?;
 
     // 1. Claim the key, check the order, write the pending attempt.
-    let mut tx = state.pool.begin().await.context("begin")?;
+    let mut tx = state.pool.begin().await.context("begin paying")?;
     let request = json!({"orderId": body.order_id, "token": token});
     let start = sneakerstop_idempotency::begin(&mut tx, user.id, key, &request, state.claim_lease).await?;
     let recovered = match start {
@@ -156,9 +157,7 @@ async fn pay(
         Start::New => false,
     };
     let order = store::find_order(&mut tx, body.order_id, false).await?.ok_or(PaymentsError::OrderNotFound)?;
-    if order.buyer_id != user.id {
-        return Err(PaymentsError::NotYourOrder);
-    }
+    order.check_buyer(user.id)?;
     if recovered {
         // This key's first request committed its attempt and died before answering: answer
         // with what became of that attempt (the recovery task settles it once it is stale).
@@ -171,24 +170,18 @@ async fn pay(
             return Ok((StatusCode::CREATED, Json(view)).into_response());
         }
     }
-    match order.status.as_str() {
-        "cancelled" => return Err(PaymentsError::OrderCancelled { refunding: false }),
-        "complete" => return Err(PaymentsError::AlreadyPaid),
-        _ => {}
+    let attempt = store::next_attempt(&mut tx, order.id).await?;
+    let payment = Payment::begin(Uuid::now_v7(), user.id, &order, attempt, Utc::now())?;
+    if !store::insert(&mut tx, &payment, &token).await? {
+        // A live payment of the order exists: say whether it is done or under way.
+        drop(tx);
+        let mut conn = state.pool.acquire().await.context("acquire a connection")?;
+        let live = store::live_payment(&mut conn, order.id).await?;
+        return Err(match live.map(|p| p.status) {
+            Some(status) if status != PaymentStatus::Pending => PaymentsError::AlreadyPaid,
+            _ => PaymentsError::InProgress,
+        });
     }
-    let payment = match store::begin_attempt(&mut tx, &order, &token).await {
-        Ok(payment) => payment,
-        Err(PaymentsError::InProgress) => {
-            drop(tx);
-            let mut conn = state.pool.acquire().await.context("acquire")?;
-            let live = store::live_payment(&mut conn, order.id).await?;
-            return Err(match live.map(|p| p.status) {
-                Some(status) if status != "pending" => PaymentsError::AlreadyPaid,
-                _ => PaymentsError::InProgress,
-            });
-        }
-        Err(other) => return Err(other),
-    };
     tx.commit().await.context("commit pending attempt")?;
 
     // 2. Charge. Same order and attempt, same key: a retry never charges twice.
@@ -202,7 +195,7 @@ async fn pay(
     let outcome = state.provider.charge(&charge).await;
 
     // 3. Record the outcome.
-    let mut tx = state.pool.begin().await.context("begin")?;
+    let mut tx = state.pool.begin().await.context("begin recording the outcome")?;
     let result = match settle::record(&mut tx, &payment, outcome, Unknown::Abandon).await? {
         Settled::Charged(row) => answer_for(row),
         Settled::Declined(reason) => Err(PaymentsError::Declined(reason)),
@@ -235,12 +228,14 @@ pub fn charge_key(order_id: Uuid, attempt: i32) -> String {
 }
 
 /// The answer a settled attempt gives its request: the payment (201), or why not.
-fn answer_for(row: PaymentRow) -> Result<serde_json::Value, PaymentsError> {
-    match row.status.as_str() {
-        "succeeded" => Ok(serde_json::to_value(PaymentView::from(row)).context("serialize payment")?),
-        "refund_pending" | "refunded" => Err(PaymentsError::OrderCancelled { refunding: true }),
-        "declined" => Err(PaymentsError::Declined(row.failure_reason.unwrap_or_default())),
-        _ => Err(PaymentsError::InProgress),
+fn answer_for(row: Payment) -> Result<serde_json::Value, PaymentsError> {
+    match row.status {
+        PaymentStatus::Succeeded => Ok(serde_json::to_value(PaymentView::from(row)).context("serialize payment")?),
+        PaymentStatus::RefundPending | PaymentStatus::Refunded => {
+            Err(PaymentsError::OrderCancelled { refunding: true })
+        }
+        PaymentStatus::Declined => Err(PaymentsError::Declined(row.failure_reason.unwrap_or_default())),
+        PaymentStatus::Pending => Err(PaymentsError::InProgress),
     }
 }
 
