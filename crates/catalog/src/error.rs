@@ -16,8 +16,8 @@ pub enum CatalogError {
     #[error("not the seller")]
     NotOwner,
     /// The listing is reserved or sold and cannot change.
-    #[error("listing is {0}")]
-    NotEditable(&'static str),
+    #[error("listing is {}", .0.as_str())]
+    NotEditable(crate::domain::Status),
     /// `If-Match` named another version.
     #[error("version mismatch")]
     VersionMismatch {
@@ -32,6 +32,18 @@ pub enum CatalogError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::domain::Refusal> for CatalogError {
+    fn from(refusal: crate::domain::Refusal) -> Self {
+        use crate::domain::Refusal;
+        match refusal {
+            Refusal::NotOwner => Self::NotOwner,
+            Refusal::NotEditable(status) => Self::NotEditable(status),
+            Refusal::VersionMismatch { current } => Self::VersionMismatch { current },
+            Refusal::DoesNotApply { .. } => Self::Internal(anyhow::Error::new(refusal)),
+        }
+    }
+}
+
 impl From<FieldError> for CatalogError {
     fn from(error: FieldError) -> Self {
         Self::Invalid(vec![error])
@@ -44,9 +56,10 @@ impl IntoResponse for CatalogError {
             Self::Invalid(errors) => Problem::validation(errors),
             Self::NotFound => Problem::not_found("no sneaker with this id"),
             Self::NotOwner => Problem::forbidden("only the seller can change this listing"),
-            Self::NotEditable(status) => {
-                Problem::conflict("listing-locked", format!("the pair is {status} and can no longer be edited"))
-            }
+            Self::NotEditable(status) => Problem::conflict(
+                "listing-locked",
+                format!("the pair is {} and can no longer be edited", status.as_str()),
+            ),
             Self::VersionMismatch { current } => {
                 Problem::new(axum::http::StatusCode::PRECONDITION_FAILED, "version-mismatch", "Precondition failed")
                     .with_detail(format!("If-Match does not match the current version {current}; fetch it and retry"))

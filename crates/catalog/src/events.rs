@@ -9,6 +9,7 @@
 //! outbox, in the consumer's transaction. An event that does not apply (a stale or
 //! foreign order) changes nothing and is logged.
 
+use chrono::{SubsecRound, Utc};
 use futures::future::BoxFuture;
 use sneakerstop_events::orders::OrderEvent;
 use sneakerstop_events::topics;
@@ -27,20 +28,36 @@ impl Handler for CatalogHandler {
             if event.topic != topics::ORDERS {
                 anyhow::bail!("catalog does not consume {}", event.topic);
             }
-            let (sneaker, order, transition) = match event.decode::<OrderEvent>()? {
-                OrderEvent::Created(e) => (e.sneaker_id, e.order_id, store::Hold::Reserve),
-                OrderEvent::Cancelled(e) => (e.sneaker_id, e.order_id, store::Hold::Release),
-                OrderEvent::Completed(e) => (e.sneaker_id, e.order_id, store::Hold::Sell),
-            };
-            match store::apply_hold(tx, sneaker, order, transition).await? {
-                Some(row) => {
-                    tracing::info!(sneaker_id = %sneaker, %order, status = %row.status, version = row.version, "pair status changed")
-                }
-                None => {
-                    tracing::info!(sneaker_id = %sneaker, %order, ?transition, "order event does not apply to the pair; ignored")
-                }
-            }
-            Ok(())
+            apply(tx, &event.decode::<OrderEvent>()?).await
         })
     }
+}
+
+/// Moves the pair an order event names, if the event applies to it.
+#[tracing::instrument(skip_all, fields(event = ?order_event), err)]
+async fn apply(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Result<()> {
+    let (sneaker, order) = match order_event {
+        OrderEvent::Created(e) => (e.sneaker_id, e.order_id),
+        OrderEvent::Cancelled(e) => (e.sneaker_id, e.order_id),
+        OrderEvent::Completed(e) => (e.sneaker_id, e.order_id),
+    };
+    let Some(pair) = store::lock(tx, sneaker).await? else {
+        tracing::warn!(sneaker_id = %sneaker, %order, "order for an unknown pair ignored");
+        return Ok(());
+    };
+    let now = Utc::now().trunc_subsecs(6);
+    let decided = match order_event {
+        OrderEvent::Created(_) => pair.reserve(order, now),
+        OrderEvent::Cancelled(_) => pair.release(order, now),
+        OrderEvent::Completed(_) => pair.sell(order, now),
+    };
+    match decided {
+        Ok(changed) => {
+            store::save(tx, &changed).await?;
+            let (status, version) = (changed.sneaker.status.as_str(), changed.sneaker.version);
+            tracing::info!(sneaker_id = %sneaker, %order, status, version, "pair status changed");
+        }
+        Err(refused) => tracing::info!(sneaker_id = %sneaker, %order, %refused, "order event does not apply; ignored"),
+    }
+    Ok(())
 }

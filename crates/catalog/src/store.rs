@@ -1,85 +1,23 @@
-//! SQL for `sneakers`. Every change writes its event to the outbox in the same transaction.
+//! Persistence for `sneakers`: what the domain decided, written with the event that
+//! announces it, in the same transaction (or the same statement).
 
 use anyhow::Context;
-use chrono::{DateTime, SubsecRound, Utc};
-use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_messaging::Outgoing;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::domain::{ListQuery, Listing, Sort};
-use crate::{CatalogError, SOURCE};
+use crate::SOURCE;
+use crate::domain::{Decision, ListQuery, Sneaker, Sort, Status};
 
-const COLUMNS: &str =
-    "id, seller_id, title, brand, description, price_cents, size, status, version, created_at, updated_at";
+const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, size, status, held_by_order, version, \
+                       created_at, updated_at";
 
-/// A listing as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SneakerRow {
-    pub id: Uuid,
-    pub seller_id: Uuid,
-    pub title: String,
-    pub brand: Option<String>,
-    pub description: Option<String>,
-    pub price_cents: i64,
-    pub size: f64,
-    pub status: String,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl SneakerRow {
-    pub fn status(&self) -> SneakerStatus {
-        match self.status.as_str() {
-            "reserved" => SneakerStatus::Reserved,
-            "sold" => SneakerStatus::Sold,
-            _ => SneakerStatus::Available,
-        }
-    }
-
-    /// The event payload: the whole listing at this version.
-    pub fn snapshot(&self) -> Sneaker {
-        Sneaker {
-            sneaker_id: self.id,
-            seller_id: self.seller_id,
-            title: self.title.clone(),
-            brand: self.brand.clone(),
-            description: self.description.clone(),
-            price_cents: self.price_cents,
-            size: self.size,
-            status: self.status(),
-            version: self.version,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        }
-    }
-}
-
-/// Lists a pair (version 1) and writes `sneaker.listed`, atomically, in one statement:
-/// the listing is the busiest write, and one round trip (with its implicit transaction)
+/// Writes a newly listed pair and its `sneaker.listed`, atomically, in one statement: the
+/// listing is the busiest write, and one round trip (with its implicit transaction)
 /// instead of four is most of its cost.
-pub async fn insert(
-    executor: impl sqlx::PgExecutor<'_>,
-    seller_id: Uuid,
-    listing: &Listing,
-) -> anyhow::Result<SneakerRow> {
-    // PostgreSQL keeps microseconds: the event must carry the time the row will show.
-    let now = Utc::now().trunc_subsecs(6);
-    let row = SneakerRow {
-        id: Uuid::now_v7(),
-        seller_id,
-        title: listing.title.clone(),
-        brand: listing.brand.clone(),
-        description: listing.description.clone(),
-        price_cents: listing.price_cents,
-        size: listing.size,
-        status: "available".to_owned(),
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
-    let event = Outgoing::new(SOURCE, row.id, row.version, &SneakerEvent::Listed(row.snapshot()));
+pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> anyhow::Result<()> {
+    let row = &listed.sneaker;
+    let event = Outgoing::new(SOURCE, row.id, row.version, &listed.event);
     let sql = format!(
         "WITH listed AS (
              INSERT INTO sneakers (id, seller_id, title, brand, description, price_cents, size, status, version,
@@ -96,112 +34,63 @@ pub async fn insert(
         .bind(&row.description)
         .bind(row.price_cents)
         .bind(row.size)
-        .bind(&row.status)
+        .bind(row.status)
         .bind(row.version)
         .bind(row.created_at);
     event.bind(query).execute(executor).await.context("insert sneaker and sneaker.listed")?;
-    Ok(row)
+    Ok(())
 }
 
 /// The listing with this id.
-pub async fn get(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<SneakerRow>> {
+pub async fn get(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM sneakers WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await
-        .context("get sneaker")
+        .with_context(|| format!("get sneaker {id}"))
 }
 
-/// The seller's edit: checks owner, status and `If-Match` under a row lock, bumps the
-/// version and writes `sneaker.updated`, atomically.
-pub async fn update(
-    pool: &PgPool,
-    id: Uuid,
-    seller_id: Uuid,
-    listing: &Listing,
-    if_match: Option<i64>,
-) -> Result<SneakerRow, CatalogError> {
-    let mut tx = pool.begin().await.context("begin")?;
-    let current: SneakerRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sneakers WHERE id = $1 FOR UPDATE"))
+/// The listing with this id, locked for this transaction.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM sneakers WHERE id = $1 FOR UPDATE"))
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(conn)
         .await
-        .context("lock sneaker")?
-        .ok_or(CatalogError::NotFound)?;
-    if current.seller_id != seller_id {
-        return Err(CatalogError::NotOwner);
-    }
-    match current.status() {
-        SneakerStatus::Available => {}
-        SneakerStatus::Reserved => return Err(CatalogError::NotEditable("reserved")),
-        SneakerStatus::Sold => return Err(CatalogError::NotEditable("sold")),
-    }
-    if if_match.is_some_and(|version| version != current.version) {
-        return Err(CatalogError::VersionMismatch { current: current.version });
-    }
-    let row: SneakerRow = sqlx::query_as(&format!(
-        "UPDATE sneakers SET title = $2, brand = $3, description = $4, price_cents = $5, size = $6,
-                version = version + 1, updated_at = now()
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&listing.title)
-    .bind(&listing.brand)
-    .bind(&listing.description)
-    .bind(listing.price_cents)
-    .bind(listing.size)
-    .fetch_one(&mut *tx)
-    .await
-    .context("update sneaker")?;
-    sneakerstop_messaging::enqueue(&mut tx, SOURCE, row.id, row.version, &SneakerEvent::Updated(row.snapshot()))
-        .await?;
-    tx.commit().await.context("commit update")?;
-    Ok(row)
+        .with_context(|| format!("lock sneaker {id}"))
 }
 
-/// What an order does to the pair it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hold {
-    /// An order reserved it.
-    Reserve,
-    /// The order that held it was cancelled.
-    Release,
-    /// The order that held it was paid.
-    Sell,
-}
-
-/// Moves the pair as `order` says, if it applies; bumps the version and writes
-/// `sneaker.updated` on the caller's transaction. `None` when it does not apply.
-pub async fn apply_hold(
-    tx: &mut sqlx::PgConnection,
-    sneaker_id: Uuid,
-    order_id: Uuid,
-    hold: Hold,
-) -> anyhow::Result<Option<SneakerRow>> {
-    let (set, condition) = match hold {
-        Hold::Reserve => ("status = 'reserved', held_by_order = $2", "status = 'available'"),
-        Hold::Release => ("status = 'available', held_by_order = NULL", "status = 'reserved' AND held_by_order = $2"),
-        Hold::Sell => ("status = 'sold'", "status = 'reserved' AND held_by_order = $2"),
-    };
-    let row: Option<SneakerRow> = sqlx::query_as(&format!(
-        "UPDATE sneakers SET {set}, version = version + 1, updated_at = now()
-         WHERE id = $1 AND {condition} RETURNING {COLUMNS}"
-    ))
-    .bind(sneaker_id)
-    .bind(order_id)
-    .fetch_optional(&mut *tx)
+/// Writes a listing's new state and its `sneaker.updated`. The listing must still be at
+/// the version the decision was made from (it was loaded locked; anything else is a bug).
+pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
+    let row = &decided.sneaker;
+    let saved = sqlx::query(
+        "UPDATE sneakers SET title = $2, brand = $3, description = $4, price_cents = $5, size = $6, status = $7,
+                held_by_order = $8, version = $9, updated_at = $10
+          WHERE id = $1 AND version = $9 - 1",
+    )
+    .bind(row.id)
+    .bind(&row.title)
+    .bind(&row.brand)
+    .bind(&row.description)
+    .bind(row.price_cents)
+    .bind(row.size)
+    .bind(row.status)
+    .bind(row.held_by_order)
+    .bind(row.version)
+    .bind(row.updated_at)
+    .execute(&mut *tx)
     .await
-    .context("change pair status")?;
-    if let Some(row) = &row {
-        sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, &SneakerEvent::Updated(row.snapshot())).await?;
-    }
-    Ok(row)
+    .with_context(|| format!("save sneaker {}", row.id))?
+    .rows_affected();
+    anyhow::ensure!(saved == 1, "sneaker {} changed under its lock", row.id);
+    sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, &decided.event).await?;
+    Ok(())
 }
 
 /// One page (plus one row, to know whether there is a next page).
-pub async fn list(pool: &PgPool, query: &ListQuery) -> anyhow::Result<Vec<SneakerRow>> {
+pub async fn list(pool: &PgPool, query: &ListQuery) -> anyhow::Result<Vec<Sneaker>> {
     let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM sneakers WHERE status = "));
-    sql.push_bind(status_text(query.status));
+    sql.push_bind(Status::from(query.status));
     if let Some(search) = &query.search {
         sql.push(" AND search @@ to_tsquery('simple', ").push_bind(search).push(")");
     }
@@ -243,12 +132,4 @@ pub async fn list(pool: &PgPool, query: &ListQuery) -> anyhow::Result<Vec<Sneake
     });
     sql.push(" LIMIT ").push_bind(query.limit + 1);
     sql.build_query_as().fetch_all(pool).await.context("list sneakers")
-}
-
-fn status_text(status: SneakerStatus) -> &'static str {
-    match status {
-        SneakerStatus::Available => "available",
-        SneakerStatus::Reserved => "reserved",
-        SneakerStatus::Sold => "sold",
-    }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::catalog::SneakerStatus;
@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::cache::{Entry, Key, Source};
-use crate::domain::{Cursor, ListParams, ListQuery, Listing, ListingInput, price_units};
-use crate::store::{self, SneakerRow};
+use crate::domain::{Cursor, ListParams, ListQuery, Listing, ListingInput, Sneaker, price_units};
+use crate::store;
 use crate::{AppState, CatalogError};
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -50,10 +50,10 @@ pub struct SneakerView {
     updated_at: DateTime<Utc>,
 }
 
-impl From<SneakerRow> for SneakerView {
-    fn from(row: SneakerRow) -> Self {
+impl From<Sneaker> for SneakerView {
+    fn from(row: Sneaker) -> Self {
         Self {
-            status: row.status(),
+            status: row.status.into(),
             id: row.id,
             title: row.title,
             price: price_units(row.price_cents),
@@ -78,7 +78,7 @@ pub struct SneakerPage {
 }
 
 /// The listing with an `ETag` of its version.
-fn with_etag(status: StatusCode, row: SneakerRow) -> Response {
+fn with_etag(status: StatusCode, row: Sneaker) -> Response {
     let etag = etag(row.version);
     let mut response = (status, Json(SneakerView::from(row))).into_response();
     if let Some(etag) = etag {
@@ -133,13 +133,14 @@ pub(super) async fn create(
     ApiJson(input): ApiJson<ListingInput>,
 ) -> Result<Response, CatalogError> {
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
-    let row = match &key {
+    let listed = Sneaker::list(Uuid::now_v7(), user.id, &listing, now());
+    match &key {
         // Without a key: the listing and its event in one statement (the fast path).
-        None => store::insert(&state.pool, user.id, &listing).await?,
+        None => store::insert(&state.pool, &listed).await?,
         // With one: claimed, used and answered in one transaction, so a seller retrying
         // after a timeout gets the first listing back instead of listing the pair twice.
         Some(key) => {
-            let mut tx = state.pool.begin().await.context("begin")?;
+            let mut tx = state.pool.begin().await.context("begin listing")?;
             let request = serde_json::to_value(&listing).context("listing as JSON")?;
             let start = sneakerstop_idempotency::begin(
                 &mut tx,
@@ -152,16 +153,22 @@ pub(super) async fn create(
             if let sneakerstop_idempotency::Start::Answer(answer) = start {
                 return Ok(answer);
             }
-            let row = store::insert(&mut *tx, user.id, &listing).await?;
-            let view = serde_json::to_value(SneakerView::from(row.clone())).context("listing view as JSON")?;
+            store::insert(&mut *tx, &listed).await?;
+            let view =
+                serde_json::to_value(SneakerView::from(listed.sneaker.clone())).context("listing view as JSON")?;
             sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
             tx.commit().await.context("commit listing")?;
-            row
         }
-    };
+    }
     state.cache.invalidate();
-    tracing::info!(sneaker_id = %row.id, seller_id = %user.id, "sneaker listed");
-    Ok(with_etag(StatusCode::CREATED, row))
+    tracing::info!(sneaker_id = %listed.sneaker.id, seller_id = %user.id, "sneaker listed");
+    Ok(with_etag(StatusCode::CREATED, listed.sneaker))
+}
+
+/// The time a change is made at, to the microsecond PostgreSQL keeps, so that the event
+/// carries the time the row will show.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 /// Browse and search listings, a page at a time.
@@ -253,10 +260,14 @@ pub(super) async fn update(
     let id = parse_id(&id)?;
     let if_match = if_match(&headers)?;
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
-    let row = store::update(&state.pool, id, user.id, &listing, if_match).await?;
+    let mut tx = state.pool.begin().await.context("begin editing a listing")?;
+    let current = store::lock(&mut tx, id).await?.ok_or(CatalogError::NotFound)?;
+    let edited = current.edit(user.id, &listing, if_match, now())?;
+    store::save(&mut tx, &edited).await?;
+    tx.commit().await.context("commit the edit")?;
     state.cache.invalidate();
-    tracing::info!(sneaker_id = %row.id, version = row.version, "sneaker updated");
-    Ok(with_etag(StatusCode::OK, row))
+    tracing::info!(sneaker_id = %id, version = edited.sneaker.version, "sneaker updated");
+    Ok(with_etag(StatusCode::OK, edited.sneaker))
 }
 
 /// `If-Match: "3"` (or `3`, or `W/"3"`) → `Some(3)`.

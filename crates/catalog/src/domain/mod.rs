@@ -1,4 +1,9 @@
-//! Listing values that cannot be invalid once constructed, and the list query.
+//! Catalog's rules: listing values that cannot be invalid once constructed, the list query,
+//! and the listing aggregate ([`Sneaker`]), whose commands decide every change.
+
+mod sneaker;
+
+pub use sneaker::{Decision, Refusal, Sneaker, Status};
 
 use serde::Deserialize;
 use sneakerstop_events::catalog::SneakerStatus;
