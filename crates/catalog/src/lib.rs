@@ -16,6 +16,7 @@ pub mod domain;
 mod error;
 pub mod events;
 pub mod http;
+pub mod service;
 mod store;
 
 use std::sync::LazyLock;
@@ -27,18 +28,13 @@ use sqlx::PgPool;
 use cache::ReadCache;
 pub use error::CatalogError;
 pub use http::{ApiDoc, app};
+pub use service::Catalog;
 
 /// The PostgreSQL schema that holds this service's tables.
 pub const SCHEMA: &str = "catalog";
 
 /// `ce_source` of the events this service publishes.
 pub const SOURCE: &str = "/sneakerstop/catalog";
-
-/// The topics this service publishes to.
-pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::SNEAKERS];
-
-/// The topics this service consumes.
-pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::ORDERS];
 
 /// This service's migrations, embedded in the binary.
 pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =

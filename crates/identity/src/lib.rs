@@ -4,6 +4,7 @@
 //! - `domain` — [`domain::Email`] and [`domain::Password`], which validate on construction.
 //! - `password` — argon2id hashing on the blocking pool, with constant-shape sign-in.
 //! - `store` — the SQL for the `users` and `sessions` tables; ending sessions.
+//! - `service` — its settings and how the binary starts it.
 //! - `throttle` — failed sign-ins counted per account and per client address, in the
 //!   database every instance shares; past the allowance, 429 with a doubling back-off.
 //!
@@ -14,6 +15,7 @@ pub mod domain;
 mod error;
 pub mod http;
 pub mod password;
+pub mod service;
 mod store;
 pub mod throttle;
 
@@ -25,15 +27,13 @@ use sqlx::PgPool;
 
 pub use error::IdentityError;
 pub use http::{ApiDoc, app};
+pub use service::Identity;
 
 /// The PostgreSQL schema that holds this service's tables.
 pub const SCHEMA: &str = "identity";
 
 /// `ce_source` of the events this service publishes.
 pub const SOURCE: &str = "/sneakerstop/identity";
-
-/// The topics this service publishes to.
-pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::USERS];
 
 /// This service's migrations, embedded in the binary.
 pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =

@@ -15,6 +15,7 @@ mod error;
 pub mod events;
 pub mod expiry;
 pub mod http;
+pub mod service;
 pub mod store;
 
 use std::sync::LazyLock;
@@ -26,18 +27,13 @@ use sqlx::PgPool;
 
 pub use error::OrdersError;
 pub use http::{ApiDoc, app};
+pub use service::Orders;
 
 /// The PostgreSQL schema that holds this service's tables.
 pub const SCHEMA: &str = "orders";
 
 /// `ce_source` of the events this service publishes.
 pub const SOURCE: &str = "/sneakerstop/orders";
-
-/// The topics this service publishes to.
-pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::ORDERS];
-
-/// The topics this service consumes.
-pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::SNEAKERS, sneakerstop_events::topics::PAYMENTS];
 
 /// This service's migrations, embedded in the binary.
 pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =

@@ -22,6 +22,7 @@ pub mod http;
 pub mod provider;
 pub mod recovery;
 pub mod refunds;
+pub mod service;
 pub mod settle;
 pub mod store;
 
@@ -34,18 +35,13 @@ use sqlx::PgPool;
 pub use error::PaymentsError;
 pub use http::{ApiDoc, app};
 pub use provider::PaymentProvider;
+pub use service::Payments;
 
 /// The PostgreSQL schema that holds this service's tables.
 pub const SCHEMA: &str = "payments";
 
 /// `ce_source` of the events this service publishes.
 pub const SOURCE: &str = "/sneakerstop/payments";
-
-/// The topics this service publishes to.
-pub const PUBLISHES: &[&str] = &[sneakerstop_events::topics::PAYMENTS];
-
-/// The topics this service consumes.
-pub const CONSUMES: &[&str] = &[sneakerstop_events::topics::ORDERS];
 
 /// This service's migrations, embedded in the binary.
 pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =

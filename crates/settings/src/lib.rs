@@ -108,21 +108,6 @@ pub struct SessionSettings {
     /// Mark the session cookie `Secure` (send only over HTTPS). Turn on behind TLS.
     #[arg(long = "cookie-secure", env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
-    /// Sign-ins and sign-ups whose password is being hashed or waiting for it, at most;
-    /// beyond that they are refused at once with 503 and `Retry-After` instead of queueing
-    /// (a hash takes tens of milliseconds of a core).
-    #[arg(long = "password-hash-queue", env = "PASSWORD_HASH_QUEUE", default_value_t = 16)]
-    pub password_hash_queue: usize,
-    /// Failed sign-ins per account within `SIGNIN_FAILURE_WINDOW` before the account is
-    /// blocked, for 1 s, then twice as long with each further failure.
-    #[arg(long = "signin-max-failures", env = "SIGNIN_MAX_FAILURES", default_value_t = 5)]
-    pub signin_max_failures: u32,
-    /// The same, per client address (many accounts guessed from one place).
-    #[arg(long = "signin-max-failures-per-address", env = "SIGNIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 20)]
-    pub signin_max_failures_per_address: u32,
-    /// How long failed sign-ins are remembered; also the longest block.
-    #[arg(long = "signin-failure-window", env = "SIGNIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration)]
-    pub signin_failure_window: Duration,
     /// Longest a process goes without reading its service's revoked sessions when no
     /// notification woke it: the bound on how late an instance refuses an ended session
     /// once the revocation has reached its service.
@@ -176,65 +161,6 @@ pub struct KafkaSettings {
     /// How often the outbox relay checks for events when no notification woke it.
     #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
-}
-
-/// Orders settings: how long a reservation holds a pair.
-#[derive(Debug, Clone, clap::Args)]
-pub struct OrderSettings {
-    /// How long an unpaid order reserves its pair before it expires.
-    #[arg(long = "order-reservation-ttl", env = "ORDER_RESERVATION_TTL", default_value = "15m", value_parser = parse_duration)]
-    pub reservation_ttl: Duration,
-    /// How often the expiry sweeper looks for lapsed reservations.
-    #[arg(long = "order-sweep-interval", env = "ORDER_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
-    pub sweep_interval: Duration,
-    /// The most unpaid reservations one buyer may hold at once, so that no script can take a
-    /// whole release-day drop off the market without paying. Enforced by the database.
-    #[arg(long = "order-max-unpaid-per-buyer", env = "ORDER_MAX_UNPAID_PER_BUYER", default_value_t = 3)]
-    pub max_unpaid_per_buyer: u32,
-}
-
-/// Catalog settings: the read cache in front of browsing.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CatalogSettings {
-    /// Longest a cached page or listing is served (changes invalidate it sooner, as they
-    /// commit); `0s` turns the cache off.
-    #[arg(long = "catalog-cache-max-age", env = "CATALOG_CACHE_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
-    pub cache_max_age: Duration,
-}
-
-/// Payments settings: which provider charges cards.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PaymentSettings {
-    /// `simulated` (no money moves; tok_visa succeeds, tok_chargeDeclined declines,
-    /// tok_processingError fails as a provider error) or `stripe`.
-    #[arg(long = "payment-provider", env = "PAYMENT_PROVIDER", default_value = "simulated")]
-    pub provider: PaymentProviderKind,
-    /// Stripe secret key (`sk_...`); required with `PAYMENT_PROVIDER=stripe`.
-    #[arg(long = "stripe-secret", env = "STRIPE_SECRET", hide_env_values = true)]
-    pub stripe_secret: Option<Secret>,
-    /// Stripe API base URL (change only to point at a test double).
-    #[arg(long = "stripe-api-base", env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
-    pub stripe_api_base: String,
-    /// ISO currency of all prices, lower-case.
-    #[arg(long = "payment-currency", env = "PAYMENT_CURRENCY", default_value = "usd")]
-    pub currency: String,
-    /// How long to wait for the provider before answering 503.
-    #[arg(long = "payment-provider-timeout", env = "PAYMENT_PROVIDER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// An attempt still `pending` this long after it was made belongs to a process that
-    /// died mid-charge: the recovery task asks the provider again and records the outcome.
-    /// Keep it well above the provider timeout.
-    #[arg(long = "payment-recovery-after", env = "PAYMENT_RECOVERY_AFTER", default_value = "60s", value_parser = parse_duration)]
-    pub recovery_after: Duration,
-}
-
-/// Which payment provider to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PaymentProviderKind {
-    /// In-process, for local use and tests.
-    Simulated,
-    /// Stripe's PaymentIntents and Refunds APIs.
-    Stripe,
 }
 
 /// Logging settings.

@@ -5,15 +5,12 @@ use clap::{Args, Parser, Subcommand};
 use sneakerstop_auth::SessionKeys;
 use sneakerstop_db::DbConfig;
 use sneakerstop_messaging::Kafka;
-use sneakerstop_settings::{
-    CatalogSettings, DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, OrderSettings, PaymentSettings,
-    Secret, SessionSettings,
-};
+use sneakerstop_settings::{DatabaseSettings, HttpSettings, KafkaSettings, LogSettings, Secret, SessionSettings};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::services::{self, Service, Shared};
+use crate::services::{self, ServiceSettings, Shared};
 
 /// SneakerStop: an event-driven sneaker marketplace.
 #[derive(Debug, Parser)]
@@ -40,9 +37,8 @@ enum Command {
 /// Arguments of `sneakerstop serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Services to run; all of them when none are named.
-    #[arg(value_enum)]
-    services: Vec<Service>,
+    /// Services to run (identity, catalog, orders, payments); all of them when none are named.
+    services: Vec<String>,
     /// Local development: without JWT_SECRET, sign sessions with a random per-process secret
     /// instead of refusing to start.
     #[arg(long)]
@@ -56,21 +52,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     kafka: KafkaSettings,
     #[command(flatten)]
-    catalog: CatalogSettings,
-    #[command(flatten)]
-    orders: OrderSettings,
-    #[command(flatten)]
-    payments: PaymentSettings,
+    service: ServiceSettings,
 }
 
 /// Arguments of `sneakerstop migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Services to migrate; all of them when none are named.
-    #[arg(value_enum)]
-    services: Vec<Service>,
+    /// Services to migrate (identity, catalog, orders, payments); all of them when none are named.
+    services: Vec<String>,
     #[command(flatten)]
     database: DatabaseSettings,
+    #[command(flatten)]
+    service: ServiceSettings,
 }
 
 /// Runs the parsed command line.
@@ -86,8 +79,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let db = DbConfig::from_settings(&args.database)?;
-    for service in Service::selected(&args.services) {
-        services::migrate(service, &db).await?.close().await;
+    for service in services::selected(&args.service.services(), &args.services)? {
+        services::migrate(service.as_ref(), &db).await?.close().await;
         tracing::info!(service = service.name(), "migrated");
     }
     Ok(())
@@ -130,26 +123,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         consumers: sneakerstop_messaging::ConsumerHealth::new(args.kafka.stall_after),
         replica_wait: args.kafka.replica_wait,
         changes: sneakerstop_messaging::ChangeFeed::new(),
-        catalog: args.catalog.clone(),
-        orders: args.orders.clone(),
-        payments: args.payments.clone(),
-        password_hash_queue: args.session.password_hash_queue,
-        throttle: sneakerstop_identity::throttle::Throttle {
-            per_account: args.session.signin_max_failures,
-            per_address: args.session.signin_max_failures_per_address,
-            window: args.session.signin_failure_window,
-        },
         proxies: sneakerstop_auth::client::TrustedProxies::parse(&args.http.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))?,
     };
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let selected = Service::selected(&args.services);
+    let all = args.service.services();
+    let selected = services::selected(&all, &args.services)?;
     let mut router = axum::Router::new();
     let mut checks = vec![services::kafka_check(producer.clone())];
     let mut feed_pool = None;
     for service in &selected {
-        let started = services::start(*service, &shared, &mut tasks, &cancel)
+        let started = services::start(service.as_ref(), &shared, &mut tasks, &cancel)
             .await
             .with_context(|| format!("start the {} service", service.name()))?;
         router = router.merge(started.router);
@@ -162,7 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Every process documents the whole API, whichever services it runs: behind the
     // ingress, /docs reaches one of them and should show everything.
-    let docs = Service::ALL.iter().map(|s| s.openapi());
+    let docs = all.iter().map(|s| s.openapi());
     let details = vec![services::consumers_detail(shared.consumers.clone())];
     let idle = write_limit.clone();
     tasks.spawn(sneakerstop_messaging::every(
@@ -252,10 +237,6 @@ mod tests {
             jwt_secret: None,
             ttl: std::time::Duration::from_secs(60),
             cookie_secure: false,
-            password_hash_queue: 16,
-            signin_max_failures: 5,
-            signin_max_failures_per_address: 20,
-            signin_failure_window: std::time::Duration::from_secs(900),
             revocation_poll: std::time::Duration::from_secs(2),
             write_limit_per_second: std::num::NonZeroU32::MIN,
             write_limit_burst: std::num::NonZeroU32::MIN,

@@ -1,93 +1,56 @@
-//! The services this binary can run, and how each one is started.
+//! The services this binary can run, and how any one of them is started.
 //!
-//! Starting a service: migrate its schema (its tables plus the outbox/inbox), create its
-//! topics if missing, start its outbox relay, its consumer (one group per service) and any
-//! timers (orders' expiry sweeper) as background tasks, and hand back its router and
-//! readiness checks.
+//! [`ServiceSettings::services`] is the one list of services. Starting one: migrate its
+//! schema (its tables plus the outbox/inbox and the other shared tables it lists), create
+//! its topics if missing, start its outbox relay, the follower of its ended sessions, its
+//! consumer (one group per service) and then [`Service::start`], which adds its own
+//! background tasks and hands back its routes.
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use sneakerstop_auth::SessionKeys;
 use sneakerstop_db::DbConfig;
 use sneakerstop_db::sqlx::PgPool;
 use sneakerstop_health::Check;
-use std::sync::Arc;
-
-use anyhow::Context;
-
-use sneakerstop_messaging::{ConsumerRuntime, Handler, Kafka, Relay};
+use sneakerstop_messaging::{ConsumerRuntime, Kafka, Relay};
+use sneakerstop_service::{Service, Wiring};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use utoipa::OpenApi;
 
-/// A SneakerStop service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Service {
-    /// Accounts and sessions (`/api/users`).
-    Identity,
-    /// Sneaker listings (`/api/sneakers`).
-    Catalog,
-    /// Reservations that expire (`/api/orders`).
-    Orders,
-    /// Charges and refunds (`/api/payments`).
-    Payments,
+/// Every service's own settings; together they make the binary's list of services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceSettings {
+    #[command(flatten)]
+    identity: sneakerstop_identity::service::Settings,
+    #[command(flatten)]
+    catalog: sneakerstop_catalog::service::Settings,
+    #[command(flatten)]
+    orders: sneakerstop_orders::service::Settings,
+    #[command(flatten)]
+    payments: sneakerstop_payments::service::Settings,
 }
 
-impl Service {
-    /// Every service, in start-up order.
-    pub const ALL: &[Service] = &[Service::Identity, Service::Catalog, Service::Orders, Service::Payments];
-
-    /// The given services, or all of them when none are named; without duplicates.
-    pub fn selected(named: &[Service]) -> Vec<Service> {
-        let mut services = if named.is_empty() { Self::ALL.to_vec() } else { named.to_vec() };
-        services.sort();
-        services.dedup();
-        services
+impl ServiceSettings {
+    /// Every service this binary runs, in start-up order.
+    pub fn services(&self) -> Vec<Arc<dyn Service>> {
+        vec![
+            Arc::new(sneakerstop_identity::Identity::new(self.identity.clone())),
+            Arc::new(sneakerstop_catalog::Catalog::new(self.catalog.clone())),
+            Arc::new(sneakerstop_orders::Orders::new(self.orders.clone())),
+            Arc::new(sneakerstop_payments::Payments::new(self.payments.clone())),
+        ]
     }
+}
 
-    /// The service's name, as on the command line and in its schema.
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Identity => sneakerstop_identity::SCHEMA,
-            Service::Catalog => sneakerstop_catalog::SCHEMA,
-            Service::Orders => sneakerstop_orders::SCHEMA,
-            Service::Payments => sneakerstop_payments::SCHEMA,
-        }
+/// The services `names` names, in start-up order and without duplicates; all of them when
+/// none are named.
+pub fn selected(all: &[Arc<dyn Service>], names: &[String]) -> anyhow::Result<Vec<Arc<dyn Service>>> {
+    let known: Vec<&str> = all.iter().map(|s| s.name()).collect();
+    if let Some(unknown) = names.iter().find(|name| !known.contains(&name.as_str())) {
+        anyhow::bail!("unknown service `{unknown}`; this binary runs {}", known.join(", "));
     }
-
-    /// The topics the service publishes to.
-    pub fn publishes(self) -> &'static [&'static str] {
-        match self {
-            Service::Identity => sneakerstop_identity::PUBLISHES,
-            Service::Catalog => sneakerstop_catalog::PUBLISHES,
-            Service::Orders => sneakerstop_orders::PUBLISHES,
-            Service::Payments => sneakerstop_payments::PUBLISHES,
-        }
-    }
-
-    /// The service's OpenAPI description.
-    pub fn openapi(self) -> utoipa::openapi::OpenApi {
-        match self {
-            Service::Identity => sneakerstop_identity::ApiDoc::openapi(),
-            Service::Catalog => sneakerstop_catalog::ApiDoc::openapi(),
-            Service::Orders => sneakerstop_orders::ApiDoc::openapi(),
-            Service::Payments => sneakerstop_payments::ApiDoc::openapi(),
-        }
-    }
-
-    /// The topics the service consumes and its handler. Every service but identity (which
-    /// records its revocations itself) also consumes `identity.users` for `session.revoked`.
-    fn consumer(self) -> Option<(Vec<&'static str>, Arc<dyn Handler>)> {
-        let (topics, handler): (&[&str], Arc<dyn Handler>) = match self {
-            Service::Identity => return None,
-            Service::Catalog => (sneakerstop_catalog::CONSUMES, Arc::new(sneakerstop_catalog::events::CatalogHandler)),
-            Service::Orders => (sneakerstop_orders::CONSUMES, Arc::new(sneakerstop_orders::events::OrdersHandler)),
-            Service::Payments => {
-                (sneakerstop_payments::CONSUMES, Arc::new(sneakerstop_payments::events::PaymentsHandler))
-            }
-        };
-        let mut topics = topics.to_vec();
-        topics.push(sneakerstop_events::topics::USERS);
-        Some((topics, Arc::new(crate::sessions::WithRevocations(handler))))
-    }
+    Ok(all.iter().filter(|s| names.is_empty() || names.iter().any(|n| n == s.name())).cloned().collect())
 }
 
 /// What a started service contributes to the server.
@@ -120,25 +83,15 @@ pub struct Shared {
     pub max_attempts: u32,
     /// Consumer groups are `<group_prefix>-<service>`.
     pub group_prefix: String,
-    /// Password hashes running or waiting, at most.
-    pub password_hash_queue: usize,
-    /// Failed sign-ins allowed per account and address.
-    pub throttle: sneakerstop_identity::throttle::Throttle,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: sneakerstop_auth::client::TrustedProxies,
     /// How long a request waits for a replica to hear of an id.
     pub replica_wait: std::time::Duration,
     /// Every consumer group's lag and stalls, for `/healthz`.
     pub consumers: sneakerstop_messaging::ConsumerHealth,
-    /// The process's one `LISTEN` connection: relays and the catalog cache subscribe to it
+    /// The process's one `LISTEN` connection: relays, caches and followers subscribe to it
     /// while services start; it runs once they all have.
     pub changes: sneakerstop_messaging::ChangeFeed,
-    /// The catalog's read cache.
-    pub catalog: sneakerstop_settings::CatalogSettings,
-    /// Orders' reservation window and sweep interval.
-    pub orders: sneakerstop_settings::OrderSettings,
-    /// Which payment provider, and its settings.
-    pub payments: sneakerstop_settings::PaymentSettings,
 }
 
 impl std::fmt::Debug for Shared {
@@ -148,31 +101,25 @@ impl std::fmt::Debug for Shared {
 }
 
 /// Creates the service's schema and applies its migrations.
-pub async fn migrate(service: Service, db: &DbConfig) -> anyhow::Result<PgPool> {
-    let migrations = match service {
-        Service::Identity => sneakerstop_identity::migrations(),
-        Service::Catalog => sneakerstop_catalog::migrations(),
-        Service::Orders => sneakerstop_orders::migrations(),
-        Service::Payments => sneakerstop_payments::migrations(),
-    };
-    sneakerstop_db::connect_and_migrate(db, service.name(), &migrations).await
+pub async fn migrate(service: &dyn Service, db: &DbConfig) -> anyhow::Result<PgPool> {
+    sneakerstop_db::connect_and_migrate(db, service.name(), &service.migrations()).await
 }
 
 /// Migrates and starts `service`; its background tasks go into `tasks` and stop on `cancel`.
 pub async fn start(
-    service: Service,
+    service: &dyn Service,
     shared: &Shared,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Started> {
+    let name = service.name();
     let pool = migrate(service, &shared.db).await?;
     shared.kafka.ensure_topics(service.publishes()).await?;
-    let relay = Relay::new(pool.clone(), service.name(), shared.producer.clone(), shared.poll_interval)
-        .woken_by(&shared.changes);
+    let relay = Relay::new(pool.clone(), name, shared.producer.clone(), shared.poll_interval).woken_by(&shared.changes);
     tasks.spawn(relay.run(cancel.clone()));
-    tasks.spawn(crate::sessions::follow(service.name(), pool.clone(), shared, cancel.clone()));
-    if let Some((topics, handler)) = service.consumer() {
-        let group = format!("{}-{}", shared.group_prefix, service.name());
+    tasks.spawn(crate::sessions::follow(name, pool.clone(), shared, cancel.clone()));
+    if let Some((topics, handler)) = crate::sessions::consumer(service) {
+        let group = format!("{}-{name}", shared.group_prefix);
         // Create what we consume too, so a consumer started before its producer subscribes
         // to an existing topic.
         shared.kafka.ensure_topics(&topics).await?;
@@ -200,109 +147,21 @@ pub async fn start(
             }
         });
     }
-
-    let checks = vec![postgres_check(service, pool.clone())];
-    let service_pool = pool.clone();
-    let router = match service {
-        Service::Identity => {
-            let (throttle, forget_from) = (shared.throttle, pool.clone());
-            tasks.spawn(sneakerstop_messaging::every(
-                std::time::Duration::from_secs(60),
-                cancel.clone(),
-                "forgot expired sign-in failures and sessions",
-                move || {
-                    let pool = forget_from.clone();
-                    async move { sneakerstop_identity::forget_expired(&pool, throttle).await }
-                },
-            ));
-            let state = sneakerstop_identity::AppState {
-                pool,
-                keys: shared.keys.clone(),
-                passwords: sneakerstop_identity::password::Passwords::new(shared.password_hash_queue)?,
-                throttle: shared.throttle,
-                proxies: shared.proxies.clone(),
-            };
-            sneakerstop_identity::app(state)
-        }
-        Service::Catalog => {
-            let cache = sneakerstop_catalog::cache::ReadCache::new(shared.catalog.cache_max_age);
-            cache.follow(&shared.changes, &sneakerstop_catalog::change_channel());
-            let state = sneakerstop_catalog::AppState { pool, keys: shared.keys.clone(), cache };
-            sneakerstop_catalog::app(state)
-        }
-        Service::Orders => {
-            tasks.spawn(sneakerstop_orders::expiry::run(pool.clone(), shared.orders.sweep_interval, cancel.clone()));
-            let state = sneakerstop_orders::AppState {
-                pool,
-                keys: shared.keys.clone(),
-                reservation_ttl: shared.orders.reservation_ttl,
-                replica: replica_wait(shared, service),
-                max_holds: shared.orders.max_unpaid_per_buyer,
-            };
-            sneakerstop_orders::app(state)
-        }
-        Service::Payments => {
-            let provider = payment_provider(&shared.payments)?;
-            tasks.spawn(sneakerstop_payments::refunds::run(
-                pool.clone(),
-                provider.clone(),
-                std::time::Duration::from_secs(1),
-                cancel.clone(),
-            ));
-            let recovery_after = shared.payments.recovery_after;
-            tasks.spawn(sneakerstop_payments::recovery::run(
-                pool.clone(),
-                provider.clone(),
-                shared.payments.currency.clone(),
-                (recovery_after / 4).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(5)),
-                recovery_after,
-                cancel.clone(),
-            ));
-            let state = sneakerstop_payments::AppState {
-                pool,
-                keys: shared.keys.clone(),
-                provider,
-                currency: shared.payments.currency.clone(),
-                // A request still waiting for the provider keeps its key; one that died
-                // frees it soon after the provider timeout.
-                claim_lease: shared.payments.timeout * 2,
-                replica: replica_wait(shared, service),
-            };
-            sneakerstop_payments::app(state)
-        }
+    let mut wiring = Wiring {
+        pool: pool.clone(),
+        keys: shared.keys.clone(),
+        proxies: shared.proxies.clone(),
+        changes: &shared.changes,
+        replica_wait: shared.replica_wait,
+        tasks,
+        cancel: cancel.clone(),
     };
-    Ok(Started { router, checks, pool: service_pool })
+    let router = service.start(&mut wiring).with_context(|| format!("start {name}"))?;
+    Ok(Started { router, checks: vec![postgres_check(name, pool.clone())], pool })
 }
 
-/// Wakes the service's requests waiting for its replica, from the process's change feed.
-fn replica_wait(shared: &Shared, service: Service) -> sneakerstop_messaging::ReplicaWait {
-    let wait = sneakerstop_messaging::ReplicaWait::new(shared.replica_wait);
-    wait.follow(&shared.changes, &sneakerstop_messaging::ReplicaWait::channel(service.name()));
-    wait
-}
-
-/// The configured payment provider.
-fn payment_provider(
-    settings: &sneakerstop_settings::PaymentSettings,
-) -> anyhow::Result<Arc<dyn sneakerstop_payments::PaymentProvider>> {
-    use sneakerstop_payments::provider::{simulated::Simulated, stripe::Stripe};
-    use sneakerstop_settings::PaymentProviderKind;
-    Ok(match settings.provider {
-        PaymentProviderKind::Simulated => {
-            tracing::warn!(
-                "PAYMENT_PROVIDER=simulated: no money moves (tok_visa succeeds, tok_chargeDeclined declines)"
-            );
-            Arc::new(Simulated::default())
-        }
-        PaymentProviderKind::Stripe => {
-            let secret = settings.stripe_secret.clone().context("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET")?;
-            Arc::new(Stripe::new(&settings.stripe_api_base, secret, settings.timeout)?)
-        }
-    })
-}
-
-fn postgres_check(service: Service, pool: PgPool) -> Check {
-    Check::new(format!("postgres:{}", service.name()), move || {
+fn postgres_check(name: &'static str, pool: PgPool) -> Check {
+    Check::new(format!("postgres:{name}"), move || {
         let pool = pool.clone();
         async move { sneakerstop_db::ping(&pool).await }
     })
@@ -322,4 +181,31 @@ pub fn kafka_check(producer: rdkafka::producer::FutureProducer) -> Check {
         let producer = producer.clone();
         async move { Kafka::ping(&producer).await }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        settings: ServiceSettings,
+    }
+
+    fn all() -> Vec<Arc<dyn Service>> {
+        Args::parse_from(["test"]).settings.services()
+    }
+
+    #[test]
+    fn services_are_selected_by_name_in_start_up_order() {
+        let all = all();
+        let names = |chosen: Vec<Arc<dyn Service>>| chosen.iter().map(|s| s.name()).collect::<Vec<_>>();
+        assert_eq!(names(selected(&all, &[]).unwrap()), ["identity", "catalog", "orders", "payments"]);
+        let picked = selected(&all, &["payments".into(), "identity".into(), "payments".into()]).unwrap();
+        assert_eq!(names(picked), ["identity", "payments"]);
+        let error = selected(&all, &["shipping".into()]).err().unwrap().to_string();
+        assert!(error.contains("`shipping`") && error.contains("identity, catalog, orders, payments"), "{error}");
+    }
 }

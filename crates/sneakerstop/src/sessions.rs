@@ -19,8 +19,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::services::Shared;
 
-/// A service's handler that also records ended sessions.
-pub struct WithRevocations(pub Arc<dyn Handler>);
+/// The topics `service`'s consumer reads and the handler it applies them with: its own,
+/// plus `identity.users` for ended sessions — unless it ends sessions itself (identity),
+/// in which case it consumes only what it asks for, if anything.
+pub fn consumer(service: &dyn sneakerstop_service::Service) -> Option<(Vec<&'static str>, Arc<dyn Handler>)> {
+    let mut topics = service.consumes().to_vec();
+    if service.ends_sessions() {
+        return service.handler().map(|handler| (topics, handler));
+    }
+    topics.push(topics::USERS);
+    Some((topics, Arc::new(WithRevocations(service.handler()))))
+}
+
+/// A service's handler (if it has one) that also records ended sessions.
+pub struct WithRevocations(pub Option<Arc<dyn Handler>>);
 
 impl std::fmt::Debug for WithRevocations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,7 +43,10 @@ impl std::fmt::Debug for WithRevocations {
 impl Handler for WithRevocations {
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
         if event.topic != topics::USERS {
-            return self.0.handle(tx, event);
+            return match &self.0 {
+                Some(handler) => handler.handle(tx, event),
+                None => Box::pin(async move { anyhow::bail!("this service does not consume {}", event.topic) }),
+            };
         }
         Box::pin(async move {
             match event.decode::<UserEvent>()? {
