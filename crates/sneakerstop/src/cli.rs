@@ -31,7 +31,7 @@ enum Command {
     /// Inspect and replay dead letters (events a consumer gave up on).
     Dlq(crate::dlq::DlqArgs),
     /// Drive a running marketplace over HTTP and report throughput and latency.
-    Load(crate::load::LoadArgs),
+    Load(sneakerstop_load::LoadArgs),
 }
 
 /// Arguments of `sneakerstop serve`.
@@ -73,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Dlq(args) => crate::dlq::run(args).await,
-        Command::Load(args) => crate::load::run(args).await,
+        Command::Load(args) => sneakerstop_load::run(args).await,
     }
 }
 

@@ -2,14 +2,12 @@
 //!
 //! - `cli` — the `serve` and `migrate` subcommands and their settings.
 //! - `dlq` — `sneakerstop dlq list|replay`.
-//! - `load` — `sneakerstop load`, the load driver.
 //! - `services` — which services exist and how each one is started.
 //! - `sessions` — how ended sessions reach every service and process.
 //! - `server` — the shared HTTP surface: health, metrics, OpenAPI, Swagger UI, fallbacks.
 
 pub mod cli;
 pub mod dlq;
-pub mod load;
 pub mod server;
 pub mod services;
 pub mod sessions;

@@ -1,4 +1,4 @@
-//! `sneakerstop load`: drives a running marketplace over HTTP and reports what it took.
+//! The load driver (`sneakerstop load`, used by `make bench`): drives a running marketplace over HTTP and reports what it took.
 //!
 //! Users are created up front (not timed). Workers then run a scenario in a closed loop
 //! (`--concurrency` workers, each starting its next iteration when the last ends) or, with
