@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_auth::SessionKeys;
 use sneakerstop_catalog::{AppState, SCHEMA};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb};
@@ -29,9 +29,7 @@ async fn ctx() -> Ctx {
 
 impl Ctx {
     fn user(&self) -> (Uuid, String) {
-        let id = Uuid::now_v7();
-        let token = self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com"), session: Uuid::now_v7() });
-        (id, format!("Bearer {token}"))
+        sneakerstop_test_support::signed_in(&self.keys)
     }
 
     async fn create(&self, auth: &str, body: Value) -> Answer {

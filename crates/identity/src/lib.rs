@@ -41,7 +41,7 @@ pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
 
 /// Everything this service's schema needs, in order: its own migrations, then the shared ones.
 pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
-    vec![&MIGRATOR, &sneakerstop_messaging::MIGRATOR, &sneakerstop_auth::revocation::MIGRATOR]
+    sneakerstop_service::with_shared_migrations(&[&MIGRATOR])
 }
 
 /// Deletes what identity no longer needs: sign-in failures whose window has passed and

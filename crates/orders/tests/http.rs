@@ -6,7 +6,7 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use chrono::Utc;
 use serde_json::{Value, json};
-use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_auth::SessionKeys;
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
 use sneakerstop_events::payments::{PaymentEvent, PaymentSucceeded};
 use sneakerstop_messaging::{Handler, IncomingEvent};
@@ -75,14 +75,7 @@ impl Ctx {
     }
 
     fn user(&self) -> (Uuid, String) {
-        let id = Uuid::now_v7();
-        (
-            id,
-            format!(
-                "Bearer {}",
-                self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com"), session: Uuid::now_v7() })
-            ),
-        )
+        sneakerstop_test_support::signed_in(&self.keys)
     }
 
     /// A listed pair, as the replica would hold it after `sneaker.listed`.

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_auth::SessionKeys;
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderEvent};
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_payments::domain::{OrderReplica, OrderState, Payment};
@@ -49,14 +49,7 @@ async fn ctx(provider: Arc<dyn PaymentProvider>) -> Ctx {
 
 impl Ctx {
     fn user(&self) -> (Uuid, String) {
-        let id = Uuid::now_v7();
-        (
-            id,
-            format!(
-                "Bearer {}",
-                self.keys.issue(&CurrentUser { id, email: format!("{id}@example.com"), session: Uuid::now_v7() })
-            ),
-        )
+        sneakerstop_test_support::signed_in(&self.keys)
     }
 
     /// An order as the replica holds it after `order.created`.

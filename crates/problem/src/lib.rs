@@ -9,6 +9,7 @@
 //! content type, malformed JSON or a value of the wrong type is a 400 naming the field,
 //! never axum's plain-text 415/422.
 
+pub mod money;
 pub mod page;
 
 use axum::extract::{FromRequest, Request};

@@ -2,8 +2,8 @@
 //! (`GET /api/orders`, `GET /api/payments`): `limit` and an opaque `cursor` in, a page and
 //! `nextCursor` out.
 
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::FieldError;
@@ -23,6 +23,16 @@ pub struct PageParams {
     /// `nextCursor` of the previous page.
     #[param(pattern = "^[0-9a-fA-F]{32}$")]
     pub cursor: Option<String>,
+}
+
+/// A page of `T`s, as every list endpoint answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PageOf<T: ToSchema> {
+    /// The items, in the endpoint's order.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A valid page request: at most `limit` items with ids below `before`.

@@ -20,6 +20,16 @@ use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// A service's migrations followed by the shared ones every service's schema needs because
+/// the binary wires them for every service: the outbox and inbox (`messaging`) and the
+/// ended sessions (`auth::revocation`).
+pub fn with_shared_migrations(own: &[&'static Migrator]) -> Vec<&'static Migrator> {
+    let mut all = own.to_vec();
+    all.push(&sneakerstop_messaging::MIGRATOR);
+    all.push(&sneakerstop_auth::revocation::MIGRATOR);
+    all
+}
+
 /// A service the binary can run.
 pub trait Service: Send + Sync {
     /// Its name: on the command line, as its schema, in its consumer group.

@@ -26,6 +26,14 @@ pub use broker::{Broker, shared_brokers, unique};
 pub use kafka::{Record, publish, read_to_end, read_topic};
 pub use server::Server;
 
+/// A new user with a session signed by `keys`: its id and `Bearer <token>`, as a signed-in
+/// client would send it.
+pub fn signed_in(keys: &sneakerstop_auth::SessionKeys) -> (uuid::Uuid, String) {
+    let id = uuid::Uuid::now_v7();
+    let user = sneakerstop_auth::CurrentUser { id, email: format!("{id}@example.com"), session: uuid::Uuid::now_v7() };
+    (id, format!("Bearer {}", keys.issue(&user)))
+}
+
 /// Shows the code's log lines in a failing test's output (`RUST_LOG` filters, default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());

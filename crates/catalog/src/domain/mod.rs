@@ -109,12 +109,6 @@ pub fn price_cents(field: &str, amount: f64, allow_zero: bool) -> Result<i64, Fi
     Ok(cents as i64)
 }
 
-/// Cents back to currency units for the API.
-#[allow(clippy::cast_precision_loss, reason = "at most 10^7 cents, exact in f64")]
-pub fn price_units(cents: i64) -> f64 {
-    cents as f64 / 100.0
-}
-
 fn size(size: f64) -> Result<f64, FieldError> {
     if !(1.0..=22.0).contains(&size) || (size * 2.0).fract() != 0.0 {
         return Err(FieldError::new("size", "must be between 1 and 22 in half steps (e.g. 9, 9.5, 10)"));
@@ -414,7 +408,7 @@ mod tests {
             assert!(err.reason.contains(reason), "{bad}: {}", err.reason);
         }
         assert_eq!(price_cents("minPrice", 0.0, true), Ok(0));
-        assert_eq!(price_units(1999), 19.99);
+        assert_eq!(sneakerstop_problem::money::units(1999), 19.99, "and back");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::AppState;
         crate::domain::SortParam,
         crate::domain::StatusParam,
         sneakers::SneakerView,
-        sneakers::SneakerPage
+        sneakerstop_problem::page::PageOf<sneakers::SneakerView>
     )),
     modifiers(&SecuritySchemes),
     tags((name = "catalog", description = "Sneaker listings"))

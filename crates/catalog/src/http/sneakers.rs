@@ -11,14 +11,16 @@ use serde::Serialize;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::catalog::SneakerStatus;
 use sneakerstop_idempotency::IdempotencyKey;
+use sneakerstop_problem::page::PageOf;
 use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::cache::{Entry, Key, Source};
-use crate::domain::{Cursor, ListParams, ListQuery, Listing, ListingInput, Sneaker, price_units};
+use crate::domain::{Cursor, ListParams, ListQuery, Listing, ListingInput, Sneaker};
 use crate::store;
 use crate::{AppState, CatalogError};
+use sneakerstop_problem::money::units as price_units;
 
 pub(super) fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -69,13 +71,7 @@ impl From<Sneaker> for SneakerView {
 }
 
 /// A page of listings.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SneakerPage {
-    items: Vec<SneakerView>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
+pub type SneakerPage = PageOf<SneakerView>;
 
 /// The listing with an `ETag` of its version.
 fn with_etag(status: StatusCode, row: Sneaker) -> Response {
@@ -176,7 +172,7 @@ fn now() -> DateTime<Utc> {
     get, path = "/api/sneakers", tag = "catalog",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of listings", body = SneakerPage,
+        (status = 200, description = "A page of listings", body = PageOf<SneakerView>,
             headers(("x-cache" = String, description = "`hit`, `miss` or `bypass`: whether the catalog read cache answered"))),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
     ),

@@ -14,7 +14,7 @@ pub use orders::OrderView;
 #[derive(Debug, OpenApi)]
 #[openapi(
     paths(orders::create, orders::list, orders::get_one, orders::cancel),
-    components(schemas(orders::NewOrder, OrderView, orders::OrderPage, crate::domain::OrderStatus)),
+    components(schemas(orders::NewOrder, OrderView, sneakerstop_problem::page::PageOf<OrderView>, crate::domain::OrderStatus)),
     modifiers(&SecuritySchemes),
     tags((name = "orders", description = "Reservations that expire unless paid"))
 )]

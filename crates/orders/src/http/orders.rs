@@ -12,7 +12,7 @@ use serde_json::json;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_events::orders::CancelReason;
 use sneakerstop_idempotency::IdempotencyKey;
-use sneakerstop_problem::page::{Page, PageParams};
+use sneakerstop_problem::page::{Page, PageOf, PageParams};
 use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -62,8 +62,7 @@ pub struct OrderView {
 
 impl From<Order> for OrderView {
     fn from(row: Order) -> Self {
-        #[allow(clippy::cast_precision_loss, reason = "prices are at most 10^7 cents, exact in f64")]
-        let price = row.price_cents as f64 / 100.0;
+        let price = sneakerstop_problem::money::units(row.price_cents);
         Self {
             status: row.status,
             id: row.id,
@@ -82,13 +81,7 @@ impl From<Order> for OrderView {
 }
 
 /// A page of orders.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderPage {
-    items: Vec<OrderView>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
+pub type OrderPage = PageOf<OrderView>;
 
 fn parse_id(id: &str) -> Result<Uuid, OrdersError> {
     Uuid::try_parse(id).map_err(|_| FieldError::new("id", "must be a UUID").into())
@@ -180,7 +173,7 @@ async fn place(
     get, path = "/api/orders", tag = "orders",
     params(PageParams),
     responses(
-        (status = 200, description = "A page of your orders", body = OrderPage),
+        (status = 200, description = "A page of your orders", body = PageOf<OrderView>),
         (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     ),

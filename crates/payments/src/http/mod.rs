@@ -14,7 +14,7 @@ use crate::AppState;
 #[derive(Debug, OpenApi)]
 #[openapi(
     paths(payments::create, payments::list),
-    components(schemas(payments::NewPayment, payments::PaymentView, payments::PaymentPage)),
+    components(schemas(payments::NewPayment, payments::PaymentView, sneakerstop_problem::page::PageOf<payments::PaymentView>)),
     modifiers(&SecuritySchemes),
     tags((name = "payments", description = "Charges and refunds"))
 )]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sneakerstop_auth::CurrentUser;
 use sneakerstop_idempotency::IdempotencyKey;
-use sneakerstop_problem::page::{Page, PageParams};
+use sneakerstop_problem::page::{Page, PageOf, PageParams};
 use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -69,8 +69,7 @@ pub struct PaymentView {
 
 impl From<Payment> for PaymentView {
     fn from(row: Payment) -> Self {
-        #[allow(clippy::cast_precision_loss, reason = "amounts are at most 10^7 cents, exact in f64")]
-        let amount = row.amount_cents as f64 / 100.0;
+        let amount = sneakerstop_problem::money::units(row.amount_cents);
         Self {
             id: row.id,
             order_id: row.order_id,
@@ -83,13 +82,7 @@ impl From<Payment> for PaymentView {
 }
 
 /// A page of payments.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentPage {
-    items: Vec<PaymentView>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
+pub type PaymentPage = PageOf<PaymentView>;
 
 /// Pay for your order.
 #[utoipa::path(
@@ -244,7 +237,7 @@ fn answer_for(row: Payment) -> Result<serde_json::Value, PaymentsError> {
     get, path = "/api/payments", tag = "payments",
     params(PageParams),
     responses(
-        (status = 200, description = "A page of your payments", body = PaymentPage),
+        (status = 200, description = "A page of your payments", body = PageOf<PaymentView>),
         (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     ),
