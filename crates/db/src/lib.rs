@@ -127,6 +127,29 @@ pub fn shared_schema(mut migrator: Migrator) -> Migrator {
     migrator
 }
 
+/// One page of the rows `select` picks for `owner` (a `SELECT … FROM … WHERE <owner> = $1`
+/// statement, possibly with more conditions), newest first by id (UUIDv7), continuing
+/// below `before`, with one row more than `limit` so the caller can tell whether a next
+/// page exists.
+pub async fn newest_first<T>(
+    pool: &PgPool,
+    select: &str,
+    owner: sqlx::types::Uuid,
+    before: Option<sqlx::types::Uuid>,
+    limit: i64,
+) -> anyhow::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(&format!("{select} AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"))
+        .bind(owner)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await
+        .context("read a page")
+}
+
 /// Whether the database answers a trivial query; used by `/readyz`.
 pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("SELECT 1").execute(pool).await.context("PostgreSQL did not answer")?;

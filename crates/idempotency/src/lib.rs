@@ -44,6 +44,17 @@ pub const WITHIN_TRANSACTION: std::time::Duration = std::time::Duration::ZERO;
 /// Longest key accepted.
 pub const MAX_LEN: usize = 255;
 
+/// The `Idempotency-Key` request header as the OpenAPI document describes it, for
+/// `params(IdempotencyKeyHeader)` on every operation that takes one.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// Any unique string (a UUID): a retry with the same key and body is answered with the
+    /// first response and changes nothing; the same key with another body is a 422.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    pub key: Option<String>,
+}
+
 /// A valid `Idempotency-Key` header value. Use as `Option<IdempotencyKey>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(pub String);

@@ -9,6 +9,8 @@ use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use sneakerstop_problem::page::Page;
+
 use crate::SOURCE;
 use crate::domain::{Decision, Listing, ListingStatus, Order};
 
@@ -160,22 +162,9 @@ pub async fn find_for_buyer(
 }
 
 /// One page of the buyer's orders, newest first, continuing after `before` (plus one row).
-pub async fn list_for_buyer(
-    pool: &PgPool,
-    buyer_id: Uuid,
-    before: Option<Uuid>,
-    limit: i64,
-) -> anyhow::Result<Vec<Order>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM orders WHERE buyer_id = $1 AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
-    ))
-    .bind(buyer_id)
-    .bind(before)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await
-    .context("list orders")
+pub async fn list_for_buyer(pool: &PgPool, buyer_id: Uuid, page: &Page) -> anyhow::Result<Vec<Order>> {
+    let select = format!("SELECT {COLUMNS} FROM orders WHERE buyer_id = $1");
+    sneakerstop_db::newest_first(pool, &select, buyer_id, page.before, page.limit).await.context("list orders")
 }
 
 /// Writes a decision's event to the outbox, at the order's new version; the contract

@@ -7,6 +7,8 @@ use anyhow::Context;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use sneakerstop_problem::page::Page;
+
 use crate::SOURCE;
 use crate::domain::{Decision, OrderReplica, OrderState, Payment};
 
@@ -200,21 +202,8 @@ pub async fn due_refunds(tx: &mut PgConnection, batch: i64) -> anyhow::Result<Ve
     .context("find due refunds")
 }
 
-/// One page of the buyer's payments, newest first (plus one row).
-pub async fn list_for_buyer(
-    pool: &PgPool,
-    buyer_id: Uuid,
-    before: Option<Uuid>,
-    limit: i64,
-) -> anyhow::Result<Vec<Payment>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM payments WHERE buyer_id = $1 AND status <> 'pending' AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
-    ))
-    .bind(buyer_id)
-    .bind(before)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await
-    .context("list payments")
+/// One page of the buyer's payments, newest first (plus one row), in-flight attempts left out.
+pub async fn list_for_buyer(pool: &PgPool, buyer_id: Uuid, page: &Page) -> anyhow::Result<Vec<Payment>> {
+    let select = format!("SELECT {COLUMNS} FROM payments WHERE buyer_id = $1 AND status <> 'pending'");
+    sneakerstop_db::newest_first(pool, &select, buyer_id, page.before, page.limit).await.context("list payments")
 }

@@ -70,6 +70,17 @@ impl TryFrom<PageParams> for Page {
 }
 
 impl Page {
+    /// The page of `rows` (fetched with `limit + 1`), each shown as `view` shows it.
+    pub fn answer<R, V: ToSchema>(
+        &self,
+        mut rows: Vec<R>,
+        id: impl Fn(&R) -> Uuid,
+        view: impl Fn(R) -> V,
+    ) -> PageOf<V> {
+        let next_cursor = self.finish(&mut rows, id);
+        PageOf { items: rows.into_iter().map(view).collect(), next_cursor }
+    }
+
     /// Trims `rows` (fetched with `limit + 1`) to the page and returns `nextCursor`: the last
     /// item's id when there is more, `None` on the last page.
     pub fn finish<T>(&self, rows: &mut Vec<T>, id: impl Fn(&T) -> Uuid) -> Option<String> {

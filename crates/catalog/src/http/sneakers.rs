@@ -111,9 +111,7 @@ fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
 #[utoipa::path(
     post, path = "/api/sneakers", tag = "catalog",
     request_body = ListingInput,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Any unique string: a retry with the same key returns the first listing and lists nothing new",
-        min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
+    params(sneakerstop_idempotency::IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Listed; `sneaker.listed` is published", body = SneakerView),
         (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),

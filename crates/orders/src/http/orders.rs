@@ -95,9 +95,7 @@ fn view_json(row: Order) -> serde_json::Value {
 #[utoipa::path(
     post, path = "/api/orders", tag = "orders",
     request_body = NewOrder,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Any unique string (a UUID): a retry with the same key returns the first response and creates nothing",
-        min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
+    params(sneakerstop_idempotency::IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Reserved until `expiresAt`; `order.created` is published", body = OrderView),
         (status = 400, description = "Malformed body or sneakerId", body = Problem, content_type = "application/problem+json"),
@@ -185,9 +183,8 @@ pub(super) async fn list(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<OrderPage>, OrdersError> {
     let page = Page::try_from(params).map_err(OrdersError::Invalid)?;
-    let mut rows = store::list_for_buyer(&state.pool, user.id, page.before, page.limit).await?;
-    let next_cursor = page.finish(&mut rows, |row| row.id);
-    Ok(Json(OrderPage { items: rows.into_iter().map(OrderView::from).collect(), next_cursor }))
+    let rows = store::list_for_buyer(&state.pool, user.id, &page).await?;
+    Ok(Json(page.answer(rows, |row| row.id, OrderView::from)))
 }
 
 /// One of your orders.

@@ -88,9 +88,7 @@ pub type PaymentPage = PageOf<PaymentView>;
 #[utoipa::path(
     post, path = "/api/payments", tag = "payments",
     request_body = NewPayment,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Any unique string: a retry with the same key returns the first response and charges nothing",
-        min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
+    params(sneakerstop_idempotency::IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Charged; `payment.succeeded` is published and the order completes", body = PaymentView),
         (status = 400, description = "Malformed body, orderId or token", body = Problem, content_type = "application/problem+json"),
@@ -249,7 +247,6 @@ pub(super) async fn list(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<PaymentPage>, PaymentsError> {
     let page = Page::try_from(params).map_err(PaymentsError::Invalid)?;
-    let mut rows = store::list_for_buyer(&state.pool, user.id, page.before, page.limit).await?;
-    let next_cursor = page.finish(&mut rows, |row| row.id);
-    Ok(Json(PaymentPage { items: rows.into_iter().map(PaymentView::from).collect(), next_cursor }))
+    let rows = store::list_for_buyer(&state.pool, user.id, &page).await?;
+    Ok(Json(page.answer(rows, |row| row.id, PaymentView::from)))
 }
