@@ -15,6 +15,7 @@ const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, si
 /// Writes a newly listed pair and its `sneaker.listed`, atomically, in one statement: the
 /// listing is the busiest write, and one round trip (with its implicit transaction)
 /// instead of four is most of its cost.
+#[tracing::instrument(skip_all, fields(sneaker_id = %listed.sneaker.id), err)]
 pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> anyhow::Result<()> {
     let row = &listed.sneaker;
     let event = Outgoing::new(SOURCE, row.id, row.version, &listed.event);
@@ -61,6 +62,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sn
 
 /// Writes a listing's new state and its `sneaker.updated`. The listing must still be at
 /// the version the decision was made from (it was loaded locked; anything else is a bug).
+#[tracing::instrument(skip_all, fields(sneaker_id = %decided.sneaker.id, version = decided.sneaker.version), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let row = &decided.sneaker;
     let saved = sqlx::query(

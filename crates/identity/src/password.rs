@@ -102,7 +102,7 @@ impl Passwords {
     /// argon2id with OWASP's recommended minimum: 19 MiB of memory, 2 passes, 1 lane; at
     /// most `queue` hashes running or waiting at once.
     pub fn new(queue: usize) -> anyhow::Result<Self> {
-        let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let params = Params::new(19 * 1024, 2, 1, None).context("argon2 parameters")?;
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let pool = Arc::new(HashPool::new(cores)?);
         let queue = Arc::new(tokio::sync::Semaphore::new(queue.max(1)));
@@ -118,10 +118,7 @@ impl Passwords {
 
     fn hash_now(&self, password: &str) -> anyhow::Result<String> {
         let salt = SaltString::generate(&mut OsRng);
-        let hash = self
-            .argon2()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
+        let hash = self.argon2().hash_password(password.as_bytes(), &salt).context("argon2 hashing failed")?;
         Ok(hash.to_string())
     }
 
@@ -150,8 +147,7 @@ impl Passwords {
             .run(move || {
                 let exists = stored.is_some();
                 let phc = stored.as_deref().unwrap_or(&this.dummy_hash);
-                let parsed =
-                    PasswordHash::new(phc).map_err(|e| anyhow::anyhow!("stored password hash is corrupt: {e}"))?;
+                let parsed = PasswordHash::new(phc).context("stored password hash is corrupt")?;
                 let matches = this.argon2().verify_password(password.as_bytes(), &parsed).is_ok();
                 Ok::<_, anyhow::Error>(exists && matches)
             })

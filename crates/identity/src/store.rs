@@ -72,6 +72,7 @@ pub enum Ending {
 /// Ends `user`'s live sessions that `ending` names, on the caller's transaction: each is
 /// marked revoked, recorded in `revoked_sessions` and announced as `session.revoked`.
 /// Returns the ended sessions with their tokens' expiry.
+#[tracing::instrument(skip(tx), err)]
 pub async fn end_sessions(
     tx: &mut PgConnection,
     user: Uuid,

@@ -288,8 +288,15 @@ impl ConsumerRuntime {
                 return self.dead_letter(message, &format!("invalid envelope: {error}"), 1, cancel).await;
             }
         };
-        let trace = trace_of(&event);
-        let span = tracing::info_span!(
+        let span = self.event_span(&event);
+        // apply_in runs the handler inside the event's trace; the span carries its id for logs.
+        self.apply_with_retries(message, &event, taken, cancel).instrument(span).await
+    }
+
+    /// The span one event is applied in: what a log line inside it needs to be found again
+    /// (group, topic, partition, offset, type, event id, and the trace the event carries).
+    fn event_span(&self, event: &IncomingEvent) -> tracing::Span {
+        tracing::info_span!(
             "consume",
             group = %self.group,
             topic = %event.topic,
@@ -297,10 +304,8 @@ impl ConsumerRuntime {
             offset = event.offset,
             event_type = %event.envelope.event_type,
             event_id = %event.envelope.id,
-            trace_id = %trace.trace_id_hex(),
-        );
-        // apply_in runs the handler inside the event's trace; the span carries its id for logs.
-        self.apply_with_retries(message, &event, taken, cancel).instrument(span).await
+            trace_id = %trace_of(event).trace_id_hex(),
+        )
     }
 
     async fn apply_with_retries(
@@ -362,16 +367,20 @@ impl ConsumerRuntime {
     /// Applies a batch in one transaction: one commit (one WAL flush) for many events,
     /// which is what lets a consumer keep up with a busy topic. Any failure rolls the whole
     /// batch back, and the caller then applies its events one by one.
+    #[tracing::instrument(skip_all, fields(group = %self.group, events = events.len()), err)]
     async fn apply_batch(&self, events: &[IncomingEvent], taken: DateTime<Utc>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = self.pool.begin().await.context("begin a batch")?;
         let mut fresh = claim(&mut tx, events).await?;
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
             // `remove`: an event delivered twice within one batch is applied once.
             let applied = fresh.remove(&event.envelope.id);
             if applied {
-                trace_of(event).scope(self.handler.handle(&mut tx, event)).await?;
+                let handled = trace_of(event).scope(self.handler.handle(&mut tx, event));
+                handled.instrument(self.event_span(event)).await.with_context(|| {
+                    format!("apply {} {} from the batch", event.envelope.event_type, event.envelope.id)
+                })?;
             }
             outcomes.push(applied);
         }

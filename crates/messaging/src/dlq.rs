@@ -69,7 +69,11 @@ pub(crate) async fn send(
     if let Some(payload) = message.payload() {
         record = record.payload(payload);
     }
-    producer.send(record, Duration::from_secs(5)).await.map_err(|(e, _)| anyhow::anyhow!("send to {topic}: {e}"))?;
+    producer
+        .send(record, Duration::from_secs(5))
+        .await
+        .map_err(|(e, _)| e)
+        .with_context(|| format!("send to {topic}"))?;
     Ok(())
 }
 
@@ -184,7 +188,8 @@ pub async fn replay(producer: &FutureProducer, letters: &[DeadLetter]) -> anyhow
         producer
             .send(record, Duration::from_secs(5))
             .await
-            .map_err(|(e, _)| anyhow::anyhow!("replay to {original}: {e}"))?;
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("replay to {original}"))?;
     }
     Ok(letters.len())
 }

@@ -68,6 +68,7 @@ pub async fn find_sneaker(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<O
 /// did. The row lock makes concurrent orders of one buyer take turns, so they cannot all
 /// see room for one more; the hold is given back (by trigger) when the order leaves
 /// `created`, and with the rest of the transaction if it rolls back.
+#[tracing::instrument(skip(tx), err)]
 pub async fn take_hold(tx: &mut PgConnection, buyer: Uuid, cap: u32) -> anyhow::Result<bool> {
     if cap == 0 {
         return Ok(false);
@@ -87,6 +88,7 @@ pub async fn take_hold(tx: &mut PgConnection, buyer: Uuid, cap: u32) -> anyhow::
 
 /// Writes a new order and its `order.created`. A concurrent order for the same pair makes
 /// the insert fail: [`InsertError::PairHeld`].
+#[tracing::instrument(skip_all, fields(order_id = %placed.order.id), err)]
 pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), InsertError> {
     let order = &placed.order;
     sqlx::query(
@@ -116,6 +118,7 @@ pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), Inse
 
 /// Writes an order's new state and its event. The order must still be at the version the
 /// decision was made from (it was loaded locked, so it is; anything else is a bug).
+#[tracing::instrument(skip_all, fields(order_id = %decided.order.id, version = decided.order.version), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let order = &decided.order;
     let updated = sqlx::query(

@@ -67,6 +67,7 @@ pub async fn next_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Re
 /// Writes a new `pending` attempt with the card token it will be charged with (kept until
 /// its outcome is recorded, for recovery). Returns `false` when a live (non-declined)
 /// payment of the order exists: a concurrent second request stops here.
+#[tracing::instrument(skip_all, fields(payment_id = %payment.id, attempt = payment.attempt), err)]
 pub async fn insert(tx: &mut PgConnection, payment: &Payment, token: &str) -> anyhow::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token, created_at, updated_at)
@@ -97,6 +98,7 @@ fn is_live_payment_conflict(error: &sqlx::Error) -> bool {
 /// Writes a decision and its event, if the payment is still in the status the decision was
 /// made from; returns whether it was (if not, someone else recorded it first and nothing is
 /// written). The card token is dropped once the attempt is no longer pending.
+#[tracing::instrument(skip_all, fields(payment_id = %decided.payment.id, status = ?decided.payment.status), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<bool> {
     let payment = &decided.payment;
     let saved = sqlx::query(

@@ -100,7 +100,7 @@ fn cached(entry: Entry, source: Source) -> Response {
 }
 
 fn json_bytes(value: &impl Serialize) -> Result<axum::body::Bytes, CatalogError> {
-    Ok(serde_json::to_vec(value).map_err(anyhow::Error::from)?.into())
+    Ok(serde_json::to_vec(value).context("render JSON")?.into())
 }
 
 fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
@@ -120,6 +120,7 @@ fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
+#[tracing::instrument(skip_all, fields(seller_id = %user.id))]
 pub(super) async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -244,6 +245,7 @@ pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
+#[tracing::instrument(skip_all, fields(sneaker_id = %id, seller_id = %user.id))]
 pub(super) async fn update(
     State(state): State<AppState>,
     user: CurrentUser,

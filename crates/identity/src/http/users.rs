@@ -193,6 +193,7 @@ pub(super) async fn signout(
 }
 
 /// Ends `user`'s sessions that `ending` names; returns how many.
+#[tracing::instrument(skip_all, fields(user_id = %user.id, ?ending), err)]
 async fn end(state: &AppState, user: &CurrentUser, ending: Ending, reason: RevokeReason) -> anyhow::Result<usize> {
     let mut tx = state.pool.begin().await.context("begin")?;
     let ended = store::end_sessions(&mut tx, user.id, ending, reason).await?;
@@ -237,6 +238,7 @@ pub(super) async fn signout_everywhere(
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub(super) async fn change_password(
     State(state): State<AppState>,
     user: CurrentUser,

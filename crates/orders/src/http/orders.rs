@@ -130,6 +130,7 @@ pub(super) async fn create(
 }
 
 /// One attempt at placing the order, in one transaction.
+#[tracing::instrument(skip_all, fields(sneaker_id = %body.sneaker_id, buyer_id = %user.id))]
 async fn place(
     state: &AppState,
     user: &CurrentUser,
@@ -223,6 +224,7 @@ pub(super) async fn get_one(
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
+#[tracing::instrument(skip_all, fields(order_id = %id, buyer_id = %user.id))]
 pub(super) async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,

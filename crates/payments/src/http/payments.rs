@@ -126,6 +126,7 @@ pub(super) async fn create(
 }
 
 /// One attempt at paying, in the three steps above.
+#[tracing::instrument(skip_all, fields(order_id = %body.order_id, buyer_id = %user.id))]
 async fn pay(
     state: &AppState,
     user: &CurrentUser,
