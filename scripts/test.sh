@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make test`: formatting, clippy with -D warnings, then every test against real services
-# (PostgreSQL, installed and started if none answers, and an Apache Kafka broker this script
-# starts in a temporary directory), the API conformance check (schemathesis against the real
-# binary), then the offline checks of the deployment files. What
-# it started, it stops.
+# `make test`: formatting, clippy with -D warnings, the check that the compile-time SQL
+# metadata is current (scripts/sqlx.sh, which installs the pinned sqlx-cli once per machine),
+# then every test against real services (PostgreSQL, installed and started if none answers,
+# and an Apache Kafka broker this script starts in a temporary directory), the API
+# conformance check (schemathesis against the real binary), then the offline checks of the
+# deployment files. What it started, it stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -24,6 +25,9 @@ ensure_chromium
 
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+log "compile-time SQL metadata matches the queries and the migrations"
+scripts/sqlx.sh check
 
 log "building the tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -92,13 +92,13 @@ pub async fn record(
     user: Uuid,
     expires_at: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO revoked_sessions (session_id, user_id, expires_at) VALUES ($1, $2, $3)
          ON CONFLICT (session_id) DO NOTHING",
+        session,
+        user,
+        expires_at,
     )
-    .bind(session)
-    .bind(user)
-    .bind(expires_at)
     .execute(conn)
     .await
     .context("record a revoked session")?;
@@ -167,24 +167,24 @@ impl Follower {
 
     /// Adds every unexpired row numbered after `cursor`; returns the largest number seen.
     async fn read_after(&self, cursor: i64) -> anyhow::Result<i64> {
-        let rows: Vec<(Uuid, DateTime<Utc>, i64)> = sqlx::query_as(
+        let rows = sqlx::query!(
             "SELECT session_id, expires_at, seq FROM revoked_sessions
               WHERE seq > $1 AND expires_at > now() ORDER BY seq",
+            cursor,
         )
-        .bind(cursor)
         .fetch_all(&self.pool)
         .await
         .context("read revoked sessions")?;
         let mut seen = cursor;
-        for (session, expires_at, seq) in rows {
-            self.revocations.insert(session, expires_at.timestamp());
-            seen = seen.max(seq);
+        for row in rows {
+            self.revocations.insert(row.session_id, row.expires_at.timestamp());
+            seen = seen.max(row.seq);
         }
         Ok(seen)
     }
 
     async fn forget_expired_rows(&self) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM revoked_sessions WHERE expires_at < now()")
+        sqlx::query!("DELETE FROM revoked_sessions WHERE expires_at < now()")
             .execute(&self.pool)
             .await
             .context("delete expired revocations")?;

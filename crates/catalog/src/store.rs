@@ -44,18 +44,18 @@ pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> a
 
 /// The listing with this id.
 pub async fn get(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM sneakers WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
+    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, status AS "status: Status", held_by_order,
+                  version, created_at, updated_at
+             FROM sneakers WHERE id = $1"#, id).fetch_optional(pool)
         .await
         .with_context(|| format!("get sneaker {id}"))
 }
 
 /// The listing with this id, locked for this transaction.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM sneakers WHERE id = $1 FOR UPDATE"))
-        .bind(id)
-        .fetch_optional(conn)
+    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, status AS "status: Status", held_by_order,
+                  version, created_at, updated_at
+             FROM sneakers WHERE id = $1 FOR UPDATE"#, id).fetch_optional(conn)
         .await
         .with_context(|| format!("lock sneaker {id}"))
 }
@@ -65,21 +65,21 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sn
 #[tracing::instrument(skip_all, fields(sneaker_id = %decided.sneaker.id, version = decided.sneaker.version), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let row = &decided.sneaker;
-    let saved = sqlx::query(
+    let saved = sqlx::query!(
         "UPDATE sneakers SET title = $2, brand = $3, description = $4, price_cents = $5, size = $6, status = $7,
                 held_by_order = $8, version = $9, updated_at = $10
-          WHERE id = $1 AND version = $9 - 1",
+          WHERE id = $1 AND version = $9::bigint - 1",
+        row.id,
+        &row.title,
+        row.brand.as_deref(),
+        row.description.as_deref(),
+        row.price_cents,
+        row.size,
+        row.status as Status,
+        row.held_by_order,
+        row.version,
+        row.updated_at,
     )
-    .bind(row.id)
-    .bind(&row.title)
-    .bind(&row.brand)
-    .bind(&row.description)
-    .bind(row.price_cents)
-    .bind(row.size)
-    .bind(row.status)
-    .bind(row.held_by_order)
-    .bind(row.version)
-    .bind(row.updated_at)
     .execute(&mut *tx)
     .await
     .with_context(|| format!("save sneaker {}", row.id))?

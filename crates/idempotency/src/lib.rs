@@ -124,19 +124,19 @@ pub async fn claim(
 ) -> anyhow::Result<Claim> {
     // Inserted: a new key. Updated: the same request's claim had lapsed without a response
     // (`xmax` is set on a row this statement updated). Nothing: someone else holds it.
-    let claimed: Option<bool> = sqlx::query_scalar(
-        "INSERT INTO idempotency_keys (user_id, key, request, locked_until)
+    let claimed: Option<bool> = sqlx::query_scalar!(
+        r#"INSERT INTO idempotency_keys (user_id, key, request, locked_until)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))
          ON CONFLICT (user_id, key) DO UPDATE SET locked_until = EXCLUDED.locked_until
            WHERE idempotency_keys.status_code IS NULL
              AND idempotency_keys.locked_until < now()
              AND idempotency_keys.request = EXCLUDED.request
-         RETURNING xmax = 0",
+         RETURNING xmax = 0 AS "fresh!""#,
+        user,
+        &key.0,
+        request,
+        lease.as_secs_f64(),
     )
-    .bind(user)
-    .bind(&key.0)
-    .bind(request)
-    .bind(lease.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await
     .context("claim idempotency key")?;
@@ -145,13 +145,15 @@ pub async fn claim(
         Some(false) => return Ok(Claim::Recovered),
         None => {}
     }
-    let (stored, status, body): (Value, Option<i32>, Option<Value>) =
-        sqlx::query_as("SELECT request, status_code, response FROM idempotency_keys WHERE user_id = $1 AND key = $2")
-            .bind(user)
-            .bind(&key.0)
-            .fetch_one(&mut *tx)
-            .await
-            .context("read idempotency key")?;
+    let row = sqlx::query!(
+        "SELECT request, status_code, response FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+        user,
+        &key.0,
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .context("read idempotency key")?;
+    let (stored, status, body) = (row.request, row.status_code, row.response);
     if &stored != request {
         return Ok(Claim::Mismatch);
     }
@@ -230,22 +232,22 @@ pub async fn store(
     status: u16,
     body: &Value,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE user_id = $1 AND key = $2")
-        .bind(user)
-        .bind(&key.0)
-        .bind(i32::from(status))
-        .bind(body)
-        .execute(tx)
-        .await
-        .context("store idempotent response")?;
+    sqlx::query!(
+        "UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE user_id = $1 AND key = $2",
+        user,
+        &key.0,
+        i32::from(status),
+        body,
+    )
+    .execute(tx)
+    .await
+    .context("store idempotent response")?;
     Ok(())
 }
 
 /// Gives a claimed key up (the request failed), so a retry with it runs again.
 pub async fn release(conn: &mut PgConnection, user: Uuid, key: &IdempotencyKey) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status_code IS NULL")
-        .bind(user)
-        .bind(&key.0)
+    sqlx::query!("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status_code IS NULL", user, &key.0,)
         .execute(conn)
         .await
         .context("release idempotency key")?;

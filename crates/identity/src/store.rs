@@ -10,7 +10,7 @@ use crate::domain::Email;
 use crate::{IdentityError, SOURCE};
 
 /// An account as stored.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct UserRow {
     pub id: Uuid,
     pub email: String,
@@ -48,13 +48,15 @@ pub async fn register(
 
 /// Records a session that has just begun.
 pub async fn start_session(db: impl PgExecutor<'_>, session: NewSession) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(session.id)
-        .bind(session.user)
-        .bind(session.expires_at)
-        .execute(db)
-        .await
-        .context("start a session")?;
+    sqlx::query!(
+        "INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)",
+        session.id,
+        session.user,
+        session.expires_at,
+    )
+    .execute(db)
+    .await
+    .context("start a session")?;
     Ok(())
 }
 
@@ -84,19 +86,20 @@ pub async fn end_sessions(
         Ending::AllBut(session) => (None, Some(session)),
         Ending::All => (None, None),
     };
-    let ended: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "UPDATE sessions SET revoked_at = now()
+    let ended = sqlx::query!(
+        r#"UPDATE sessions SET revoked_at = now()
           WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
             AND ($2::uuid IS NULL OR id = $2) AND ($3::uuid IS NULL OR id <> $3)
-          RETURNING id, expires_at, revoked_at",
+          RETURNING id, expires_at, revoked_at AS "revoked_at!""#,
+        user,
+        only,
+        except,
     )
-    .bind(user)
-    .bind(only)
-    .bind(except)
     .fetch_all(&mut *tx)
     .await
     .context("end sessions")?;
-    for &(session, expires_at, revoked_at) in &ended {
+    for row in &ended {
+        let (session, expires_at, revoked_at) = (row.id, row.expires_at, row.revoked_at);
         sneakerstop_auth::revocation::record(tx, session, user, expires_at).await?;
         let event = UserEvent::SessionRevoked(SessionRevoked {
             session_id: session,
@@ -108,7 +111,7 @@ pub async fn end_sessions(
         // The session is the subject (version 2: ended); the contract keys it by user.
         sneakerstop_messaging::enqueue(tx, SOURCE, session, 2, &event).await?;
     }
-    Ok(ended.into_iter().map(|(session, expires_at, _)| (session, expires_at)).collect())
+    Ok(ended.into_iter().map(|row| (row.id, row.expires_at)).collect())
 }
 
 /// Replaces `user`'s password hash and ends every other session of theirs, in one
@@ -120,9 +123,7 @@ pub async fn change_password(
     keep: Uuid,
 ) -> anyhow::Result<Vec<(Uuid, DateTime<Utc>)>> {
     let mut tx = pool.begin().await.context("begin")?;
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-        .bind(user)
-        .bind(password_hash)
+    sqlx::query!("UPDATE users SET password_hash = $2 WHERE id = $1", user, password_hash)
         .execute(&mut *tx)
         .await
         .context("store the new password hash")?;
@@ -134,7 +135,7 @@ pub async fn change_password(
 /// Deletes sessions whose tokens have expired (revoked or not: their tokens are refused
 /// anyway). Returns how many.
 pub async fn forget_expired_sessions(pool: &PgPool) -> anyhow::Result<u64> {
-    let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
+    let deleted = sqlx::query!("DELETE FROM sessions WHERE expires_at < now()")
         .execute(pool)
         .await
         .context("delete expired sessions")?;
@@ -147,25 +148,26 @@ async fn insert_user(
     email: &Email,
     password_hash: &str,
 ) -> Result<DateTime<Utc>, IdentityError> {
-    sqlx::query_scalar("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING created_at")
-        .bind(id)
-        .bind(email.as_str())
-        .bind(password_hash)
-        .fetch_one(db)
-        .await
-        .map_err(|e| {
-            if sneakerstop_db::is_unique_violation(&e, "users_email_key") {
-                IdentityError::EmailTaken
-            } else {
-                IdentityError::Internal(anyhow::Error::new(e).context("insert user"))
-            }
-        })
+    sqlx::query_scalar!(
+        "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING created_at",
+        id,
+        email.as_str(),
+        password_hash,
+    )
+    .fetch_one(db)
+    .await
+    .map_err(|e| {
+        if sneakerstop_db::is_unique_violation(&e, "users_email_key") {
+            IdentityError::EmailTaken
+        } else {
+            IdentityError::Internal(anyhow::Error::new(e).context("insert user"))
+        }
+    })
 }
 
 /// The account with this id, if any.
 pub async fn find_by_id(db: impl PgExecutor<'_>, id: Uuid) -> anyhow::Result<Option<UserRow>> {
-    sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
-        .bind(id)
+    sqlx::query_as!(UserRow, "SELECT id, email, password_hash, created_at FROM users WHERE id = $1", id)
         .fetch_optional(db)
         .await
         .context("find user by id")
@@ -173,8 +175,7 @@ pub async fn find_by_id(db: impl PgExecutor<'_>, id: Uuid) -> anyhow::Result<Opt
 
 /// The account with this (normalized) email, if any.
 pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> anyhow::Result<Option<UserRow>> {
-    sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = $1")
-        .bind(email)
+    sqlx::query_as!(UserRow, "SELECT id, email, password_hash, created_at FROM users WHERE email = $1", email)
         .fetch_optional(db)
         .await
         .context("find user by email")

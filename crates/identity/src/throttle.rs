@@ -50,11 +50,11 @@ impl Throttle {
         address: Option<IpAddr>,
     ) -> anyhow::Result<Option<Duration>> {
         let keys: Vec<String> = keys(account, address).into_iter().map(|(key, _)| key).collect();
-        let wait: Option<f64> = sqlx::query_scalar(
+        let wait: Option<f64> = sqlx::query_scalar!(
             "SELECT extract(epoch FROM max(blocked_until) - now())::float8 FROM signin_failures
              WHERE key = ANY($1) AND blocked_until > now()",
+            &keys,
         )
-        .bind(&keys)
         .fetch_one(pool)
         .await
         .context("read sign-in blocks")?;
@@ -69,26 +69,26 @@ impl Throttle {
                 i32::try_from(if scope == "account" { self.per_account } else { self.per_address }).unwrap_or(i32::MAX);
             // A window that has passed starts again at one failure; past the allowance the
             // block doubles with each failure (2^(n - allowance - 1) s), up to the window.
-            let failures: i32 = sqlx::query_scalar(
+            let failures: i32 = sqlx::query_scalar!(
                 "INSERT INTO signin_failures AS f (key, failures, window_start) VALUES ($1, 1, now())
                  ON CONFLICT (key) DO UPDATE SET
                      failures = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN 1 ELSE f.failures + 1 END,
                      window_start = CASE WHEN f.window_start < now() - make_interval(secs => $2) THEN now() ELSE f.window_start END
                  RETURNING failures",
+                &key,
+                self.window.as_secs_f64(),
             )
-            .bind(&key)
-            .bind(self.window.as_secs_f64())
             .fetch_one(pool)
             .await
             .context("count a failed sign-in")?;
             metrics::counter!("signin_failures_total", "scope" => scope).increment(1);
             if failures > allowance {
                 let seconds = 2f64.powi((failures - allowance - 1).min(30)).min(self.window.as_secs_f64());
-                sqlx::query(
+                sqlx::query!(
                     "UPDATE signin_failures SET blocked_until = now() + make_interval(secs => $2) WHERE key = $1",
+                    &key,
+                    seconds,
                 )
-                .bind(&key)
-                .bind(seconds)
                 .execute(pool)
                 .await
                 .context("block sign-in")?;
@@ -104,12 +104,12 @@ impl Throttle {
     /// only what is still in force (a flood from many addresses would otherwise grow it
     /// for ever); returns how many. Run now and then (`every` minute by the server).
     pub async fn forget_expired(&self, pool: &PgPool) -> anyhow::Result<usize> {
-        let forgotten = sqlx::query(
+        let forgotten = sqlx::query!(
             "DELETE FROM signin_failures
              WHERE window_start < now() - make_interval(secs => $1)
                AND (blocked_until IS NULL OR blocked_until < now())",
+            self.window.as_secs_f64(),
         )
-        .bind(self.window.as_secs_f64())
         .execute(pool)
         .await
         .context("forget expired sign-in failures")?
@@ -119,8 +119,7 @@ impl Throttle {
 
     /// A successful sign-in: the account's failures are forgiven.
     pub async fn succeeded(&self, pool: &PgPool, account: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM signin_failures WHERE key = $1")
-            .bind(format!("account:{account}"))
+        sqlx::query!("DELETE FROM signin_failures WHERE key = $1", format!("account:{account}"))
             .execute(pool)
             .await
             .context("clear sign-in failures")?;

@@ -462,14 +462,14 @@ async fn claim(tx: &mut PgConnection, events: &[IncomingEvent]) -> anyhow::Resul
     let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.envelope.id).collect();
     let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
     let types: Vec<&str> = events.iter().map(|e| e.envelope.event_type.as_str()).collect();
-    let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(
+    let fresh: Vec<uuid::Uuid> = sqlx::query_scalar!(
         "INSERT INTO inbox (event_id, topic, event_type)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
          ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        &ids,
+        &topics as &[&str],
+        &types as &[&str],
     )
-    .bind(&ids)
-    .bind(&topics)
-    .bind(&types)
     .fetch_all(tx)
     .await
     .context("record events in inbox")?;

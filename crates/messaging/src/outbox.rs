@@ -180,11 +180,13 @@ impl Relay {
         // replica takes over.
         let mut lock_conn = self.pool.acquire().await.context("acquire the relay lock connection")?.detach();
         loop {
-            let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(self.lock_key())
-                .fetch_one(&mut lock_conn)
-                .await
-                .context("try the relay lock")?;
+            let won: bool = sqlx::query_scalar!(
+                r#"SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS "won!""#,
+                self.lock_key()
+            )
+            .fetch_one(&mut lock_conn)
+            .await
+            .context("try the relay lock")?;
             if won {
                 break;
             }
@@ -219,7 +221,10 @@ impl Relay {
                 // Leadership and the backlog gauges at most once per poll interval.
                 if checked.is_none_or(|at| at.elapsed() >= self.poll_interval) {
                     // Losing the lock connection means losing leadership.
-                    sqlx::query("SELECT 1").execute(&mut lock_conn).await.context("relay lock connection lost")?;
+                    sqlx::query_scalar!("SELECT 1 AS alive")
+                        .fetch_one(&mut lock_conn)
+                        .await
+                        .context("relay lock connection lost")?;
                     self.record_backlog().await?;
                     checked = Some(Instant::now());
                 }
@@ -240,11 +245,13 @@ impl Relay {
     /// Publishes up to one batch in order; returns whether more rows may be waiting (the
     /// batch was full, or the producer's queue was).
     pub async fn publish_batch(&self, cancel: &CancellationToken) -> anyhow::Result<bool> {
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, topic, message_key, event_type, headers, payload::text AS payload
-             FROM outbox ORDER BY id LIMIT $1",
+        let rows = sqlx::query_as!(
+            Row,
+            r#"SELECT id, topic, message_key, event_type, headers AS "headers: sqlx::types::Json<Vec<(String, String)>>",
+                      payload::text AS "payload!"
+                 FROM outbox ORDER BY id LIMIT $1"#,
+            self.batch_size,
         )
-        .bind(self.batch_size)
         .fetch_all(&self.pool)
         .await
         .context("read the outbox")?;
@@ -297,8 +304,7 @@ impl Relay {
             }
         }
         if !delivered.is_empty() {
-            sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-                .bind(&delivered)
+            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &delivered,)
                 .execute(&self.pool)
                 .await
                 .context("mark outbox rows sent")?;
@@ -310,12 +316,14 @@ impl Relay {
     }
 
     async fn record_backlog(&self) -> anyhow::Result<()> {
-        let (count, age): (i64, Option<f64>) = sqlx::query_as(
-            "SELECT count(*), EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 FROM outbox",
+        let backlog = sqlx::query!(
+            r#"SELECT count(*) AS "count!", EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 AS age
+                 FROM outbox"#
         )
         .fetch_one(&self.pool)
         .await
         .context("measure the outbox backlog")?;
+        let (count, age) = (backlog.count, backlog.age);
         #[allow(clippy::cast_precision_loss, reason = "a gauge; exact beyond 2^52 rows is moot")]
         metrics::gauge!("outbox_backlog", "service" => self.schema.clone()).set(count as f64);
         metrics::gauge!("outbox_oldest_age_seconds", "service" => self.schema.clone()).set(age.unwrap_or(0.0));

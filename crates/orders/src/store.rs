@@ -12,7 +12,7 @@ use uuid::Uuid;
 use sneakerstop_problem::page::Page;
 
 use crate::SOURCE;
-use crate::domain::{Decision, Listing, ListingStatus, Order};
+use crate::domain::{Cancellation, Decision, Listing, ListingStatus, Order, OrderStatus};
 
 const COLUMNS: &str = "id, sneaker_id, buyer_id, seller_id, price_cents, status, cancel_reason, payment_id, version, \
                        expires_at, created_at, updated_at";
@@ -36,18 +36,18 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
         SneakerStatus::Reserved => ListingStatus::Reserved,
         SneakerStatus::Sold => ListingStatus::Sold,
     };
-    let changed = sqlx::query(
+    let changed = sqlx::query!(
         "INSERT INTO sneakers (id, title, price_cents, seller_id, status, version) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, price_cents = EXCLUDED.price_cents,
              seller_id = EXCLUDED.seller_id, status = EXCLUDED.status, version = EXCLUDED.version
          WHERE sneakers.version < EXCLUDED.version",
+        sneaker.sneaker_id,
+        &sneaker.title,
+        sneaker.price_cents,
+        sneaker.seller_id,
+        status as ListingStatus,
+        sneaker.version,
     )
-    .bind(sneaker.sneaker_id)
-    .bind(&sneaker.title)
-    .bind(sneaker.price_cents)
-    .bind(sneaker.seller_id)
-    .bind(status)
-    .bind(sneaker.version)
     .execute(conn)
     .await
     .context("apply sneaker to replica")?
@@ -57,11 +57,14 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
 
 /// The replica of one listing.
 pub async fn find_sneaker(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Listing>> {
-    sqlx::query_as("SELECT id, price_cents, seller_id, status FROM sneakers WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .context("find sneaker")
+    sqlx::query_as!(
+        Listing,
+        r#"SELECT id, price_cents, seller_id, status AS "status: ListingStatus" FROM sneakers WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+    .context("find sneaker")
 }
 
 /// Takes one of `buyer`'s unpaid holds if they hold fewer than `cap`; returns whether it
@@ -73,13 +76,13 @@ pub async fn take_hold(tx: &mut PgConnection, buyer: Uuid, cap: u32) -> anyhow::
     if cap == 0 {
         return Ok(false);
     }
-    let held: Option<i32> = sqlx::query_scalar(
+    let held: Option<i32> = sqlx::query_scalar!(
         "INSERT INTO buyer_holds (buyer_id, live) VALUES ($1, 1)
          ON CONFLICT (buyer_id) DO UPDATE SET live = buyer_holds.live + 1 WHERE buyer_holds.live < $2
          RETURNING live",
+        buyer,
+        i32::try_from(cap).unwrap_or(i32::MAX),
     )
-    .bind(buyer)
-    .bind(i32::try_from(cap).unwrap_or(i32::MAX))
     .fetch_optional(tx)
     .await
     .context("take a buyer hold")?;
@@ -91,18 +94,18 @@ pub async fn take_hold(tx: &mut PgConnection, buyer: Uuid, cap: u32) -> anyhow::
 #[tracing::instrument(skip_all, fields(order_id = %placed.order.id), err)]
 pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), InsertError> {
     let order = &placed.order;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        order.id,
+        order.sneaker_id,
+        order.buyer_id,
+        order.seller_id,
+        order.price_cents,
+        order.status as OrderStatus,
+        order.expires_at,
+        order.created_at,
     )
-    .bind(order.id)
-    .bind(order.sneaker_id)
-    .bind(order.buyer_id)
-    .bind(order.seller_id)
-    .bind(order.price_cents)
-    .bind(order.status)
-    .bind(order.expires_at)
-    .bind(order.created_at)
     .execute(&mut *tx)
     .await
     .map_err(|e| {
@@ -121,16 +124,16 @@ pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), Inse
 #[tracing::instrument(skip_all, fields(order_id = %decided.order.id, version = decided.order.version), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let order = &decided.order;
-    let updated = sqlx::query(
+    let updated = sqlx::query!(
         "UPDATE orders SET status = $2, cancel_reason = $3, payment_id = $4, version = $5, updated_at = $6
-         WHERE id = $1 AND version = $5 - 1",
+         WHERE id = $1 AND version = $5::bigint - 1",
+        order.id,
+        order.status as OrderStatus,
+        order.cancel_reason as Option<Cancellation>,
+        order.payment_id,
+        order.version,
+        order.updated_at,
     )
-    .bind(order.id)
-    .bind(order.status)
-    .bind(order.cancel_reason)
-    .bind(order.payment_id)
-    .bind(order.version)
-    .bind(order.updated_at)
     .execute(&mut *tx)
     .await
     .with_context(|| format!("save order {}", order.id))?
@@ -141,9 +144,14 @@ pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<(
 
 /// One order, locked for this transaction, whoever's it is.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Order>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"))
-        .bind(id)
-        .fetch_optional(conn)
+    sqlx::query_as!(
+        Order,
+        r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+             FROM orders WHERE id = $1 FOR UPDATE"#,
+        id,
+    )
+    .fetch_optional(conn)
         .await
         .with_context(|| format!("lock order {id}"))
 }
@@ -155,13 +163,30 @@ pub async fn find_for_buyer(
     buyer_id: Uuid,
     lock: bool,
 ) -> anyhow::Result<Option<Order>> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1 AND buyer_id = $2{lock}"))
-        .bind(id)
-        .bind(buyer_id)
+    if lock {
+        sqlx::query_as!(
+            Order,
+            r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+             FROM orders WHERE id = $1 AND buyer_id = $2 FOR UPDATE"#,
+            id,
+            buyer_id
+        )
+    .fetch_optional(conn)
+    .await
+    } else {
+        sqlx::query_as!(
+            Order,
+            r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+             FROM orders WHERE id = $1 AND buyer_id = $2"#,
+            id,
+            buyer_id
+        )
         .fetch_optional(conn)
         .await
-        .context("find order")
+    }
+    .context("find order")
 }
 
 /// One page of the buyer's orders, newest first, continuing after `before` (plus one row).
@@ -181,13 +206,16 @@ async fn publish(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()
 /// this transaction, and that clock's time. `SKIP LOCKED` lets several instances sweep at
 /// once without ever touching the same order.
 pub async fn lock_due(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<Order>, DateTime<Utc>)> {
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await.context("read the clock")?;
-    let due = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM orders WHERE status = 'created' AND expires_at <= $1
-         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-    ))
-    .bind(now)
-    .bind(batch)
+    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let due = sqlx::query_as!(
+        Order,
+        r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+             FROM orders WHERE status = 'created' AND expires_at <= $1
+            ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
+        now,
+        batch,
+    )
     .fetch_all(&mut *tx)
     .await
     .context("find lapsed orders")?;

@@ -10,22 +10,22 @@ use uuid::Uuid;
 use sneakerstop_problem::page::Page;
 
 use crate::SOURCE;
-use crate::domain::{Decision, OrderReplica, OrderState, Payment};
+use crate::domain::{Decision, OrderReplica, OrderState, Payment, PaymentStatus};
 
 const COLUMNS: &str = "id, order_id, buyer_id, amount_cents, attempt, status, failure_reason, provider_ref, refund_ref, \
                        created_at, updated_at";
 
 /// Records a new order (version 1) in the replica; repeats change nothing.
 pub async fn order_created(conn: &mut PgConnection, order: &OrderReplica) -> anyhow::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO orders (id, buyer_id, amount_cents, status, version) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO NOTHING",
+        order.id,
+        order.buyer_id,
+        order.amount_cents,
+        order.status as OrderState,
+        order.version,
     )
-    .bind(order.id)
-    .bind(order.buyer_id)
-    .bind(order.amount_cents)
-    .bind(order.status)
-    .bind(order.version)
     .execute(conn)
     .await
     .with_context(|| format!("record order {}", order.id))?;
@@ -34,34 +34,51 @@ pub async fn order_created(conn: &mut PgConnection, order: &OrderReplica) -> any
 
 /// Moves a replicated order to `status` at `version`, if that is newer. Returns whether it changed.
 pub async fn order_status(conn: &mut PgConnection, id: Uuid, status: OrderState, version: i64) -> anyhow::Result<bool> {
-    let changed = sqlx::query("UPDATE orders SET status = $2, version = $3 WHERE id = $1 AND version < $3")
-        .bind(id)
-        .bind(status)
-        .bind(version)
-        .execute(conn)
-        .await
-        .with_context(|| format!("update the status of order {id}"))?
-        .rows_affected();
+    let changed = sqlx::query!(
+        "UPDATE orders SET status = $2, version = $3 WHERE id = $1 AND version < $3",
+        id,
+        status as OrderState,
+        version,
+    )
+    .execute(conn)
+    .await
+    .with_context(|| format!("update the status of order {id}"))?
+    .rows_affected();
     Ok(changed == 1)
 }
 
 /// The replicated order, optionally locked (serializes with the consumer's updates).
 pub async fn find_order(conn: &mut PgConnection, id: Uuid, lock: bool) -> anyhow::Result<Option<OrderReplica>> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
-    sqlx::query_as(&format!("SELECT id, buyer_id, amount_cents, status, version FROM orders WHERE id = $1{lock}"))
-        .bind(id)
+    if lock {
+        sqlx::query_as!(
+            OrderReplica,
+            r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version FROM orders WHERE id = $1
+               FOR UPDATE"#,
+            id,
+        )
         .fetch_optional(conn)
         .await
-        .with_context(|| format!("find order {id}"))
+    } else {
+        sqlx::query_as!(
+            OrderReplica,
+            r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version FROM orders WHERE id = $1"#,
+            id,
+        )
+        .fetch_optional(conn)
+        .await
+    }
+    .with_context(|| format!("find order {id}"))
 }
 
 /// The number the order's next attempt gets.
 pub async fn next_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<i32> {
-    sqlx::query_scalar("SELECT coalesce(max(attempt), 0) + 1 FROM payments WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_one(conn)
-        .await
-        .context("number the next attempt")
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(max(attempt), 0) + 1 AS "next!" FROM payments WHERE order_id = $1"#,
+        order_id
+    )
+    .fetch_one(conn)
+    .await
+    .context("number the next attempt")
 }
 
 /// Writes a new `pending` attempt with the card token it will be charged with (kept until
@@ -69,18 +86,18 @@ pub async fn next_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Re
 /// payment of the order exists: a concurrent second request stops here.
 #[tracing::instrument(skip_all, fields(payment_id = %payment.id, attempt = payment.attempt), err)]
 pub async fn insert(tx: &mut PgConnection, payment: &Payment, token: &str) -> anyhow::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        payment.id,
+        payment.order_id,
+        payment.buyer_id,
+        payment.amount_cents,
+        payment.attempt,
+        payment.status as PaymentStatus,
+        token,
+        payment.created_at,
     )
-    .bind(payment.id)
-    .bind(payment.order_id)
-    .bind(payment.buyer_id)
-    .bind(payment.amount_cents)
-    .bind(payment.attempt)
-    .bind(payment.status)
-    .bind(token)
-    .bind(payment.created_at)
     .execute(tx)
     .await;
     match inserted {
@@ -101,18 +118,18 @@ fn is_live_payment_conflict(error: &sqlx::Error) -> bool {
 #[tracing::instrument(skip_all, fields(payment_id = %decided.payment.id, status = ?decided.payment.status), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<bool> {
     let payment = &decided.payment;
-    let saved = sqlx::query(
+    let saved = sqlx::query!(
         "UPDATE payments SET status = $3, failure_reason = $4, provider_ref = $5, refund_ref = $6, updated_at = $7,
                 token = CASE WHEN $3 = 'pending' THEN token END
           WHERE id = $1 AND status = $2",
+        payment.id,
+        decided.from as PaymentStatus,
+        payment.status as PaymentStatus,
+        payment.failure_reason.as_deref(),
+        payment.provider_ref.as_deref(),
+        payment.refund_ref.as_deref(),
+        payment.updated_at,
     )
-    .bind(payment.id)
-    .bind(decided.from)
-    .bind(payment.status)
-    .bind(&payment.failure_reason)
-    .bind(&payment.provider_ref)
-    .bind(&payment.refund_ref)
-    .bind(payment.updated_at)
     .execute(&mut *tx)
     .await
     .with_context(|| format!("save payment {}", payment.id))?
@@ -128,28 +145,37 @@ pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<b
 
 /// The order's live payment, if any (to tell "already paid" from "in progress").
 pub async fn live_payment(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 AND status <> 'declined'"))
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await
-        .context("find live payment")
+    sqlx::query_as!(
+        Payment,
+        r#"SELECT id, order_id, buyer_id, amount_cents, attempt, status AS "status: PaymentStatus", failure_reason,
+                  provider_ref, refund_ref, created_at, updated_at
+             FROM payments WHERE order_id = $1 AND status <> 'declined'"#,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await
+    .context("find live payment")
 }
 
 /// The order's successful charge, locked for this transaction, if it has one.
 pub async fn lock_succeeded(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 AND status = 'succeeded' FOR UPDATE"))
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await
-        .context("find the order's charge")
+    sqlx::query_as!(
+        Payment,
+        r#"SELECT id, order_id, buyer_id, amount_cents, attempt, status AS "status: PaymentStatus", failure_reason,
+                  provider_ref, refund_ref, created_at, updated_at
+             FROM payments WHERE order_id = $1 AND status = 'succeeded' FOR UPDATE"#,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await
+    .context("find the order's charge")
 }
 
 /// Forgets an attempt whose outcome the provider did not give (unavailable, invalid token).
 /// Its attempt number is reused by the retry, so the retry carries the same idempotency
 /// key: if the provider did charge after all, it returns that charge instead of a new one.
 pub async fn abandon(conn: &mut PgConnection, payment: &Payment) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM payments WHERE id = $1 AND status = 'pending'")
-        .bind(payment.id)
+    sqlx::query!("DELETE FROM payments WHERE id = $1 AND status = 'pending'", payment.id,)
         .execute(conn)
         .await
         .context("abandon attempt")?;
@@ -158,11 +184,16 @@ pub async fn abandon(conn: &mut PgConnection, payment: &Payment) -> anyhow::Resu
 
 /// The order's newest attempt, whatever became of it.
 pub async fn latest_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Option<Payment>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1"))
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await
-        .context("find latest attempt")
+    sqlx::query_as!(
+        Payment,
+        r#"SELECT id, order_id, buyer_id, amount_cents, attempt, status AS "status: PaymentStatus", failure_reason,
+                  provider_ref, refund_ref, created_at, updated_at
+             FROM payments WHERE order_id = $1 ORDER BY attempt DESC LIMIT 1"#,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await
+    .context("find latest attempt")
 }
 
 /// Attempts left `pending` for longer than `older_than` — their process died between
@@ -173,32 +204,49 @@ pub async fn stale_attempts(
     older_than: std::time::Duration,
     batch: i64,
 ) -> anyhow::Result<Vec<(Payment, Option<String>)>> {
-    #[derive(sqlx::FromRow)]
-    struct Stale {
-        #[sqlx(flatten)]
-        payment: Payment,
-        token: Option<String>,
-    }
-    let stale: Vec<Stale> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, token FROM payments
-         WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)
-         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-    ))
-    .bind(older_than.as_secs_f64())
-    .bind(batch)
+    let stale = sqlx::query!(
+        r#"SELECT id, order_id, buyer_id, amount_cents, attempt, status AS "status: PaymentStatus", failure_reason,
+                  provider_ref, refund_ref, created_at, updated_at, token
+             FROM payments
+            WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)
+            ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
+        older_than.as_secs_f64(),
+        batch,
+    )
     .fetch_all(tx)
     .await
     .context("find stale attempts")?;
-    Ok(stale.into_iter().map(|s| (s.payment, s.token)).collect())
+    Ok(stale
+        .into_iter()
+        .map(|row| {
+            let payment = Payment {
+                id: row.id,
+                order_id: row.order_id,
+                buyer_id: row.buyer_id,
+                amount_cents: row.amount_cents,
+                attempt: row.attempt,
+                status: row.status,
+                failure_reason: row.failure_reason,
+                provider_ref: row.provider_ref,
+                refund_ref: row.refund_ref,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            };
+            (payment, row.token)
+        })
+        .collect())
 }
 
 /// Payments waiting for a refund, locked for this transaction (`SKIP LOCKED`: several
 /// instances never refund the same one at once).
 pub async fn due_refunds(tx: &mut PgConnection, batch: i64) -> anyhow::Result<Vec<Payment>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM payments WHERE status = 'refund_pending' ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED"
-    ))
-    .bind(batch)
+    sqlx::query_as!(
+        Payment,
+        r#"SELECT id, order_id, buyer_id, amount_cents, attempt, status AS "status: PaymentStatus", failure_reason,
+                  provider_ref, refund_ref, created_at, updated_at
+             FROM payments WHERE status = 'refund_pending' ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
+        batch,
+    )
     .fetch_all(tx)
     .await
     .context("find due refunds")
