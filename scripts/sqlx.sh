@@ -47,17 +47,19 @@ install() {
     --features postgres,rustls --root "$root" --quiet
 }
 
+# The scratch database, dropped on exit.
+db="sneakerstop_sqlx_$$"
+cleanup() {
+  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  stop_started_services
+}
+
 run() {
   local mode=$1
   install
   require_postgres
-  local db="sneakerstop_sqlx_$$"
-  local base="${PG_ADMIN_URL%/*}/$db?sslmode=disable"
-  cleanup() {
-    psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    stop_started_services
-  }
   trap cleanup EXIT
+  local base="${PG_ADMIN_URL%/*}/$db?sslmode=disable"
   log "migrating a scratch database with this tree's migrations"
   psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $db" >/dev/null
   local entry dir schema source failed=""
