@@ -19,8 +19,6 @@ pub mod http;
 pub mod service;
 mod store;
 
-use std::sync::LazyLock;
-
 use axum::extract::FromRef;
 use sneakerstop_auth::SessionKeys;
 use sqlx::PgPool;
@@ -30,20 +28,7 @@ pub use error::CatalogError;
 pub use http::{ApiDoc, app};
 pub use service::Catalog;
 
-/// The PostgreSQL schema that holds this service's tables.
-pub const SCHEMA: &str = "catalog";
-
-/// `ce_source` of the events this service publishes.
-pub const SOURCE: &str = "/sneakerstop/catalog";
-
-/// This service's migrations, embedded in the binary.
-pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
-    LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));
-
-/// Everything this service's schema needs, in order: its own migrations, then the shared ones.
-pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
-    sneakerstop_service::with_shared_migrations(&[&MIGRATOR, &sneakerstop_idempotency::MIGRATOR])
-}
+sneakerstop_service::service_schema!("catalog", uses & sneakerstop_idempotency::MIGRATOR);
 
 /// What the catalog handlers share.
 #[derive(Debug, Clone, FromRef)]

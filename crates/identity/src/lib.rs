@@ -19,8 +19,6 @@ pub mod service;
 mod store;
 pub mod throttle;
 
-use std::sync::LazyLock;
-
 use axum::extract::FromRef;
 use sneakerstop_auth::SessionKeys;
 use sqlx::PgPool;
@@ -29,20 +27,7 @@ pub use error::IdentityError;
 pub use http::{ApiDoc, app};
 pub use service::Identity;
 
-/// The PostgreSQL schema that holds this service's tables.
-pub const SCHEMA: &str = "identity";
-
-/// `ce_source` of the events this service publishes.
-pub const SOURCE: &str = "/sneakerstop/identity";
-
-/// This service's migrations, embedded in the binary.
-pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
-    LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));
-
-/// Everything this service's schema needs, in order: its own migrations, then the shared ones.
-pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
-    sneakerstop_service::with_shared_migrations(&[&MIGRATOR])
-}
+sneakerstop_service::service_schema!("identity");
 
 /// Deletes what identity no longer needs: sign-in failures whose window has passed and
 /// sessions whose tokens have expired. Returns how many rows went.

@@ -18,7 +18,6 @@ pub mod http;
 pub mod service;
 pub mod store;
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::FromRef;
@@ -29,20 +28,7 @@ pub use error::OrdersError;
 pub use http::{ApiDoc, app};
 pub use service::Orders;
 
-/// The PostgreSQL schema that holds this service's tables.
-pub const SCHEMA: &str = "orders";
-
-/// `ce_source` of the events this service publishes.
-pub const SOURCE: &str = "/sneakerstop/orders";
-
-/// This service's migrations, embedded in the binary.
-pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
-    LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));
-
-/// Everything this service's schema needs, in order: its own migrations, then the shared ones.
-pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
-    sneakerstop_service::with_shared_migrations(&[&MIGRATOR, &sneakerstop_idempotency::MIGRATOR])
-}
+sneakerstop_service::service_schema!("orders", uses & sneakerstop_idempotency::MIGRATOR);
 
 /// What the orders handlers share.
 #[derive(Debug, Clone, FromRef)]

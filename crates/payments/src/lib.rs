@@ -26,7 +26,7 @@ pub mod service;
 pub mod settle;
 pub mod store;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::extract::FromRef;
 use sneakerstop_auth::SessionKeys;
@@ -37,20 +37,7 @@ pub use http::{ApiDoc, app};
 pub use provider::PaymentProvider;
 pub use service::Payments;
 
-/// The PostgreSQL schema that holds this service's tables.
-pub const SCHEMA: &str = "payments";
-
-/// `ce_source` of the events this service publishes.
-pub const SOURCE: &str = "/sneakerstop/payments";
-
-/// This service's migrations, embedded in the binary.
-pub static MIGRATOR: LazyLock<sqlx::migrate::Migrator> =
-    LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));
-
-/// Everything this service's schema needs, in order: its own migrations, then the shared ones.
-pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
-    sneakerstop_service::with_shared_migrations(&[&MIGRATOR, &sneakerstop_idempotency::MIGRATOR])
-}
+sneakerstop_service::service_schema!("payments", uses & sneakerstop_idempotency::MIGRATOR);
 
 /// What the payments handlers share.
 #[derive(Clone, FromRef)]

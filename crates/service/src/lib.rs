@@ -30,6 +30,34 @@ pub fn with_shared_migrations(own: &[&'static Migrator]) -> Vec<&'static Migrato
     all
 }
 
+/// Declares what makes a crate a service's home: `SCHEMA` (its PostgreSQL schema and name),
+/// `SOURCE` (the `ce_source` of its events), `MIGRATOR` (its own `migrations/`, embedded) and
+/// `migrations()` — its own, then those it `uses`, then the ones every service needs.
+///
+/// ```ignore
+/// sneakerstop_service::service_schema!("orders", uses &sneakerstop_idempotency::MIGRATOR);
+/// ```
+#[macro_export]
+macro_rules! service_schema {
+    ($schema:literal $(, uses $($shared:expr),+)?) => {
+        /// The PostgreSQL schema that holds this service's tables (also its name).
+        pub const SCHEMA: &str = $schema;
+
+        /// `ce_source` of the events this service publishes.
+        pub const SOURCE: &str = concat!("/sneakerstop/", $schema);
+
+        /// This service's own migrations, embedded in the binary.
+        pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+            std::sync::LazyLock::new(|| sneakerstop_db::shared_schema(sqlx::migrate!("./migrations")));
+
+        /// Everything this service's schema needs, in order: its own migrations, then the
+        /// shared ones.
+        pub fn migrations() -> Vec<&'static sqlx::migrate::Migrator> {
+            $crate::with_shared_migrations(&[&MIGRATOR $($(, $shared)+)?])
+        }
+    };
+}
+
 /// A service the binary can run.
 pub trait Service: Send + Sync {
     /// Its name: on the command line, as its schema, in its consumer group.

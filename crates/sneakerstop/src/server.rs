@@ -35,8 +35,44 @@ pub fn openapi(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
     for part in parts {
         doc.merge(part);
     }
-    document_write_limit(&mut doc);
+    document_shared_responses(&mut doc);
     doc
+}
+
+/// Answers every operation of a kind may give, stated once here rather than on each handler:
+/// 401 for those that need a session, 422 for those that take an `Idempotency-Key`, and 429
+/// for those the per-user write limit covers.
+fn document_shared_responses(doc: &mut OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    };
+    let (unauthorized, reused) = (problem("Not signed in"), problem("Idempotency-Key reused with a different body"));
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for operation in operations.into_iter().flatten() {
+            let needs_session = operation.security.as_ref().is_some_and(|alternatives| {
+                !alternatives.is_empty()
+                    && alternatives.iter().all(|a| serde_json::to_value(a).is_ok_and(|v| v != serde_json::json!({})))
+            });
+            let takes_key =
+                operation.parameters.as_ref().is_some_and(|params| params.iter().any(|p| p.name == "Idempotency-Key"));
+            let responses = &mut operation.responses.responses;
+            if needs_session {
+                responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
+            }
+            if takes_key {
+                responses.entry("422".into()).or_insert_with(|| reused.clone().into());
+            }
+        }
+    }
+    document_write_limit(doc);
 }
 
 /// Every operation the per-user write limit covers may answer 429: say so once, here, for

@@ -119,6 +119,16 @@ async fn operations_endpoints_and_api_docs_are_served() {
     }
     assert!(spec["paths"]["/api/sneakers"]["get"]["responses"]["429"].is_null(), "reads are not limited");
     assert!(spec["paths"]["/api/users/signout"]["post"]["responses"]["429"].is_null(), "identity is not");
+    // So are the answers every operation of a kind may give: 401 where a session is needed,
+    // 422 where an Idempotency-Key is taken.
+    for (path, method) in [("/api/orders", "get"), ("/api/orders/{id}", "delete"), ("/api/users/password", "post")] {
+        assert!(spec["paths"][path][method]["responses"]["401"].is_object(), "{method} {path} documents 401");
+    }
+    assert!(spec["paths"]["/api/sneakers"]["get"]["responses"]["401"].is_null(), "browsing needs no session");
+    assert!(spec["paths"]["/api/users/currentuser"]["get"]["responses"]["401"].is_null(), "nor does currentuser");
+    for path in ["/api/sneakers", "/api/orders", "/api/payments"] {
+        assert!(spec["paths"][path]["post"]["responses"]["422"].is_object(), "POST {path} documents a reused key");
+    }
     assert!(
         spec["paths"]["/api/sneakers"]["get"]["responses"]["200"]["headers"]["x-cache"].is_object(),
         "the read cache's header is documented"

@@ -115,8 +115,6 @@ fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
     responses(
         (status = 201, description = "Listed; `sneaker.listed` is published", body = SneakerView),
         (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -237,7 +235,6 @@ pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String
     responses(
         (status = 200, description = "Updated; version + 1 and `sneaker.updated` is published", body = SneakerView),
         (status = 400, description = "Malformed body, id or If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your listing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The pair is reserved or sold", body = Problem, content_type = "application/problem+json"),

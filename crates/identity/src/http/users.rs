@@ -209,7 +209,6 @@ async fn end(state: &AppState, user: &CurrentUser, ending: Ending, reason: Revok
     responses(
         (status = 200, description = "Every session ended and this cookie cleared", body = SessionsEnded,
             headers(("set-cookie" = String, description = "session=; Max-Age=0"))),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -230,7 +229,6 @@ pub(super) async fn signout_everywhere(
     responses(
         (status = 200, description = "Password changed; the user's other sessions ended", body = SessionsEnded),
         (status = 400, description = "Malformed body, or the new password is not acceptable", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The current password is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts for this account or from this address", body = Problem, content_type = "application/problem+json",
             headers(("retry-after" = String, description = "Seconds to wait"))),

@@ -99,10 +99,8 @@ fn view_json(row: Order) -> serde_json::Value {
     responses(
         (status = 201, description = "Reserved until `expiresAt`; `order.created` is published", body = OrderView),
         (status = 400, description = "Malformed body or sneakerId", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such sneaker (after waiting up to REPLICA_WAIT for a listing made a moment ago to reach orders)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Sold, held by another order, your own listing, or you already hold the most unpaid reservations one buyer may (`ORDER_MAX_UNPAID_PER_BUYER`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -174,7 +172,6 @@ async fn place(
     responses(
         (status = 200, description = "A page of your orders", body = PageOf<OrderView>),
         (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -195,7 +192,6 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order among yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
@@ -218,7 +214,6 @@ pub(super) async fn get_one(
     responses(
         (status = 200, description = "Cancelled (`cancelReason: buyer`), or already cancelled; `order.cancelled` is published when it changed", body = OrderView),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order among yours", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order is complete (paid)", body = Problem, content_type = "application/problem+json"),
     ),

@@ -92,12 +92,10 @@ pub type PaymentPage = PageOf<PaymentView>;
     responses(
         (status = 201, description = "Charged; `payment.succeeded` is published and the order completes", body = PaymentView),
         (status = 400, description = "Malformed body, orderId or token", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "The card was declined (the provider's reason); nothing is recorded as paid", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your order", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order (after waiting up to REPLICA_WAIT for an order placed a moment ago to reach payments)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Order cancelled, already paid, or a payment for it is in progress", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider is unavailable; safe to retry", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
@@ -238,7 +236,6 @@ fn answer_for(row: Payment) -> Result<serde_json::Value, PaymentsError> {
     responses(
         (status = 200, description = "A page of your payments", body = PageOf<PaymentView>),
         (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
