@@ -24,7 +24,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 type CheckFn = dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync;
 
-/// A named readiness check, such as "postgres:identity" or "kafka".
+/// A named readiness check, such as "postgres:identity".
 #[derive(Clone)]
 pub struct Check {
     name: String,

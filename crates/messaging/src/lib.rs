@@ -15,6 +15,7 @@
 //! - [`watch`] — each consumer group's lag, assignment and stalls, for metrics and
 //!   `/healthz`; a member left with nothing while its group is stuck joins again.
 
+pub mod broker;
 pub mod changes;
 pub mod consumer;
 pub mod dlq;
@@ -28,6 +29,7 @@ use std::sync::LazyLock;
 
 use sqlx::migrate::Migrator;
 
+pub use broker::BrokerHealth;
 pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use every::every;

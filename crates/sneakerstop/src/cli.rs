@@ -131,7 +131,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let all = args.service.services();
     let selected = services::selected(&all, &args.services)?;
     let mut router = axum::Router::new();
-    let mut checks = vec![services::kafka_check(producer.clone())];
+    let mut checks = Vec::new();
+    let broker = sneakerstop_messaging::BrokerHealth::default();
+    tasks.spawn(broker.clone().watch(producer.clone(), cancel.clone()));
     let mut feed_pool = None;
     for service in &selected {
         let started = services::start(service.as_ref(), &shared, &mut tasks, &cancel)
@@ -148,7 +150,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every process documents the whole API, whichever services it runs: behind the
     // ingress, /docs reaches one of them and should show everything.
     let docs = all.iter().map(|s| s.openapi());
-    let details = vec![services::consumers_detail(shared.consumers.clone())];
+    let details = vec![services::consumers_detail(shared.consumers.clone()), services::broker_detail(broker)];
     let idle = write_limit.clone();
     tasks.spawn(sneakerstop_messaging::every(
         std::time::Duration::from_secs(60),

@@ -175,12 +175,9 @@ pub fn consumers_detail(health: sneakerstop_messaging::ConsumerHealth) -> sneake
     })
 }
 
-/// The broker readiness check, shared by all services of the process.
-pub fn kafka_check(producer: rdkafka::producer::FutureProducer) -> Check {
-    Check::new("kafka", move || {
-        let producer = producer.clone();
-        async move { Kafka::ping(&producer).await }
-    })
+/// `/healthz`'s view of the broker (not a readiness check: see `messaging::broker`).
+pub fn broker_detail(health: sneakerstop_messaging::BrokerHealth) -> sneakerstop_health::Detail {
+    sneakerstop_health::Detail::new("broker", move || health.report())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ async fn listing_and_editing_publish_ordered_cloudevents_with_the_requests_trace
     .await;
     let http = reqwest::Client::new();
     let ready: Value = http.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["checks"]["kafka"], "ok", "{ready}");
+    assert!(ready["checks"]["kafka"].is_null(), "the broker is not a readiness check: {ready}");
     assert_eq!(ready["checks"]["postgres:catalog"], "ok", "{ready}");
 
     let response = http
