@@ -36,15 +36,39 @@ for overlay in deploy/k8s/overlays/*/; do
   log "kustomize + kubernetes-validate: $name"
   kubectl kustomize "$overlay" >"$out/$name.yaml"
   "$venv/bin/kubernetes-validate" --strict --quiet -k "$KUBERNETES_VERSION" "$out/$name.yaml"
+  log "operational assertions: $name"
+  "$venv/bin/python" deploy/check_manifests.py "$name" "$out/$name.yaml"
+  "$venv/bin/python" deploy/check_manifests.py --self-test "$name" "$out/$name.yaml"
 done
 
 log "parse Terraform"
 "$venv/bin/python" - deploy/terraform/*.tf <<'PY'
 import sys, hcl2
+import yaml
+parsed = {}
 for path in sys.argv[1:]:
     with open(path) as f:
-        hcl2.load(f)
+        parsed[path] = hcl2.load(f)
 print(f"parsed {len(sys.argv) - 1} Terraform files")
+# The image Terraform overrides must be the one the base renders, or upgrades silently
+# deploy the base's version.
+with open("deploy/k8s/base/kustomization.yaml") as f:
+    rendered = yaml.safe_load(f)["images"][0]["newName"]
+def value(v):
+    # python-hcl2 gives attribute values as written: possibly in a list, possibly quoted.
+    while isinstance(v, list):
+        v = v[0]
+    return str(v).strip('"')
+overrides = [
+    value(images["name"])
+    for tf in parsed.values()
+    for data in tf.get("data", [])
+    for overlay in data.get("kustomization_overlay", {}).values()
+    for images in overlay.get("images", [])
+]
+assert overrides, "Terraform overrides no image"
+assert all(name == rendered for name in overrides), f"Terraform overrides {overrides}, the base renders {rendered}"
+print(f"Terraform overrides the image the base renders ({rendered})")
 PY
 if command -v terraform >/dev/null 2>&1; then
   # fmt needs no providers and no network.

@@ -63,10 +63,14 @@ resource "kubernetes_secret" "sneakerstop" {
 data "kustomization_overlay" "sneakerstop" {
   resources = ["${path.module}/../k8s/overlays/${var.environment}"]
 
+  # The base already renames `sneakerstop` to ghcr.io/sneakerstop/sneakerstop:<version>, so
+  # that is the name to override (make check-deploy asserts they agree). A digest, when
+  # given, pins the image instead of the tag.
   images {
-    name     = "sneakerstop"
+    name     = "ghcr.io/sneakerstop/sneakerstop"
     new_name = var.image_repository
-    new_tag  = var.image_tag
+    new_tag  = var.image_digest == null ? var.image_tag : null
+    digest   = var.image_digest
   }
 
   dynamic "replicas" {

@@ -27,8 +27,22 @@ variable "image_repository" {
 }
 
 variable "image_tag" {
-  description = "Tag (or @sha256:digest) of the sneakerstop image to run."
+  description = "Tag of the sneakerstop image to run (ignored when image_digest is set)."
   type        = string
+  validation {
+    condition     = !can(regex("^@", var.image_tag))
+    error_message = "image_tag is a tag such as 0.2.0; give a digest as image_digest = \"sha256:...\"."
+  }
+}
+
+variable "image_digest" {
+  description = "Digest of the image to run (sha256:...), for immutable rollouts; overrides image_tag."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.image_digest == null || can(regex("^sha256:[0-9a-f]{64}$", var.image_digest))
+    error_message = "image_digest looks like sha256: followed by 64 hex digits."
+  }
 }
 
 variable "replicas" {

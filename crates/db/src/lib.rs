@@ -86,6 +86,32 @@ pub async fn connect_and_migrate(config: &DbConfig, schema: &str, migrators: &[&
     Ok(pool)
 }
 
+/// Connects a service to its schema without migrating it, and waits until every migration
+/// of `migrators` has been applied by someone else (`sneakerstop migrate`, run as a Job
+/// before a rollout), saying so in the log every 10 s meanwhile. For deployments where
+/// serving pods must not change the schema (`MIGRATE_ON_START=false`).
+pub async fn connect_when_migrated(config: &DbConfig, schema: &str, migrators: &[&Migrator]) -> anyhow::Result<PgPool> {
+    let pool = pool(config, schema).await?;
+    let wanted: Vec<i64> = migrators.iter().flat_map(|m| m.iter().map(|migration| migration.version)).collect();
+    let started = std::time::Instant::now();
+    let mut told = started;
+    loop {
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+        let missing: Vec<i64> = wanted.iter().copied().filter(|v| !applied.contains(v)).collect();
+        if missing.is_empty() {
+            return Ok(pool);
+        }
+        if told.elapsed() >= Duration::from_secs(10) || told == started {
+            told = std::time::Instant::now();
+            tracing::warn!(%schema, ?missing, "waiting for the schema to be migrated (`sneakerstop migrate`); MIGRATE_ON_START=false");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// A pool whose connections use `schema` as their search path. Does not migrate.
 pub async fn pool(config: &DbConfig, schema: &str) -> anyhow::Result<PgPool> {
     let options = config.options.clone().options([("search_path", schema)]);

@@ -94,6 +94,11 @@ pub struct DatabaseSettings {
     /// Largest number of connections each service's pool opens.
     #[arg(long = "database-pool-size", env = "DATABASE_POOL_SIZE", default_value_t = 10)]
     pub pool_size: u32,
+    /// Apply each service's migrations when it starts (`true`, simplest for one process).
+    /// With `false` the server never changes the schema: it waits until `sneakerstop migrate`
+    /// (a Job run before a rollout) has applied every migration it knows, then serves.
+    #[arg(long = "migrate-on-start", env = "MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
 }
 
 /// Session (JWT) settings.

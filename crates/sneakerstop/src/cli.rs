@@ -113,6 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let shared = Shared {
         db: DbConfig::from_settings(&args.database)?,
+        migrate_on_start: args.database.migrate_on_start,
         keys,
         revocation_poll: args.session.revocation_poll,
         kafka,

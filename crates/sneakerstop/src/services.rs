@@ -69,6 +69,8 @@ pub struct Started {
 pub struct Shared {
     /// PostgreSQL settings.
     pub db: DbConfig,
+    /// Whether starting a service applies its migrations (else it waits for them).
+    pub migrate_on_start: bool,
     /// Session keys (and the sessions this process knows were ended).
     pub keys: SessionKeys,
     /// Longest a started service goes without reading its revoked sessions.
@@ -113,7 +115,11 @@ pub async fn start(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Started> {
     let name = service.name();
-    let pool = migrate(service, &shared.db).await?;
+    let pool = if shared.migrate_on_start {
+        migrate(service, &shared.db).await?
+    } else {
+        sneakerstop_db::connect_when_migrated(&shared.db, name, &service.migrations()).await?
+    };
     shared.kafka.ensure_topics(service.publishes()).await?;
     let relay = Relay::new(pool.clone(), name, shared.producer.clone(), shared.poll_interval).woken_by(&shared.changes);
     tasks.spawn(relay.run(cancel.clone()));

@@ -1,5 +1,7 @@
 //! End to end: the real `sneakerstop` binary, on a free port, against real PostgreSQL.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sneakerstop_test_support::{Server, TestDb};
@@ -240,5 +242,45 @@ async fn only_configured_origins_may_call_the_api_from_a_browser_with_credential
         .await
         .unwrap();
     assert!(answer.headers().get("access-control-allow-origin").is_none());
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
+async fn a_server_told_not_to_migrate_waits_for_sneakerstop_migrate_and_then_serves() {
+    let db = TestDb::new().await;
+    let env =
+        vec![("DATABASE_URL", db.url()), ("JWT_SECRET", SECRET.to_owned()), ("MIGRATE_ON_START", "false".to_owned())];
+    let starting = tokio::spawn(async move { Server::start(BIN, &["serve", "identity"], &env).await });
+
+    // It looks for its migrations, again and again, and changes nothing.
+    let admin = sneakerstop_db::sqlx::PgPool::connect(&db.url()).await.unwrap();
+    sneakerstop_test_support::wait_until("the server polls for its migrations", Duration::from_secs(30), || async {
+        let polls: i64 = sneakerstop_db::sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%_sqlx_migrations%'
+               AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        (polls > 0).then_some(())
+    })
+    .await;
+    let users: Option<String> = sneakerstop_db::sqlx::query_scalar("SELECT to_regclass('identity.users')::text")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(users, None, "the serving process did not migrate");
+    assert!(!starting.is_finished(), "nor does it serve an unmigrated schema");
+
+    let migrated = tokio::process::Command::new(BIN)
+        .args(["migrate", "identity"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .await
+        .unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let server = starting.await.unwrap();
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
     assert!(server.terminate().await);
 }

@@ -1,0 +1,182 @@
+"""Assertions on the rendered Kubernetes manifests, run by scripts/check-deploy.sh on every
+overlay (`kubectl kustomize`'s output): the operational properties that schema validation
+and checkov cannot know, each one a defect this project has had.
+
+    python deploy/check_manifests.py OVERLAY_NAME RENDERED.yaml
+    python deploy/check_manifests.py --self-test OVERLAY_NAME RENDERED.yaml
+
+The self-test puts each known defect back into a copy of the rendered overlay and fails
+unless the checks report it: a check that cannot fail is no check.
+"""
+
+import copy
+import re
+import sys
+
+import yaml
+
+# What a sneakerstop process may spend after SIGTERM before it exits (see deployment.yaml):
+# in-flight requests (bounded by the payment provider's timeout), background tasks, producer flush.
+BACKGROUND_DRAIN_SECONDS = 20
+PRODUCER_FLUSH_SECONDS = 5
+# /readyz runs each check with this deadline (crates/health).
+READINESS_CHECK_SECONDS = 2
+
+
+def seconds(text):
+    match = re.fullmatch(r"(\d+)(s|m)?", str(text))
+    assert match, f"not a duration in seconds or minutes: {text!r}"
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+def check(overlay, objects):
+    problems = []
+
+    def expect(condition, message):
+        if not condition:
+            problems.append(message)
+
+    by_kind = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    config = next(o for o in by_kind["ConfigMap"] if o["metadata"]["name"] == "sneakerstop-config")["data"]
+    kafka_config = next(o for o in by_kind["ConfigMap"] if o["metadata"]["name"] == "kafka-config")["data"]
+
+    # Secrets never travel in the manifests: Terraform (or kubectl) creates them.
+    expect("Secret" not in by_kind, "a Secret is rendered into the manifests")
+
+    services = [d for d in by_kind["Deployment"] if d["metadata"]["name"].startswith("sneakerstop-")]
+    expect(len(services) == 4, f"expected four service Deployments, found {len(services)}")
+    images = set()
+    for deployment in services:
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        server = pod["containers"][0]
+        images.add(server["image"])
+        # Serving pods never migrate; an init container does, outside the probes.
+        expect(config.get("MIGRATE_ON_START") == "false", "serving pods would migrate (MIGRATE_ON_START)")
+        inits = pod.get("initContainers", [])
+        service = server["args"][-1]
+        expect(
+            any(c["args"] == ["migrate", service] for c in inits),
+            f"{name}: no init container runs `sneakerstop migrate {service}`",
+        )
+        images.update(c["image"] for c in inits)
+        # No probe may time out before the check it runs does.
+        readiness = server["readinessProbe"]
+        expect(
+            readiness.get("timeoutSeconds", 1) > READINESS_CHECK_SECONDS,
+            f"{name}: the readiness probe times out before /readyz's {READINESS_CHECK_SECONDS} s checks do",
+        )
+        # The grace period covers the worst-case drain.
+        pre_stop = server.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        expect(pre_stop > 0, f"{name}: no preStop pause while endpoints still route to a stopping pod")
+        worst = (
+            pre_stop
+            + seconds(config.get("PAYMENT_PROVIDER_TIMEOUT", "20s"))
+            + BACKGROUND_DRAIN_SECONDS
+            + PRODUCER_FLUSH_SECONDS
+        )
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        expect(grace > worst, f"{name}: terminationGracePeriodSeconds {grace} does not exceed the worst-case {worst} s")
+    expect(len(images) == 1, f"the service containers run different images: {sorted(images)}")
+
+    # Kafka: data in a directory inside the volume, never its root (lost+found).
+    for statefulset in by_kind["StatefulSet"]:
+        name = statefulset["metadata"]["name"]
+        pod = statefulset["spec"]["template"]["spec"]
+        labels = statefulset["spec"]["template"]["metadata"]["labels"]
+        budgets = [
+            b
+            for b in by_kind.get("PodDisruptionBudget", [])
+            if b["spec"]["selector"].get("matchLabels", {}).items() <= labels.items()
+        ]
+        expect(budgets, f"StatefulSet {name} has no PodDisruptionBudget")
+        if name == "kafka":
+            mounts = [m["mountPath"].rstrip("/") for m in pod["containers"][0].get("volumeMounts", [])]
+            log_dirs = kafka_config["KAFKA_LOG_DIRS"].rstrip("/")
+            expect(log_dirs not in mounts, f"Kafka's log.dirs {log_dirs} is a volume's root")
+            expect(any(log_dirs.startswith(m + "/") for m in mounts), f"Kafka's log.dirs {log_dirs} is on no volume")
+            spread = pod.get("topologySpreadConstraints", [])
+            expect(spread, "the Kafka nodes do not spread over hosts")
+            if statefulset["spec"].get("replicas", 1) > 1:
+                expect(
+                    all(c["whenUnsatisfiable"] == "DoNotSchedule" for c in spread),
+                    "a multi-node Kafka may put two voters on one host",
+                )
+            readiness = pod["containers"][0]["readinessProbe"]
+            expect("tcpSocket" not in readiness, "Kafka is ready as soon as its port opens, replicas caught up or not")
+    return problems
+
+
+def find(objects, kind, name=None):
+    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def server(objects):
+    return find(objects, "Deployment", "sneakerstop-orders")[0]["spec"]["template"]["spec"]
+
+
+def kafka(objects):
+    return find(objects, "StatefulSet", "kafka")[0]["spec"]["template"]["spec"]
+
+
+# Each defect: (what it is, how to put it back, words the report must contain).
+DEFECTS = [
+    ("log.dirs at the volume's root",
+     lambda o: find(o, "ConfigMap", "kafka-config")[0]["data"].update(KAFKA_LOG_DIRS="/var/lib/kafka/data"),
+     "volume's root"),
+    ("no PDB for Kafka", lambda o: o.remove(find(o, "PodDisruptionBudget", "kafka")[0]), "no PodDisruptionBudget"),
+    ("Kafka ready on an open port", lambda o: kafka(o)["containers"][0].update(readinessProbe={"tcpSocket": {"port": 9092}}),
+     "port opens"),
+    ("Kafka not spread", lambda o: kafka(o).pop("topologySpreadConstraints"), "spread"),
+    ("readiness probe shorter than its checks", lambda o: server(o)["containers"][0]["readinessProbe"].pop("timeoutSeconds"),
+     "times out"),
+    ("grace period shorter than the drain", lambda o: server(o).update(terminationGracePeriodSeconds=40), "worst-case"),
+    ("no preStop pause", lambda o: server(o)["containers"][0].pop("lifecycle"), "preStop"),
+    ("migrations in the serving pod", lambda o: server(o).pop("initContainers"), "init container"),
+    ("serving pods migrate", lambda o: find(o, "ConfigMap", "sneakerstop-config")[0]["data"].update(MIGRATE_ON_START="true"),
+     "MIGRATE_ON_START"),
+    ("a Secret in the manifests", lambda o: o.append({"kind": "Secret", "metadata": {"name": "leak"}, "data": {}}), "Secret"),
+    ("one service on another image",
+     lambda o: server(o)["containers"][0].update(image="ghcr.io/sneakerstop/sneakerstop:0.1.0-old"), "different images"),
+]
+
+
+def self_test(overlay, objects):
+    missed = []
+    for what, inject, words in DEFECTS:
+        broken = copy.deepcopy(objects)
+        inject(broken)
+        if not any(words in problem for problem in check(overlay, broken)):
+            missed.append(what)
+    if find(objects, "StatefulSet", "kafka")[0]["spec"].get("replicas", 1) > 1:
+        broken = copy.deepcopy(objects)
+        kafka(broken)["topologySpreadConstraints"][0]["whenUnsatisfiable"] = "ScheduleAnyway"
+        if not any("two voters" in p for p in check(overlay, broken)):
+            missed.append("voters sharing a host")
+    for what in missed:
+        print(f"{overlay}: the checks did not catch: {what}", file=sys.stderr)
+    if missed:
+        sys.exit(1)
+    print(f"{overlay}: every known defect put back is caught")
+
+
+def main():
+    if sys.argv[1] == "--self-test":
+        with open(sys.argv[3]) as f:
+            self_test(sys.argv[2], [o for o in yaml.safe_load_all(f) if o])
+        return
+    overlay, path = sys.argv[1], sys.argv[2]
+    with open(path) as f:
+        objects = [o for o in yaml.safe_load_all(f) if o]
+    problems = check(overlay, objects)
+    for problem in problems:
+        print(f"{overlay}: {problem}", file=sys.stderr)
+    if problems:
+        sys.exit(1)
+    print(f"{overlay}: {len(objects)} objects, every operational check holds")
+
+
+if __name__ == "__main__":
+    main()
