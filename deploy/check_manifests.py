@@ -80,6 +80,11 @@ def check(overlay, objects):
         grace = pod.get("terminationGracePeriodSeconds", 30)
         expect(grace > worst, f"{name}: terminationGracePeriodSeconds {grace} does not exceed the worst-case {worst} s")
     expect(len(images) == 1, f"the service containers run different images: {sorted(images)}")
+    # The services' port is open to the ingress controller and Prometheus, not to any pod.
+    for policy in by_kind.get("NetworkPolicy", []):
+        if policy["metadata"]["name"].startswith("sneakerstop-"):
+            rules = policy["spec"].get("ingress", [])
+            expect(rules and all(rule.get("from") for rule in rules), f"{policy['metadata']['name']} admits any pod")
 
     # Kafka: data in a directory inside the volume, never its root (lost+found).
     for statefulset in by_kind["StatefulSet"]:
@@ -137,6 +142,8 @@ DEFECTS = [
     ("migrations in the serving pod", lambda o: server(o).pop("initContainers"), "init container"),
     ("serving pods migrate", lambda o: find(o, "ConfigMap", "sneakerstop-config")[0]["data"].update(MIGRATE_ON_START="true"),
      "MIGRATE_ON_START"),
+    ("any pod may call a service",
+     lambda o: find(o, "NetworkPolicy", "sneakerstop-orders")[0]["spec"]["ingress"][0].pop("from"), "admits any pod"),
     ("a Secret in the manifests", lambda o: o.append({"kind": "Secret", "metadata": {"name": "leak"}, "data": {}}), "Secret"),
     ("one service on another image",
      lambda o: server(o)["containers"][0].update(image="ghcr.io/sneakerstop/sneakerstop:0.1.0-old"), "different images"),

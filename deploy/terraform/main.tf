@@ -29,7 +29,35 @@ resource "kubernetes_namespace" "sneakerstop" {
     name = local.namespace
     labels = {
       "app.kubernetes.io/part-of" = "sneakerstop"
+      # Every workload here meets the restricted Pod Security Standard: enforce it.
+      "pod-security.kubernetes.io/enforce"         = "restricted"
+      "pod-security.kubernetes.io/enforce-version" = "latest"
     }
+  }
+}
+
+# The namespaces whose pods may reach the services' port (see the NetworkPolicy).
+resource "kubernetes_labels" "ingress" {
+  for_each    = toset(compact([var.ingress_namespace]))
+  api_version = "v1"
+  kind        = "Namespace"
+  metadata {
+    name = each.value
+  }
+  labels = {
+    "sneakerstop.dev/ingress" = "true"
+  }
+}
+
+resource "kubernetes_labels" "monitoring" {
+  for_each    = toset(compact([var.monitoring_namespace]))
+  api_version = "v1"
+  kind        = "Namespace"
+  metadata {
+    name = each.value
+  }
+  labels = {
+    "sneakerstop.dev/monitoring" = "true"
   }
 }
 

@@ -87,3 +87,15 @@ variable "database_urls" {
   sensitive   = true
   default     = {}
 }
+
+variable "ingress_namespace" {
+  description = "Namespace of the ingress controller, whose pods may reach the services (labelled by Terraform); empty to label it yourself."
+  type        = string
+  default     = "ingress-nginx"
+}
+
+variable "monitoring_namespace" {
+  description = "Namespace of Prometheus, whose pods may scrape the services (labelled by Terraform); empty to label it yourself."
+  type        = string
+  default     = "monitoring"
+}

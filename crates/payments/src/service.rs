@@ -74,7 +74,13 @@ impl Payments {
                 Arc::new(Simulated::default())
             }
             PaymentProviderKind::Stripe => {
-                let secret = settings.stripe_secret.clone().context("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET")?;
+                // An empty key (a Secret created without its value) would fail every charge
+                // with 401 at Stripe; refuse to start instead, naming the setting only.
+                let secret = settings
+                    .stripe_secret
+                    .clone()
+                    .filter(|secret| !secret.expose().trim().is_empty())
+                    .context("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET, and it is unset or empty")?;
                 Arc::new(Stripe::new(&settings.stripe_api_base, secret, settings.timeout)?)
             }
         })
@@ -130,5 +136,31 @@ impl Service for Payments {
             claim_lease: settings.timeout * 2,
             replica: wiring.replica_wait(SCHEMA),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn provider(args: &[&str]) -> anyhow::Result<Arc<dyn PaymentProvider>> {
+        Payments::new(Args::parse_from(std::iter::once("test").chain(args.iter().copied())).settings).provider()
+    }
+
+    #[test]
+    fn stripe_needs_a_key_that_is_not_empty_and_never_shows_it() {
+        for args in [&["--payment-provider", "stripe"][..], &["--payment-provider", "stripe", "--stripe-secret", " "]] {
+            let error = provider(args).err().expect("refused").to_string();
+            assert!(error.contains("STRIPE_SECRET"), "{error}");
+        }
+        assert!(provider(&["--payment-provider", "stripe", "--stripe-secret", "sk_test_123"]).is_ok());
+        assert!(provider(&[]).is_ok(), "the simulated provider needs no key");
     }
 }
