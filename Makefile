@@ -1,7 +1,7 @@
 # SneakerStop — the two commands you need are `make run` and `make test`.
 SHELL := /usr/bin/env bash
 
-.PHONY: run test bench chaos lint fmt build check-deploy deploy destroy help
+.PHONY: run test bench chaos lint fmt build check-deploy apply deploy destroy help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,10 +34,16 @@ check-deploy: ## Render, validate and lint the Kubernetes, Terraform and Docker 
 ENV ?= dev
 TF := terraform -chdir=deploy/terraform
 
-deploy: ## Apply SneakerStop to a cluster: make deploy ENV=dev|prod (reads deploy/terraform/$(ENV).tfvars)
+apply: ## Apply one environment to its cluster: make apply ENV=dev|stage|prod (its own workspace and state; reads deploy/terraform/$(ENV).tfvars)
 	@test -f deploy/terraform/$(ENV).tfvars || { echo "create deploy/terraform/$(ENV).tfvars from $(ENV).tfvars.example"; exit 1; }
 	$(TF) init -input=false
+	$(TF) workspace select -or-create $(ENV)
 	$(TF) apply -var-file=$(ENV).tfvars
 
-destroy: ## Remove SneakerStop from the cluster: make destroy ENV=dev|prod
+deploy: apply ## The same as make apply
+
+destroy: ## Remove one environment: make destroy ENV=dev|stage|prod (only that workspace's state is touched)
+	@test -f deploy/terraform/$(ENV).tfvars || { echo "deploy/terraform/$(ENV).tfvars is missing"; exit 1; }
+	$(TF) init -input=false
+	$(TF) workspace select $(ENV)
 	$(TF) destroy -var-file=$(ENV).tfvars

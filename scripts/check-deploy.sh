@@ -69,6 +69,16 @@ overrides = [
 assert overrides, "Terraform overrides no image"
 assert all(name == rendered for name in overrides), f"Terraform overrides {overrides}, the base renders {rendered}"
 print(f"Terraform overrides the image the base renders ({rendered})")
+# Every overlay is an environment with its own example variables, naming itself; and the
+# configuration refuses to apply one environment's variables in another's workspace (its
+# state), so destroying one can never touch another.
+import os
+for env in sorted(os.listdir("deploy/k8s/overlays")):
+    with open(f"deploy/terraform/{env}.tfvars.example") as f:
+        assert value(hcl2.load(f)["environment"]) == env, f"{env}.tfvars.example names another environment"
+source = open("deploy/terraform/main.tf").read()
+assert "var.environment == terraform.workspace" in source, "no guard ties the variables to the workspace"
+print("each environment has its own variables and workspace")
 PY
 if command -v terraform >/dev/null 2>&1; then
   # fmt needs no providers and no network.

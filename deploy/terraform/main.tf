@@ -1,5 +1,10 @@
 # Applies SneakerStop's Kustomize overlay to a cluster: the namespace, the Secret holding
 # what must not be in the repo, then every manifest of the overlay in dependency order.
+#
+# One configuration, one Terraform workspace (and so one state) per environment: `make apply
+# ENV=stage` selects the `stage` workspace and reads stage.tfvars, and the guard below refuses
+# to apply one environment's variables in another's workspace, so destroying dev can never
+# touch prod's state or resources.
 
 provider "kubernetes" {
   config_path    = pathexpand(var.kubeconfig_path)
@@ -13,7 +18,7 @@ provider "kustomization" {
 
 locals {
   # Must match `namespace:` in deploy/k8s/overlays/<environment>/kustomization.yaml.
-  namespace = var.environment == "prod" ? "sneakerstop" : "sneakerstop-dev"
+  namespace = var.environment == "prod" ? "sneakerstop" : "sneakerstop-${var.environment}"
   services  = ["identity", "catalog", "orders", "payments"]
 
   # dev: one database per service on the in-cluster PostgreSQL (the service creates it).
@@ -77,6 +82,10 @@ resource "kubernetes_secret" "sneakerstop" {
   )
 
   lifecycle {
+    precondition {
+      condition     = var.environment == terraform.workspace
+      error_message = "This is the ${terraform.workspace} workspace but the variables are for ${var.environment}: use make apply ENV=${var.environment}, which selects its workspace."
+    }
     precondition {
       condition     = alltrue([for service in local.services : contains(keys(local.database_urls), service)])
       error_message = "Every service needs a database URL: set database_urls for identity, catalog, orders and payments."

@@ -11,12 +11,12 @@ variable "kube_context" {
 }
 
 variable "environment" {
-  description = "Which overlay to apply: dev or prod."
+  description = "Which overlay to apply: dev, stage or prod (also the Terraform workspace it must run in)."
   type        = string
 
   validation {
-    condition     = contains(["dev", "prod"], var.environment)
-    error_message = "The environment must be dev or prod."
+    condition     = contains(["dev", "stage", "prod"], var.environment)
+    error_message = "The environment must be dev, stage or prod."
   }
 }
 
