@@ -10,6 +10,8 @@ unless the checks report it: a check that cannot fail is no check.
 """
 
 import copy
+import glob
+import json
 import re
 import sys
 
@@ -27,6 +29,58 @@ def seconds(text):
     match = re.fullmatch(r"(\d+)(s|m)?", str(text))
     assert match, f"not a duration in seconds or minutes: {text!r}"
     return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+def exported_metrics():
+    """Every metric name the code records (counter!/gauge!/histogram!), histograms with the
+    series Prometheus derives from them."""
+    names = set()
+    for path in glob.glob("crates/*/src/**/*.rs", recursive=True):
+        with open(path) as f:
+            for kind, name in re.findall(r'(counter|gauge|histogram)!\(\s*"([a-z_]+)"', f.read()):
+                names.add(name)
+                if kind == "histogram":
+                    names.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+    return names
+
+
+# Selectors are written `metric{...}` or `metric[...]` in the rules and the dashboard.
+METRIC_IN_QUERY = re.compile(r"\b([a-z_][a-z0-9_]*)\s*[{\[]")
+REQUIRED_ALERTS = {"outbox_oldest_age_seconds", "consumer_lag", "dead_letters_total", "http_requests_total",
+                   "http_request_duration_seconds_bucket", "payments_refunds_pending"}
+
+
+def check_monitoring(by_kind, expect):
+    exported = exported_metrics()
+    monitors = by_kind.get("ServiceMonitor", [])
+    expect(monitors, "no ServiceMonitor: Prometheus (the operator) scrapes nothing")
+    services = [s for s in by_kind["Service"] if s["metadata"]["name"].startswith("sneakerstop-")]
+    for service in services:
+        labels = service["metadata"].get("labels", {})
+        ports = {p.get("name") for p in service["spec"]["ports"]}
+        expect(
+            any(m["spec"]["selector"]["matchLabels"].items() <= labels.items()
+                and any(e["port"] in ports and e.get("path") == "/metrics" for e in m["spec"]["endpoints"])
+                for m in monitors),
+            f"no ServiceMonitor scrapes {service['metadata']['name']}'s /metrics",
+        )
+    used = set()
+    for rule_set in by_kind.get("PrometheusRule", []):
+        for group in rule_set["spec"]["groups"]:
+            for rule in group["rules"]:
+                names = set(METRIC_IN_QUERY.findall(rule["expr"]))
+                used |= names
+                unknown = names - exported
+                expect(not unknown, f"alert {rule['alert']} watches metrics the code never records: {sorted(unknown)}")
+    missing = REQUIRED_ALERTS - used
+    expect(not missing, f"no alert watches {sorted(missing)}")
+    dashboards = [c for c in by_kind["ConfigMap"] if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    expect(dashboards, "no Grafana dashboard ConfigMap")
+    for config_map in dashboards:
+        for body in config_map["data"].values():
+            queries = [t["expr"] for panel in json.loads(body)["panels"] for t in panel["targets"]]
+            unknown = {n for q in queries for n in METRIC_IN_QUERY.findall(q)} - exported
+            expect(not unknown, f"the dashboard charts metrics the code never records: {sorted(unknown)}")
 
 
 def check(overlay, objects):
@@ -85,6 +139,11 @@ def check(overlay, objects):
         if policy["metadata"]["name"].startswith("sneakerstop-"):
             rules = policy["spec"].get("ingress", [])
             expect(rules and all(rule.get("from") for rule in rules), f"{policy['metadata']['name']} admits any pod")
+
+    # Production-shaped overlays (several Kafka nodes) are watched by Prometheus.
+    kafka_nodes = next(s for s in by_kind["StatefulSet"] if s["metadata"]["name"] == "kafka")["spec"].get("replicas", 1)
+    if kafka_nodes > 1 or "ServiceMonitor" in by_kind:
+        check_monitoring(by_kind, expect)
 
     # Kafka: data in a directory inside the volume, never its root (lost+found).
     for statefulset in by_kind["StatefulSet"]:
@@ -158,6 +217,16 @@ def self_test(overlay, objects):
         if not any(words in problem for problem in check(overlay, broken)):
             missed.append(what)
     if find(objects, "StatefulSet", "kafka")[0]["spec"].get("replicas", 1) > 1:
+        for what, inject, words in [
+            ("no ServiceMonitor", lambda o: o.remove(find(o, "ServiceMonitor")[0]), "ServiceMonitor"),
+            ("an alert on a metric that does not exist",
+             lambda o: find(o, "PrometheusRule")[0]["spec"]["groups"][0]["rules"][0].update(expr="outbox_age_seconds{} > 1"),
+             "never records"),
+        ]:
+            broken = copy.deepcopy(objects)
+            inject(broken)
+            if not any(words in p for p in check(overlay, broken)):
+                missed.append(what)
         broken = copy.deepcopy(objects)
         kafka(broken)["topologySpreadConstraints"][0]["whenUnsatisfiable"] = "ScheduleAnyway"
         if not any("two voters" in p for p in check(overlay, broken)):

@@ -55,5 +55,7 @@ pub async fn process_due(pool: &PgPool, provider: &dyn PaymentProvider) -> anyho
         }
     }
     tx.commit().await.context("commit refunds")?;
+    #[allow(clippy::cast_precision_loss, reason = "a count far below 2^52")]
+    metrics::gauge!("payments_refunds_pending").set(store::count_refunds_pending(pool).await? as f64);
     Ok(done)
 }

@@ -237,6 +237,14 @@ pub async fn stale_attempts(
         .collect())
 }
 
+/// How many charges wait for a refund (the `payments_refunds_pending` gauge).
+pub async fn count_refunds_pending(pool: &PgPool) -> anyhow::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "pending!" FROM payments WHERE status = 'refund_pending'"#)
+        .fetch_one(pool)
+        .await
+        .context("count pending refunds")
+}
+
 /// Payments waiting for a refund, locked for this transaction (`SKIP LOCKED`: several
 /// instances never refund the same one at once).
 pub async fn due_refunds(tx: &mut PgConnection, batch: i64) -> anyhow::Result<Vec<Payment>> {
