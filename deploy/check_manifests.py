@@ -134,6 +134,14 @@ def check(overlay, objects):
         grace = pod.get("terminationGracePeriodSeconds", 30)
         expect(grace > worst, f"{name}: terminationGracePeriodSeconds {grace} does not exceed the worst-case {worst} s")
     expect(len(images) == 1, f"the service containers run different images: {sorted(images)}")
+    # An autoscaler owns every service's replica count; no Deployment states one to undo it.
+    for deployment in services:
+        name = deployment["metadata"]["name"]
+        expect("replicas" not in deployment["spec"], f"{name} states a replica count that an apply would reset")
+        expect(
+            any(h["spec"]["scaleTargetRef"]["name"] == name for h in by_kind.get("HorizontalPodAutoscaler", [])),
+            f"{name} has no HorizontalPodAutoscaler",
+        )
     # The services' port is open to the ingress controller and Prometheus, not to any pod.
     for policy in by_kind.get("NetworkPolicy", []):
         if policy["metadata"]["name"].startswith("sneakerstop-"):
@@ -203,6 +211,10 @@ DEFECTS = [
      "MIGRATE_ON_START"),
     ("any pod may call a service",
      lambda o: find(o, "NetworkPolicy", "sneakerstop-orders")[0]["spec"]["ingress"][0].pop("from"), "admits any pod"),
+    ("a Deployment that states its replicas", lambda o: find(o, "Deployment", "sneakerstop-orders")[0]["spec"].update(replicas=2),
+     "replica count"),
+    ("a service without an autoscaler", lambda o: o.remove(find(o, "HorizontalPodAutoscaler", "sneakerstop-orders")[0]),
+     "HorizontalPodAutoscaler"),
     ("a Secret in the manifests", lambda o: o.append({"kind": "Secret", "metadata": {"name": "leak"}, "data": {}}), "Secret"),
     ("one service on another image",
      lambda o: server(o)["containers"][0].update(image="ghcr.io/sneakerstop/sneakerstop:0.1.0-old"), "different images"),

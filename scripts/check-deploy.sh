@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-KUBERNETES_VERSION=1.32.0
+# The oldest and the newest Kubernetes minor versions still supported upstream.
+KUBERNETES_VERSIONS="1.35.0 1.37.0"
 
 # The Python tools live in a virtualenv outside the clone, reused while the pinned
 # requirements stay the same.
@@ -35,11 +36,31 @@ for overlay in deploy/k8s/overlays/*/; do
   name=$(basename "$overlay")
   log "kustomize + kubernetes-validate: $name"
   kubectl kustomize "$overlay" >"$out/$name.yaml"
-  "$venv/bin/kubernetes-validate" --strict --quiet -k "$KUBERNETES_VERSION" "$out/$name.yaml"
+  for version in $KUBERNETES_VERSIONS; do
+    "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$out/$name.yaml"
+  done
   log "operational assertions: $name"
   "$venv/bin/python" deploy/check_manifests.py "$name" "$out/$name.yaml"
   "$venv/bin/python" deploy/check_manifests.py --self-test "$name" "$out/$name.yaml"
 done
+
+log "the Gateway API component routes as the Ingress does"
+gateway="$out/gateway"
+mkdir -p "$gateway"
+k8s=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$PWD/deploy/k8s" "$gateway")
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/overlays/dev\ncomponents:\n  - %s/components/gateway\n' "$k8s" "$k8s" >"$gateway/kustomization.yaml"
+kubectl kustomize "$gateway" >"$out/dev-gateway.yaml"
+"$venv/bin/python" - "$out/dev.yaml" "$out/dev-gateway.yaml" <<'PY'
+import sys, yaml
+ingress_objects, gateway_objects = ([o for o in yaml.safe_load_all(open(p)) if o] for p in sys.argv[1:3])
+ingress = next(o for o in ingress_objects if o["kind"] == "Ingress")
+routes_by_ingress = {p["path"]: p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+assert not [o for o in gateway_objects if o["kind"] == "Ingress"], "the gateway component leaves the Ingress in place"
+route = next(o for o in gateway_objects if o["kind"] == "HTTPRoute")
+routes_by_gateway = {m["path"]["value"]: r["backendRefs"][0]["name"] for r in route["spec"]["rules"] for m in r["matches"]}
+assert routes_by_gateway == routes_by_ingress, f"HTTPRoute {routes_by_gateway} differs from Ingress {routes_by_ingress}"
+print(f"HTTPRoute routes the Ingress's {len(routes_by_ingress)} paths to the same services")
+PY
 
 log "parse Terraform"
 "$venv/bin/python" - deploy/terraform/*.tf <<'PY'

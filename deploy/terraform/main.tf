@@ -110,11 +110,32 @@ data "kustomization_overlay" "sneakerstop" {
     digest   = var.image_digest
   }
 
-  dynamic "replicas" {
+  # The services read the Secret only at start: a change of it must roll them. The hash of
+  # its contents in the pod template does that (the hash reveals nothing of the values).
+  patches {
+    target {
+      kind = "Deployment"
+    }
+    patch = jsonencode([{
+      op    = "add"
+      path  = "/spec/template/metadata/annotations/checksum~1secrets"
+      value = nonsensitive(sha256(jsonencode(kubernetes_secret.sneakerstop.data)))
+    }])
+  }
+
+  # A service's replica floor is its autoscaler's minReplicas: Terraform never sets a
+  # Deployment's count, so it does not undo the autoscaler's or `kubectl scale`.
+  dynamic "patches" {
     for_each = var.replicas
     content {
-      name  = "sneakerstop-${replicas.key}"
-      count = replicas.value
+      target {
+        kind = "HorizontalPodAutoscaler"
+        name = "sneakerstop-${patches.key}"
+      }
+      patch = jsonencode([
+        { op = "replace", path = "/spec/minReplicas", value = patches.value },
+        { op = "replace", path = "/spec/maxReplicas", value = max(patches.value * 2, 4) },
+      ])
     }
   }
 }

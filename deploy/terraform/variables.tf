@@ -46,7 +46,7 @@ variable "image_digest" {
 }
 
 variable "replicas" {
-  description = "Replicas per service, e.g. { orders = 3 }; services not named keep the overlay's count."
+  description = "Replica floor per service (its autoscaler's minReplicas; the ceiling becomes twice that, at least 4), e.g. { orders = 3 }."
   type        = map(number)
   default     = {}
 
