@@ -65,6 +65,29 @@ java_cmd() {
     -Dlog4j2.configurationFile="$1/log4j2.properties" -cp "$LIBS/*" "${@:2}"
 }
 
+# With KAFKA_SASL_SSL_PORT set, the node also listens there with SASL_SSL, as a managed Kafka
+# would: a throwaway self-signed certificate for 127.0.0.1 (DIR/tls/ca.pem is what clients
+# trust) and a user `sneakerstop` (SCRAM-SHA-512, added when the storage is formatted, and
+# PLAIN) whose password is in DIR/tls/password. DIR/tls/client.env says all of that to a test.
+tls() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/tls"
+  if [ ! -f "$dir/tls/broker.p12" ]; then
+    head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$dir/tls/password"
+    keytool -genkeypair -keystore "$dir/tls/broker.p12" -storetype PKCS12 -storepass "$(cat "$dir/tls/password")" \
+      -alias broker -keyalg RSA -keysize 2048 -validity 30 -dname "CN=127.0.0.1" \
+      -ext "SAN=ip:127.0.0.1,dns:localhost" >/dev/null 2>&1
+    keytool -exportcert -rfc -keystore "$dir/tls/broker.p12" -storetype PKCS12 \
+      -storepass "$(cat "$dir/tls/password")" -alias broker -file "$dir/tls/ca.pem" >/dev/null 2>&1
+  fi
+  cat >"$dir/tls/client.env" <<EOF
+KAFKA_SASL_SSL_BROKERS=127.0.0.1:$port
+KAFKA_SASL_SSL_CA=$dir/tls/ca.pem
+KAFKA_SASL_SSL_USERNAME=sneakerstop
+KAFKA_SASL_SSL_PASSWORD=$(cat "$dir/tls/password")
+EOF
+}
+
 # Writes DIR/server.properties for a single node that is broker and controller at once.
 configure() {
   local port=$1 dir=$2 mode=$3 controller_port
@@ -76,16 +99,32 @@ configure() {
   fi
   local delay=3000
   [ "$mode" = test ] && delay=0
+  local listeners="PLAINTEXT://127.0.0.1:$port" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" secure=""
+  if [ -n "${KAFKA_SASL_SSL_PORT:-}" ]; then
+    tls "$dir" "$KAFKA_SASL_SSL_PORT"
+    local password
+    password=$(cat "$dir/tls/password")
+    listeners="$listeners,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    protocols="$protocols,SASL_SSL:SASL_SSL"
+    secure="sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_sneakerstop=\"$password\";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$dir/tls/broker.p12
+ssl.keystore.password=$password
+ssl.key.password=$password"
+  fi
   cat >"$dir/server.properties" <<EOF
 # Written by scripts/kafka.sh; rewritten at every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
+$secure
 log.dirs=$dir/data
 # One node: every internal topic has one replica.
 offsets.topic.replication.factor=1
@@ -139,9 +178,11 @@ start() {
   fi
   configure "$port" "$dir" "$mode"
   if [ ! -f "$dir/data/meta.properties" ]; then
+    local scram=()
+    [ -f "$dir/tls/password" ] && scram=(--add-scram "SCRAM-SHA-512=[name=sneakerstop,password=$(cat "$dir/tls/password")]")
     java_cmd "$dir" kafka.tools.StorageTool format --standalone \
       -t "$(java_cmd "$dir" kafka.tools.StorageTool random-uuid)" \
-      -c "$dir/server.properties" >/dev/null
+      -c "$dir/server.properties" "${scram[@]}" >/dev/null
   fi
   # Its own session: a ctrl-c meant for `make run` must not stop the broker before the
   # server has drained; the script stops it afterwards.
@@ -176,5 +217,5 @@ case "${1:-}" in
   libs) install; echo "$LIBS" ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) die "usage: $0 install | libs | start PORT DIR [test] | stop DIR" ;;
+  *) die "usage: $0 install | libs | [KAFKA_SASL_SSL_PORT=P] start PORT DIR [test] | stop DIR" ;;
 esac

@@ -78,6 +78,7 @@ resource "kubernetes_secret" "sneakerstop" {
       "stripe-secret"     = var.stripe_secret
       "postgres-password" = var.postgres_password
     },
+    var.kafka_sasl_password == "" ? {} : { "kafka-sasl-password" = var.kafka_sasl_password },
     { for service, url in local.database_urls : "${service}-database-url" => url },
   )
 

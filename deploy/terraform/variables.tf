@@ -99,3 +99,10 @@ variable "monitoring_namespace" {
   type        = string
   default     = "monitoring"
 }
+
+variable "kafka_sasl_password" {
+  description = "Password of KAFKA_SASL_USERNAME, for a Kafka that requires SASL (a managed one); empty for the in-cluster broker."
+  type        = string
+  default     = ""
+  sensitive   = true
+}

@@ -8,7 +8,85 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
-use sneakerstop_settings::KafkaSettings;
+use sneakerstop_settings::{KafkaSecurityProtocol, KafkaSettings, Secret};
+
+/// How clients reach the brokers securely. Its `Debug` never shows the password.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// `security.protocol`; `None` is plaintext.
+    pub protocol: Option<KafkaSecurityProtocol>,
+    /// `ssl.ca.location`.
+    pub ca_location: Option<String>,
+    /// `ssl.certificate.location` and `ssl.key.location`, for client certificates.
+    pub certificate: Option<(String, String)>,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`.
+    pub sasl: Option<(String, String, Secret)>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("protocol", &self.protocol)
+            .field("ca_location", &self.ca_location)
+            .field("certificate", &self.certificate)
+            .field("sasl", &self.sasl.as_ref().map(|(mechanism, user, _)| (mechanism, user, "**redacted**")))
+            .finish()
+    }
+}
+
+impl Security {
+    /// From the settings; an incomplete combination is an error naming the settings.
+    pub fn from_settings(settings: &KafkaSettings) -> anyhow::Result<Self> {
+        let protocol = settings.security_protocol;
+        let mut security =
+            Self { protocol: (protocol != KafkaSecurityProtocol::Plaintext).then_some(protocol), ..Self::default() };
+        if protocol.uses_tls() {
+            security.ca_location.clone_from(&settings.ssl_ca_location);
+            security.certificate = match (&settings.ssl_certificate_location, &settings.ssl_key_location) {
+                (Some(certificate), Some(key)) => Some((certificate.clone(), key.clone())),
+                (None, None) => None,
+                _ => anyhow::bail!("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together"),
+            };
+        }
+        if protocol.uses_sasl() {
+            let (Some(user), Some(password)) = (&settings.sasl_username, &settings.sasl_password) else {
+                anyhow::bail!(
+                    "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+                    protocol.as_str()
+                );
+            };
+            security.sasl = Some((settings.sasl_mechanism.clone(), user.clone(), password.clone()));
+        }
+        Ok(security)
+    }
+
+    fn apply(&self, config: &mut ClientConfig) {
+        let Some(protocol) = self.protocol else { return };
+        config.set("security.protocol", protocol.as_str());
+        if let Some(ca) = &self.ca_location {
+            config.set("ssl.ca.location", ca);
+        }
+        if let Some((certificate, key)) = &self.certificate {
+            config.set("ssl.certificate.location", certificate).set("ssl.key.location", key);
+        }
+        if let Some((mechanism, user, password)) = &self.sasl {
+            config.set("sasl.mechanism", mechanism).set("sasl.username", user).set("sasl.password", password.expose());
+        }
+    }
+
+    /// What to tell an operator when the brokers refuse us, naming the settings involved.
+    fn hint(&self) -> &'static str {
+        match (self.protocol, &self.sasl) {
+            (_, Some(_)) => {
+                "the brokers refused the connection: check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            }
+            (Some(_), None) => {
+                "the brokers refused the connection: check KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_CA_LOCATION"
+            }
+            (None, None) => "the brokers did not accept the request: check KAFKA_BROKERS and KAFKA_SECURITY_PROTOCOL",
+        }
+    }
+}
 
 /// Everything needed to make Kafka clients. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -24,18 +102,21 @@ pub struct Kafka {
     /// How long the group coordinator waits for a silent member before it reassigns its
     /// partitions (a crashed process's partitions move after this).
     pub session_timeout: Duration,
+    /// TLS and SASL, when the brokers require them.
+    pub security: Security,
 }
 
 impl Kafka {
     /// From the shared settings.
-    pub fn from_settings(settings: &KafkaSettings) -> Self {
-        Self {
+    pub fn from_settings(settings: &KafkaSettings) -> anyhow::Result<Self> {
+        Ok(Self {
             brokers: settings.brokers.clone(),
             partitions: settings.partitions,
             replication_factor: settings.replication_factor,
             delivery_timeout: settings.delivery_timeout,
             session_timeout: settings.session_timeout,
-        }
+            security: Security::from_settings(settings)?,
+        })
     }
 
     /// For tests and tools: defaults with the given brokers.
@@ -46,12 +127,21 @@ impl Kafka {
             replication_factor: 1,
             delivery_timeout: Duration::from_secs(120),
             session_timeout: Duration::from_secs(45),
+            security: Security::default(),
         }
+    }
+
+    /// The same, reaching the brokers with `security`.
+    #[must_use]
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
     }
 
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers).set("client.id", "sneakerstop");
+        self.security.apply(&mut config);
         config
     }
 
@@ -108,7 +198,7 @@ impl Kafka {
             .map(|name| NewTopic::new(name, self.partitions, TopicReplication::Fixed(self.replication_factor)))
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin.create_topics(&new_topics, &options).await.context("create topics")?;
+        let results = admin.create_topics(&new_topics, &options).await.context(self.security.hint())?;
         for result in results {
             match result {
                 Ok(name) => tracing::info!(topic = %name, partitions = self.partitions, "created topic"),

@@ -33,7 +33,7 @@ pub use broker::BrokerHealth;
 pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use every::every;
-pub use kafka::Kafka;
+pub use kafka::{Kafka, Security};
 pub use outbox::{Outgoing, Relay, enqueue};
 pub use replica::ReplicaWait;
 pub use watch::{ConsumerHealth, GroupHealth};

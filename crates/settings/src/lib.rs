@@ -166,6 +166,64 @@ pub struct KafkaSettings {
     /// How often the outbox relay checks for events when no notification woke it.
     #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// How to talk to the brokers: `plaintext` (a local broker), `ssl`, `sasl_plaintext`
+    /// or `sasl_ssl` (a managed Kafka, or one with authentication).
+    #[arg(long = "kafka-security-protocol", env = "KAFKA_SECURITY_PROTOCOL", default_value = "plaintext")]
+    pub security_protocol: KafkaSecurityProtocol,
+    /// PEM file of the CA that signed the brokers' certificates (the system's CAs when unset).
+    #[arg(long = "kafka-ssl-ca-location", env = "KAFKA_SSL_CA_LOCATION")]
+    pub ssl_ca_location: Option<String>,
+    /// PEM file of this client's certificate, for brokers that authenticate clients by TLS.
+    #[arg(long = "kafka-ssl-certificate-location", env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub ssl_certificate_location: Option<String>,
+    /// PEM file of that certificate's private key.
+    #[arg(long = "kafka-ssl-key-location", env = "KAFKA_SSL_KEY_LOCATION")]
+    pub ssl_key_location: Option<String>,
+    /// SASL mechanism: `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`.
+    #[arg(long = "kafka-sasl-mechanism", env = "KAFKA_SASL_MECHANISM", default_value = "SCRAM-SHA-512", value_parser = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"])]
+    pub sasl_mechanism: String,
+    /// SASL user name.
+    #[arg(long = "kafka-sasl-username", env = "KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// SASL password.
+    #[arg(long = "kafka-sasl-password", env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub sasl_password: Option<Secret>,
+}
+
+/// How clients talk to the brokers (librdkafka's `security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum KafkaSecurityProtocol {
+    /// No TLS, no authentication.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL authentication without TLS.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl KafkaSecurityProtocol {
+    /// librdkafka's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether it authenticates with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    /// Whether it encrypts with TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
 }
 
 /// Logging settings.

@@ -103,7 +103,7 @@ fn jwt_secret(settings: &SessionSettings, dev: bool) -> anyhow::Result<Secret> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let secret = jwt_secret(&args.session, args.dev)?;
-    let kafka = Kafka::from_settings(&args.kafka);
+    let kafka = Kafka::from_settings(&args.kafka)?;
     let producer = kafka.producer()?;
     let keys = SessionKeys::new(&secret, args.session.ttl, args.session.cookie_secure);
     let write_limit = sneakerstop_auth::limit::WriteLimit::new(

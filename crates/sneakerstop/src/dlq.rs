@@ -36,7 +36,7 @@ enum DlqCommand {
 
 /// Runs a `dlq` subcommand.
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let kafka = Kafka::from_settings(&args.kafka);
+    let kafka = Kafka::from_settings(&args.kafka)?;
     match args.command {
         DlqCommand::List { topic } => {
             let topics: Vec<String> = match topic {

@@ -27,6 +27,21 @@ pub struct Broker {
     port: u16,
     dir: PathBuf,
     pid: Option<u32>,
+    /// The SASL_SSL listener's port, for a broker started with [`Broker::start_secure`].
+    secure_port: Option<u16>,
+}
+
+/// How to reach a [`Broker::start_secure`] broker's SASL_SSL listener.
+#[derive(Debug, Clone)]
+pub struct SecureListener {
+    /// `127.0.0.1:<port>`.
+    pub brokers: String,
+    /// The PEM certificate clients trust.
+    pub ca: String,
+    /// A user known to SCRAM-SHA-512 and PLAIN.
+    pub username: String,
+    /// Its password.
+    pub password: String,
 }
 
 impl Drop for Broker {
@@ -40,6 +55,10 @@ impl Drop for Broker {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
 /// The project's broker script, found from this crate's place in the workspace.
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
@@ -48,12 +67,39 @@ fn script() -> PathBuf {
 impl Broker {
     /// Starts a broker on a free port and waits until it answers a metadata request.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        Self::launch(None).await
+    }
+
+    /// Starts a broker that also has a SASL_SSL listener (see `scripts/kafka.sh`): a
+    /// throwaway certificate and a SCRAM-SHA-512 and PLAIN user.
+    pub async fn start_secure() -> Self {
+        Self::launch(Some(free_port())).await
+    }
+
+    async fn launch(secure_port: Option<u16>) -> Self {
         let dir = std::env::temp_dir().join(unique("sneakerstop-test-broker"));
         std::fs::create_dir_all(&dir).expect("create broker directory");
-        let mut broker = Self { port, dir, pid: None };
+        let mut broker = Self { port: free_port(), dir, pid: None, secure_port };
         broker.resume().await;
         broker
+    }
+
+    /// The SASL_SSL listener of a broker started with [`Broker::start_secure`].
+    pub fn secure_listener(&self) -> SecureListener {
+        assert!(self.secure_port.is_some(), "started without a SASL_SSL listener");
+        let env = std::fs::read_to_string(self.dir.join("tls/client.env")).expect("tls/client.env");
+        let get = |name: &str| {
+            env.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} in client.env"))
+                .to_owned()
+        };
+        SecureListener {
+            brokers: get("KAFKA_SASL_SSL_BROKERS"),
+            ca: get("KAFKA_SASL_SSL_CA"),
+            username: get("KAFKA_SASL_SSL_USERNAME"),
+            password: get("KAFKA_SASL_SSL_PASSWORD"),
+        }
     }
 
     /// `127.0.0.1:<port>`.
@@ -75,7 +121,11 @@ impl Broker {
     /// Starts the broker again on the same port with the same data.
     pub async fn resume(&mut self) {
         assert!(self.pid.is_none(), "broker already running");
-        let output = tokio::process::Command::new("bash")
+        let mut command = tokio::process::Command::new("bash");
+        if let Some(port) = self.secure_port {
+            command.env("KAFKA_SASL_SSL_PORT", port.to_string());
+        }
+        let output = command
             .arg(script())
             .args(["start", &self.port.to_string()])
             .arg(&self.dir)

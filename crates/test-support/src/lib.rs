@@ -22,7 +22,7 @@ use sneakerstop_db::DbConfig;
 use sqlx::Connection;
 use tower::ServiceExt;
 
-pub use broker::{Broker, shared_brokers, unique};
+pub use broker::{Broker, SecureListener, shared_brokers, unique};
 pub use kafka::{Record, publish, read_to_end, read_topic};
 pub use server::Server;
 
