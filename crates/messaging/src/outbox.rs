@@ -158,8 +158,22 @@ impl Relay {
         format!("sneakerstop.outbox.{}", self.schema)
     }
 
-    /// Runs until `cancel`: wins the election, then publishes whenever events commit.
+    /// Runs until `cancel`: wins the election, then publishes whenever events commit. The
+    /// backlog gauges are measured on a timer of their own, leader or not, so that they keep
+    /// telling the truth exactly when publishing is stuck (a broker outage holds a batch for
+    /// up to the delivery timeout, and then fails it).
     pub async fn run(self, cancel: CancellationToken) {
+        let gauges = {
+            let relay = self.clone();
+            let cancel = cancel.clone();
+            let interval = self.poll_interval.clamp(Duration::from_secs(1), Duration::from_secs(5));
+            tokio::spawn(async move {
+                crate::every(interval, cancel, "measured the outbox backlog", || async {
+                    relay.record_backlog().await.map(|()| 0)
+                })
+                .await;
+            })
+        };
         let mut backoff = Backoff::new();
         while !cancel.is_cancelled() {
             match self.lead(&cancel).await {
@@ -171,6 +185,7 @@ impl Relay {
                 }
             }
         }
+        let _ = gauges.await;
         tracing::info!(schema = %self.schema, "outbox relay stopped");
     }
 
@@ -218,14 +233,13 @@ impl Relay {
             let mut checked = None::<Instant>;
             loop {
                 while self.publish_batch(cancel).await? {}
-                // Leadership and the backlog gauges at most once per poll interval.
+                // Leadership at most once per poll interval.
                 if checked.is_none_or(|at| at.elapsed() >= self.poll_interval) {
                     // Losing the lock connection means losing leadership.
                     sqlx::query_scalar!("SELECT 1 AS alive")
                         .fetch_one(&mut lock_conn)
                         .await
                         .context("relay lock connection lost")?;
-                    self.record_backlog().await?;
                     checked = Some(Instant::now());
                 }
                 tokio::select! {

@@ -75,6 +75,12 @@ async fn writes_go_on_while_the_broker_is_away_and_their_events_follow_when_it_r
     };
     let waiting = outbox().await;
     assert!(waiting >= 10, "the events wait in the outbox: {waiting}");
+    // The gauges operators alert on say so while publishing is stuck, not only after.
+    wait_until("the backlog gauges show the waiting events", DEADLINE, || async {
+        let metrics = metrics().await;
+        (sum(&metrics, "outbox_backlog") >= 10.0 && sum(&metrics, "outbox_oldest_age_seconds") > 0.0).then_some(())
+    })
+    .await;
 
     broker.resume().await;
     wait_until("the outbox drains once the broker is back", DEADLINE, || async { (outbox().await == 0).then_some(()) })
