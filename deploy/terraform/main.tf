@@ -16,6 +16,45 @@ provider "kustomization" {
   context         = var.kube_context == "" ? null : var.kube_context
 }
 
+provider "helm" {
+  kubernetes {
+    config_path    = pathexpand(var.kubeconfig_path)
+    config_context = var.kube_context == "" ? null : var.kube_context
+  }
+}
+
+# Optional: Prometheus, the Prometheus Operator, Alertmanager and Grafana from the
+# kube-prometheus-stack chart, for a cluster that has none. Off by default: most clusters
+# already run one. Its CRDs are what the monitoring component (ServiceMonitor,
+# PrometheusRule) and its Grafana's dashboard sidecar (the dashboard ConfigMap) need, and its
+# namespace is labelled so that Prometheus may scrape the services.
+resource "helm_release" "monitoring" {
+  count            = var.install_monitoring ? 1 : 0
+  name             = "kube-prometheus-stack"
+  repository       = "https://prometheus-community.github.io/helm-charts"
+  chart            = "kube-prometheus-stack"
+  version          = var.monitoring_chart_version
+  namespace        = var.monitoring_namespace
+  create_namespace = true
+  wait             = true
+  timeout          = 900
+
+  values = [yamlencode({
+    # Every ServiceMonitor and PrometheusRule in the cluster, not only the chart's own.
+    prometheus = {
+      prometheusSpec = {
+        serviceMonitorSelectorNilUsesHelmValues = false
+        ruleSelectorNilUsesHelmValues           = false
+      }
+    }
+    grafana = {
+      sidecar = {
+        dashboards = { enabled = true, label = "grafana_dashboard", searchNamespace = "ALL" }
+      }
+    }
+  })]
+}
+
 locals {
   # Must match `namespace:` in deploy/k8s/overlays/<environment>/kustomization.yaml.
   namespace = var.environment == "prod" ? "sneakerstop" : "sneakerstop-${var.environment}"
@@ -56,6 +95,7 @@ resource "kubernetes_labels" "ingress" {
 
 resource "kubernetes_labels" "monitoring" {
   for_each    = toset(compact([var.monitoring_namespace]))
+  depends_on  = [helm_release.monitoring]
   api_version = "v1"
   kind        = "Namespace"
   metadata {
@@ -147,7 +187,8 @@ resource "kustomization_resource" "p0" {
   for_each = data.kustomization_overlay.sneakerstop.ids_prio[0]
   manifest = data.kustomization_overlay.sneakerstop.manifests[each.value]
 
-  depends_on = [kubernetes_secret.sneakerstop]
+  # The monitoring CRDs (if Terraform installs them) before the objects that use them.
+  depends_on = [kubernetes_secret.sneakerstop, helm_release.monitoring]
 }
 
 resource "kustomization_resource" "p1" {

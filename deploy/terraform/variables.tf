@@ -106,3 +106,15 @@ variable "kafka_sasl_password" {
   default     = ""
   sensitive   = true
 }
+
+variable "install_monitoring" {
+  description = "Install kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana) into monitoring_namespace. Off: use the cluster's own."
+  type        = bool
+  default     = false
+}
+
+variable "monitoring_chart_version" {
+  description = "Version of the kube-prometheus-stack chart, pinned."
+  type        = string
+  default     = "79.7.1"
+}

@@ -10,5 +10,9 @@ terraform {
       source  = "kbst/kustomization"
       version = "~> 0.9"
     }
+    helm = {
+      source  = "hashicorp/helm"
+      version = "~> 2.17"
+    }
   }
 }
