@@ -13,13 +13,7 @@ CREATE TABLE revoked_sessions (
 
 CREATE INDEX revoked_sessions_expires_at ON revoked_sessions (expires_at);
 
--- Wake every process's cache when a revocation commits.
-CREATE FUNCTION revoked_sessions_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify(TG_TABLE_SCHEMA || '_revoked_sessions', '');
-    RETURN NULL;
-END;
-$$;
-
+-- Wake every process's cache when a revocation commits (the function is messaging's, whose
+-- migrations every schema runs first).
 CREATE TRIGGER revoked_sessions_notify AFTER INSERT ON revoked_sessions
-    FOR EACH STATEMENT EXECUTE FUNCTION revoked_sessions_notify();
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_schema_channel('revoked_sessions');
