@@ -102,16 +102,35 @@ async fn login_flood(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
         let user = &run.users[(worker / 8) % run.users.len()];
         let from = address(worker, 192);
         let credentials = (user.email.as_str(), super::client::PASSWORD);
-        run.api.signin(rec, "POST /api/users/signin (honest)", credentials, from, HONEST).await;
-        run.requests.fetch_add(1, Ordering::Relaxed);
+        signin(run, rec, "POST /api/users/signin (honest)", credentials, from, HONEST).await;
         call(run, rec, "GET /api/sneakers (honest)", Method::GET, "/api/sneakers?limit=20", Some(user), None, OK).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     } else {
         let victim = format!("victim-{}@example.com", i % 1000);
         let from = address(i % 65_536, 10);
-        run.api.signin(rec, "POST /api/users/signin (flood)", (&victim, "123456"), from, REFUSED).await;
-        run.requests.fetch_add(1, Ordering::Relaxed);
+        signin(run, rec, "POST /api/users/signin (flood)", (&victim, "123456"), from, REFUSED).await;
     }
+}
+
+/// A measured sign-in from `from` that also feeds the progress line.
+async fn signin(
+    run: &Run,
+    rec: &mut Recorder,
+    endpoint: &'static str,
+    credentials: (&str, &str),
+    from: std::net::IpAddr,
+    expected: &[StatusCode],
+) {
+    let (_, errors_before) = rec.totals();
+    run.api.signin(rec, endpoint, credentials, from, expected).await;
+    tally(run, rec, errors_before);
+}
+
+/// Counts one request, and the errors it recorded since `errors_before`, for the progress line.
+fn tally(run: &Run, rec: &Recorder, errors_before: u64) {
+    let (_, errors_after) = rec.totals();
+    run.requests.fetch_add(1, Ordering::Relaxed);
+    run.errors.fetch_add(errors_after - errors_before, Ordering::Relaxed);
 }
 
 /// A measured call that also feeds the progress line.
@@ -128,9 +147,7 @@ async fn call(
 ) -> Option<Reply> {
     let (_, errors_before) = rec.totals();
     let reply = run.api.call(rec, endpoint, method, path, user, body, expected).await;
-    run.requests.fetch_add(1, Ordering::Relaxed);
-    let (_, errors_after) = rec.totals();
-    run.errors.fetch_add(errors_after - errors_before, Ordering::Relaxed);
+    tally(run, rec, errors_before);
     reply
 }
 
