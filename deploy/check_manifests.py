@@ -83,6 +83,35 @@ def check_monitoring(by_kind, expect):
             expect(not unknown, f"the dashboard charts metrics the code never records: {sorted(unknown)}")
 
 
+def check_broker_security(config, kafka_config, services, kafka_pod, expect):
+    """Production-shaped overlays: nothing reaches or leaves Kafka in clear, and every password
+    comes from a Secret."""
+    protocols = dict(item.split(":") for item in kafka_config["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    clear = sorted(name for name, protocol in protocols.items() if protocol not in ("SSL", "SASL_SSL"))
+    expect(not clear, f"Kafka listeners in clear: {clear}")
+    ports = {}
+    for listener in kafka_config["KAFKA_LISTENERS"].split(","):
+        name, address = listener.split("://")
+        ports[address.rsplit(":", 1)[1]] = protocols.get(name)
+    expect(config.get("KAFKA_SECURITY_PROTOCOL") == "sasl_ssl", "the services connect to Kafka without TLS and SASL")
+    dialled = {broker.rsplit(":", 1)[1] for broker in config["KAFKA_BROKERS"].split(",")}
+    expect(all(ports.get(port) == "SASL_SSL" for port in dialled),
+           f"the services dial Kafka ports {sorted(dialled)}, not its SASL_SSL listener")
+    ca = config.get("KAFKA_SSL_CA_LOCATION", "")
+    for deployment in services:
+        server = deployment["spec"]["template"]["spec"]["containers"][0]
+        mounts = [m["mountPath"].rstrip("/") for m in server.get("volumeMounts", [])]
+        expect(ca and any(ca.startswith(m + "/") for m in mounts),
+               f"{deployment['metadata']['name']}: the Kafka CA ({ca or 'KAFKA_SSL_CA_LOCATION unset'}) is on no volume")
+        password = next((e for e in server.get("env", []) if e["name"] == "KAFKA_SASL_PASSWORD"), {})
+        reference = password.get("valueFrom", {}).get("secretKeyRef", {})
+        expect(reference and not reference.get("optional"),
+               f"{deployment['metadata']['name']}: KAFKA_SASL_PASSWORD is not required from a Secret")
+    for container in kafka_pod["containers"]:
+        literal = [e["name"] for e in container.get("env", []) if "PASSWORD" in e["name"] and "value" in e]
+        expect(not literal, f"Kafka passwords written into the manifest: {literal}")
+
+
 def check(overlay, objects):
     problems = []
 
@@ -150,6 +179,9 @@ def check(overlay, objects):
 
     # Production-shaped overlays (several Kafka nodes) are watched by Prometheus.
     kafka_nodes = next(s for s in by_kind["StatefulSet"] if s["metadata"]["name"] == "kafka")["spec"].get("replicas", 1)
+    if kafka_nodes > 1:
+        kafka_pod = next(s for s in by_kind["StatefulSet"] if s["metadata"]["name"] == "kafka")["spec"]["template"]["spec"]
+        check_broker_security(config, kafka_config, services, kafka_pod, expect)
     if kafka_nodes > 1 or "ServiceMonitor" in by_kind:
         check_monitoring(by_kind, expect)
 
@@ -231,6 +263,23 @@ def self_test(overlay, objects):
     if find(objects, "StatefulSet", "kafka")[0]["spec"].get("replicas", 1) > 1:
         for what, inject, words in [
             ("no ServiceMonitor", lambda o: o.remove(find(o, "ServiceMonitor")[0]), "ServiceMonitor"),
+            ("a Kafka listener in clear",
+             lambda o: find(o, "ConfigMap", "kafka-config")[0]["data"].update(
+                 KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="BROKER:SSL,CONTROLLER:SSL,CLIENT:PLAINTEXT"), "in clear"),
+            ("services without TLS to Kafka",
+             lambda o: find(o, "ConfigMap", "sneakerstop-config")[0]["data"].update(KAFKA_SECURITY_PROTOCOL="plaintext"),
+             "without TLS"),
+            ("services dialling the inter-broker listener",
+             lambda o: find(o, "ConfigMap", "sneakerstop-config")[0]["data"].update(KAFKA_BROKERS="kafka-0.kafka-headless:9092"),
+             "SASL_SSL listener"),
+            ("the Kafka CA not mounted", lambda o: server(o)["containers"][0].pop("volumeMounts"), "on no volume"),
+            ("an optional Kafka password",
+             lambda o: next(e for e in server(o)["containers"][0]["env"] if e["name"] == "KAFKA_SASL_PASSWORD")
+             ["valueFrom"]["secretKeyRef"].update(optional=True),
+             "KAFKA_SASL_PASSWORD"),
+            ("a Kafka password in the manifest",
+             lambda o: kafka(o)["containers"][0].setdefault("env", []).append({"name": "KAFKA_SSL_KEY_PASSWORD", "value": "x"}),
+             "passwords written"),
             ("an alert on a metric that does not exist",
              lambda o: find(o, "PrometheusRule")[0]["spec"]["groups"][0]["rules"][0].update(expr="outbox_age_seconds{} > 1"),
              "never records"),

@@ -119,6 +119,7 @@ resource "kubernetes_secret" "sneakerstop" {
       "postgres-password" = var.postgres_password
     },
     var.kafka_sasl_password == "" ? {} : { "kafka-sasl-password" = var.kafka_sasl_password },
+    var.kafka_keystore_password == "" ? {} : { "kafka-keystore-password" = var.kafka_keystore_password },
     { for service, url in local.database_urls : "${service}-database-url" => url },
   )
 
@@ -130,6 +131,10 @@ resource "kubernetes_secret" "sneakerstop" {
     precondition {
       condition     = alltrue([for service in local.services : contains(keys(local.database_urls), service)])
       error_message = "Every service needs a database URL: set database_urls for identity, catalog, orders and payments."
+    }
+    precondition {
+      condition     = var.environment == "dev" || (length(var.kafka_sasl_password) >= 16 && length(var.kafka_keystore_password) >= 16)
+      error_message = "stage and prod reach Kafka over SASL_SSL only: set kafka_sasl_password and kafka_keystore_password (at least 16 characters each)."
     }
     precondition {
       condition     = var.environment != "dev" || length(var.postgres_password) >= 12

@@ -101,7 +101,20 @@ variable "monitoring_namespace" {
 }
 
 variable "kafka_sasl_password" {
-  description = "Password of KAFKA_SASL_USERNAME, for a Kafka that requires SASL (a managed one); empty for the in-cluster broker."
+  description = "Password of the Kafka user `sneakerstop` (SCRAM-SHA-512): stage and prod's in-cluster Kafka requires it (letters, digits, - and _ only, at least 16); or that of KAFKA_SASL_USERNAME at a managed Kafka. Empty in dev (no SASL)."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    # The broker's format command takes it inside SCRAM-SHA-512=[name=...,password=...].
+    condition     = can(regex("^[A-Za-z0-9_-]*$", var.kafka_sasl_password))
+    error_message = "kafka_sasl_password may hold letters, digits, - and _ only."
+  }
+}
+
+variable "kafka_keystore_password" {
+  description = "Password of the Kafka nodes' PKCS#12 keystore and truststore (cert-manager writes them) in stage and prod. Empty in dev (no TLS)."
   type        = string
   default     = ""
   sensitive   = true
