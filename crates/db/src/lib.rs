@@ -177,6 +177,20 @@ where
 }
 
 /// Whether the database answers a trivial query; used by `/readyz`.
+/// A client span for one database transaction, named for what it does (`placing an order`),
+/// with OpenTelemetry's `db.*` attributes; it ends when dropped, so bind it for as long as the
+/// transaction runs: `let _transaction = transaction_span("placing an order");`. Statements'
+/// parameters are never recorded.
+pub fn transaction_span(what: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "transaction",
+        otel.name = what,
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = "TRANSACTION",
+    )
+}
+
 pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("SELECT 1").execute(pool).await.context("PostgreSQL did not answer")?;
     Ok(())

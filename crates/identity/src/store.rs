@@ -37,6 +37,7 @@ pub async fn register(
     session: NewSession,
 ) -> Result<(), IdentityError> {
     let id = session.user;
+    let _transaction = sneakerstop_db::transaction_span("registering");
     let mut tx = pool.begin().await.context("begin")?;
     let registered_at = insert_user(&mut *tx, id, email, password_hash).await?;
     start_session(&mut *tx, session).await?;
@@ -122,6 +123,7 @@ pub async fn change_password(
     password_hash: &str,
     keep: Uuid,
 ) -> anyhow::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    let _transaction = sneakerstop_db::transaction_span("changing a password");
     let mut tx = pool.begin().await.context("begin")?;
     sqlx::query!("UPDATE users SET password_hash = $2 WHERE id = $1", user, password_hash)
         .execute(&mut *tx)

@@ -31,7 +31,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureProducer;
 use sneakerstop_events::{Contract, DecodeError, Envelope};
-use sneakerstop_telemetry::trace::TraceContext;
+use sneakerstop_telemetry::trace::{self, TraceContext};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -289,23 +289,30 @@ impl ConsumerRuntime {
             }
         };
         let span = self.event_span(&event);
-        // apply_in runs the handler inside the event's trace; the span carries its id for logs.
+        // The handler runs inside the event's consumer span, in the trace the event carries.
         self.apply_with_retries(message, &event, taken, cancel).instrument(span).await
     }
 
-    /// The span one event is applied in: what a log line inside it needs to be found again
-    /// (group, topic, partition, offset, type, event id, and the trace the event carries).
+    /// The consumer span one event is applied in, per OpenTelemetry's messaging conventions:
+    /// the child of the producer span that published it (its `traceparent`), with what a log
+    /// line inside it needs to be found again (group, topic, partition, offset, type, event id).
     fn event_span(&self, event: &IncomingEvent) -> tracing::Span {
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "consume",
-            group = %self.group,
-            topic = %event.topic,
-            partition = event.partition,
-            offset = event.offset,
+            otel.name = format!("process {}", event.topic),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.consumer.group.name = %self.group,
+            messaging.destination.name = %event.topic,
+            messaging.destination.partition.id = event.partition,
+            messaging.kafka.offset = event.offset,
+            messaging.message.id = %event.envelope.id,
             event_type = %event.envelope.event_type,
-            event_id = %event.envelope.id,
-            trace_id = %trace_of(event).trace_id_hex(),
-        )
+            service = self.group.rsplit('-').next().unwrap_or(&self.group),
+        );
+        trace::continue_trace(&span, event.envelope.traceparent.as_deref().and_then(TraceContext::parse));
+        span
     }
 
     async fn apply_with_retries(
@@ -349,6 +356,7 @@ impl ConsumerRuntime {
 
     /// One transaction: claim the event id, run the handler, commit. `Ok(false)` = duplicate.
     async fn apply_once(&self, event: &IncomingEvent) -> anyhow::Result<bool> {
+        let _transaction = sneakerstop_db::transaction_span("applying an event");
         let mut tx = self.pool.begin().await.context("begin")?;
         let applied = self.apply_in(&mut tx, event).await?;
         tx.commit().await.context("commit")?;
@@ -359,7 +367,7 @@ impl ConsumerRuntime {
     async fn apply_in(&self, tx: &mut PgConnection, event: &IncomingEvent) -> anyhow::Result<bool> {
         let fresh = claim(tx, std::slice::from_ref(event)).await?.contains(&event.envelope.id);
         if fresh {
-            trace_of(event).scope(self.handler.handle(tx, event)).await?;
+            self.handler.handle(tx, event).await?;
         }
         Ok(fresh)
     }
@@ -370,6 +378,7 @@ impl ConsumerRuntime {
     #[tracing::instrument(skip_all, fields(group = %self.group, events = events.len()), err)]
     async fn apply_batch(&self, events: &[IncomingEvent], taken: DateTime<Utc>) -> anyhow::Result<()> {
         let started = Instant::now();
+        let _transaction = sneakerstop_db::transaction_span("applying a batch of events");
         let mut tx = self.pool.begin().await.context("begin a batch")?;
         let mut fresh = claim(&mut tx, events).await?;
         let mut outcomes = Vec::with_capacity(events.len());
@@ -377,7 +386,7 @@ impl ConsumerRuntime {
             // `remove`: an event delivered twice within one batch is applied once.
             let applied = fresh.remove(&event.envelope.id);
             if applied {
-                let handled = trace_of(event).scope(self.handler.handle(&mut tx, event));
+                let handled = self.handler.handle(&mut tx, event);
                 handled.instrument(self.event_span(event)).await.with_context(|| {
                     format!("apply {} {} from the batch", event.envelope.event_type, event.envelope.id)
                 })?;
@@ -491,16 +500,6 @@ fn incoming(message: &BorrowedMessage<'_>) -> Result<IncomingEvent, sneakerstop_
         envelope: Envelope::from_headers(headers)?,
         payload: message.payload().unwrap_or_default().to_vec(),
     })
-}
-
-/// The event's trace continued as a child span (a new trace if it carried none).
-fn trace_of(event: &IncomingEvent) -> TraceContext {
-    event
-        .envelope
-        .traceparent
-        .as_deref()
-        .and_then(TraceContext::parse)
-        .map_or_else(TraceContext::new_root, |parent| parent.child())
 }
 
 /// Keeps the member's assignment current for its [`Watcher`].

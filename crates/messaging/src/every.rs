@@ -26,3 +26,10 @@ where
         }
     }
 }
+
+/// The root span of a background round that found work (`expire lapsed orders`): a trace of
+/// its own, so what it causes (events, their consumers) can be followed. Create it only once
+/// the round knows it has work, so idle rounds leave no trace.
+pub fn round_span(name: &'static str, service: &'static str, items: usize) -> tracing::Span {
+    tracing::info_span!(parent: None, "round", otel.name = name, service, items)
+}

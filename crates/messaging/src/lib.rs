@@ -32,7 +32,7 @@ use sqlx::migrate::Migrator;
 pub use broker::BrokerHealth;
 pub use changes::{ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
-pub use every::every;
+pub use every::{every, round_span};
 pub use kafka::{Kafka, Security};
 pub use outbox::{Outgoing, Relay, enqueue};
 pub use replica::ReplicaWait;

@@ -15,6 +15,7 @@ use anyhow::Context;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sneakerstop_events::{Contract, Envelope};
+use sneakerstop_telemetry::trace::{self, TRACEPARENT, TraceContext};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -56,11 +57,20 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// `event` about aggregate `subject` (now at `version`), keyed as its contract says,
-    /// carrying the current request's `traceparent` if any.
+    /// `event` about aggregate `subject` (now at `version`), keyed as its contract says, in
+    /// a span of its own (`outbox <type>`) whose `traceparent` it carries: the relay's
+    /// producer span continues from there.
     pub fn new<C: Contract>(source: &str, subject: Uuid, version: i64, event: &C) -> Self {
-        let envelope =
-            Envelope::new(event, source, subject, version, sneakerstop_telemetry::trace::child_traceparent());
+        let span = tracing::info_span!(
+            "outbox",
+            otel.name = format!("outbox {}", event.event_type()),
+            event_type = event.event_type(),
+            messaging.destination.name = C::TOPIC,
+            messaging.message.id = tracing::field::Empty,
+        );
+        let traceparent = span.in_scope(trace::current_traceparent);
+        let envelope = Envelope::new(event, source, subject, version, traceparent);
+        span.record("messaging.message.id", tracing::field::display(envelope.id));
         let headers = envelope.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         Self {
             id: envelope.id,
@@ -276,13 +286,21 @@ impl Relay {
         // Queue the batch (librdkafka pipelines it), then await acknowledgements in order.
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
+            // Each event is published in a producer span continuing the trace of the outbox
+            // write, whose own traceparent the message carries: its consumers' parent.
+            let span = self.publish_span(row);
+            let traceparent = TraceContext::of(&span).map(|c| c.to_string());
             let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
             for (key, value) in row.headers.iter() {
+                let value = match (&traceparent, key.as_str()) {
+                    (Some(ours), TRACEPARENT) => ours,
+                    _ => value,
+                };
                 headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
             }
             let record = FutureRecord::to(&row.topic).key(&row.message_key).payload(&row.payload).headers(headers);
             match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push((row, delivery)),
+                Ok(delivery) => deliveries.push((row, delivery, span)),
                 // The local queue is full: publish what is queued, the rest next round.
                 Err((error, _)) if !deliveries.is_empty() => {
                     tracing::debug!(%error, "producer queue full; publishing a shorter batch");
@@ -295,18 +313,21 @@ impl Relay {
         }
         let mut delivered = Vec::with_capacity(deliveries.len());
         let mut failure = None;
-        for (row, delivery) in deliveries {
+        for (row, delivery, span) in deliveries {
             let outcome = tokio::select! {
                 () = cancel.cancelled() => break,
                 outcome = delivery => outcome,
             };
             match outcome {
-                Ok(Ok(_)) => {
+                Ok(Ok(delivery)) => {
+                    span.record("messaging.destination.partition.id", delivery.partition);
+                    span.record("messaging.kafka.offset", delivery.offset);
                     metrics::counter!("events_published_total", "topic" => row.topic.clone(), "type" => row.event_type.clone())
                         .increment(1);
                     delivered.push(row.id);
                 }
                 Ok(Err((error, _))) => {
+                    span.record("otel.status_code", "ERROR");
                     // Stop at the first failure: later rows must not be marked sent before it.
                     failure = Some(anyhow::anyhow!("publish outbox row {} to {}: {error}", row.id, row.topic));
                     break;
@@ -327,6 +348,29 @@ impl Relay {
             Some(error) => Err(error),
             None => Ok(full || delivered.len() < rows.len()),
         }
+    }
+
+    /// The producer span of publishing `row`, per OpenTelemetry's messaging conventions, the
+    /// child of the outbox write's span (the row's `traceparent`); ended on acknowledgement.
+    fn publish_span(&self, row: &Row) -> tracing::Span {
+        let header = |name: &str| row.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = format!("send {}", row.topic),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %row.topic,
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
+            messaging.kafka.message.key = %row.message_key,
+            messaging.message.id = header(sneakerstop_events::headers::ID).unwrap_or_default(),
+            event_type = %row.event_type,
+            service = %self.schema,
+        );
+        trace::continue_trace(&span, header(TRACEPARENT).and_then(TraceContext::parse));
+        span
     }
 
     async fn record_backlog(&self) -> anyhow::Result<()> {

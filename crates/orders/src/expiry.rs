@@ -11,6 +11,7 @@
 //! pair and payments refunds a charge that raced the expiry (docs/architecture.md).
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -38,19 +39,29 @@ pub async fn sweep(pool: &PgPool) -> anyhow::Result<usize> {
     }
 }
 
-/// Expires up to [`BATCH`] lapsed orders, each with its event, in one transaction.
-#[tracing::instrument(skip_all, err)]
+/// Expires up to [`BATCH`] lapsed orders, each with its event, in one transaction. A round
+/// that found some is a trace of its own ([`sneakerstop_messaging::round_span`]); an idle
+/// one leaves none.
 async fn expire_batch(pool: &PgPool) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await.context("begin an expiry round")?;
     let (due, now) = store::lock_due(&mut tx, BATCH).await?;
-    for order in &due {
-        let expired = order.expire(now).with_context(|| format!("expire order {}", order.id))?;
-        store::save(&mut tx, &expired).await?;
+    if due.is_empty() {
+        return Ok(0);
     }
-    tx.commit().await.context("commit an expiry round")?;
-    for order in &due {
-        tracing::info!(order_id = %order.id, sneaker_id = %order.sneaker_id, "reservation lapsed; order expired");
+    let round = sneakerstop_messaging::round_span("expire lapsed orders", "orders", due.len());
+    async move {
+        let _transaction = sneakerstop_db::transaction_span("expiring orders");
+        for order in &due {
+            let expired = order.expire(now).with_context(|| format!("expire order {}", order.id))?;
+            store::save(&mut tx, &expired).await?;
+        }
+        tx.commit().await.context("commit an expiry round")?;
+        for order in &due {
+            tracing::info!(order_id = %order.id, sneaker_id = %order.sneaker_id, "reservation lapsed; order expired");
+        }
+        metrics::counter!("orders_cancelled_total", "reason" => "expired").increment(due.len() as u64);
+        Ok(due.len())
     }
-    metrics::counter!("orders_cancelled_total", "reason" => "expired").increment(due.len() as u64);
-    Ok(due.len())
+    .instrument(round)
+    .await
 }

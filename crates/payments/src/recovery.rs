@@ -18,6 +18,9 @@
 //! The buyer's `Idempotency-Key` for that request is a lease (see the idempotency crate):
 //! once it lapses, a retry with the same key is answered from what recovery recorded.
 
+use tracing::Instrument;
+
+use crate::domain::Payment;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,8 +62,23 @@ pub async fn resolve_stale(
 ) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await.context("begin")?;
     let stale = store::stale_attempts(&mut tx, stale_after, BATCH).await?;
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let round = sneakerstop_messaging::round_span("resolve stale payment attempts", "payments", stale.len());
+    resolve(tx, &stale, provider, currency).instrument(round).await
+}
+
+/// Asks the provider about each of `stale` (locked on `tx`) and records the answers.
+async fn resolve(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    stale: &[(Payment, Option<String>)],
+    provider: &dyn PaymentProvider,
+    currency: &str,
+) -> anyhow::Result<usize> {
+    let _transaction = sneakerstop_db::transaction_span("resolving stale payment attempts");
     let mut settled = 0;
-    for (payment, token) in &stale {
+    for (payment, token) in stale {
         let Some(token) = token else {
             tracing::error!(payment_id = %payment.id, "pending attempt without its card token; cannot ask the provider");
             continue;
@@ -72,7 +90,7 @@ pub async fn resolve_stale(
             idempotency_key: crate::http::charge_key(payment.order_id, payment.attempt),
             order_id: payment.order_id,
         };
-        let outcome = provider.charge(&request).await;
+        let outcome = provider.charge(&request).instrument(crate::provider::provider_span("charge")).await;
         match settle::record(&mut tx, payment, outcome, Unknown::Keep).await? {
             Settled::Unresolved(error @ crate::provider::ProviderError::Unavailable(_)) => {
                 tracing::warn!(payment_id = %payment.id, %error, "provider still unavailable; will ask again");

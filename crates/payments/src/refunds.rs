@@ -7,8 +7,11 @@
 //! next round. Rows are locked `FOR UPDATE SKIP LOCKED` for the round, so several instances
 //! never refund one payment at once (and the provider's idempotency makes even that safe).
 
+use crate::domain::Payment;
+use crate::provider::provider_span;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -32,13 +35,31 @@ pub async fn run(pool: PgPool, provider: Arc<dyn PaymentProvider>, interval: Dur
 pub async fn process_due(pool: &PgPool, provider: &dyn PaymentProvider) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await.context("begin a refund round")?;
     let due = store::due_refunds(&mut tx, BATCH).await?;
+    let done = if due.is_empty() {
+        0
+    } else {
+        let round = sneakerstop_messaging::round_span("refund cancelled payments", "payments", due.len());
+        refund(tx, &due, provider).instrument(round).await?
+    };
+    #[allow(clippy::cast_precision_loss, reason = "a count far below 2^52")]
+    metrics::gauge!("payments_refunds_pending").set(store::count_refunds_pending(pool).await? as f64);
+    Ok(done)
+}
+
+/// Refunds `due` (locked on `tx`) and commits; returns how many were refunded.
+async fn refund(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    due: &[Payment],
+    provider: &dyn PaymentProvider,
+) -> anyhow::Result<usize> {
+    let _transaction = sneakerstop_db::transaction_span("refunding payments");
     let mut done = 0;
-    for payment in &due {
+    for payment in due {
         let Some(charge) = payment.provider_ref.as_deref() else {
             tracing::error!(payment_id = %payment.id, "payment marked for refund has no charge reference");
             continue;
         };
-        match provider.refund(charge, &format!("refund-{}", payment.id)).await {
+        match provider.refund(charge, &format!("refund-{}", payment.id)).instrument(provider_span("refund")).await {
             Ok(refund) => {
                 let refunded = payment.record_refund(&refund.refund_ref, chrono::Utc::now())?;
                 anyhow::ensure!(
@@ -55,7 +76,5 @@ pub async fn process_due(pool: &PgPool, provider: &dyn PaymentProvider) -> anyho
         }
     }
     tx.commit().await.context("commit refunds")?;
-    #[allow(clippy::cast_precision_loss, reason = "a count far below 2^52")]
-    metrics::gauge!("payments_refunds_pending").set(store::count_refunds_pending(pool).await? as f64);
     Ok(done)
 }

@@ -69,12 +69,16 @@ pub struct MigrateArgs {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     sneakerstop_telemetry::init_logging(&cli.log);
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Dlq(args) => crate::dlq::run(args).await,
         Command::Load(args) => sneakerstop_load::run(args).await,
-    }
+    };
+    // The last spans leave before the process does (the export runs on this runtime, so
+    // wait for it off its worker threads).
+    let _ = tokio::task::spawn_blocking(sneakerstop_telemetry::shutdown).await;
+    result
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {

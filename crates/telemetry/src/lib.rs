@@ -1,13 +1,16 @@
 //! Telemetry: structured logs, request ids, and Prometheus metrics.
 //!
-//! - [`init_logging`] installs a `tracing` subscriber writing JSON (or pretty) lines.
+//! - [`init_logging`] installs a `tracing` subscriber writing JSON (or pretty) lines, each
+//!   inside a span with its `trace_id` and `span_id`, and bridging spans to OpenTelemetry
+//!   ([`otel`]: exported over OTLP when an endpoint is configured).
 //! - [`http_layers`] wraps a router so every request gets an `x-request-id` (taken from the
-//!   caller or generated), a span carrying it, and its count and latency recorded per
-//!   route template and status.
+//!   caller or generated), a server span (continuing the caller's `traceparent`), and its
+//!   count and latency recorded per route template and status.
 //! - [`trace`] carries the W3C `traceparent` from requests into the events they cause.
 //! - [`metrics_handle`] installs the process-wide Prometheus recorder once; [`metrics_router`]
 //!   serves it at `GET /metrics`.
 
+pub mod otel;
 pub mod trace;
 
 use std::sync::OnceLock;
@@ -20,24 +23,107 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use sneakerstop_settings::{LogFormat, LogSettings};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The header that carries a request's id in and out.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Installs the global log subscriber. Safe to call more than once (later calls do nothing).
+/// Installs the global subscriber: logs to stdout, spans to OpenTelemetry. Safe to call more
+/// than once (later calls do nothing). Call [`shutdown`] before exiting so the last spans
+/// are exported.
 pub fn init_logging(settings: &LogSettings) {
+    install(settings, false);
+}
+
+/// [`init_logging`] for tests: pretty lines to the test harness's captured output.
+pub fn init_test_logging() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    install(&LogSettings { filter, format: LogFormat::Pretty }, true);
+}
+
+fn install(settings: &LogSettings, test: bool) {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let provider = PROVIDER.get_or_init(otel::provider);
+    let tracer = opentelemetry::trace::TracerProvider::tracer(provider, "sneakerstop");
+    let spans = tracing_opentelemetry::layer().with_tracer(tracer).with_location(false).with_threads(false);
+    let writer = if test {
+        BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::default)
+    } else {
+        BoxMakeWriter::new(std::io::stdout)
+    };
+    let logs = tracing_subscriber::fmt::layer().with_writer(writer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel::ServiceLayer::default()).with(spans);
     let result = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => registry
+            .with(
+                logs.with_ansi(false).fmt_fields(tracing_subscriber::fmt::format::JsonFields::new()).event_format(
+                    WithTraceIds(
+                        tracing_subscriber::fmt::format()
+                            .json()
+                            .flatten_event(true)
+                            .with_current_span(true)
+                            .with_span_list(false),
+                    ),
+                ),
+            )
+            .try_init(),
+        LogFormat::Pretty => {
+            registry.with(logs.event_format(WithTraceIds(tracing_subscriber::fmt::format()))).try_init()
+        }
     };
     // An error only means a subscriber is already installed (tests start several servers).
     let _ = result;
+}
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Exports the spans still queued (waiting up to the exporter's timeout).
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get() {
+        let _ = provider.shutdown();
+    }
+}
+
+/// A log line's format with the `trace_id` and `span_id` of the span it is written in.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        // The entered span's OpenTelemetry context is the current one (context activation).
+        let context = opentelemetry::Context::current();
+        let span = context.span();
+        let ids = span.span_context();
+        if !ids.is_valid() {
+            return self.0.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, r#"{{"trace_id":"{}","span_id":"{}",{rest}"#, ids.trace_id(), ids.span_id()),
+            None => write!(writer, "trace_id={} span_id={} {line}", ids.trace_id(), ids.span_id()),
+        }
+    }
 }
 
 /// Latency buckets (seconds) for every duration histogram we export: finer between 50 and
@@ -80,27 +166,54 @@ pub fn http_layers(router: Router) -> Router {
     metrics_handle();
     router
         .layer(middleware::from_fn(record_metrics))
-        .layer(middleware::from_fn(trace::propagate))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let id = request
-                        .extensions()
-                        .get::<RequestId>()
-                        .and_then(|id| id.header_value().to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!(
-                        "http",
-                        method = %request.method(),
-                        uri = %request.uri().path(),
-                        request_id = %id,
-                        trace_id = tracing::field::Empty,
-                    )
-                })
-                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
+        .layer(middleware::from_fn(trace::answer_traceparent))
+        .layer(TraceLayer::new_for_http().make_span_with(server_span).on_response(
+            |response: &Response, latency: std::time::Duration, span: &tracing::Span| {
+                let status = response.status();
+                span.record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                tracing::info!(status = status.as_u16(), latency_ms = latency.as_secs_f64() * 1e3, "answered");
+            },
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The server span of a request, named and attributed per OpenTelemetry's HTTP conventions
+/// (`GET /api/orders/{id}`: the route template, never the raw path with its ids), in the trace
+/// of the caller's `traceparent` if it sent one.
+fn server_span(request: &Request) -> tracing::Span {
+    let id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "http",
+        otel.name = format!("{method} {}", route.unwrap_or("")).trim_end(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+        service = service_of_path(request.uri().path()),
+    );
+    trace::continue_trace(&span, trace::from_headers(request.headers()));
+    span
+}
+
+/// The service that answers `path` (all four share one router and port).
+fn service_of_path(path: &str) -> Option<&'static str> {
+    let resource = path.strip_prefix("/api/")?.split('/').next()?;
+    match resource {
+        "users" => Some("identity"),
+        "sneakers" => Some("catalog"),
+        "orders" => Some("orders"),
+        "payments" => Some("payments"),
+        _ => None,
+    }
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response {

@@ -1,21 +1,22 @@
-//! W3C Trace Context (`traceparent`) carried from HTTP requests through Kafka events.
+//! W3C Trace Context (`traceparent`) carried from HTTP requests through Kafka events, over
+//! OpenTelemetry spans ([`crate::otel`]).
 //!
-//! Every HTTP request runs inside a [`TraceContext`]: the caller's `traceparent` if it sent
-//! one, or a fresh trace. The context is kept in a task-local, so code deep in a handler
-//! (the outbox insert) can stamp the event it writes with a child `traceparent`, and the
-//! consumer that handles the event continues the same trace: one purchase, one trace id,
-//! across HTTP and Kafka. The trace id is recorded on the request's and the consumer's
-//! log spans (`trace_id`), so a trace can be followed through the logs.
-//!
-//! This is propagation only; exporting spans to a tracing backend (OTLP) is future work.
+//! Every HTTP request is a server span, the child of the caller's `traceparent` if it sent
+//! one, or the root of a new trace. Code inside it (the outbox write) stamps the events it
+//! writes with the `traceparent` of the span it runs in; the relay publishes each event in a
+//! producer span that continues that trace and replaces the header with its own; the
+//! consumer applies it in a consumer span whose parent is that producer span. One purchase,
+//! one trace id, across HTTP and Kafka; every log line inside a span carries its `trace_id`
+//! and `span_id`.
 
 use std::fmt;
-use std::future::Future;
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The header name, per the W3C spec.
 pub const TRACEPARENT: &str = "traceparent";
@@ -31,22 +32,7 @@ pub struct TraceContext {
     pub flags: u8,
 }
 
-tokio::task_local! {
-    static CURRENT: TraceContext;
-}
-
 impl TraceContext {
-    /// A new trace, sampled.
-    pub fn new_root() -> Self {
-        let trace_id = uuid::Uuid::new_v4().into_bytes();
-        Self { trace_id, span_id: random_span_id(), flags: 1 }
-    }
-
-    /// A context for a new span in the same trace (a child of this one).
-    pub fn child(&self) -> Self {
-        Self { span_id: random_span_id(), ..*self }
-    }
-
     /// Parses a `traceparent` header value (version 00); `None` if malformed.
     pub fn parse(value: &str) -> Option<Self> {
         let mut parts = value.trim().split('-');
@@ -68,14 +54,33 @@ impl TraceContext {
         hex(&self.trace_id)
     }
 
-    /// Runs `future` with this as the current context.
-    pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    /// The context of `span` (its trace, itself as the parent), if spans have ids here (the
+    /// OpenTelemetry layer is installed) and it is enabled.
+    pub fn of(span: &tracing::Span) -> Option<Self> {
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        span_context.is_valid().then(|| Self {
+            trace_id: span_context.trace_id().to_bytes(),
+            span_id: span_context.span_id().to_bytes(),
+            flags: span_context.trace_flags().to_u8(),
+        })
     }
 
-    /// The context of the running task, if it runs inside [`TraceContext::scope`].
+    /// The context of the span the caller runs in.
     pub fn current() -> Option<Self> {
-        CURRENT.try_with(|c| *c).ok()
+        Self::of(&tracing::Span::current())
+    }
+
+    /// This context as a remote parent for OpenTelemetry.
+    pub fn to_otel(&self) -> opentelemetry::Context {
+        let span_context = SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.span_id),
+            TraceFlags::new(self.flags),
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(span_context)
     }
 }
 
@@ -85,16 +90,23 @@ impl fmt::Display for TraceContext {
     }
 }
 
-/// A `traceparent` for something caused by the current task (an event it publishes).
-pub fn child_traceparent() -> Option<String> {
-    TraceContext::current().map(|c| c.child().to_string())
+/// The `traceparent` of the span the caller runs in: for something it causes (an event).
+pub fn current_traceparent() -> Option<String> {
+    TraceContext::current().map(|c| c.to_string())
 }
 
-fn random_span_id() -> [u8; 8] {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let mut id = [0; 8];
-    id.copy_from_slice(&bytes[..8]);
-    if id == [0; 8] { [1; 8] } else { id }
+/// Makes `span` (just created, not yet entered) a child of `parent` when there is one;
+/// without, it stays the child of the span it was created in, or a new trace's root.
+pub fn continue_trace(span: &tracing::Span, parent: Option<TraceContext>) {
+    if let Some(parent) = parent {
+        // Fails only for a span already entered or disabled: then it keeps its own trace.
+        let _ = span.set_parent(parent.to_otel());
+    }
+}
+
+/// The caller's trace context from a request's headers, if it sent a valid one.
+pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
+    headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -112,14 +124,12 @@ fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Axum middleware: runs the request in its trace context and answers with its `traceparent`.
-pub async fn propagate(request: Request, next: Next) -> Response {
-    let incoming = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
-    // Our span is a child of the caller's, or the root of a new trace.
-    let context = incoming.map_or_else(TraceContext::new_root, |c| c.child());
-    tracing::Span::current().record("trace_id", context.trace_id_hex());
-    let mut response = context.scope(next.run(request)).await;
-    if let Ok(value) = HeaderValue::from_str(&context.to_string()) {
+/// Axum middleware: answers with the `traceparent` of the request's span, so a caller can
+/// find its request's trace.
+pub async fn answer_traceparent(request: Request, next: Next) -> Response {
+    let context = TraceContext::current();
+    let mut response = next.run(request).await;
+    if let Some(value) = context.and_then(|c| HeaderValue::from_str(&c.to_string()).ok()) {
         response.headers_mut().insert(TRACEPARENT, value);
     }
     response
@@ -135,9 +145,10 @@ mod tests {
         let context = TraceContext::parse(text).unwrap();
         assert_eq!(context.to_string(), text);
         assert_eq!(context.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        let child = context.child();
-        assert_eq!(child.trace_id, context.trace_id);
-        assert_ne!(child.span_id, context.span_id);
+        let remote = context.to_otel();
+        let remote = remote.span();
+        assert_eq!(remote.span_context().trace_id().to_bytes(), context.trace_id);
+        assert!(remote.span_context().is_remote());
     }
 
     #[test]
@@ -155,14 +166,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_current_context_is_task_local() {
-        assert_eq!(TraceContext::current(), None);
-        assert_eq!(child_traceparent(), None);
-        let root = TraceContext::new_root();
-        let seen = root.scope(async { (TraceContext::current(), child_traceparent()) }).await;
-        assert_eq!(seen.0, Some(root));
-        let child = TraceContext::parse(&seen.1.unwrap()).unwrap();
-        assert_eq!(child.trace_id, root.trace_id);
+    #[test]
+    fn spans_continue_the_trace_they_are_given() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "test");
+        let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+            tracing_subscriber::registry(),
+            tracing_opentelemetry::layer().with_tracer(tracer),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            assert_eq!(current_traceparent(), None, "outside any span there is no context");
+            let parent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+            let span = tracing::info_span!("child");
+            continue_trace(&span, Some(parent));
+            let seen = span.in_scope(TraceContext::current).unwrap();
+            assert_eq!(seen.trace_id, parent.trace_id, "same trace");
+            assert_ne!(seen.span_id, parent.span_id, "its own span");
+            let fresh = tracing::info_span!("root");
+            continue_trace(&fresh, None);
+            let other = fresh.in_scope(TraceContext::current).unwrap();
+            assert_ne!(other.trace_id, parent.trace_id, "no parent: a new trace");
+        });
     }
 }

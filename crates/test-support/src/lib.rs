@@ -35,9 +35,9 @@ pub fn signed_in(keys: &sneakerstop_auth::SessionKeys) -> (uuid::Uuid, String) {
 }
 
 /// Shows the code's log lines in a failing test's output (`RUST_LOG` filters, default `info`).
+/// Spans get OpenTelemetry ids as in the binary, so trace propagation can be tested.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    sneakerstop_telemetry::init_test_logging();
 }
 
 /// The PostgreSQL server tests use: `DATABASE_URL`'s server, or the local default.

@@ -133,6 +133,7 @@ pub(super) async fn create(
         // With one: claimed, used and answered in one transaction, so a seller retrying
         // after a timeout gets the first listing back instead of listing the pair twice.
         Some(key) => {
+            let _transaction = sneakerstop_db::transaction_span("listing with an idempotency key");
             let mut tx = state.pool.begin().await.context("begin listing")?;
             let request = serde_json::to_value(&listing).context("listing as JSON")?;
             let start = sneakerstop_idempotency::begin(
@@ -253,6 +254,7 @@ pub(super) async fn update(
     let id = parse_id(&id)?;
     let if_match = if_match(&headers)?;
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
+    let _transaction = sneakerstop_db::transaction_span("editing a listing");
     let mut tx = state.pool.begin().await.context("begin editing a listing")?;
     let current = store::lock(&mut tx, id).await?.ok_or(CatalogError::NotFound)?;
     let edited = current.edit(user.id, &listing, if_match, now())?;

@@ -195,6 +195,7 @@ pub(super) async fn signout(
 /// Ends `user`'s sessions that `ending` names; returns how many.
 #[tracing::instrument(skip_all, fields(user_id = %user.id, ?ending), err)]
 async fn end(state: &AppState, user: &CurrentUser, ending: Ending, reason: RevokeReason) -> anyhow::Result<usize> {
+    let _transaction = sneakerstop_db::transaction_span("ending sessions");
     let mut tx = state.pool.begin().await.context("begin")?;
     let ended = store::end_sessions(&mut tx, user.id, ending, reason).await?;
     tx.commit().await.context("commit ended sessions")?;

@@ -135,6 +135,7 @@ async fn place(
     key: Option<&IdempotencyKey>,
     body: &NewOrder,
 ) -> Result<Response, OrdersError> {
+    let _transaction = sneakerstop_db::transaction_span("placing an order");
     let mut tx = state.pool.begin().await.context("begin placing an order")?;
     let request = json!({"sneakerId": body.sneaker_id});
     // Claimed, used and answered in this one transaction: a crash rolls the claim back too.
@@ -226,6 +227,7 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, OrdersError> {
     let id = parse_id(&id)?;
+    let _transaction = sneakerstop_db::transaction_span("cancelling an order");
     let mut tx = state.pool.begin().await.context("begin cancelling an order")?;
     let order = store::find_for_buyer(&mut tx, id, user.id, true).await?.ok_or(OrdersError::OrderNotFound)?;
     if order.status == OrderStatus::Cancelled {

@@ -10,6 +10,7 @@
 //!    order was cancelled meanwhile, `refund_pending`), `declined`, or — when the provider
 //!    gave no outcome — the attempt is removed so a retry reuses its key.
 
+use crate::provider::provider_span;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,6 +23,7 @@ use sneakerstop_auth::CurrentUser;
 use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::page::{Page, PageOf, PageParams};
 use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
+use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -138,6 +140,7 @@ async fn pay(
     sneakerstop_problem::storable_text("token", &token)?;
 
     // 1. Claim the key, check the order, write the pending attempt.
+    let _transaction = sneakerstop_db::transaction_span("paying");
     let mut tx = state.pool.begin().await.context("begin paying")?;
     let request = json!({"orderId": body.order_id, "token": token});
     let start = sneakerstop_idempotency::begin(&mut tx, user.id, key, &request, state.claim_lease).await?;
@@ -182,9 +185,10 @@ async fn pay(
         idempotency_key: charge_key(order.id, payment.attempt),
         order_id: order.id,
     };
-    let outcome = state.provider.charge(&charge).await;
+    let outcome = state.provider.charge(&charge).instrument(provider_span("charge")).await;
 
     // 3. Record the outcome.
+    let _transaction = sneakerstop_db::transaction_span("recording the outcome");
     let mut tx = state.pool.begin().await.context("begin recording the outcome")?;
     let result = match settle::record(&mut tx, &payment, outcome, Unknown::Abandon).await? {
         Settled::Charged(row) => answer_for(row),

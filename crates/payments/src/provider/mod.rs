@@ -67,3 +67,14 @@ pub trait PaymentProvider: Send + Sync + 'static {
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<Refund, ProviderError>>;
 }
+
+/// The client span of one call to the payment provider (`charge`, `refund`), whichever it is;
+/// Stripe's HTTP request is its child.
+pub fn provider_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "provider",
+        otel.name = format!("payment provider {operation}"),
+        otel.kind = "client",
+        payment.operation = operation,
+    )
+}

@@ -18,6 +18,8 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use sneakerstop_settings::Secret;
 
+use tracing::Instrument;
+
 use super::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
 
 /// The Stripe provider.
@@ -58,6 +60,25 @@ impl Stripe {
     }
 
     async fn post(&self, path: &str, idempotency_key: &str, form: &[(&str, String)]) -> Result<Object, ProviderError> {
+        // The HTTP client span (OpenTelemetry's conventions): never the form, never the key.
+        let span = tracing::info_span!(
+            "stripe",
+            otel.name = format!("POST {path}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "POST",
+            server.address = self.base.split("://").last().and_then(|rest| rest.split(['/', ':']).next()),
+            url.template = path,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let answer = self.send(path, idempotency_key, form).instrument(span.clone()).await;
+        if answer.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        answer
+    }
+
+    async fn send(&self, path: &str, idempotency_key: &str, form: &[(&str, String)]) -> Result<Object, ProviderError> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -69,6 +90,7 @@ impl Stripe {
             // The error text may hold the URL but never the key (it is a header).
             .map_err(|e| ProviderError::Unavailable(format!("could not reach Stripe: {e}")))?;
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         let body =
             response.bytes().await.map_err(|e| ProviderError::Unavailable(format!("reading Stripe's answer: {e}")))?;
         if status.is_success() {
