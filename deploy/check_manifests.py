@@ -171,6 +171,17 @@ def check(overlay, objects):
             any(h["spec"]["scaleTargetRef"]["name"] == name for h in by_kind.get("HorizontalPodAutoscaler", [])),
             f"{name} has no HorizontalPodAutoscaler",
         )
+    # Spans leave the services for a collector, and one in the overlay answers at that address.
+    endpoint = config.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    expect(endpoint, "no OTLP endpoint: no trace leaves the services")
+    match = re.fullmatch(r"https?://([^:/]+):(\d+)/?", endpoint)
+    if endpoint and match and "." not in match.group(1):
+        host, port = match.group(1), int(match.group(2))
+        expect(
+            any(svc["metadata"]["name"] == host and any(p["port"] == port for p in svc["spec"]["ports"])
+                for svc in by_kind["Service"]),
+            f"nothing in the overlay answers at the OTLP endpoint {endpoint}",
+        )
     # The services' port is open to the ingress controller and Prometheus, not to any pod.
     for policy in by_kind.get("NetworkPolicy", []):
         if policy["metadata"]["name"].startswith("sneakerstop-"):
@@ -247,6 +258,8 @@ DEFECTS = [
      "replica count"),
     ("a service without an autoscaler", lambda o: o.remove(find(o, "HorizontalPodAutoscaler", "sneakerstop-orders")[0]),
      "HorizontalPodAutoscaler"),
+    ("no OTLP endpoint", lambda o: find(o, "ConfigMap", "sneakerstop-config")[0]["data"].pop("OTEL_EXPORTER_OTLP_ENDPOINT"),
+     "no OTLP endpoint"),
     ("a Secret in the manifests", lambda o: o.append({"kind": "Secret", "metadata": {"name": "leak"}, "data": {}}), "Secret"),
     ("one service on another image",
      lambda o: server(o)["containers"][0].update(image="ghcr.io/sneakerstop/sneakerstop:0.1.0-old"), "different images"),
@@ -260,6 +273,11 @@ def self_test(overlay, objects):
         inject(broken)
         if not any(words in problem for problem in check(overlay, broken)):
             missed.append(what)
+    if find(objects, "Service", "otel-collector"):
+        broken = copy.deepcopy(objects)
+        broken.remove(find(broken, "Service", "otel-collector")[0])
+        if not any("answers at the OTLP endpoint" in p for p in check(overlay, broken)):
+            missed.append("an OTLP endpoint nothing answers at")
     if find(objects, "StatefulSet", "kafka")[0]["spec"].get("replicas", 1) > 1:
         for what, inject, words in [
             ("no ServiceMonitor", lambda o: o.remove(find(o, "ServiceMonitor")[0]), "ServiceMonitor"),

@@ -14,7 +14,9 @@ source scripts/lib.sh
 workdir=$(mktemp -d -t sneakerstop-bench.XXXXXX)
 server_pid=""   # the server this script started, if any
 rss_pid=""      # the server whose memory is reported
+sink_pid=""     # the OTLP receiver of the traced runs
 cleanup() {
+  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; fi
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   scripts/kafka.sh stop "$workdir/broker"
   rm -rf "$workdir"
@@ -90,10 +92,48 @@ fi
   run login-flood --scenario login-flood --duration "$(secs 20s)" --concurrency 64 --users 8 --seed-listings 0
 } | tee "$workdir/tables.txt"
 
+if [ -n "$server_pid" ]; then
+  # Tracing's overhead: the same list and purchase runs again with every span exported over
+  # OTLP/HTTP to a local receiver (a sink that reads and acknowledges each export, as a
+  # collector would), against the runs above with export off.
+  log "restarting the server with traces exported to a local OTLP receiver"
+  kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  sink_port=$(free_port)
+  python3 - "$sink_port" >"$workdir/sink.log" 2>&1 <<'PY' &
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+  sink_pid=$!
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" \
+    DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" KAFKA_BROKERS="127.0.0.1:$broker_port" \
+    WRITE_LIMIT_PER_SECOND=1000000 WRITE_LIMIT_BURST=1000000 TRUSTED_PROXIES=127.0.0.1 \
+    PORT="$port" RUST_LOG=warn LOG_FORMAT=json "$bin" serve --dev >"$workdir/server-traced.log" 2>&1 &
+  server_pid=$!
+  rss_pid=$server_pid
+  for _ in $(seq 1 60); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+  {
+    run list-traced --scenario list --duration "$(secs 20s)" --concurrency 32 --users 16 --seed-listings 0
+    run purchase-traced --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
+    echo "spans (traced runs):"
+    curl -s "$base/metrics" | grep -E '^otel_spans_(exported|dropped|export_failed)_total' || echo "  none counted"
+  } | tee -a "$workdir/tables.txt"
+  kill "$sink_pid" 2>/dev/null || true
+fi
+
 python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" <<'PY'
 import json, sys, os
 work, target, rev, stamp, cores, mem = sys.argv[1:]
-reports = {n: json.load(open(os.path.join(work, f"{n}.json"))) for n in ["browse", "list", "purchase", "drop", "login-flood"]}
+names = ["browse", "list", "purchase", "drop", "login-flood", "list-traced", "purchase-traced"]
+reports = {n: json.load(open(os.path.join(work, f"{n}.json"))) for n in names if os.path.exists(os.path.join(work, f"{n}.json"))}
 json.dump({"revision": rev, "date": stamp, "machine": {"cores": int(cores), "memoryGiB": float(mem)}, "reports": reports},
           open(target, "w"), indent=2)
 PY

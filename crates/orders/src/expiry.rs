@@ -49,6 +49,8 @@ async fn expire_batch(pool: &PgPool) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let round = sneakerstop_messaging::round_span("expire lapsed orders", "orders", due.len());
+    let ids: Vec<uuid::Uuid> = due.iter().map(|o| o.id).collect();
+    sneakerstop_telemetry::trace::link(&round, &store::traces(&mut tx, &ids).await?);
     async move {
         let _transaction = sneakerstop_db::transaction_span("expiring orders");
         for order in &due {

@@ -95,8 +95,9 @@ pub async fn take_hold(tx: &mut PgConnection, buyer: Uuid, cap: u32) -> anyhow::
 pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), InsertError> {
     let order = &placed.order;
     sqlx::query!(
-        "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at,
+                             traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
         order.id,
         order.sneaker_id,
         order.buyer_id,
@@ -105,6 +106,7 @@ pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), Inse
         order.status as OrderStatus,
         order.expires_at,
         order.created_at,
+        sneakerstop_telemetry::trace::current_traceparent(),
     )
     .execute(&mut *tx)
     .await
@@ -200,6 +202,17 @@ pub async fn list_for_buyer(pool: &PgPool, buyer_id: Uuid, page: &Page) -> anyho
 async fn publish(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     sneakerstop_messaging::enqueue(tx, SOURCE, decided.order.id, decided.order.version, &decided.event).await?;
     Ok(())
+}
+
+/// The traces `orders` were placed in (those that recorded one).
+pub async fn traces(tx: &mut PgConnection, orders: &[Uuid]) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT traceparent AS "traceparent!" FROM orders WHERE id = ANY($1) AND traceparent IS NOT NULL"#,
+        orders
+    )
+    .fetch_all(tx)
+    .await
+    .context("read the orders' traces")
 }
 
 /// Up to `batch` orders whose reservation has lapsed by the database's clock, locked for

@@ -66,6 +66,8 @@ pub async fn resolve_stale(
         return Ok(0);
     }
     let round = sneakerstop_messaging::round_span("resolve stale payment attempts", "payments", stale.len());
+    let ids: Vec<uuid::Uuid> = stale.iter().map(|(p, _)| p.id).collect();
+    sneakerstop_telemetry::trace::link(&round, &store::traces(&mut tx, &ids).await?);
     resolve(tx, &stale, provider, currency).instrument(round).await
 }
 

@@ -39,6 +39,8 @@ pub async fn process_due(pool: &PgPool, provider: &dyn PaymentProvider) -> anyho
         0
     } else {
         let round = sneakerstop_messaging::round_span("refund cancelled payments", "payments", due.len());
+        let ids: Vec<uuid::Uuid> = due.iter().map(|p| p.id).collect();
+        sneakerstop_telemetry::trace::link(&round, &store::traces(&mut tx, &ids).await?);
         refund(tx, &due, provider).instrument(round).await?
     };
     #[allow(clippy::cast_precision_loss, reason = "a count far below 2^52")]

@@ -87,8 +87,9 @@ pub async fn next_attempt(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Re
 #[tracing::instrument(skip_all, fields(payment_id = %payment.id, attempt = payment.attempt), err)]
 pub async fn insert(tx: &mut PgConnection, payment: &Payment, token: &str) -> anyhow::Result<bool> {
     let inserted = sqlx::query!(
-        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token, created_at, updated_at,
+                               traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
         payment.id,
         payment.order_id,
         payment.buyer_id,
@@ -97,6 +98,7 @@ pub async fn insert(tx: &mut PgConnection, payment: &Payment, token: &str) -> an
         payment.status as PaymentStatus,
         token,
         payment.created_at,
+        sneakerstop_telemetry::trace::current_traceparent(),
     )
     .execute(tx)
     .await;
@@ -105,6 +107,17 @@ pub async fn insert(tx: &mut PgConnection, payment: &Payment, token: &str) -> an
         Err(e) if is_live_payment_conflict(&e) => Ok(false),
         Err(e) => Err(anyhow::Error::new(e).context("insert payment")),
     }
+}
+
+/// The traces `payments` were attempted in (those that recorded one).
+pub async fn traces(tx: &mut PgConnection, payments: &[Uuid]) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"SELECT traceparent AS "traceparent!" FROM payments WHERE id = ANY($1) AND traceparent IS NOT NULL"#,
+        payments
+    )
+    .fetch_all(tx)
+    .await
+    .context("read the payments' traces")
 }
 
 fn is_live_payment_conflict(error: &sqlx::Error) -> bool {

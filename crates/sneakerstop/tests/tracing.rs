@@ -262,3 +262,45 @@ async fn a_collector_that_is_down_or_slow_changes_no_answer() {
     }
     assert!(!slow.spans.lock().unwrap().is_empty(), "the slow collector still received the spans");
 }
+
+#[tokio::test]
+async fn an_expiry_round_is_a_trace_of_its_own_linked_to_the_orders_it_expired() {
+    let db = TestDb::new().await;
+    let collector = Collector::start(Duration::ZERO).await;
+    let mut env = exporting_to(&db, &collector.url);
+    env.push(("ORDER_RESERVATION_TTL", "1s".to_owned()));
+    let server = Server::start(BIN, &["serve"], &env).await;
+    let http = Client::new();
+    let (seller, buyer) = (server.signup().await, server.signup().await);
+    let listed =
+        post(&http, &server, "/api/sneakers", &seller, json!({"title": "Yeezy 350", "price": 230, "size": 11})).await;
+    let sneaker = listed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let ordered = wait_until("orders to know the pair", DEADLINE, || async {
+        let response = post(&http, &server, "/api/orders", &buyer, json!({"sneakerId": sneaker})).await;
+        (response.status() == StatusCode::CREATED).then_some(response)
+    })
+    .await;
+    let placed_in = ordered.headers()["traceparent"].to_str().unwrap()[3..35].to_owned();
+
+    // Nobody pays: the sweeper expires the order in a round of its own, linked to the trace
+    // the order was placed in; idle rounds (every second) leave no span at all.
+    let round = wait_until("an expiry round linked to the order's trace", DEADLINE, || async {
+        let spans = collector.spans.lock().unwrap().clone();
+        spans.into_iter().find(|r| {
+            r.span.name == "expire lapsed orders" && r.span.links.iter().any(|l| hex(&l.trace_id) == placed_in)
+        })
+    })
+    .await;
+    assert!(round.span.parent_span_id.is_empty(), "a round is a root");
+    assert_eq!(round.service, "sneakerstop-orders");
+    assert_eq!(round.attribute("items").as_deref(), Some("1"));
+    let rounds = collector.spans.lock().unwrap().iter().filter(|r| r.span.name == "expire lapsed orders").count();
+    assert_eq!(rounds, 1, "only the round that found work left a span");
+    // The expiry's event and its consumers continue the round's trace.
+    wait_until("catalog to release the pair in the round's trace", DEADLINE, || async {
+        let trace = collector.trace(&round.span.trace_id);
+        trace.iter().any(|r| r.kind() == SpanKind::Consumer && r.service == "sneakerstop-catalog").then_some(())
+    })
+    .await;
+    assert!(server.terminate().await);
+}

@@ -104,6 +104,14 @@ pub fn continue_trace(span: &tracing::Span, parent: Option<TraceContext>) {
     }
 }
 
+/// Links `span` to each trace of `traceparents` (what a background round touched, each in
+/// the trace that made it): a round is a trace of its own, and these lead to the others.
+pub fn link(span: &tracing::Span, traceparents: &[String]) {
+    for parent in traceparents.iter().filter_map(|t| TraceContext::parse(t)) {
+        span.add_link(parent.to_otel().span().span_context().clone());
+    }
+}
+
 /// The caller's trace context from a request's headers, if it sent a valid one.
 pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
     headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse)
