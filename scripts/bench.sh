@@ -29,6 +29,22 @@ log "building the release binary"
 cargo build --release --bin sneakerstop
 bin=target/release/sneakerstop
 
+# Starts the release server on $port (log: $workdir/$1), with any further VAR=value settings,
+# and waits until it is ready. As make run: no TLS over loopback (see DATABASE_URL in the
+# README). The scenarios drive thousands of writes from a few accounts, so the per-user
+# write limit is raised (the bench measures the system, not the limit); the driver is a
+# trusted proxy so that login-flood can play many client addresses.
+start_server() {
+  local log_file=$1; shift
+  env "$@" DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" KAFKA_BROKERS="127.0.0.1:$broker_port" \
+    WRITE_LIMIT_PER_SECOND=1000000 WRITE_LIMIT_BURST=1000000 TRUSTED_PROXIES=127.0.0.1 \
+    PORT="$port" RUST_LOG=warn LOG_FORMAT=json "$bin" serve --dev >"$workdir/$log_file" 2>&1 &
+  server_pid=$!
+  rss_pid=$server_pid
+  for _ in $(seq 1 60); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+  curl -sf "$base/readyz" >/dev/null || die "the server did not become ready; see $workdir/$log_file"
+}
+
 base="${LOAD_BASE_URL:-http://127.0.0.1:8080}"
 broker=""
 if curl -sf "$base/healthz" >/dev/null 2>&1; then
@@ -42,17 +58,7 @@ else
   log "starting Apache Kafka and the release server on $base"
   scripts/kafka.sh start "$broker_port" "$workdir/broker" >/dev/null
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS sneakerstop_bench WITH (FORCE)"
-  # As make run: no TLS over loopback (see DATABASE_URL in the README). The scenarios drive
-  # thousands of writes from a few accounts, so the per-user write limit is raised (the
-  # bench measures the system, not the limit); the driver is a trusted proxy so that
-  # login-flood can play many client addresses.
-  DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" KAFKA_BROKERS="127.0.0.1:$broker_port" \
-    WRITE_LIMIT_PER_SECOND=1000000 WRITE_LIMIT_BURST=1000000 TRUSTED_PROXIES=127.0.0.1 \
-    PORT="$port" RUST_LOG=warn LOG_FORMAT=json "$bin" serve --dev >"$workdir/server.log" 2>&1 &
-  server_pid=$!
-  rss_pid=$server_pid
-  for _ in $(seq 1 60); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
-  curl -sf "$base/readyz" >/dev/null || die "the server did not become ready; see $workdir/server.log"
+  start_server server.log
 fi
 
 quick=${BENCH_QUICK:-}
@@ -113,13 +119,7 @@ class Sink(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 PY
   sink_pid=$!
-  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" \
-    DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" KAFKA_BROKERS="127.0.0.1:$broker_port" \
-    WRITE_LIMIT_PER_SECOND=1000000 WRITE_LIMIT_BURST=1000000 TRUSTED_PROXIES=127.0.0.1 \
-    PORT="$port" RUST_LOG=warn LOG_FORMAT=json "$bin" serve --dev >"$workdir/server-traced.log" 2>&1 &
-  server_pid=$!
-  rss_pid=$server_pid
-  for _ in $(seq 1 60); do curl -sf "$base/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+  start_server server-traced.log OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
   {
     run list-traced --scenario list --duration "$(secs 20s)" --concurrency 32 --users 16 --seed-listings 0
     run purchase-traced --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
