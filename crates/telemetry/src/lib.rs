@@ -28,13 +28,14 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use sneakerstop_settings::{LogFormat, LogSettings};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// The header that carries a request's id in and out.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,37 +54,50 @@ pub fn init_test_logging() {
 }
 
 fn install(settings: &LogSettings, test: bool) {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let provider = PROVIDER.get_or_init(otel::provider);
-    let tracer = opentelemetry::trace::TracerProvider::tracer(provider, "sneakerstop");
-    let spans = tracing_opentelemetry::layer().with_tracer(tracer).with_location(false).with_threads(false);
     let writer = if test {
         BoxMakeWriter::new(tracing_subscriber::fmt::TestWriter::default)
     } else {
         BoxMakeWriter::new(std::io::stdout)
     };
+    // An error only means a subscriber is already installed (tests start several servers).
+    let _ = subscriber(settings, writer, PROVIDER.get_or_init(otel::provider)).try_init();
+}
+
+/// Log lines to `writer`, spans to `provider` (and the services they belong to).
+fn subscriber(
+    settings: &LogSettings,
+    writer: BoxMakeWriter,
+    provider: &SdkTracerProvider,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    // RUST_LOG decides which lines are logged, never which spans exist: a warn-level log must
+    // not switch tracing off. Spans are our crates' (`sneakerstop_*`) at info and above.
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let traced = Targets::new().with_target("sneakerstop", tracing::Level::INFO);
+    let tracer = opentelemetry::trace::TracerProvider::tracer(provider, "sneakerstop");
+    let spans = tracing_opentelemetry::layer().with_tracer(tracer).with_location(false).with_threads(false);
     let logs = tracing_subscriber::fmt::layer().with_writer(writer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel::ServiceLayer::default()).with(spans);
-    let result = match settings.format {
-        LogFormat::Json => registry
-            .with(
-                logs.with_ansi(false).fmt_fields(tracing_subscriber::fmt::format::JsonFields::new()).event_format(
-                    WithTraceIds(
+    let registry = tracing_subscriber::registry()
+        .with(otel::ServiceLayer::default().with_filter(traced.clone()))
+        .with(spans.with_filter(traced));
+    match settings.format {
+        LogFormat::Json => Box::new(
+            registry.with(
+                logs.with_ansi(false)
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(WithTraceIds(
                         tracing_subscriber::fmt::format()
                             .json()
                             .flatten_event(true)
                             .with_current_span(true)
                             .with_span_list(false),
-                    ),
-                ),
-            )
-            .try_init(),
-        LogFormat::Pretty => {
-            registry.with(logs.event_format(WithTraceIds(tracing_subscriber::fmt::format()))).try_init()
-        }
-    };
-    // An error only means a subscriber is already installed (tests start several servers).
-    let _ = result;
+                    ))
+                    .with_filter(filter),
+            ),
+        ),
+        LogFormat::Pretty => Box::new(
+            registry.with(logs.event_format(WithTraceIds(tracing_subscriber::fmt::format())).with_filter(filter)),
+        ),
+    }
 }
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
@@ -181,10 +195,14 @@ pub fn http_layers(router: Router) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// The server span of a request, named and attributed per OpenTelemetry's HTTP conventions
+/// The server span of a request (none for the health probes), named and attributed per OpenTelemetry's HTTP conventions
 /// (`GET /api/orders/{id}`: the route template, never the raw path with its ids), in the trace
 /// of the caller's `traceparent` if it sent one.
 fn server_span(request: &Request) -> tracing::Span {
+    // Probes ask every few seconds and cause nothing: no span, no trace.
+    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+        return tracing::Span::none();
+    }
     let id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let method = request.method().as_str();
@@ -234,7 +252,55 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 mod tests {
     use super::*;
     use axum::body::Body;
+    use std::sync::{Arc, Mutex};
     use tower::ServiceExt;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_inside_a_span_carry_its_trace_and_span_ids_whatever_the_log_level() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        // Logging at warn only: spans (info) must exist all the same, for traces and their ids.
+        let settings = LogSettings { filter: "warn".to_owned(), format: LogFormat::Json };
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(&settings, BoxMakeWriter::new(move || writer.clone()), &provider);
+        let ids = tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("outer");
+            let ids = outer.in_scope(|| {
+                let inner = tracing::info_span!("inner");
+                inner.in_scope(|| {
+                    tracing::info!("not logged");
+                    tracing::warn!("inside");
+                    trace::TraceContext::current().unwrap()
+                })
+            });
+            tracing::warn!("outside");
+            ids
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(!text.contains("not logged"), "{text}");
+        let inside = lines.iter().find(|l| l["message"] == "inside").unwrap();
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(inside["trace_id"], hex(&ids.trace_id), "{text}");
+        assert_eq!(inside["span_id"], hex(&ids.span_id), "the innermost span's id: {text}");
+        let outside = lines.iter().find(|l| l["message"] == "outside").unwrap();
+        assert!(outside.get("trace_id").is_none(), "no span, no ids: {text}");
+    }
 
     #[tokio::test]
     async fn requests_are_counted_by_route_template_and_carry_a_request_id() {

@@ -201,7 +201,7 @@ impl ByService {
 impl SpanExporter for ByService {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         // These spans have left the queue.
-        self.pending.fetch_sub(batch.len().min(self.pending.load(Ordering::Acquire)), Ordering::AcqRel);
+        let _ = self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(batch.len())));
         let mut groups: HashMap<String, Vec<SpanData>> = HashMap::new();
         for span in batch {
             groups.entry(self.service_name(&span)).or_default().push(span);
