@@ -74,11 +74,16 @@ fn subscriber(
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let traced = Targets::new().with_target("sneakerstop", tracing::Level::INFO);
     let tracer = opentelemetry::trace::TracerProvider::tracer(provider, "sneakerstop");
-    let spans = tracing_opentelemetry::layer().with_tracer(tracer).with_location(false).with_threads(false);
+    // No busy/idle timing (two clock reads per poll of every request's future).
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false);
     let logs = tracing_subscriber::fmt::layer().with_writer(writer);
-    let registry = tracing_subscriber::registry()
-        .with(otel::ServiceLayer::default().with_filter(traced.clone()))
-        .with(spans.with_filter(traced));
+    // Which service a span belongs to matters only to the exporter.
+    let services = otel::export_configured().then(|| otel::ServiceLayer::default().with_filter(traced.clone()));
+    let registry = tracing_subscriber::registry().with(services).with(spans.with_filter(traced));
     match settings.format {
         LogFormat::Json => Box::new(
             registry.with(
@@ -124,7 +129,9 @@ where
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        // The entered span's OpenTelemetry context is the current one (context activation).
+        // The entered span's OpenTelemetry context is the current one (context activation),
+        // whether or not this layer's filter logs spans at its level. (`Span::current()` is
+        // no use here: inside an event's dispatch it is always the empty span.)
         let context = opentelemetry::Context::current();
         let span = context.span();
         let ids = span.span_context();
