@@ -11,11 +11,11 @@
 //! pair and payments refunds a charge that raced the expiry (docs/architecture.md).
 
 use std::time::Duration;
-use tracing::Instrument;
 
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::store;
 

@@ -18,16 +18,15 @@
 //! The buyer's `Idempotency-Key` for that request is a lease (see the idempotency crate):
 //! once it lapses, a retry with the same key is answered from what recovery recorded.
 
-use tracing::Instrument;
-
-use crate::domain::Payment;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::domain::Payment;
 use crate::provider::{ChargeRequest, PaymentProvider};
 use crate::settle::{self, Settled, Unknown};
 use crate::store;

@@ -7,17 +7,16 @@
 //! next round. Rows are locked `FOR UPDATE SKIP LOCKED` for the round, so several instances
 //! never refund one payment at once (and the provider's idempotency makes even that safe).
 
-use crate::domain::Payment;
-use crate::provider::provider_span;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::provider::PaymentProvider;
+use crate::domain::Payment;
+use crate::provider::{PaymentProvider, provider_span};
 use crate::store;
 
 /// Payments refunded per round.

@@ -10,7 +10,6 @@
 //!    order was cancelled meanwhile, `refund_pending`), `declined`, or — when the provider
 //!    gave no outcome — the attempt is removed so a retry reuses its key.
 
-use crate::provider::provider_span;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,7 +30,7 @@ use anyhow::Context;
 use sneakerstop_idempotency::Start;
 
 use crate::domain::{Payment, PaymentStatus};
-use crate::provider::{ChargeRequest, ProviderError};
+use crate::provider::{ChargeRequest, ProviderError, provider_span};
 use crate::settle::{self, Settled, Unknown};
 use crate::store;
 use crate::{AppState, PaymentsError};

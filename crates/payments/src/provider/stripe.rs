@@ -17,7 +17,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use sneakerstop_settings::Secret;
-
 use tracing::Instrument;
 
 use super::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
