@@ -72,7 +72,7 @@ fn exporting(runtime: tokio::runtime::Handle) -> anyhow::Result<Bounded> {
     let by_service = ByService {
         client: Arc::new(client),
         exporters: Exporters::default(),
-        fixed_name: std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.trim().is_empty()),
+        fixed_name: service_name_set(),
         resource: resource(),
         pending: pending.clone(),
     };
@@ -92,11 +92,12 @@ fn exporting(runtime: tokio::runtime::Handle) -> anyhow::Result<Bounded> {
 /// that is unset).
 fn resource() -> Resource {
     let builder = Resource::builder();
-    if std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.trim().is_empty()) {
-        builder.build()
-    } else {
-        builder.with_service_name("sneakerstop").build()
-    }
+    if service_name_set() { builder.build() } else { builder.with_service_name("sneakerstop").build() }
+}
+
+/// Whether `OTEL_SERVICE_NAME` names every span of the process.
+fn service_name_set() -> bool {
+    std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.trim().is_empty())
 }
 
 /// One OTLP exporter per `service.name`, made on first use.

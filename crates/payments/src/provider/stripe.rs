@@ -26,6 +26,8 @@ use super::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
 pub struct Stripe {
     http: reqwest::Client,
     base: String,
+    /// `base`'s host, for the client span's `server.address`.
+    host: String,
     secret: Secret,
 }
 
@@ -55,7 +57,10 @@ impl Stripe {
             .timeout(timeout)
             .user_agent(concat!("sneakerstop/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), secret })
+        let base = base.trim_end_matches('/').to_owned();
+        let host =
+            base.split("://").last().and_then(|rest| rest.split(['/', ':']).next()).unwrap_or_default().to_owned();
+        Ok(Self { http, base, host, secret })
     }
 
     async fn post(&self, path: &str, idempotency_key: &str, form: &[(&str, String)]) -> Result<Object, ProviderError> {
@@ -66,7 +71,7 @@ impl Stripe {
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             http.request.method = "POST",
-            server.address = self.base.split("://").last().and_then(|rest| rest.split(['/', ':']).next()),
+            server.address = %self.host,
             url.template = path,
             http.response.status_code = tracing::field::Empty,
         );
