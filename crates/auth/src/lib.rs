@@ -40,6 +40,11 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+    /// Whether the user was an admin when the session began. Absent (not an admin) in
+    /// tokens issued before roles existed; a role change ends the user's sessions, so a
+    /// token never outlives the role it states.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// The signed-in user of a request. Extracting it answers 401 when there is no valid session.
@@ -51,6 +56,24 @@ pub struct CurrentUser {
     pub email: String,
     /// The session the request belongs to.
     pub session: Uuid,
+    /// Whether the user may do what only admins may (create products).
+    pub admin: bool,
+}
+
+impl CurrentUser {
+    /// A member (not an admin) in a new session; tests and sign-ups make these.
+    pub fn member(id: Uuid, email: impl Into<String>) -> Self {
+        Self { id, email: email.into(), session: Uuid::now_v7(), admin: false }
+    }
+
+    /// The user, if they are an admin; otherwise a 403 saying what needed the role.
+    pub fn require_admin(self, to: &str) -> Result<Self, Problem> {
+        if self.admin {
+            Ok(self)
+        } else {
+            Err(Problem::forbidden(format!("only an admin may {to}; ask an operator to grant the role")))
+        }
+    }
 }
 
 /// Signs and verifies session tokens. Cheap to clone.
@@ -106,7 +129,8 @@ impl SessionKeys {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let exp = now.saturating_add(ttl);
-        let claims = Claims { sub: user.id, email: user.email.clone(), sid: user.session, iat: now, exp };
+        let claims =
+            Claims { sub: user.id, email: user.email.clone(), sid: user.session, iat: now, exp, admin: user.admin };
         // Encoding HS256 claims made of plain strings and numbers cannot fail.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
             .unwrap_or_else(|e| unreachable!("HS256 encoding of plain claims failed: {e}"));
@@ -120,7 +144,7 @@ impl SessionKeys {
         if self.0.revoked.is_revoked(claims.sid) {
             return None;
         }
-        Some(CurrentUser { id: claims.sub, email: claims.email, session: claims.sid })
+        Some(CurrentUser { id: claims.sub, email: claims.email, session: claims.sid, admin: claims.admin })
     }
 
     /// The token's session and user and when it expires, if it is valid, whether or not the
@@ -262,7 +286,7 @@ mod tests {
     }
 
     fn user() -> CurrentUser {
-        CurrentUser { id: Uuid::now_v7(), email: "ann@example.com".into(), session: Uuid::now_v7() }
+        CurrentUser::member(Uuid::now_v7(), "ann@example.com")
     }
 
     fn parts(header: (&str, &str)) -> Parts {
@@ -297,6 +321,7 @@ mod tests {
             sid: Uuid::now_v7(),
             iat: now - 120,
             exp: now - 60,
+            admin: false,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.0.encoding).unwrap();
         assert_eq!(keys.verify(&token), None);
@@ -320,8 +345,7 @@ mod tests {
     #[test]
     fn every_credential_presented_must_be_valid_and_name_one_user() {
         let keys = keys(Duration::from_secs(60));
-        let (ann, bo) =
-            (user(), CurrentUser { id: Uuid::now_v7(), email: "bo@example.com".into(), session: Uuid::now_v7() });
+        let (ann, bo) = (user(), CurrentUser::member(Uuid::now_v7(), "bo@example.com"));
         let (ann_token, bo_token) = (keys.issue(&ann), keys.issue(&bo));
         let both = |bearer: &str, cookie: &str| {
             let mut request = Request::builder()
@@ -353,6 +377,25 @@ mod tests {
         );
         let clone = keys.clone();
         assert_eq!(clone.verify(&phone_token), None, "clones share what is revoked");
+    }
+
+    #[test]
+    fn the_admin_role_round_trips_and_is_absent_from_members_tokens() {
+        let keys = keys(Duration::from_secs(60));
+        let admin = CurrentUser { admin: true, ..user() };
+        assert_eq!(keys.verify(&keys.issue(&admin)), Some(admin.clone()));
+        assert!(admin.clone().require_admin("create products").is_ok());
+        let member = user();
+        let token = keys.issue(&member);
+        #[derive(Deserialize)]
+        struct Raw {
+            admin: Option<bool>,
+        }
+        let raw = jsonwebtoken::decode::<Raw>(&token, &keys.0.decoding, &keys.0.validation).unwrap().claims;
+        assert_eq!(raw.admin, None, "members' tokens are as before");
+        assert_eq!(keys.verify(&token).map(|u| u.admin), Some(false));
+        let refused = member.require_admin("create products").unwrap_err();
+        assert_eq!(refused.status, 403);
     }
 
     #[test]

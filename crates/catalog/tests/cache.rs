@@ -47,10 +47,7 @@ async fn ctx() -> Ctx {
     cache.follow(&feed, &sneakerstop_catalog::change_channel());
     tokio::spawn(feed.run(pool.clone(), stop.clone()));
     let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone(), cache: cache.clone() });
-    let auth = format!(
-        "Bearer {}",
-        keys.issue(&CurrentUser { id: Uuid::now_v7(), email: "s@example.com".into(), session: Uuid::now_v7() })
-    );
+    let auth = format!("Bearer {}", keys.issue(&CurrentUser::member(Uuid::now_v7(), "s@example.com")));
     let ctx = Ctx { app, cache, pool, auth, stop, _db: db };
     // The cache serves nothing until its listener hears changes.
     wait_until("the cache to listen", DEADLINE, || async {

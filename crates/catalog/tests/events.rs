@@ -45,7 +45,7 @@ async fn orders_reserve_release_and_sell_the_pair_they_hold() {
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_catalog::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("catalog-events-test-secret-0123456789"), Duration::from_secs(60), false);
     let app = sneakerstop_catalog::app(AppState::uncached(pool.clone(), keys.clone()));
-    let seller = CurrentUser { id: Uuid::now_v7(), email: "s@example.com".into(), session: Uuid::now_v7() };
+    let seller = CurrentUser::member(Uuid::now_v7(), "s@example.com");
     let auth = format!("Bearer {}", keys.issue(&seller));
     let listed = Call::post("/api/sneakers", json!({"title": "Samba", "price": 100, "size": 9}))
         .header("authorization", &auth)

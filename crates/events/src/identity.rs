@@ -57,4 +57,6 @@ pub enum RevokeReason {
     SignedOutEverywhere,
     /// Its user changed their password from another session.
     PasswordChanged,
+    /// An operator granted or took away the user's admin role: the token states the old one.
+    RoleChanged,
 }

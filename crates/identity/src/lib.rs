@@ -29,6 +29,14 @@ pub use service::Identity;
 
 sneakerstop_service::service_schema!("identity");
 
+/// Grants (`admin`) or takes away the admin role of the account with `email`, ending its
+/// sessions so that the next sign-in states the new role; `sneakerstop admin` calls this.
+/// Returns how many sessions ended, or `None` when no account has that email.
+pub async fn set_admin(pool: &PgPool, email: &str, admin: bool) -> anyhow::Result<Option<usize>> {
+    let ended = store::set_role(pool, &domain::Email::normalize(email), admin).await?;
+    Ok(ended.map(|ended| ended.len()))
+}
+
 /// Deletes what identity no longer needs: sign-in failures whose window has passed and
 /// sessions whose tokens have expired. Returns how many rows went.
 pub async fn forget_expired(pool: &PgPool, throttle: throttle::Throttle) -> anyhow::Result<usize> {

@@ -15,6 +15,8 @@ pub struct UserRow {
     pub id: Uuid,
     pub email: String,
     pub password_hash: String,
+    /// Whether the user is an admin (`role = 'admin'`).
+    pub admin: bool,
     #[allow(dead_code, reason = "selected so the row is the whole account")]
     pub created_at: DateTime<Utc>,
 }
@@ -134,6 +136,25 @@ pub async fn change_password(
     Ok(ended)
 }
 
+/// Makes the account with this (normalized) email an admin or a member again, and ends
+/// every session of theirs, in one transaction: the next sign-in issues a token with the
+/// new role. `None` when there is no such account; otherwise the sessions ended.
+pub async fn set_role(pool: &PgPool, email: &str, admin: bool) -> anyhow::Result<Option<Vec<(Uuid, DateTime<Utc>)>>> {
+    let _transaction = sneakerstop_db::transaction_span("changing a role");
+    let mut tx = pool.begin().await.context("begin")?;
+    let role = if admin { "admin" } else { "member" };
+    let Some(user) = sqlx::query_scalar!("UPDATE users SET role = $2 WHERE email = $1 RETURNING id", email, role)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("set role")?
+    else {
+        return Ok(None);
+    };
+    let ended = end_sessions(&mut tx, user, Ending::All, RevokeReason::RoleChanged).await?;
+    tx.commit().await.context("commit role change")?;
+    Ok(Some(ended))
+}
+
 /// Deletes sessions whose tokens have expired (revoked or not: their tokens are refused
 /// anyway). Returns how many.
 pub async fn forget_expired_sessions(pool: &PgPool) -> anyhow::Result<u64> {
@@ -169,16 +190,24 @@ async fn insert_user(
 
 /// The account with this id, if any.
 pub async fn find_by_id(db: impl PgExecutor<'_>, id: Uuid) -> anyhow::Result<Option<UserRow>> {
-    sqlx::query_as!(UserRow, "SELECT id, email, password_hash, created_at FROM users WHERE id = $1", id)
-        .fetch_optional(db)
-        .await
-        .context("find user by id")
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role = 'admin' AS "admin!", created_at FROM users WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .context("find user by id")
 }
 
 /// The account with this (normalized) email, if any.
 pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> anyhow::Result<Option<UserRow>> {
-    sqlx::query_as!(UserRow, "SELECT id, email, password_hash, created_at FROM users WHERE email = $1", email)
-        .fetch_optional(db)
-        .await
-        .context("find user by email")
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role = 'admin' AS "admin!", created_at FROM users WHERE email = $1"#,
+        email
+    )
+    .fetch_optional(db)
+    .await
+    .context("find user by email")
 }

@@ -69,7 +69,8 @@ async fn signup_creates_the_account_and_starts_a_session() {
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
     assert_eq!(answer.json["email"], "ann@example.com");
     let id = answer.json["id"].as_str().unwrap().to_owned();
-    assert_eq!(answer.json.as_object().unwrap().len(), 2, "only id and email: {}", answer.text);
+    assert_eq!(answer.json["role"], "member", "{}", answer.text);
+    assert_eq!(answer.json.as_object().unwrap().len(), 3, "only id, email and role: {}", answer.text);
 
     let cookie = answer.set_cookie().unwrap();
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=3600"] {
@@ -79,7 +80,7 @@ async fn signup_creates_the_account_and_starts_a_session() {
 
     let token = session_token(&answer);
     let user = current_user(&app, Some(("cookie", format!("session={token}")))).await;
-    assert_eq!(user, json!({"id": id, "email": "ann@example.com"}));
+    assert_eq!(user, json!({"id": id, "email": "ann@example.com", "role": "member"}));
 
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE email = 'ann@example.com'")
         .fetch_one(&pool)
@@ -172,7 +173,7 @@ async fn signin_checks_the_password_and_hides_which_part_was_wrong() {
 
     let ok = signin(&app, " CAT@example.com", "meow meow meow").await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
-    assert_eq!(ok.json, json!({"id": id, "email": "cat@example.com"}));
+    assert_eq!(ok.json, json!({"id": id, "email": "cat@example.com", "role": "member"}));
     let token = session_token(&ok);
     assert_eq!(current_user(&app, Some(("authorization", format!("Bearer {token}")))).await["id"], id);
 
@@ -362,11 +363,7 @@ async fn current_user_is_null_without_a_valid_session() {
     assert_eq!(current_user(&app, Some(("authorization", "Bearer garbage".into()))).await, Value::Null);
 
     let foreign = SessionKeys::new(&Secret::new("some-other-secret-0123456789-abcdef"), Duration::from_secs(60), false);
-    let user = sneakerstop_auth::CurrentUser {
-        id: uuid::Uuid::now_v7(),
-        email: "dee@example.com".into(),
-        session: uuid::Uuid::now_v7(),
-    };
+    let user = sneakerstop_auth::CurrentUser::member(uuid::Uuid::now_v7(), "dee@example.com");
     assert_eq!(
         current_user(&app, Some(("authorization", format!("Bearer {}", foreign.issue(&user))))).await,
         Value::Null
@@ -374,8 +371,14 @@ async fn current_user_is_null_without_a_valid_session() {
 
     // A token signed with the right key but already expired.
     let now = chrono::Utc::now().timestamp();
-    let claims =
-        Claims { sub: user.id, email: user.email.clone(), sid: user.session, iat: now - 7200, exp: now - 3600 };
+    let claims = Claims {
+        sub: user.id,
+        email: user.email.clone(),
+        sid: user.session,
+        iat: now - 7200,
+        exp: now - 3600,
+        admin: false,
+    };
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -440,6 +443,35 @@ async fn signing_out_ends_the_session_for_good_and_announces_it() {
     let again = Call::post("/api/users/signout", json!({})).header("authorization", &format!("Bearer {first}"));
     assert_eq!(again.send(&app).await.status, StatusCode::OK);
     assert_eq!(outbox(&pool).await.len(), events.len());
+}
+
+#[tokio::test]
+async fn granting_the_admin_role_ends_the_sessions_and_the_next_sign_in_states_it() {
+    let Ctx { app, pool, _db } = ctx().await;
+    let created = signup(&app, "fay@example.com", "fay's password").await;
+    let user = created.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(current_user(&app, bearer(&session_token(&created))).await["role"], "member");
+
+    let ended = sneakerstop_identity::set_admin(&pool, " FAY@example.com", true).await.unwrap();
+    assert_eq!(ended, Some(1), "the session stating the old role ended");
+    let revoked: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT user_id, (SELECT payload->>'reason' FROM outbox WHERE event_type = 'session.revoked')
+           FROM revoked_sessions",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!((revoked[0].0.to_string(), revoked[0].1.as_str()), (user.clone(), "role-changed"));
+
+    let admin = signin(&app, "fay@example.com", "fay's password").await;
+    assert_eq!(admin.json["role"], "admin", "{}", admin.text);
+    assert_eq!(current_user(&app, bearer(&session_token(&admin))).await["role"], "admin");
+
+    assert_eq!(sneakerstop_identity::set_admin(&pool, "fay@example.com", false).await.unwrap(), Some(1));
+    let member = signin(&app, "fay@example.com", "fay's password").await;
+    assert_eq!(member.json["role"], "member", "{}", member.text);
+    assert_eq!(sneakerstop_identity::set_admin(&pool, "nobody@example.com", true).await.unwrap(), None);
 }
 
 /// Two instances of identity on one database, each with its own memory of ended sessions

@@ -1,4 +1,4 @@
-//! The command line: `sneakerstop serve`, `sneakerstop migrate`.
+//! The command line: `sneakerstop serve`, `migrate`, `dlq`, `load`, `admin`.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -32,6 +32,8 @@ enum Command {
     Dlq(crate::dlq::DlqArgs),
     /// Drive a running marketplace over HTTP and report throughput and latency.
     Load(sneakerstop_load::LoadArgs),
+    /// Grant or take away the admin role.
+    Admin(crate::admin::AdminArgs),
 }
 
 /// Arguments of `sneakerstop serve`.
@@ -74,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(args).await,
         Command::Dlq(args) => crate::dlq::run(args).await,
         Command::Load(args) => sneakerstop_load::run(args).await,
+        Command::Admin(args) => crate::admin::run(args).await,
     };
     // The last spans leave before the process does (the export runs on this runtime, so
     // wait for it off its worker threads).

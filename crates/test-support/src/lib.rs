@@ -30,7 +30,17 @@ pub use server::Server;
 /// client would send it.
 pub fn signed_in(keys: &sneakerstop_auth::SessionKeys) -> (uuid::Uuid, String) {
     let id = uuid::Uuid::now_v7();
-    let user = sneakerstop_auth::CurrentUser { id, email: format!("{id}@example.com"), session: uuid::Uuid::now_v7() };
+    let user = sneakerstop_auth::CurrentUser::member(id, format!("{id}@example.com"));
+    (id, format!("Bearer {}", keys.issue(&user)))
+}
+
+/// The same for an admin (who may create products).
+pub fn signed_in_admin(keys: &sneakerstop_auth::SessionKeys) -> (uuid::Uuid, String) {
+    let id = uuid::Uuid::now_v7();
+    let user = sneakerstop_auth::CurrentUser {
+        admin: true,
+        ..sneakerstop_auth::CurrentUser::member(id, format!("{id}@example.com"))
+    };
     (id, format!("Bearer {}", keys.issue(&user)))
 }
 

@@ -50,6 +50,25 @@ pub struct UserView {
     /// The user's normalized email.
     #[schema(example = "ann@example.com")]
     pub email: String,
+    /// `admin` or `member`, as of the session's start.
+    pub role: Role,
+}
+
+/// What a user may do: members buy and sell; admins also create products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Buys and sells.
+    Member,
+    /// Also creates products.
+    Admin,
+}
+
+impl From<CurrentUser> for UserView {
+    fn from(user: CurrentUser) -> Self {
+        let role = if user.admin { Role::Admin } else { Role::Member };
+        Self { id: user.id, email: user.email, role }
+    }
 }
 
 /// Who the session belongs to, if anyone.
@@ -82,8 +101,8 @@ pub struct SessionsEnded {
 }
 
 /// A new session for `user`: its token, signed with its expiry, and its row.
-fn new_session(keys: &SessionKeys, id: Uuid, email: &str) -> (CurrentUser, String, NewSession) {
-    let user = CurrentUser { id, email: email.to_owned(), session: Uuid::now_v7() };
+fn new_session(keys: &SessionKeys, id: Uuid, email: &str, admin: bool) -> (CurrentUser, String, NewSession) {
+    let user = CurrentUser { admin, ..CurrentUser::member(id, email) };
     let (token, expires_at) = keys.issue_with_expiry(&user);
     let session = NewSession { id: user.session, user: id, expires_at };
     (user, token, session)
@@ -92,7 +111,7 @@ fn new_session(keys: &SessionKeys, id: Uuid, email: &str) -> (CurrentUser, Strin
 /// Sets the session cookie and answers with the user.
 fn signed_in(keys: &SessionKeys, status: StatusCode, user: CurrentUser, token: String) -> Response {
     let cookie = keys.session_cookie(token);
-    (status, [(SET_COOKIE, cookie)], Json(UserView { id: user.id, email: user.email })).into_response()
+    (status, [(SET_COOKIE, cookie)], Json(UserView::from(user))).into_response()
 }
 
 /// This process refuses `ended` sessions at once; other processes learn of them from their
@@ -121,7 +140,7 @@ pub(super) async fn signup(
 ) -> Result<Response, IdentityError> {
     let account = NewAccount::parse(&body.email, body.password).map_err(IdentityError::Invalid)?;
     let hash = state.passwords.hash(account.password).await?;
-    let (user, token, session) = new_session(&state.keys, Uuid::now_v7(), account.email.as_str());
+    let (user, token, session) = new_session(&state.keys, Uuid::now_v7(), account.email.as_str(), false);
     store::register(&state.pool, &account.email, &hash, session).await?;
     tracing::info!(user_id = %user.id, "account created");
     Ok(signed_in(&state.keys, StatusCode::CREATED, user, token))
@@ -154,15 +173,15 @@ pub(super) async fn signin(
     }
     let row = store::find_by_email(&state.pool, &email).await?;
     let (stored_hash, user) = match row {
-        Some(row) => (Some(row.password_hash), Some((row.id, row.email))),
+        Some(row) => (Some(row.password_hash), Some((row.id, row.email, row.admin))),
         None => (None, None),
     };
     // Verifies against a dummy hash when there is no such user: same work, same answer.
     let valid = state.passwords.verify(body.password, stored_hash).await?;
     match user {
-        Some((id, email)) if valid => {
+        Some((id, email, admin)) if valid => {
             state.throttle.succeeded(&state.pool, &email).await?;
-            let (user, token, session) = new_session(&state.keys, id, &email);
+            let (user, token, session) = new_session(&state.keys, id, &email, admin);
             store::start_session(&state.pool, session).await?;
             Ok(signed_in(&state.keys, StatusCode::OK, user, token))
         }
@@ -298,5 +317,5 @@ pub(super) async fn signout_get(
     security((), ("session_cookie" = []), ("bearer" = []))
 )]
 pub(super) async fn current_user(user: Option<CurrentUser>) -> Json<CurrentUserView> {
-    Json(CurrentUserView { current_user: user.map(|u| UserView { id: u.id, email: u.email }) })
+    Json(CurrentUserView { current_user: user.map(UserView::from) })
 }
