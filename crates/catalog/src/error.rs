@@ -12,6 +12,15 @@ pub enum CatalogError {
     /// No listing with that id.
     #[error("no such sneaker")]
     NotFound,
+    /// No product with that id.
+    #[error("no such product")]
+    ProductNotFound,
+    /// Another product has this style code.
+    #[error("style code taken")]
+    StyleCodeTaken(String),
+    /// Only admins may do this.
+    #[error("admins only")]
+    AdminOnly(Problem),
     /// The caller does not own the listing.
     #[error("not the seller")]
     NotOwner,
@@ -39,6 +48,10 @@ impl From<crate::domain::Refusal> for CatalogError {
             Refusal::NotOwner => Self::NotOwner,
             Refusal::NotEditable(status) => Self::NotEditable(status),
             Refusal::VersionMismatch { current } => Self::VersionMismatch { current },
+            Refusal::ProductFixed => Self::Invalid(vec![FieldError::new(
+                "productId",
+                "a listing's product is set when listing and cannot change",
+            )]),
             Refusal::DoesNotApply { .. } => Self::Internal(anyhow::Error::new(refusal)),
         }
     }
@@ -55,6 +68,11 @@ impl IntoResponse for CatalogError {
         match self {
             Self::Invalid(errors) => Problem::validation(errors),
             Self::NotFound => Problem::not_found("no sneaker with this id"),
+            Self::ProductNotFound => Problem::not_found("no product with this id"),
+            Self::StyleCodeTaken(code) => {
+                Problem::conflict("style-code-taken", format!("a product with style code {code} exists already"))
+            }
+            Self::AdminOnly(problem) => problem,
             Self::NotOwner => Problem::forbidden("only the seller can change this listing"),
             Self::NotEditable(status) => Problem::conflict(
                 "listing-locked",

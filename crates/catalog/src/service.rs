@@ -41,7 +41,7 @@ impl Service for Catalog {
     }
 
     fn publishes(&self) -> &'static [&'static str] {
-        &[sneakerstop_events::topics::SNEAKERS]
+        &[sneakerstop_events::topics::SNEAKERS, sneakerstop_events::topics::PRODUCTS]
     }
 
     fn consumes(&self) -> &'static [&'static str] {

@@ -7,10 +7,10 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::SOURCE;
-use crate::domain::{Decision, ListQuery, Sneaker, Sort, Status};
+use crate::domain::{Decision, ListQuery, Product, Sneaker, Sort, Status};
 
-const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, size, status, held_by_order, version, \
-                       created_at, updated_at";
+const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, size, product_id, status, held_by_order, \
+                       version, created_at, updated_at";
 
 /// Writes a newly listed pair and its `sneaker.listed`, atomically, in one statement: the
 /// listing is the busiest write, and one round trip (with its implicit transaction)
@@ -22,10 +22,10 @@ pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> a
     let sql = format!(
         "WITH listed AS (
              INSERT INTO sneakers (id, seller_id, title, brand, description, price_cents, size, status, version,
-                                   created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                                   created_at, updated_at, product_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
          ) {}",
-        Outgoing::insert_sql(11)
+        Outgoing::insert_sql(12)
     );
     let query = sqlx::query(&sql)
         .bind(row.id)
@@ -37,14 +37,15 @@ pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> a
         .bind(row.size)
         .bind(row.status)
         .bind(row.version)
-        .bind(row.created_at);
+        .bind(row.created_at)
+        .bind(row.product_id);
     event.bind(query).execute(executor).await.context("insert sneaker and sneaker.listed")?;
     Ok(())
 }
 
 /// The listing with this id.
 pub async fn get(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
-    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, status AS "status: Status", held_by_order,
+    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, status AS "status: Status", held_by_order,
                   version, created_at, updated_at
              FROM sneakers WHERE id = $1"#, id).fetch_optional(pool)
         .await
@@ -53,7 +54,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
 
 /// The listing with this id, locked for this transaction.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
-    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, status AS "status: Status", held_by_order,
+    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, status AS "status: Status", held_by_order,
                   version, created_at, updated_at
              FROM sneakers WHERE id = $1 FOR UPDATE"#, id).fetch_optional(conn)
         .await
@@ -87,6 +88,93 @@ pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<(
     anyhow::ensure!(saved == 1, "sneaker {} changed under its lock", row.id);
     sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, &decided.event).await?;
     Ok(())
+}
+
+/// Writes a new product and its `product.created`. A taken style code is
+/// [`ProductInsert::StyleCodeTaken`], decided by the unique constraint.
+#[tracing::instrument(skip_all, fields(product_id = %product.id), err)]
+pub async fn insert_product(pool: &PgPool, product: &Product) -> Result<(), ProductInsert> {
+    let _transaction = sneakerstop_db::transaction_span("creating a product");
+    let mut tx = pool.begin().await.context("begin")?;
+    sqlx::query!(
+        "INSERT INTO products (id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, created_by,
+                               created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        product.id,
+        &product.style_code,
+        &product.name,
+        &product.brand,
+        product.colorway.as_deref(),
+        product.retail_price_cents,
+        product.release_date,
+        &product.sizes,
+        product.created_by,
+        product.created_at,
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if sneakerstop_db::is_unique_violation(&e, "products_style_code_key") {
+            ProductInsert::StyleCodeTaken
+        } else {
+            ProductInsert::Other(anyhow::Error::new(e).context("insert product"))
+        }
+    })?;
+    sneakerstop_messaging::enqueue(&mut tx, SOURCE, product.id, 1, &product.created_event()).await?;
+    tx.commit().await.context("commit product")?;
+    Ok(())
+}
+
+/// What only the database can refuse when a product is created.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductInsert {
+    /// Another product has the style code.
+    #[error("style code taken")]
+    StyleCodeTaken,
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// The product with this id.
+pub async fn product(executor: impl sqlx::PgExecutor<'_>, id: Uuid) -> anyhow::Result<Option<Product>> {
+    sqlx::query_as!(
+        Product,
+        "SELECT id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, created_by, created_at
+           FROM products WHERE id = $1",
+        id
+    )
+    .fetch_optional(executor)
+    .await
+    .with_context(|| format!("get product {id}"))
+}
+
+/// A page of products, newest first, after `before`. With `code` (the query, upper case),
+/// only products whose style code begins with it or whose name and brand match `search` (a
+/// prefix `tsquery`); every product without.
+pub async fn products(
+    pool: &PgPool,
+    search: Option<&str>,
+    code: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> anyhow::Result<Vec<Product>> {
+    sqlx::query_as!(
+        Product,
+        "SELECT id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, created_by, created_at
+           FROM products
+          WHERE ($2::text IS NULL OR starts_with(style_code, $2)
+                 OR ($1::text IS NOT NULL AND search @@ to_tsquery('simple', $1)))
+            AND ($3::uuid IS NULL OR id < $3)
+          ORDER BY id DESC LIMIT $4",
+        search,
+        code,
+        before,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+    .context("list products")
 }
 
 /// One page (plus one row, to know whether there is a next page).

@@ -287,3 +287,134 @@ async fn browsing_filters_sorts_and_pages_with_a_cursor() {
     ctx.list("?minPrice=abc").await.assert_invalid_field("minPrice");
     ctx.list("?sort=cheapest").await.assert_invalid_field("sort");
 }
+
+fn product(style_code: &str, name: &str) -> Value {
+    json!({"styleCode": style_code, "name": name, "brand": "Jordan", "colorway": "Varsity Red/Black",
+           "retailPrice": 180, "releaseDate": "2023-11-18", "sizes": [9, 9.5, 10, 10.5]})
+}
+
+#[tokio::test]
+async fn only_admins_create_products_and_a_style_code_is_unique() {
+    let ctx = ctx().await;
+    let (_, member) = ctx.user();
+    let (admin_id, admin) = sneakerstop_test_support::signed_in_admin(&ctx.keys);
+    let body = product("dz5485-612", "Air Jordan 1 Retro High OG");
+
+    let refused = Call::post("/api/products", body.clone()).header("authorization", &member).send(&ctx.app).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert!(refused.json["detail"].as_str().unwrap().contains("only an admin may create products"));
+    let anonymous = Call::post("/api/products", body.clone()).send(&ctx.app).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert!(ctx.outbox().await.is_empty(), "nothing written for a refusal");
+
+    let created = Call::post("/api/products", body.clone()).header("authorization", &admin).send(&ctx.app).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json["styleCode"], "DZ5485-612");
+    assert_eq!(created.json["sizes"], json!([9.0, 9.5, 10.0, 10.5]));
+    assert_eq!(created.json["retailPrice"], 180.0);
+    assert_eq!(created.json["releaseDate"], "2023-11-18");
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let events = ctx.outbox().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].0.as_str(), events[0].1.as_str()), ("product.created", id.as_str()));
+    assert_eq!(events[0].2["sizes"], json!([9.0, 9.5, 10.0, 10.5]));
+    let created_by: Uuid = sqlx::query_scalar("SELECT created_by FROM products").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(created_by, admin_id);
+
+    let again = Call::post("/api/products", product("DZ5485-612", "Another")).header("authorization", &admin);
+    let again = again.send(&ctx.app).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.json["detail"].as_str().unwrap().contains("DZ5485-612"));
+
+    let bad = json!({"styleCode": "-", "name": "", "brand": "Jordan", "sizes": [9, 9]});
+    let bad = Call::post("/api/products", bad).header("authorization", &admin).send(&ctx.app).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> =
+        bad.json["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["styleCode", "name", "sizes"]);
+
+    let one = Call::get(&format!("/api/products/{id}")).send(&ctx.app).await;
+    assert_eq!((one.status, one.json["name"].as_str()), (StatusCode::OK, Some("Air Jordan 1 Retro High OG")));
+    let missing = Call::get(&format!("/api/products/{}", Uuid::now_v7())).send(&ctx.app).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn products_are_found_by_style_code_name_or_brand() {
+    let ctx = ctx().await;
+    let (_, admin) = sneakerstop_test_support::signed_in_admin(&ctx.keys);
+    for (code, name) in [("DZ5485-612", "Air Jordan 1 Lost and Found"), ("FQ8232-100", "Dunk Low Panda")] {
+        let answer = Call::post("/api/products", product(code, name)).header("authorization", &admin);
+        assert_eq!(answer.send(&ctx.app).await.status, StatusCode::CREATED);
+    }
+    let names = |answer: &Answer| -> Vec<String> {
+        answer.json["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+    };
+    for (q, expected) in [
+        ("dz5485", vec!["Air Jordan 1 Lost and Found"]),
+        ("FQ8232-100", vec!["Dunk Low Panda"]),
+        ("dunk+pan", vec!["Dunk Low Panda"]),
+        ("jordan", vec!["Dunk Low Panda", "Air Jordan 1 Lost and Found"]),
+        ("yeezy", vec![]),
+        ("-", vec![]),
+    ] {
+        let answer = Call::get(&format!("/api/products?q={q}")).send(&ctx.app).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(names(&answer), expected, "q={q}");
+    }
+    let first = Call::get("/api/products?limit=1").send(&ctx.app).await;
+    assert_eq!(names(&first), ["Dunk Low Panda"], "newest first");
+    let cursor = first.json["nextCursor"].as_str().unwrap().to_owned();
+    let second = Call::get(&format!("/api/products?limit=1&cursor={cursor}")).send(&ctx.app).await;
+    assert_eq!(names(&second), ["Air Jordan 1 Lost and Found"]);
+    assert!(second.json["nextCursor"].is_null());
+    let bad = Call::get("/api/products?limit=0").send(&ctx.app).await;
+    assert_eq!((bad.status, bad.json["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
+}
+
+#[tokio::test]
+async fn a_listing_naming_a_product_is_an_ask_in_one_of_its_sizes() {
+    let ctx = ctx().await;
+    let (_, admin) = sneakerstop_test_support::signed_in_admin(&ctx.keys);
+    let (_, seller) = ctx.user();
+    let created = Call::post("/api/products", product("DZ5485-612", "AJ1")).header("authorization", &admin);
+    let product_id = created.send(&ctx.app).await.json["id"].as_str().unwrap().to_owned();
+
+    let ask = json!({"title": "AJ1 Lost and Found", "price": 250, "size": 10.5, "productId": product_id});
+    let listed = ctx.create(&seller, ask.clone()).await;
+    assert_eq!(listed.status, StatusCode::CREATED, "{}", listed.text);
+    assert_eq!(listed.json["productId"], product_id.as_str());
+    let events = ctx.outbox().await;
+    let last = events.last().unwrap();
+    assert_eq!((last.0.as_str(), &last.2["productId"]), ("sneaker.listed", &json!(product_id)));
+
+    let wrong_size =
+        ctx.create(&seller, json!({"title": "AJ1", "price": 250, "size": 13, "productId": product_id})).await;
+    assert_eq!(wrong_size.status, StatusCode::BAD_REQUEST, "{}", wrong_size.text);
+    assert_eq!(wrong_size.json["errors"][0]["field"], "size");
+    assert!(wrong_size.json["errors"][0]["reason"].as_str().unwrap().contains("9, 9.5, 10, 10.5"));
+    let unknown = json!({"title": "AJ1", "price": 250, "size": 10, "productId": Uuid::now_v7()});
+    let unknown = ctx.create(&seller, unknown).await;
+    assert_eq!(
+        (unknown.status, unknown.json["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("productId"))
+    );
+
+    // A free listing is as before: no productId in the answer or the event.
+    let free = ctx.create(&seller, listing("Air Max 90", 129.99, 9.5)).await;
+    assert_eq!(free.status, StatusCode::CREATED);
+    assert!(free.json.get("productId").is_none(), "{}", free.text);
+    assert!(ctx.outbox().await.last().unwrap().2.get("productId").is_none());
+
+    // An edit keeps the ask on its product and in its sizes.
+    let id = listed.json["id"].as_str().unwrap();
+    let uri = format!("/api/sneakers/{id}");
+    let edit = |body: Value| Call::new(Method::PUT, &uri).json(body).header("authorization", &seller);
+    let cheaper = edit(json!({"title": "AJ1", "price": 240, "size": 10.5})).send(&ctx.app).await;
+    assert_eq!((cheaper.status, cheaper.json["productId"].as_str()), (StatusCode::OK, Some(product_id.as_str())));
+    let resized = edit(json!({"title": "AJ1", "price": 240, "size": 12})).send(&ctx.app).await;
+    assert_eq!((resized.status, resized.json["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("size")));
+    let moved =
+        edit(json!({"title": "AJ1", "price": 240, "size": 10, "productId": Uuid::now_v7()})).send(&ctx.app).await;
+    assert_eq!((moved.status, moved.json["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("productId")));
+}

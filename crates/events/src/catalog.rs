@@ -1,7 +1,8 @@
 //! `catalog.sneakers`: listings and their status. Key: the sneaker id.
+//! `catalog.products`: the products (models) listings and bids refer to. Key: the product id.
 //!
-//! Both events carry the whole listing (an *event-carried state transfer*): a consumer's
-//! replica is the latest payload by `version`, with nothing to merge.
+//! Every event carries the whole listing or product (an *event-carried state transfer*): a
+//! consumer's replica is the latest payload by `version`, with nothing to merge.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,40 @@ crate::contract! {
         /// A listing changed: edited by its seller, or reserved, sold or released (version + 1).
         Updated("sneaker.updated", v 1) => Sneaker,
     }
+}
+
+crate::contract! {
+    /// Events on `catalog.products`.
+    pub enum ProductEvent on topics::PRODUCTS, key product_id {
+        /// An admin created a product (version 1).
+        Created("product.created", v 1) => Product,
+    }
+}
+
+/// A product: one model of sneaker, sold in the sizes it lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    /// The product's id (also the message key).
+    pub product_id: Uuid,
+    /// The manufacturer's style code, upper case (`DZ5485-612`); unique.
+    pub style_code: String,
+    /// Its name (`Air Jordan 1 Retro High OG`).
+    pub name: String,
+    /// Its brand (`Jordan`).
+    pub brand: String,
+    /// Its colorway (`Varsity Red/Black`), if given.
+    pub colorway: Option<String>,
+    /// Retail price in cents, if known.
+    pub retail_price_cents: Option<i64>,
+    /// Release date, if known.
+    pub release_date: Option<chrono::NaiveDate>,
+    /// The US sizes it is made in, ascending; asks and bids must name one of them.
+    pub sizes: Vec<f64>,
+    /// 1 when created.
+    pub version: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
 }
 
 /// A listing's status.
@@ -49,6 +84,10 @@ pub struct Sneaker {
     pub price_cents: i64,
     /// US size, 1 to 22 in half steps.
     pub size: f64,
+    /// The product this pair is, if the seller named one: then the listing is an *ask* on
+    /// that product's market in its size. Absent for free listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<Uuid>,
     /// Status after this change.
     pub status: SneakerStatus,
     /// The listing's version: 1 when listed, +1 per change.

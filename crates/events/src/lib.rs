@@ -31,12 +31,14 @@ pub mod topics {
     pub const USERS: &str = "identity.users";
     /// Sneaker listings (catalog).
     pub const SNEAKERS: &str = "catalog.sneakers";
+    /// Products, the models listings and bids refer to (catalog).
+    pub const PRODUCTS: &str = "catalog.products";
     /// Orders (orders).
     pub const ORDERS: &str = "orders.orders";
     /// Payments (payments).
     pub const PAYMENTS: &str = "payments.payments";
     /// Every topic a service may publish to.
-    pub const ALL: &[&str] = &[USERS, SNEAKERS, ORDERS, PAYMENTS];
+    pub const ALL: &[&str] = &[USERS, SNEAKERS, PRODUCTS, ORDERS, PAYMENTS];
 
     /// The dead-letter topic of `topic`.
     pub fn dlq(topic: &str) -> String {

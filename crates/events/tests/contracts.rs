@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use chrono::{TimeZone, Utc};
-use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
+use sneakerstop_events::catalog::{Product, ProductEvent, Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::identity::{RevokeReason, SessionRevoked, UserEvent, UserRegistered};
 use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
 use sneakerstop_events::payments::{PaymentEvent, PaymentRefunded, PaymentSucceeded};
@@ -48,6 +48,7 @@ fn sneaker(status: SneakerStatus, version: i64) -> Sneaker {
         description: Some("Chicago colourway, worn twice".into()),
         price_cents: 25_000,
         size: 10.5,
+        product_id: None,
         status,
         version,
         created_at: time(0),
@@ -89,6 +90,37 @@ fn sneaker_listed_v1() {
 #[test]
 fn sneaker_updated_v1() {
     check_snapshot(SNEAKER, &SneakerEvent::Updated(sneaker(SneakerStatus::Reserved, 2)));
+}
+
+const PRODUCT: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0004);
+
+#[test]
+fn product_created_v1() {
+    check_snapshot(
+        PRODUCT,
+        &ProductEvent::Created(Product {
+            product_id: PRODUCT,
+            style_code: "DZ5485-612".into(),
+            name: "Air Jordan 1 Retro High OG".into(),
+            brand: "Jordan".into(),
+            colorway: Some("Varsity Red/Black".into()),
+            retail_price_cents: Some(18_000),
+            release_date: chrono::NaiveDate::from_ymd_opt(2023, 11, 18),
+            sizes: vec![9.0, 9.5, 10.0],
+            version: 1,
+            created_at: time(0),
+        }),
+    );
+}
+
+#[test]
+fn an_ask_is_announced_with_its_product_and_a_free_listing_as_before() {
+    let ask = SneakerEvent::Listed(Sneaker { product_id: Some(PRODUCT), ..sneaker(SneakerStatus::Available, 1) });
+    assert_eq!(ask.payload()["productId"], PRODUCT.to_string());
+    let decoded = SneakerEvent::decode("sneaker.listed", 1, ask.payload().to_string().as_bytes()).unwrap();
+    assert_eq!(decoded, ask);
+    let free = SneakerEvent::Listed(sneaker(SneakerStatus::Available, 1));
+    assert!(free.payload().get("productId").is_none(), "the pinned v1 payload is unchanged");
 }
 
 #[test]
@@ -157,8 +189,12 @@ fn payment_refunded_v1() {
 #[test]
 fn every_type_of_every_topic_has_a_snapshot() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    for (event_type, version) in
-        UserEvent::TYPES.iter().chain(SneakerEvent::TYPES).chain(OrderEvent::TYPES).chain(PaymentEvent::TYPES)
+    for (event_type, version) in UserEvent::TYPES
+        .iter()
+        .chain(SneakerEvent::TYPES)
+        .chain(ProductEvent::TYPES)
+        .chain(OrderEvent::TYPES)
+        .chain(PaymentEvent::TYPES)
     {
         let path = dir.join(format!("{event_type}.v{version}.json"));
         assert!(path.exists(), "{event_type} v{version} has no pinned snapshot");

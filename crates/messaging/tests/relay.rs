@@ -30,6 +30,7 @@ fn event(id: Uuid, version: i64) -> SneakerEvent {
         description: None,
         price_cents: 100 * version,
         size: 10.0,
+        product_id: None,
         status: SneakerStatus::Available,
         version,
         created_at: now,

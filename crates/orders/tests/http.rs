@@ -51,6 +51,7 @@ fn sneaker(id: Uuid, seller: Uuid, status: SneakerStatus, version: i64) -> Sneak
         description: None,
         price_cents: 12_500,
         size: 10.0,
+        product_id: None,
         status,
         version,
         created_at: Utc::now(),

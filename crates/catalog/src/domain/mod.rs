@@ -1,8 +1,10 @@
 //! Catalog's rules: listing values that cannot be invalid once constructed, the list query,
 //! and the listing aggregate ([`Sneaker`]), whose commands decide every change.
 
+mod product;
 mod sneaker;
 
+pub use product::{Product, ProductInput, ProductSearch};
 pub use sneaker::{Decision, Refusal, Sneaker, Status};
 
 use serde::Deserialize;
@@ -42,6 +44,11 @@ pub struct ListingInput {
     /// Description, up to 2000 characters.
     #[schema(example = "Chicago colourway, worn twice", max_length = 2000)]
     pub description: Option<String>,
+    /// The product this pair is (see `/api/products`): the listing becomes an ask on that
+    /// product's market in its size, which must be one the product is made in. Set when
+    /// listing; an edit may repeat it but not change it.
+    #[serde(rename = "productId")]
+    pub product_id: Option<Uuid>,
 }
 
 /// A valid listing's fields (serialized as the request an `Idempotency-Key` is bound to).
@@ -58,6 +65,9 @@ pub struct Listing {
     pub brand: Option<String>,
     /// Trimmed description, `None` when absent or blank.
     pub description: Option<String>,
+    /// The product, for an ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<Uuid>,
 }
 
 impl TryFrom<ListingInput> for Listing {
@@ -76,7 +86,7 @@ impl TryFrom<ListingInput> for Listing {
         let description = optional_text("description", input.description, MAX_DESCRIPTION);
         match (title, price, size, brand, description) {
             (Ok(title), Ok(price_cents), Ok(size), Ok(brand), Ok(description)) => {
-                Ok(Self { title, price_cents, size, brand, description })
+                Ok(Self { title, price_cents, size, brand, description, product_id: input.product_id })
             }
             (title, price, size, brand, description) => {
                 Err([title.err(), price.err(), size.err(), brand.err(), description.err()]
@@ -109,14 +119,14 @@ pub fn price_cents(field: &str, amount: f64, allow_zero: bool) -> Result<i64, Fi
     Ok(cents as i64)
 }
 
-fn size(size: f64) -> Result<f64, FieldError> {
+pub(crate) fn size(size: f64) -> Result<f64, FieldError> {
     if !(1.0..=22.0).contains(&size) || (size * 2.0).fract() != 0.0 {
         return Err(FieldError::new("size", "must be between 1 and 22 in half steps (e.g. 9, 9.5, 10)"));
     }
     Ok(size)
 }
 
-fn optional_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, FieldError> {
+pub(crate) fn optional_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, FieldError> {
     let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else { return Ok(None) };
     if value.chars().count() > max {
         return Err(FieldError::new(field, format!("must be at most {max} characters")));
@@ -345,7 +355,7 @@ impl TryFrom<ListParams> for ListQuery {
 }
 
 /// The value, or `None` after recording the error.
-fn keep<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
+pub(crate) fn keep<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
     result.map_err(|e| errors.push(e)).ok()
 }
 
@@ -356,7 +366,7 @@ fn number(field: &str, text: &str) -> Result<f64, FieldError> {
 /// Turns free text into a prefix-matching `to_tsquery('simple', ...)` expression:
 /// `air jord` → `air:* & jord:*`. Only letters and digits survive, so the user cannot
 /// inject tsquery operators.
-fn search_expression(q: &str) -> Result<Option<String>, FieldError> {
+pub(crate) fn search_expression(q: &str) -> Result<Option<String>, FieldError> {
     if q.chars().count() > 100 {
         return Err(FieldError::new("q", "must be at most 100 characters"));
     }
@@ -384,7 +394,14 @@ mod tests {
     }
 
     fn input(title: &str, price: f64, size: f64) -> ListingInput {
-        ListingInput { title: title.into(), price, size, brand: Some("  Nike ".into()), description: Some("  ".into()) }
+        ListingInput {
+            title: title.into(),
+            price,
+            size,
+            brand: Some("  Nike ".into()),
+            description: Some("  ".into()),
+            product_id: None,
+        }
     }
 
     #[test]
@@ -427,6 +444,7 @@ mod tests {
             size: 30.0,
             brand: Some("b".repeat(61)),
             description: Some("d".repeat(2001)),
+            product_id: None,
         })
         .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();

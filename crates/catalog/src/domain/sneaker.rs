@@ -78,6 +78,8 @@ pub struct Sneaker {
     pub price_cents: i64,
     /// Its US size.
     pub size: f64,
+    /// The product it is, when the listing is an ask on that product's market.
+    pub product_id: Option<Uuid>,
     /// Where it is.
     pub status: Status,
     /// The order that reserved it, while one does.
@@ -108,6 +110,9 @@ pub enum Refusal {
     /// It is reserved or sold, so it cannot be edited.
     #[error("the listing is {}", .0.as_str())]
     NotEditable(Status),
+    /// An edit named another product than the listing's.
+    #[error("a listing's product cannot change")]
+    ProductFixed,
     /// `If-Match` named another version.
     #[error("the listing is at version {current}")]
     VersionMismatch {
@@ -138,6 +143,7 @@ impl Sneaker {
             description: listing.description.clone(),
             price_cents: listing.price_cents,
             size: listing.size,
+            product_id: listing.product_id,
             status: Status::Available,
             held_by_order: None,
             version: 1,
@@ -164,6 +170,9 @@ impl Sneaker {
         }
         if if_match.is_some_and(|version| version != self.version) {
             return Err(Refusal::VersionMismatch { current: self.version });
+        }
+        if listing.product_id.is_some_and(|product| Some(product) != self.product_id) {
+            return Err(Refusal::ProductFixed);
         }
         Ok(self.changed(
             Sneaker {
@@ -208,6 +217,7 @@ impl Sneaker {
             description: self.description.clone(),
             price_cents: self.price_cents,
             size: self.size,
+            product_id: self.product_id,
             status: self.status.into(),
             version: self.version,
             created_at: self.created_at,
@@ -245,7 +255,14 @@ mod tests {
     const OTHER_ORDER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002);
 
     fn listing(title: &str, price_cents: i64) -> Listing {
-        Listing { title: title.into(), price_cents, size: 10.0, brand: Some("Nike".into()), description: None }
+        Listing {
+            title: title.into(),
+            price_cents,
+            size: 10.0,
+            brand: Some("Nike".into()),
+            description: None,
+            product_id: None,
+        }
     }
 
     /// Given a pair listed at 0.
@@ -275,6 +292,21 @@ mod tests {
         assert_eq!(pair.edit(SELLER, &listing("x", 1), Some(7), at(1)), Err(Refusal::VersionMismatch { current: 1 }));
         let reserved = pair.reserve(ORDER, at(1)).unwrap().sneaker;
         assert_eq!(reserved.edit(SELLER, &listing("x", 1), None, at(2)), Err(Refusal::NotEditable(Status::Reserved)));
+    }
+
+    #[test]
+    fn given_an_ask_when_edited_then_it_stays_on_its_product_and_is_announced_with_it() {
+        let product = Uuid::now_v7();
+        let ask = Sneaker::list(PAIR, SELLER, &Listing { product_id: Some(product), ..listing("AJ1", 20_000) }, at(0));
+        assert_eq!(ask.event, SneakerEvent::Listed(ask.sneaker.snapshot()));
+        assert_eq!(ask.sneaker.snapshot().product_id, Some(product));
+        let cheaper = ask.sneaker.edit(SELLER, &listing("AJ1", 19_000), None, at(1)).unwrap().sneaker;
+        assert_eq!((cheaper.product_id, cheaper.price_cents), (Some(product), 19_000), "the product is kept");
+        let moved = Listing { product_id: Some(Uuid::now_v7()), ..listing("AJ1", 19_000) };
+        assert_eq!(ask.sneaker.edit(SELLER, &moved, None, at(1)), Err(Refusal::ProductFixed));
+        let free = listed();
+        let made_an_ask = Listing { product_id: Some(product), ..listing("AJ1", 1) };
+        assert_eq!(free.edit(SELLER, &made_an_ask, None, at(1)), Err(Refusal::ProductFixed));
     }
 
     #[test]

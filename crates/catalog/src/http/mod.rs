@@ -1,5 +1,6 @@
 //! The catalog HTTP API and its OpenAPI description.
 
+mod products;
 mod sneakers;
 
 use axum::Router;
@@ -11,8 +12,19 @@ use crate::AppState;
 /// OpenAPI description of the catalog endpoints.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    paths(sneakers::create, sneakers::list, sneakers::get_one, sneakers::update),
+    paths(
+        sneakers::create,
+        sneakers::list,
+        sneakers::get_one,
+        sneakers::update,
+        products::create,
+        products::list,
+        products::get_one
+    ),
     components(schemas(
+        crate::domain::ProductInput,
+        products::ProductView,
+        sneakerstop_problem::page::PageOf<products::ProductView>,
         crate::domain::ListingInput,
         crate::domain::SortParam,
         crate::domain::StatusParam,
@@ -20,11 +32,14 @@ use crate::AppState;
         sneakerstop_problem::page::PageOf<sneakers::SneakerView>
     )),
     modifiers(&SecuritySchemes),
-    tags((name = "catalog", description = "Sneaker listings"))
+    tags(
+        (name = "catalog", description = "Sneaker listings"),
+        (name = "products", description = "Products: the models the market trades, each with a book per size")
+    )
 )]
 pub struct ApiDoc;
 
 /// The catalog router, ready to merge into the server.
 pub fn app(state: AppState) -> Router {
-    sneakers::router().with_state(state)
+    sneakers::router().merge(products::router()).with_state(state)
 }

@@ -42,6 +42,9 @@ pub struct SneakerView {
     size: f64,
     brand: Option<String>,
     description: Option<String>,
+    /// The product, when the listing is an ask on its market; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product_id: Option<Uuid>,
     seller_id: Uuid,
     /// `available`, `reserved` or `sold`.
     #[schema(value_type = crate::domain::StatusParam, example = "available")]
@@ -62,6 +65,7 @@ impl From<Sneaker> for SneakerView {
             size: row.size,
             brand: row.brand,
             description: row.description,
+            product_id: row.product_id,
             seller_id: row.seller_id,
             version: row.version,
             created_at: row.created_at,
@@ -114,7 +118,7 @@ fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
     params(sneakerstop_idempotency::IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Listed; `sneaker.listed` is published", body = SneakerView),
-        (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body or invalid field (an unknown `productId`, a size the product is not made in)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -126,6 +130,7 @@ pub(super) async fn create(
     ApiJson(input): ApiJson<ListingInput>,
 ) -> Result<Response, CatalogError> {
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
+    check_product(&state, listing.product_id, listing.size).await?;
     let listed = Sneaker::list(Uuid::now_v7(), user.id, &listing, now());
     match &key {
         // Without a key: the listing and its event in one statement (the fast path).
@@ -157,6 +162,16 @@ pub(super) async fn create(
     state.cache.invalidate();
     tracing::info!(sneaker_id = %listed.sneaker.id, seller_id = %user.id, "sneaker listed");
     Ok(with_etag(StatusCode::CREATED, listed.sneaker))
+}
+
+/// An ask's product must exist and be made in its size (products never change or go, so
+/// reading it outside the listing's transaction is enough).
+async fn check_product(state: &AppState, product: Option<Uuid>, size: f64) -> Result<(), CatalogError> {
+    let Some(id) = product else { return Ok(()) };
+    let product = store::product(&state.pool, id)
+        .await?
+        .ok_or_else(|| FieldError::new("productId", "no product has this id (see GET /api/products)"))?;
+    Ok(product.check_size(size)?)
 }
 
 /// The time a change is made at, to the microsecond PostgreSQL keeps, so that the event
@@ -235,7 +250,7 @@ pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String
     request_body = ListingInput,
     responses(
         (status = 200, description = "Updated; version + 1 and `sneaker.updated` is published", body = SneakerView),
-        (status = 400, description = "Malformed body, id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body, id or If-Match; another `productId`; a size the product is not made in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your listing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The pair is reserved or sold", body = Problem, content_type = "application/problem+json"),
@@ -258,6 +273,7 @@ pub(super) async fn update(
     let mut tx = state.pool.begin().await.context("begin editing a listing")?;
     let current = store::lock(&mut tx, id).await?.ok_or(CatalogError::NotFound)?;
     let edited = current.edit(user.id, &listing, if_match, now())?;
+    check_product(&state, edited.sneaker.product_id, edited.sneaker.size).await?;
     store::save(&mut tx, &edited).await?;
     tx.commit().await.context("commit the edit")?;
     state.cache.invalidate();
