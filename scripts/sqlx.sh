@@ -26,6 +26,7 @@ SCHEMAS=(
   "catalog:crates/catalog/migrations crates/idempotency/migrations crates/messaging/migrations crates/auth/migrations"
   "orders:crates/orders/migrations crates/idempotency/migrations crates/messaging/migrations crates/auth/migrations"
   "payments:crates/payments/migrations crates/idempotency/migrations crates/messaging/migrations crates/auth/migrations"
+  "market:crates/market/migrations crates/messaging/migrations crates/auth/migrations"
 )
 
 # crate directory → the schema its queries run in (the shared crates run in every service's
@@ -38,6 +39,7 @@ CRATES=(
   "crates/catalog:catalog"
   "crates/orders:orders"
   "crates/payments:payments"
+  "crates/market:market"
 )
 
 install() {

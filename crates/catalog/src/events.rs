@@ -40,6 +40,8 @@ async fn apply(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Resul
         OrderEvent::Created(e) => (e.sneaker_id, e.order_id),
         OrderEvent::Cancelled(e) => (e.sneaker_id, e.order_id),
         OrderEvent::Completed(e) => (e.sneaker_id, e.order_id),
+        // A match that never became an order reserved nothing.
+        OrderEvent::Refused(_) => return Ok(()),
     };
     let Some(pair) = store::lock(tx, sneaker).await? else {
         tracing::warn!(sneaker_id = %sneaker, %order, "order for an unknown pair ignored");
@@ -50,6 +52,7 @@ async fn apply(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Resul
         OrderEvent::Created(_) => pair.reserve(order, now),
         OrderEvent::Cancelled(_) => pair.release(order, now),
         OrderEvent::Completed(_) => pair.sell(order, now),
+        OrderEvent::Refused(_) => return Ok(()),
     };
     match decided {
         Ok(changed) => {

@@ -139,6 +139,7 @@ async fn a_listing_changed_by_an_event_is_not_served_stale() {
         seller_id: Uuid::now_v7(),
         price_cents: 10_000,
         expires_at: Utc::now(),
+        match_id: None,
     });
     let incoming = IncomingEvent::from_contract(&event, "/test", Uuid::now_v7(), 1);
     let mut tx = ctx.pool.begin().await.unwrap();

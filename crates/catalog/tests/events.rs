@@ -31,6 +31,7 @@ fn created(order: Uuid, sneaker: Uuid) -> OrderEvent {
         seller_id: Uuid::now_v7(),
         price_cents: 100,
         expires_at: Utc::now(),
+        match_id: None,
     })
 }
 

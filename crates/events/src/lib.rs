@@ -17,6 +17,7 @@
 pub mod catalog;
 mod envelope;
 pub mod identity;
+pub mod market;
 pub mod orders;
 pub mod payments;
 
@@ -37,8 +38,12 @@ pub mod topics {
     pub const ORDERS: &str = "orders.orders";
     /// Payments (payments).
     pub const PAYMENTS: &str = "payments.payments";
+    /// Saved payment methods (payments).
+    pub const PAYMENT_METHODS: &str = "payments.methods";
+    /// Bids and matches (market).
+    pub const BIDS: &str = "market.bids";
     /// Every topic a service may publish to.
-    pub const ALL: &[&str] = &[USERS, SNEAKERS, PRODUCTS, ORDERS, PAYMENTS];
+    pub const ALL: &[&str] = &[USERS, SNEAKERS, PRODUCTS, ORDERS, PAYMENTS, PAYMENT_METHODS, BIDS];
 
     /// The dead-letter topic of `topic`.
     pub fn dlq(topic: &str) -> String {

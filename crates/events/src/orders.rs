@@ -17,6 +17,9 @@ crate::contract! {
         Cancelled("order.cancelled", v 1) => OrderCancelled,
         /// The order was paid.
         Completed("order.completed", v 1) => OrderCompleted,
+        /// A match of the market could not become an order: the pair was taken meanwhile (a
+        /// racing buy-now) or sold. Nothing was reserved; the market puts the bid back.
+        Refused("order.refused", v 1) => OrderRefused,
     }
 }
 
@@ -36,6 +39,35 @@ pub struct OrderCreated {
     pub price_cents: i64,
     /// When the reservation lapses unless paid.
     pub expires_at: DateTime<Utc>,
+    /// The market's match this order fills (a bid met an ask): the order's id is the
+    /// match's, and payments charges the buyer's saved method without them. Absent for a
+    /// buyer's own order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_id: Option<Uuid>,
+}
+
+/// `order.refused` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRefused {
+    /// The match that could not be filled (the order would have had its id).
+    pub match_id: Uuid,
+    /// The pair (also the key).
+    pub sneaker_id: Uuid,
+    /// The bidder.
+    pub buyer_id: Uuid,
+    /// Why.
+    pub reason: RefusedBecause,
+}
+
+/// Why a match could not become an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusedBecause {
+    /// Another live order holds the pair.
+    PairTaken,
+    /// The pair has been sold.
+    Sold,
 }
 
 /// Why an order was cancelled.
@@ -46,6 +78,8 @@ pub enum CancelReason {
     Buyer,
     /// It was not paid in time.
     Expired,
+    /// The buyer's saved payment method was declined (an order of the market).
+    Declined,
 }
 
 /// `order.cancelled` v1.

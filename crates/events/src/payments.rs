@@ -1,4 +1,5 @@
 //! `payments.payments`: charges and refunds. Key: the order id.
+//! `payments.methods`: buyers' saved payment methods. Key: the buyer id.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -12,7 +13,44 @@ crate::contract! {
         Succeeded("payment.succeeded", v 1) => PaymentSucceeded,
         /// A charge was refunded, because its order was cancelled while it was being paid.
         Refunded("payment.refunded", v 1) => PaymentRefunded,
+        /// A charge made without the buyer present (a matched bid, with the saved payment
+        /// method) was declined: its order is cancelled. Declines of a buyer's own payment
+        /// request are answered to the buyer instead, who may try another card.
+        Declined("payment.declined", v 1) => PaymentDeclined,
     }
+}
+
+crate::contract! {
+    /// Events on `payments.methods`.
+    pub enum PaymentMethodEvent on topics::PAYMENT_METHODS, key buyer_id {
+        /// A buyer saved a payment method, replacing the one they had (version: the count of
+        /// methods the buyer has saved).
+        Saved("payment_method.saved", v 1) => PaymentMethodSaved,
+    }
+}
+
+/// `payment.declined` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentDeclined {
+    /// The payment attempt.
+    pub payment_id: Uuid,
+    /// The order it was for (also the key).
+    pub order_id: Uuid,
+    /// The provider's reason, safe to show the buyer.
+    pub reason: String,
+}
+
+/// `payment_method.saved` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentMethodSaved {
+    /// The saved method (payments' id, not the provider's).
+    pub method_id: Uuid,
+    /// Whose it is (also the key).
+    pub buyer_id: Uuid,
+    /// When it was saved.
+    pub saved_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// `payment.succeeded` v1.

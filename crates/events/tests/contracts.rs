@@ -9,8 +9,13 @@ use std::path::PathBuf;
 use chrono::{TimeZone, Utc};
 use sneakerstop_events::catalog::{Product, ProductEvent, Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::identity::{RevokeReason, SessionRevoked, UserEvent, UserRegistered};
-use sneakerstop_events::orders::{CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent};
-use sneakerstop_events::payments::{PaymentEvent, PaymentRefunded, PaymentSucceeded};
+use sneakerstop_events::market::{Bid, BidStatus, MarketEvent, MatchMade};
+use sneakerstop_events::orders::{
+    CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderRefused, RefusedBecause,
+};
+use sneakerstop_events::payments::{
+    PaymentDeclined, PaymentEvent, PaymentMethodEvent, PaymentMethodSaved, PaymentRefunded, PaymentSucceeded,
+};
 use sneakerstop_events::{Contract, DecodeError};
 use uuid::Uuid;
 
@@ -134,6 +139,7 @@ fn order_created_v1() {
             seller_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002),
             price_cents: 25_000,
             expires_at: time(900),
+            match_id: None,
         }),
     );
 }
@@ -187,6 +193,110 @@ fn payment_refunded_v1() {
 }
 
 #[test]
+fn order_refused_v1() {
+    check_snapshot(
+        SNEAKER,
+        &OrderEvent::Refused(OrderRefused {
+            match_id: MATCH,
+            sneaker_id: SNEAKER,
+            buyer_id: USER,
+            reason: RefusedBecause::PairTaken,
+        }),
+    );
+}
+
+#[test]
+fn an_order_of_the_market_names_its_match_and_a_buyers_order_is_as_before() {
+    let created = OrderCreated {
+        order_id: MATCH,
+        sneaker_id: SNEAKER,
+        buyer_id: USER,
+        seller_id: USER,
+        price_cents: 25_000,
+        expires_at: time(900),
+        match_id: Some(MATCH),
+    };
+    let event = OrderEvent::Created(created.clone());
+    assert_eq!(event.payload()["matchId"], MATCH.to_string());
+    assert_eq!(OrderEvent::decode("order.created", 1, event.payload().to_string().as_bytes()).unwrap(), event);
+    let own = OrderEvent::Created(OrderCreated { match_id: None, ..created });
+    assert!(own.payload().get("matchId").is_none(), "the pinned v1 payload is unchanged");
+    let declined = OrderCancelled { order_id: MATCH, sneaker_id: SNEAKER, reason: CancelReason::Declined };
+    assert_eq!(OrderEvent::Cancelled(declined).payload()["reason"], "declined");
+}
+
+#[test]
+fn payment_declined_v1() {
+    check_snapshot(
+        ORDER,
+        &PaymentEvent::Declined(PaymentDeclined {
+            payment_id: PAYMENT,
+            order_id: ORDER,
+            reason: "Your card was declined.".into(),
+        }),
+    );
+}
+
+#[test]
+fn payment_method_saved_v1() {
+    check_snapshot(
+        USER,
+        &PaymentMethodEvent::Saved(PaymentMethodSaved {
+            method_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0007),
+            buyer_id: USER,
+            saved_at: time(0),
+        }),
+    );
+}
+
+const MATCH: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0008);
+const BID: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0009);
+
+fn bid(status: BidStatus, version: i64) -> Bid {
+    Bid {
+        bid_id: BID,
+        product_id: PRODUCT,
+        size: 10.5,
+        buyer_id: USER,
+        price_cents: 24_000,
+        status,
+        match_id: (status == BidStatus::Matched).then_some(MATCH),
+        expires_at: time(30 * 86_400),
+        version,
+        created_at: time(0),
+        updated_at: time(version),
+    }
+}
+
+#[test]
+fn bid_placed_v1() {
+    check_snapshot(PRODUCT, &MarketEvent::Placed(bid(BidStatus::Open, 1)));
+}
+
+#[test]
+fn bid_updated_v1() {
+    check_snapshot(PRODUCT, &MarketEvent::Updated(bid(BidStatus::Matched, 2)));
+}
+
+#[test]
+fn match_made_v1() {
+    check_snapshot(
+        PRODUCT,
+        &MarketEvent::Matched(MatchMade {
+            match_id: MATCH,
+            bid_id: BID,
+            sneaker_id: SNEAKER,
+            product_id: PRODUCT,
+            size: 10.5,
+            buyer_id: USER,
+            seller_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_000a),
+            price_cents: 23_500,
+            made_at: time(2),
+        }),
+    );
+}
+
+#[test]
 fn every_type_of_every_topic_has_a_snapshot() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
     for (event_type, version) in UserEvent::TYPES
@@ -195,6 +305,8 @@ fn every_type_of_every_topic_has_a_snapshot() {
         .chain(ProductEvent::TYPES)
         .chain(OrderEvent::TYPES)
         .chain(PaymentEvent::TYPES)
+        .chain(PaymentMethodEvent::TYPES)
+        .chain(MarketEvent::TYPES)
     {
         let path = dir.join(format!("{event_type}.v{version}.json"));
         assert!(path.exists(), "{event_type} v{version} has no pinned snapshot");

@@ -53,6 +53,8 @@ pub enum Cancellation {
     Buyer,
     /// It was not paid in time.
     Expired,
+    /// The buyer's saved payment method was declined (an order of the market).
+    Declined,
 }
 
 impl From<CancelReason> for Cancellation {
@@ -60,6 +62,7 @@ impl From<CancelReason> for Cancellation {
         match reason {
             CancelReason::Buyer => Self::Buyer,
             CancelReason::Expired => Self::Expired,
+            CancelReason::Declined => Self::Declined,
         }
     }
 }
@@ -69,6 +72,7 @@ impl From<Cancellation> for CancelReason {
         match reason {
             Cancellation::Buyer => Self::Buyer,
             Cancellation::Expired => Self::Expired,
+            Cancellation::Declined => Self::Declined,
         }
     }
 }
@@ -79,6 +83,7 @@ impl Cancellation {
         match self {
             Self::Buyer => "buyer",
             Self::Expired => "expired",
+            Self::Declined => "declined",
         }
     }
 }
@@ -108,6 +113,21 @@ pub struct Listing {
     pub status: ListingStatus,
 }
 
+/// A match of the market, to become an order (from `match.made`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    /// The match (and the order's id).
+    pub match_id: Uuid,
+    /// The pair.
+    pub sneaker_id: Uuid,
+    /// The bidder.
+    pub buyer_id: Uuid,
+    /// The seller.
+    pub seller_id: Uuid,
+    /// The sale price, in cents.
+    pub price_cents: i64,
+}
+
 /// An order.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Order {
@@ -127,6 +147,9 @@ pub struct Order {
     pub cancel_reason: Option<Cancellation>,
     /// The payment that completed it, when it did.
     pub payment_id: Option<Uuid>,
+    /// The market's match it fills (then its id is the match's), if it is an order of the
+    /// market.
+    pub match_id: Option<Uuid>,
     /// 1 when created, +1 per change; the version of the event that announced the change.
     pub version: i64,
     /// When its reservation lapses unless paid.
@@ -195,11 +218,50 @@ impl Order {
             status: OrderStatus::Created,
             cancel_reason: None,
             payment_id: None,
+            match_id: None,
             version: 1,
             expires_at: now + ttl,
             created_at: now,
             updated_at: now,
         };
+        Ok(Self::created(order))
+    }
+
+    /// The market matched `matched`'s bid with an ask: the bidder orders the pair at the
+    /// match's price (which may differ from the listing's), under the match's id. `listing`
+    /// is what the replica knows of the pair, if it has heard of it: a pair it knows is sold
+    /// is refused; one held by another live order is refused by the store.
+    pub fn fill(
+        matched: &Matched,
+        listing: Option<&Listing>,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Decision, Refusal> {
+        if listing.is_some_and(|l| l.status == ListingStatus::Sold) {
+            return Err(Refusal::Sold);
+        }
+        if matched.seller_id == matched.buyer_id {
+            return Err(Refusal::OwnListing);
+        }
+        Ok(Self::created(Order {
+            id: matched.match_id,
+            sneaker_id: matched.sneaker_id,
+            buyer_id: matched.buyer_id,
+            seller_id: matched.seller_id,
+            price_cents: matched.price_cents,
+            status: OrderStatus::Created,
+            cancel_reason: None,
+            payment_id: None,
+            match_id: Some(matched.match_id),
+            version: 1,
+            expires_at: now + ttl,
+            created_at: now,
+            updated_at: now,
+        }))
+    }
+
+    /// A new order and its `order.created`.
+    fn created(order: Order) -> Decision {
         let event = OrderEvent::Created(OrderCreated {
             order_id: order.id,
             sneaker_id: order.sneaker_id,
@@ -207,8 +269,9 @@ impl Order {
             seller_id: order.seller_id,
             price_cents: order.price_cents,
             expires_at: order.expires_at,
+            match_id: order.match_id,
         });
-        Ok(Decision { order, event })
+        Decision { order, event }
     }
 
     /// Its buyer cancels it (or expiry does, see [`Self::expire`]).
@@ -270,6 +333,36 @@ mod tests {
         Listing { id: PAIR, price_cents: 25_000, seller_id: SELLER, status }
     }
 
+    fn matched() -> Matched {
+        Matched { match_id: ORDER, sneaker_id: PAIR, buyer_id: BUYER, seller_id: SELLER, price_cents: 27_000 }
+    }
+
+    #[test]
+    fn given_a_match_when_filled_then_the_bidder_orders_the_pair_at_the_match_price_under_its_id() {
+        let decision =
+            Order::fill(&matched(), Some(&listing(ListingStatus::Available)), at(0), chrono::Duration::minutes(15))
+                .unwrap();
+        assert_eq!((decision.order.id, decision.order.match_id), (ORDER, Some(ORDER)));
+        assert_eq!((decision.order.buyer_id, decision.order.price_cents), (BUYER, 27_000), "the match's price");
+        let OrderEvent::Created(created) = decision.event else { panic!("order.created") };
+        assert_eq!(created.match_id, Some(ORDER), "payments charges it without the buyer");
+        let unknown = Order::fill(&matched(), None, at(0), chrono::Duration::minutes(15));
+        assert!(unknown.is_ok(), "a pair the replica has not heard of yet is left to the store's unique index");
+    }
+
+    #[test]
+    fn given_a_sold_pair_when_a_match_is_filled_then_refused() {
+        let sold = listing(ListingStatus::Sold);
+        assert_eq!(Order::fill(&matched(), Some(&sold), at(0), chrono::Duration::minutes(15)), Err(Refusal::Sold));
+    }
+
+    #[test]
+    fn given_an_order_of_the_market_when_its_saved_card_is_declined_then_cancelled_as_declined() {
+        let order = Order::fill(&matched(), None, at(0), chrono::Duration::minutes(15)).unwrap().order;
+        let decision = order.cancel(CancelReason::Declined, at(1)).unwrap();
+        assert_eq!(decision.order.cancel_reason, Some(Cancellation::Declined));
+    }
+
     /// Given an order placed at 0 with a 15-minute reservation.
     fn placed() -> Order {
         Order::place(ORDER, BUYER, &listing(ListingStatus::Available), at(0), chrono::Duration::minutes(15))
@@ -294,6 +387,7 @@ mod tests {
                 seller_id: SELLER,
                 price_cents: 25_000,
                 expires_at: at(900),
+                match_id: None,
             })
         );
     }

@@ -5,19 +5,32 @@
 //! - `payments.payments` → `payment.succeeded` completes a `created` order
 //!   (`order.completed`). A payment for an order that was cancelled meanwhile leaves it
 //!   cancelled: payments refunds that charge when it sees the cancellation.
+//!   `payment.declined` (a saved method, charged without the buyer) cancels the order of the
+//!   market it was for, as `declined`;
+//! - `market.bids` → `match.made` becomes the bidder's order, under the match's id and at
+//!   its price (`order.created`, which payments charges with the saved method), or — the
+//!   pair held by another live order, or sold — `order.refused`, so the market puts the bid
+//!   back. The one-live-order-per-pair index decides, as for every order.
 
 use futures::future::BoxFuture;
 use sneakerstop_events::catalog::SneakerEvent;
-use sneakerstop_events::payments::{PaymentEvent, PaymentSucceeded};
+use sneakerstop_events::market::{MarketEvent, MatchMade};
+use sneakerstop_events::orders::{CancelReason, OrderRefused, RefusedBecause};
+use sneakerstop_events::payments::{PaymentDeclined, PaymentEvent, PaymentSucceeded};
 use sneakerstop_events::topics;
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sqlx::PgConnection;
 
-use crate::store;
+use crate::domain::{Matched, Order, Refusal};
+use crate::store::{self, Filled};
 
 /// The orders service's event handler.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OrdersHandler;
+#[derive(Debug, Clone, Copy)]
+pub struct OrdersHandler {
+    /// How long an order of the market may stay unpaid (its charge is made at once; this
+    /// bounds a provider that never answers).
+    pub reservation_ttl: chrono::Duration,
+}
 
 impl Handler for OrdersHandler {
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
@@ -34,6 +47,11 @@ impl Handler for OrdersHandler {
                 topics::PAYMENTS => match event.decode::<PaymentEvent>()? {
                     PaymentEvent::Succeeded(paid) => complete(tx, &paid).await,
                     PaymentEvent::Refunded(_) => Ok(()),
+                    PaymentEvent::Declined(declined) => cancel_declined(tx, &declined).await,
+                },
+                topics::BIDS => match event.decode::<MarketEvent>()? {
+                    MarketEvent::Matched(matched) => fill(tx, &matched, self.reservation_ttl).await,
+                    MarketEvent::Placed(_) | MarketEvent::Updated(_) => Ok(()),
                 },
                 other => anyhow::bail!("orders does not consume {other}"),
             }
@@ -59,4 +77,57 @@ async fn complete(tx: &mut PgConnection, paid: &PaymentSucceeded) -> anyhow::Res
             Ok(())
         }
     }
+}
+
+/// A saved method was declined: the order of the market it was for is cancelled.
+#[tracing::instrument(skip_all, fields(order_id = %declined.order_id), err)]
+async fn cancel_declined(tx: &mut PgConnection, declined: &PaymentDeclined) -> anyhow::Result<()> {
+    let Some(order) = store::lock(tx, declined.order_id).await? else {
+        tracing::warn!("decline for an unknown order ignored");
+        return Ok(());
+    };
+    match order.cancel(CancelReason::Declined, chrono::Utc::now()) {
+        Ok(cancelled) => {
+            store::save(tx, &cancelled).await?;
+            metrics::counter!("orders_declined_total").increment(1);
+        }
+        Err(refused) => tracing::info!(%refused, "decline for an order that cannot be cancelled; ignored"),
+    }
+    Ok(())
+}
+
+/// A bid met an ask: the bidder's order, or a refusal the market hears of.
+#[tracing::instrument(skip_all, fields(match_id = %made.match_id, sneaker_id = %made.sneaker_id), err)]
+async fn fill(tx: &mut PgConnection, made: &MatchMade, ttl: chrono::Duration) -> anyhow::Result<()> {
+    let matched = Matched {
+        match_id: made.match_id,
+        sneaker_id: made.sneaker_id,
+        buyer_id: made.buyer_id,
+        seller_id: made.seller_id,
+        price_cents: made.price_cents,
+    };
+    let listing = store::find_sneaker(tx, made.sneaker_id).await?;
+    let refuse =
+        |reason| OrderRefused { match_id: made.match_id, sneaker_id: made.sneaker_id, buyer_id: made.buyer_id, reason };
+    let filled = match Order::fill(&matched, listing.as_ref(), chrono::Utc::now(), ttl) {
+        Ok(filled) => filled,
+        Err(Refusal::Sold) => return store::refuse(tx, &refuse(RefusedBecause::Sold)).await,
+        Err(other) => {
+            tracing::warn!(refused = %other, "a match that cannot become an order; refused as taken");
+            return store::refuse(tx, &refuse(RefusedBecause::PairTaken)).await;
+        }
+    };
+    match store::insert_fill(tx, &filled).await? {
+        Filled::Placed => {
+            metrics::counter!("orders_created_total").increment(1);
+            metrics::counter!("orders_matched_total").increment(1);
+            tracing::info!("order of the market placed");
+        }
+        Filled::AlreadyFilled => tracing::debug!("match filled before; ignored"),
+        Filled::PairHeld => {
+            tracing::info!("the pair is held by another order; match refused");
+            store::refuse(tx, &refuse(RefusedBecause::PairTaken)).await?;
+        }
+    }
+    Ok(())
 }

@@ -51,11 +51,13 @@ impl Service for Orders {
     }
 
     fn consumes(&self) -> &'static [&'static str] {
-        &[sneakerstop_events::topics::SNEAKERS, sneakerstop_events::topics::PAYMENTS]
+        &[sneakerstop_events::topics::SNEAKERS, sneakerstop_events::topics::PAYMENTS, sneakerstop_events::topics::BIDS]
     }
 
     fn handler(&self) -> Option<std::sync::Arc<dyn sneakerstop_messaging::Handler>> {
-        Some(std::sync::Arc::new(events::OrdersHandler))
+        let reservation_ttl =
+            chrono::Duration::from_std(self.settings.reservation_ttl).unwrap_or(chrono::Duration::MAX);
+        Some(std::sync::Arc::new(events::OrdersHandler { reservation_ttl }))
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

@@ -6,6 +6,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
+use sneakerstop_events::orders::{OrderEvent, OrderRefused};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -14,8 +15,8 @@ use sneakerstop_problem::page::Page;
 use crate::SOURCE;
 use crate::domain::{Cancellation, Decision, Listing, ListingStatus, Order, OrderStatus};
 
-const COLUMNS: &str = "id, sneaker_id, buyer_id, seller_id, price_cents, status, cancel_reason, payment_id, version, \
-                       expires_at, created_at, updated_at";
+const COLUMNS: &str = "id, sneaker_id, buyer_id, seller_id, price_cents, status, cancel_reason, payment_id, match_id, \
+                       version, expires_at, created_at, updated_at";
 
 /// What only the database can refuse when a new order is written.
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +97,8 @@ pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), Inse
     let order = &placed.order;
     sqlx::query!(
         "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at,
-                             traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+                             traceparent, match_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
         order.id,
         order.sneaker_id,
         order.buyer_id,
@@ -107,6 +108,7 @@ pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), Inse
         order.expires_at,
         order.created_at,
         sneakerstop_telemetry::trace::current_traceparent(),
+        order.match_id,
     )
     .execute(&mut *tx)
     .await
@@ -119,6 +121,54 @@ pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), Inse
     })?;
     publish(tx, placed).await?;
     Ok(())
+}
+
+/// How writing the order of a match went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// Written, with its `order.created`.
+    Placed,
+    /// Another live order holds the pair: nothing written.
+    PairHeld,
+    /// The match was filled before (a redelivered `match.made`): nothing written.
+    AlreadyFilled,
+}
+
+/// Writes the order that fills a match and its `order.created`, unless another live order
+/// holds the pair or the match was filled already. Conflicts are not errors here (`ON
+/// CONFLICT DO NOTHING`), so the consumer's transaction stays usable to announce a refusal.
+#[tracing::instrument(skip_all, fields(order_id = %filled.order.id), err)]
+pub async fn insert_fill(tx: &mut PgConnection, filled: &Decision) -> anyhow::Result<Filled> {
+    let order = &filled.order;
+    let inserted = sqlx::query!(
+        "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at,
+                             traceparent, match_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
+         ON CONFLICT DO NOTHING",
+        order.id,
+        order.sneaker_id,
+        order.buyer_id,
+        order.seller_id,
+        order.price_cents,
+        order.status as OrderStatus,
+        order.expires_at,
+        order.created_at,
+        sneakerstop_telemetry::trace::current_traceparent(),
+        order.match_id,
+    )
+    .execute(&mut *tx)
+    .await
+    .context("insert the order of a match")?
+    .rows_affected();
+    if inserted == 1 {
+        publish(tx, filled).await?;
+        return Ok(Filled::Placed);
+    }
+    let exists = sqlx::query_scalar!(r#"SELECT true AS "exists!" FROM orders WHERE id = $1"#, order.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("find the order of a match")?;
+    Ok(if exists.is_some() { Filled::AlreadyFilled } else { Filled::PairHeld })
 }
 
 /// Writes an order's new state and its event. The order must still be at the version the
@@ -149,7 +199,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Or
     sqlx::query_as!(
         Order,
         r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
-                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, match_id, version, expires_at, created_at, updated_at
              FROM orders WHERE id = $1 FOR UPDATE"#,
         id,
     )
@@ -169,7 +219,7 @@ pub async fn find_for_buyer(
         sqlx::query_as!(
             Order,
             r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
-                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, match_id, version, expires_at, created_at, updated_at
              FROM orders WHERE id = $1 AND buyer_id = $2 FOR UPDATE"#,
             id,
             buyer_id
@@ -180,7 +230,7 @@ pub async fn find_for_buyer(
         sqlx::query_as!(
             Order,
             r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
-                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, match_id, version, expires_at, created_at, updated_at
              FROM orders WHERE id = $1 AND buyer_id = $2"#,
             id,
             buyer_id
@@ -195,6 +245,13 @@ pub async fn find_for_buyer(
 pub async fn list_for_buyer(pool: &PgPool, buyer_id: Uuid, page: &Page) -> anyhow::Result<Vec<Order>> {
     let select = format!("SELECT {COLUMNS} FROM orders WHERE buyer_id = $1");
     sneakerstop_db::newest_first(pool, &select, buyer_id, page.before, page.limit).await.context("list orders")
+}
+
+/// Announces that a match could not become an order (`order.refused`, its subject the
+/// match, which no order will carry).
+pub async fn refuse(tx: &mut PgConnection, refused: &OrderRefused) -> anyhow::Result<()> {
+    sneakerstop_messaging::enqueue(tx, SOURCE, refused.match_id, 1, &OrderEvent::Refused(refused.clone())).await?;
+    Ok(())
 }
 
 /// Writes a decision's event to the outbox, at the order's new version; the contract
@@ -223,7 +280,7 @@ pub async fn lock_due(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<
     let due = sqlx::query_as!(
         Order,
         r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
-                  cancel_reason AS "cancel_reason: Cancellation", payment_id, version, expires_at, created_at, updated_at
+                  cancel_reason AS "cancel_reason: Cancellation", payment_id, match_id, version, expires_at, created_at, updated_at
              FROM orders WHERE status = 'created' AND expires_at <= $1
             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
         now,

@@ -59,6 +59,11 @@ fn sneaker(id: Uuid, seller: Uuid, status: SneakerStatus, version: i64) -> Sneak
     }
 }
 
+/// The orders consumer, as the service builds it.
+fn handler() -> sneakerstop_orders::events::OrdersHandler {
+    sneakerstop_orders::events::OrdersHandler { reservation_ttl: chrono::Duration::minutes(15) }
+}
+
 impl Ctx {
     /// Delivers `payment.succeeded` for `order` to the orders consumer, as Kafka would.
     async fn payment_succeeded(&self, order: Uuid) {
@@ -71,7 +76,7 @@ impl Ctx {
         });
         let incoming = IncomingEvent::from_contract(&event, "/sneakerstop/payments", payment, 1);
         let mut tx = self.pool.begin().await.unwrap();
-        sneakerstop_orders::events::OrdersHandler.handle(&mut tx, &incoming).await.unwrap();
+        handler().handle(&mut tx, &incoming).await.unwrap();
         tx.commit().await.unwrap();
     }
 
@@ -386,7 +391,7 @@ async fn paid(ctx: &Ctx, order: Uuid) {
     });
     let incoming = IncomingEvent::from_contract(&event, "/test", order, 1);
     let mut tx = ctx.pool.begin().await.unwrap();
-    sneakerstop_orders::events::OrdersHandler.handle(&mut tx, &incoming).await.unwrap();
+    handler().handle(&mut tx, &incoming).await.unwrap();
     tx.commit().await.unwrap();
 }
 

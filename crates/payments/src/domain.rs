@@ -18,7 +18,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sneakerstop_events::payments::{PaymentEvent, PaymentRefunded, PaymentSucceeded};
+use sneakerstop_events::payments::{PaymentDeclined, PaymentEvent, PaymentRefunded, PaymentSucceeded};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -186,12 +186,26 @@ impl Payment {
         Ok(Decision { payment, from: self.status, event: Some((event, 1)) })
     }
 
-    /// The provider declined the card for `reason`.
-    pub fn record_decline(&self, reason: &str, now: DateTime<Utc>) -> Result<Decision, Refusal> {
+    /// The provider declined the card for `reason`. A buyer paying is told and may try
+    /// another card; a charge made without the buyer (`announce`) is announced as
+    /// `payment.declined`, so that its order is cancelled.
+    pub fn record_decline(&self, reason: &str, announce: bool, now: DateTime<Utc>) -> Result<Decision, Refusal> {
         self.require(PaymentStatus::Pending, "declined")?;
         let payment =
             Payment { status: PaymentStatus::Declined, failure_reason: Some(reason.to_owned()), ..self.changed(now) };
-        Ok(Decision { payment, from: self.status, event: None })
+        let event = announce.then(|| {
+            let declined =
+                PaymentDeclined { payment_id: payment.id, order_id: payment.order_id, reason: reason.to_owned() };
+            (PaymentEvent::Declined(declined), 1)
+        });
+        Ok(Decision { payment, from: self.status, event })
+    }
+
+    /// The attempt to charge `order` of the market with its buyer's saved method, made by
+    /// payments itself when the order arrives (attempt 1: one per order, so the provider's
+    /// idempotency key is one per match).
+    pub fn begin_off_session(id: Uuid, order: &OrderReplica, now: DateTime<Utc>) -> Result<Payment, Refusal> {
+        Self::begin(id, order.buyer_id, order, 1, now)
     }
 
     /// Its order was cancelled after it was charged: it is to be refunded.
@@ -293,15 +307,30 @@ mod tests {
             charged.record_charge("pi_1", None, at(2)),
             Err(Refusal::Transition { from: PaymentStatus::Succeeded, to: "charged" })
         );
-        assert!(charged.record_decline("card_declined", at(2)).is_err());
+        assert!(charged.record_decline("card_declined", false, at(2)).is_err());
     }
 
     #[test]
     fn given_a_pending_attempt_when_declined_then_declined_with_the_reason_and_nothing_announced() {
-        let decision = pending().record_decline("insufficient_funds", at(1)).unwrap();
+        let decision = pending().record_decline("insufficient_funds", false, at(1)).unwrap();
         assert_eq!(decision.payment.status, PaymentStatus::Declined);
         assert_eq!(decision.payment.failure_reason.as_deref(), Some("insufficient_funds"));
         assert_eq!(decision.event, None);
+    }
+
+    #[test]
+    fn given_an_order_of_the_market_when_its_saved_method_is_declined_then_the_decline_is_announced() {
+        let attempt = Payment::begin_off_session(PAYMENT, &order(OrderState::Created), at(0)).unwrap();
+        assert_eq!((attempt.buyer_id, attempt.attempt), (BUYER, 1), "the order's buyer, one attempt per match");
+        let decision = attempt.record_decline("Your card was declined.", true, at(1)).unwrap();
+        let expected =
+            PaymentDeclined { payment_id: PAYMENT, order_id: ORDER, reason: "Your card was declined.".into() };
+        assert_eq!(decision.event, Some((PaymentEvent::Declined(expected), 1)));
+        assert_eq!(
+            Payment::begin_off_session(PAYMENT, &order(OrderState::Cancelled), at(0)),
+            Err(Refusal::OrderCancelled),
+            "an order cancelled before it was charged is not charged"
+        );
     }
 
     #[test]
@@ -319,7 +348,7 @@ mod tests {
 
     #[test]
     fn given_a_declined_attempt_when_its_order_is_cancelled_then_there_is_nothing_to_refund() {
-        let declined = pending().record_decline("card_declined", at(1)).unwrap().payment;
+        let declined = pending().record_decline("card_declined", false, at(1)).unwrap().payment;
         assert!(declined.order_cancelled(at(2)).is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! What payments does with `orders.orders`.
 //!
-//! - `order.created` → the order enters the replica as payable;
+//! - `order.created` → the order enters the replica as payable; an order of the market (it
+//!   names a match) gets its off-session attempt with the buyer's saved method, which the
+//!   off-session task charges (see `offsession`), or is declined at once without one;
 //! - `order.cancelled` → the replica says cancelled (no new charge is accepted), and if a
 //!   charge already went through — a payment that raced the expiry or the buyer's cancel —
 //!   it is marked for refund; the refund task refunds it and publishes `payment.refunded`;
@@ -14,7 +16,7 @@ use sneakerstop_events::topics;
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sqlx::PgConnection;
 
-use crate::domain::{OrderReplica, OrderState};
+use crate::domain::{OrderReplica, OrderState, Payment};
 use crate::store;
 
 /// The payments service's event handler.
@@ -37,7 +39,10 @@ impl Handler for PaymentsHandler {
                         status: OrderState::Created,
                         version,
                     };
-                    store::order_created(tx, &order).await?;
+                    let new = store::order_created(tx, &order, created.match_id).await?;
+                    if new && created.match_id.is_some() {
+                        begin_off_session(tx, &order).await?;
+                    }
                 }
                 OrderEvent::Cancelled(cancelled) => {
                     store::order_status(tx, cancelled.order_id, OrderState::Cancelled, version).await?;
@@ -49,8 +54,33 @@ impl Handler for PaymentsHandler {
                 OrderEvent::Completed(completed) => {
                     store::order_status(tx, completed.order_id, OrderState::Complete, version).await?;
                 }
+                // A match that never became an order: there is nothing to pay.
+                OrderEvent::Refused(_) => {}
             }
             Ok(())
         })
     }
+}
+
+/// Writes the attempt that charges an order of the market without its buyer: pending, for
+/// the off-session task, or declined at once (and announced) when the buyer has no saved
+/// method any more.
+#[tracing::instrument(skip_all, fields(order_id = %order.id), err)]
+async fn begin_off_session(tx: &mut PgConnection, order: &OrderReplica) -> anyhow::Result<()> {
+    let payment = Payment::begin_off_session(uuid::Uuid::now_v7(), order, chrono::Utc::now())?;
+    match store::current_method(tx, order.buyer_id).await? {
+        Some(method) => {
+            if !store::insert_off_session(tx, &payment, &method).await? {
+                tracing::info!("the order has a live payment already; not charged off-session");
+            }
+        }
+        None => {
+            if store::insert(tx, &payment, "").await? {
+                let declined = payment.record_decline("no saved payment method", true, chrono::Utc::now())?;
+                store::save(tx, &declined).await?;
+                tracing::warn!("order of the market without a saved payment method; declined");
+            }
+        }
+    }
+    Ok(())
 }

@@ -11,14 +11,17 @@
 //! - `recovery` — the task that finishes attempts left `pending` by a process that died
 //!   between charging and recording (asks the provider again under the same key).
 //! - `refunds` — the task that refunds marked charges through the provider.
+//! - `offsession` — the task that charges orders of the market with saved payment methods.
 //!
-//! Publishes `payment.succeeded` and `payment.refunded` on `payments.payments` (keyed by
-//! order id); consumes `orders.orders`.
+//! Publishes `payment.succeeded`, `payment.refunded` and `payment.declined` on
+//! `payments.payments` (keyed by order id) and `payment_method.saved` on `payments.methods`
+//! (keyed by buyer); consumes `orders.orders`.
 
 pub mod domain;
 mod error;
 pub mod events;
 pub mod http;
+pub mod offsession;
 pub mod provider;
 pub mod recovery;
 pub mod refunds;

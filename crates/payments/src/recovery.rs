@@ -90,9 +90,10 @@ async fn resolve(
             token: token.clone(),
             idempotency_key: crate::http::charge_key(payment.order_id, payment.attempt),
             order_id: payment.order_id,
+            off_session: None,
         };
         let outcome = provider.charge(&request).instrument(crate::provider::provider_span("charge")).await;
-        match settle::record(&mut tx, payment, outcome, Unknown::Keep).await? {
+        match settle::record(&mut tx, payment, outcome, Unknown::Keep, false).await? {
             Settled::Unresolved(error @ crate::provider::ProviderError::Unavailable(_)) => {
                 tracing::warn!(payment_id = %payment.id, %error, "provider still unavailable; will ask again");
             }

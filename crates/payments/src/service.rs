@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use anyhow::Context;
 
 use crate::provider::{PaymentProvider, simulated::Simulated, stripe::Stripe};
-use crate::{ApiDoc, AppState, SCHEMA, events, recovery, refunds};
+use crate::{ApiDoc, AppState, SCHEMA, events, offsession, recovery, refunds};
 
 /// Payments settings: which provider charges cards.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +37,10 @@ pub struct Settings {
     /// Keep it well above the provider timeout.
     #[arg(long = "payment-recovery-after", env = "PAYMENT_RECOVERY_AFTER", default_value = "60s", value_parser = sneakerstop_settings::parse_duration)]
     pub recovery_after: Duration,
+    /// How often the off-session task looks for orders of the market to charge with their
+    /// buyers' saved methods.
+    #[arg(long = "payment-off-session-interval", env = "PAYMENT_OFF_SESSION_INTERVAL", default_value = "100ms", value_parser = sneakerstop_settings::parse_duration)]
+    pub off_session_interval: Duration,
     /// How often the refund task looks for charges whose order was cancelled.
     #[arg(long = "payment-refund-interval", env = "PAYMENT_REFUND_INTERVAL", default_value = "1s", value_parser = sneakerstop_settings::parse_duration)]
     pub refund_interval: Duration,
@@ -97,7 +101,7 @@ impl Service for Payments {
     }
 
     fn publishes(&self) -> &'static [&'static str] {
-        &[sneakerstop_events::topics::PAYMENTS]
+        &[sneakerstop_events::topics::PAYMENTS, sneakerstop_events::topics::PAYMENT_METHODS]
     }
 
     fn consumes(&self) -> &'static [&'static str] {
@@ -117,6 +121,13 @@ impl Service for Payments {
         let provider = self.provider()?;
         let (pool, cancel) = (wiring.pool.clone(), wiring.cancel.clone());
         wiring.spawn(refunds::run(pool.clone(), provider.clone(), settings.refund_interval, cancel.clone()));
+        wiring.spawn(offsession::run(
+            pool.clone(),
+            provider.clone(),
+            settings.currency.clone(),
+            settings.off_session_interval,
+            cancel.clone(),
+        ));
         let recovery_after = settings.recovery_after;
         wiring.spawn(recovery::run(
             pool.clone(),

@@ -37,13 +37,15 @@ pub enum Settled {
     AlreadySettled,
 }
 
-/// Records `outcome` for `payment` (as it was when the provider was asked) on `tx`.
+/// Records `outcome` for `payment` (as it was when the provider was asked) on `tx`. A
+/// decline of a charge made without the buyer (`off_session`) is announced.
 #[tracing::instrument(skip_all, fields(payment_id = %payment.id, order_id = %payment.order_id), err)]
 pub async fn record(
     tx: &mut PgConnection,
     payment: &Payment,
     outcome: Result<Charge, ProviderError>,
     unknown: Unknown,
+    off_session: bool,
 ) -> anyhow::Result<Settled> {
     if payment.status != PaymentStatus::Pending {
         return Ok(Settled::AlreadySettled);
@@ -67,7 +69,7 @@ pub async fn record(
             Ok(Settled::Charged(row))
         }
         Err(ProviderError::Declined(reason)) => {
-            if !store::save(tx, &payment.record_decline(&reason, Utc::now())?).await? {
+            if !store::save(tx, &payment.record_decline(&reason, off_session, Utc::now())?).await? {
                 return Ok(Settled::AlreadySettled);
             }
             metrics::counter!("payments_declined_total").increment(1);

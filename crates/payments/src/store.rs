@@ -12,24 +12,189 @@ use sneakerstop_problem::page::Page;
 use crate::SOURCE;
 use crate::domain::{Decision, OrderReplica, OrderState, Payment, PaymentStatus};
 
+/// The [`Payment`] in a `query!` row that selected its columns (besides others): the
+/// macros' rows are anonymous types, so this names the fields once.
+macro_rules! payment_of {
+    ($row:ident) => {
+        Payment {
+            id: $row.id,
+            order_id: $row.order_id,
+            buyer_id: $row.buyer_id,
+            amount_cents: $row.amount_cents,
+            attempt: $row.attempt,
+            status: $row.status,
+            failure_reason: $row.failure_reason,
+            provider_ref: $row.provider_ref,
+            refund_ref: $row.refund_ref,
+            created_at: $row.created_at,
+            updated_at: $row.updated_at,
+        }
+    };
+}
+
 const COLUMNS: &str = "id, order_id, buyer_id, amount_cents, attempt, status, failure_reason, provider_ref, refund_ref, \
                        created_at, updated_at";
 
-/// Records a new order (version 1) in the replica; repeats change nothing.
-pub async fn order_created(conn: &mut PgConnection, order: &OrderReplica) -> anyhow::Result<()> {
-    sqlx::query!(
-        "INSERT INTO orders (id, buyer_id, amount_cents, status, version) VALUES ($1, $2, $3, $4, $5)
+/// Records a new order (version 1) in the replica, with the match it fills if it is an
+/// order of the market; returns whether it is new (repeats change nothing).
+pub async fn order_created(
+    conn: &mut PgConnection,
+    order: &OrderReplica,
+    match_id: Option<Uuid>,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query!(
+        "INSERT INTO orders (id, buyer_id, amount_cents, status, version, match_id) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (id) DO NOTHING",
         order.id,
         order.buyer_id,
         order.amount_cents,
         order.status as OrderState,
         order.version,
+        match_id,
     )
     .execute(conn)
     .await
-    .with_context(|| format!("record order {}", order.id))?;
+    .with_context(|| format!("record order {}", order.id))?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// A buyer's current saved payment method: its id, the provider's id and customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedMethodRow {
+    /// Payments' id of it.
+    pub id: Uuid,
+    /// The provider's id of the method (`pm_...`).
+    pub method_ref: String,
+    /// The provider's customer.
+    pub customer_ref: Option<String>,
+    /// When it was saved.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The buyer's current saved payment method, if any.
+pub async fn current_method(conn: &mut PgConnection, buyer: Uuid) -> anyhow::Result<Option<SavedMethodRow>> {
+    sqlx::query_as!(
+        SavedMethodRow,
+        "SELECT id, method_ref, customer_ref, created_at FROM payment_methods WHERE buyer_id = $1 AND replaced_at IS NULL",
+        buyer
+    )
+    .fetch_optional(conn)
+    .await
+    .context("find the saved payment method")
+}
+
+/// The buyer's customer at the provider, if one was made.
+pub async fn customer(conn: &mut PgConnection, buyer: Uuid) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar!("SELECT customer_ref FROM customers WHERE buyer_id = $1", buyer)
+        .fetch_optional(conn)
+        .await
+        .context("find the customer")
+}
+
+/// Makes `method` the buyer's current one (replacing the one they had), remembers their
+/// customer, and announces `payment_method.saved`, on the caller's transaction.
+pub async fn save_method(tx: &mut PgConnection, buyer: Uuid, method: &SavedMethodRow) -> anyhow::Result<()> {
+    if let Some(customer) = &method.customer_ref {
+        sqlx::query!(
+            "INSERT INTO customers (buyer_id, customer_ref) VALUES ($1, $2)
+             ON CONFLICT (buyer_id) DO UPDATE SET customer_ref = EXCLUDED.customer_ref",
+            buyer,
+            customer
+        )
+        .execute(&mut *tx)
+        .await
+        .context("remember the customer")?;
+    }
+    // The row lock of the current method makes two saves of one buyer take turns.
+    sqlx::query!(
+        "UPDATE payment_methods SET replaced_at = $2 WHERE buyer_id = $1 AND replaced_at IS NULL",
+        buyer,
+        method.created_at
+    )
+    .execute(&mut *tx)
+    .await
+    .context("replace the saved payment method")?;
+    let saved = sqlx::query_scalar!(
+        r#"WITH saved AS (
+               INSERT INTO payment_methods (id, buyer_id, method_ref, customer_ref, created_at) VALUES ($1, $2, $3, $4, $5)
+           )
+           SELECT count(*) + 1 AS "count!" FROM payment_methods WHERE buyer_id = $2"#,
+        method.id,
+        buyer,
+        &method.method_ref,
+        method.customer_ref.as_deref(),
+        method.created_at,
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .context("save the payment method")?;
+    let event =
+        sneakerstop_events::payments::PaymentMethodEvent::Saved(sneakerstop_events::payments::PaymentMethodSaved {
+            method_id: method.id,
+            buyer_id: buyer,
+            saved_at: method.created_at,
+        });
+    sneakerstop_messaging::enqueue(tx, SOURCE, buyer, saved, &event).await?;
     Ok(())
+}
+
+/// Writes the attempt to charge an order of the market without its buyer: `pending` with
+/// the saved method and customer, for the off-session task. Returns `false` if the order
+/// has a live payment already.
+pub async fn insert_off_session(
+    tx: &mut PgConnection,
+    payment: &Payment,
+    method: &SavedMethodRow,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query!(
+        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token, customer_ref, off_session,
+                               created_at, updated_at, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $9, $10)",
+        payment.id,
+        payment.order_id,
+        payment.buyer_id,
+        payment.amount_cents,
+        payment.attempt,
+        payment.status as PaymentStatus,
+        &method.method_ref,
+        method.customer_ref.as_deref(),
+        payment.created_at,
+        sneakerstop_telemetry::trace::current_traceparent(),
+    )
+    .execute(tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(e) if is_live_payment_conflict(&e) => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("insert off-session payment")),
+    }
+}
+
+/// An off-session attempt due: the payment, the saved method's id and the customer.
+pub type OffSessionAttempt = (Payment, String, Option<String>);
+
+/// Off-session attempts still pending, oldest first, locked for the caller's transaction
+/// (`SKIP LOCKED`: several instances never charge one at once).
+pub async fn due_off_session(tx: &mut PgConnection, batch: i64) -> anyhow::Result<Vec<OffSessionAttempt>> {
+    let due = sqlx::query!(
+        r#"SELECT id, order_id, buyer_id, amount_cents, attempt, status AS "status: PaymentStatus", failure_reason,
+                  provider_ref, refund_ref, created_at, updated_at, token AS "token!", customer_ref
+             FROM payments
+            WHERE status = 'pending' AND off_session AND token IS NOT NULL
+            ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
+        batch,
+    )
+    .fetch_all(tx)
+    .await
+    .context("find off-session attempts")?;
+    Ok(due
+        .into_iter()
+        .map(|row| {
+            let payment = payment_of!(row);
+            (payment, row.token, row.customer_ref)
+        })
+        .collect())
 }
 
 /// Moves a replicated order to `status` at `version`, if that is newer. Returns whether it changed.
@@ -221,7 +386,7 @@ pub async fn stale_attempts(
         r#"SELECT id, order_id, buyer_id, amount_cents, attempt, status AS "status: PaymentStatus", failure_reason,
                   provider_ref, refund_ref, created_at, updated_at, token
              FROM payments
-            WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)
+            WHERE status = 'pending' AND NOT off_session AND updated_at < now() - make_interval(secs => $1)
             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
         older_than.as_secs_f64(),
         batch,
@@ -232,19 +397,7 @@ pub async fn stale_attempts(
     Ok(stale
         .into_iter()
         .map(|row| {
-            let payment = Payment {
-                id: row.id,
-                order_id: row.order_id,
-                buyer_id: row.buyer_id,
-                amount_cents: row.amount_cents,
-                attempt: row.attempt,
-                status: row.status,
-                failure_reason: row.failure_reason,
-                provider_ref: row.provider_ref,
-                refund_ref: row.refund_ref,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-            };
+            let payment = payment_of!(row);
             (payment, row.token)
         })
         .collect())

@@ -57,7 +57,7 @@ impl Ctx {
         let id = Uuid::now_v7();
         let mut conn = self.pool.acquire().await.unwrap();
         let order = OrderReplica { id, buyer_id: buyer, amount_cents: 25_000, status: OrderState::Created, version: 1 };
-        store::order_created(&mut conn, &order).await.unwrap();
+        store::order_created(&mut conn, &order, None).await.unwrap();
         id
     }
 
@@ -330,6 +330,7 @@ impl Ctx {
                 token: "tok_visa".into(),
                 idempotency_key: sneakerstop_payments::http::charge_key(order, attempt.attempt),
                 order_id: order,
+                off_session: None,
             };
             provider.charge(&charge).await.unwrap();
         }

@@ -132,6 +132,7 @@ fn charge(token: &str) -> ChargeRequest {
         token: token.into(),
         idempotency_key: format!("sneakerstop-order-x-attempt-1-{token}"),
         order_id: Uuid::from_u128(7),
+        off_session: None,
     }
 }
 

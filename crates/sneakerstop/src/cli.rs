@@ -39,7 +39,7 @@ enum Command {
 /// Arguments of `sneakerstop serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Services to run (identity, catalog, orders, payments); all of them when none are named.
+    /// Services to run (identity, catalog, orders, payments, market); all of them when none are named.
     services: Vec<String>,
     /// Local development: without JWT_SECRET, sign sessions with a random per-process secret
     /// instead of refusing to start.
@@ -60,7 +60,7 @@ pub struct ServeArgs {
 /// Arguments of `sneakerstop migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Services to migrate (identity, catalog, orders, payments); all of them when none are named.
+    /// Services to migrate (identity, catalog, orders, payments, market); all of them when none are named.
     services: Vec<String>,
     #[command(flatten)]
     database: DatabaseSettings,

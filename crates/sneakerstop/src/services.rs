@@ -29,6 +29,8 @@ pub struct ServiceSettings {
     orders: sneakerstop_orders::service::Settings,
     #[command(flatten)]
     payments: sneakerstop_payments::service::Settings,
+    #[command(flatten)]
+    market: sneakerstop_market::service::Settings,
 }
 
 impl ServiceSettings {
@@ -39,6 +41,7 @@ impl ServiceSettings {
             Arc::new(sneakerstop_catalog::Catalog::new(self.catalog.clone())),
             Arc::new(sneakerstop_orders::Orders::new(self.orders.clone())),
             Arc::new(sneakerstop_payments::Payments::new(self.payments.clone())),
+            Arc::new(sneakerstop_market::Market::new(self.market.clone())),
         ]
     }
 }
@@ -209,6 +212,9 @@ mod tests {
         let picked = selected(&all, &["payments".into(), "identity".into(), "payments".into()]).unwrap();
         assert_eq!(names(picked), ["identity", "payments"]);
         let error = selected(&all, &["shipping".into()]).err().unwrap().to_string();
-        assert!(error.contains("`shipping`") && error.contains("identity, catalog, orders, payments"), "{error}");
+        assert!(
+            error.contains("`shipping`") && error.contains("identity, catalog, orders, payments, market"),
+            "{error}"
+        );
     }
 }

@@ -183,13 +183,14 @@ async fn pay(
         token,
         idempotency_key: charge_key(order.id, payment.attempt),
         order_id: order.id,
+        off_session: None,
     };
     let outcome = state.provider.charge(&charge).instrument(provider_span("charge")).await;
 
     // 3. Record the outcome.
     let _transaction = sneakerstop_db::transaction_span("recording the outcome");
     let mut tx = state.pool.begin().await.context("begin recording the outcome")?;
-    let result = match settle::record(&mut tx, &payment, outcome, Unknown::Abandon).await? {
+    let result = match settle::record(&mut tx, &payment, outcome, Unknown::Abandon, false).await? {
         Settled::Charged(row) => answer_for(row),
         Settled::Declined(reason) => Err(PaymentsError::Declined(reason)),
         Settled::Unresolved(ProviderError::Unavailable(reason)) => Err(PaymentsError::ProviderUnavailable(reason)),

@@ -24,6 +24,37 @@ pub struct ChargeRequest {
     pub idempotency_key: String,
     /// The order paid for (sent as metadata).
     pub order_id: Uuid,
+    /// Set for a charge without the buyer present: `token` is then a saved method's id
+    /// (`pm_...`) and this the provider's customer it is attached to, if the provider has
+    /// customers (Stripe does; the simulated provider does not).
+    pub off_session: Option<OffSession>,
+}
+
+/// A charge of a saved method without the buyer present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffSession {
+    /// The provider's customer the method is attached to.
+    pub customer: Option<String>,
+}
+
+/// A payment method to save for later charges without the buyer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveRequest {
+    /// The buyer.
+    pub buyer_id: Uuid,
+    /// The method the buyer's client obtained from the provider (`pm_card_visa`, ...).
+    pub payment_method: String,
+    /// The buyer's customer at the provider, if one was made before.
+    pub customer: Option<String>,
+}
+
+/// A saved method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedMethod {
+    /// The provider's id of the method, to charge.
+    pub method_ref: String,
+    /// The provider's customer it is attached to.
+    pub customer: Option<String>,
 }
 
 /// A successful charge.
@@ -59,6 +90,14 @@ pub enum ProviderError {
 pub trait PaymentProvider: Send + Sync + 'static {
     /// Charges a card.
     fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>>;
+
+    /// Saves a payment method for charges without the buyer (Stripe: a Customer and a
+    /// confirmed SetupIntent for off-session use). Repeating a request saves nothing twice.
+    /// A provider that cannot save methods refuses every one.
+    fn save_method<'a>(&'a self, request: &'a SaveRequest) -> BoxFuture<'a, Result<SavedMethod, ProviderError>> {
+        let _ = request;
+        Box::pin(async { Err(ProviderError::Invalid("this payment provider cannot save payment methods".into())) })
+    }
 
     /// Refunds a charge in full.
     fn refund<'a>(

@@ -2,13 +2,24 @@
 //! `tok_visa` succeeds, `tok_chargeDeclined` is declined, `tok_processingError` fails as a
 //! provider error, anything else is an invalid request. Charges and declines are remembered
 //! per idempotency key, as Stripe does.
+//!
+//! Saved methods are Stripe's test PaymentMethods: `pm_card_visa` (and the other
+//! `pm_card_<brand>` of Stripe's list below) saves and charges; `pm_card_chargeDeclined` and
+//! `pm_card_visa_chargeDeclined` save, and every charge of them is declined; anything else is
+//! an invalid request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 
-use super::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
+use super::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, SaveRequest, SavedMethod};
+
+/// Stripe's test PaymentMethods that save and charge.
+const GOOD_METHODS: &[&str] =
+    &["pm_card_visa", "pm_card_visa_debit", "pm_card_mastercard", "pm_card_amex", "pm_card_discover"];
+/// Stripe's test PaymentMethods that save but whose charges are declined.
+const DECLINING_METHODS: &[&str] = &["pm_card_chargeDeclined", "pm_card_visa_chargeDeclined"];
 
 /// The simulated provider.
 #[derive(Debug, Default)]
@@ -25,6 +36,12 @@ impl Simulated {
 
     fn outcome(token: &str) -> Result<Charge, ProviderError> {
         match token {
+            method if GOOD_METHODS.contains(&method) => {
+                Ok(Charge { provider_ref: format!("pi_sim_{}", uuid::Uuid::new_v4().simple()) })
+            }
+            method if DECLINING_METHODS.contains(&method) => {
+                Err(ProviderError::Declined("Your card was declined.".into()))
+            }
             "tok_visa" => Ok(Charge { provider_ref: format!("pi_sim_{}", uuid::Uuid::new_v4().simple()) }),
             "tok_chargeDeclined" => Err(ProviderError::Declined("Your card was declined.".into())),
             "tok_processingError" => {
@@ -50,6 +67,20 @@ impl PaymentProvider for Simulated {
                 charges.insert(request.idempotency_key.clone(), outcome.clone());
             }
             outcome
+        })
+    }
+
+    fn save_method<'a>(&'a self, request: &'a SaveRequest) -> BoxFuture<'a, Result<SavedMethod, ProviderError>> {
+        Box::pin(async move {
+            let method = request.payment_method.as_str();
+            if GOOD_METHODS.contains(&method) || DECLINING_METHODS.contains(&method) {
+                Ok(SavedMethod { method_ref: method.to_owned(), customer: None })
+            } else {
+                Err(ProviderError::Invalid(format!(
+                    "unknown test payment method; use one of {}",
+                    GOOD_METHODS.iter().chain(DECLINING_METHODS).copied().collect::<Vec<_>>().join(", ")
+                )))
+            }
         })
     }
 
@@ -80,6 +111,7 @@ mod tests {
             token: token.into(),
             idempotency_key: key.into(),
             order_id: uuid::Uuid::nil(),
+            off_session: None,
         }
     }
 
@@ -93,6 +125,22 @@ mod tests {
             Err(ProviderError::Unavailable(_))
         ));
         assert!(matches!(provider.charge(&request("tok_bogus", "d")).await, Err(ProviderError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn test_payment_methods_save_and_charge_like_stripes() {
+        let provider = Simulated::default();
+        let save =
+            |method: &str| SaveRequest { buyer_id: uuid::Uuid::nil(), payment_method: method.into(), customer: None };
+        for method in ["pm_card_visa", "pm_card_chargeDeclined"] {
+            assert_eq!(provider.save_method(&save(method)).await.unwrap().method_ref, method);
+        }
+        assert!(matches!(provider.save_method(&save("pm_bogus")).await, Err(ProviderError::Invalid(_))));
+        assert!(provider.charge(&request("pm_card_visa", "m1")).await.is_ok());
+        assert!(matches!(
+            provider.charge(&request("pm_card_chargeDeclined", "m2")).await,
+            Err(ProviderError::Declined(_))
+        ));
     }
 
     #[tokio::test]

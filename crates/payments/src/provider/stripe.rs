@@ -3,6 +3,12 @@
 //! - `POST /v1/payment_intents` with `amount` (cents), `currency`, `confirm=true`,
 //!   `payment_method_types[]=card`, `payment_method_data[type]=card`,
 //!   `payment_method_data[card][token]=<token>` and `metadata[order_id]`;
+//! - off-session (a saved method, the buyer absent): `POST /v1/payment_intents` with
+//!   `customer`, `payment_method=<pm_...>`, `off_session=true` and `confirm=true`; a card that
+//!   needs its holder (`authentication_required`) is a decline;
+//! - saving a method: `POST /v1/customers` once per buyer (`metadata[buyer_id]`), then
+//!   `POST /v1/setup_intents` with `customer`, `payment_method`, `confirm=true` and
+//!   `usage=off_session`, which attaches the method to the customer;
 //! - `POST /v1/refunds` with `payment_intent=<pi_...>`;
 //! - both with `Authorization: Bearer <STRIPE_SECRET>` and an `Idempotency-Key` header, so a
 //!   retry returns the original result instead of charging again.
@@ -19,7 +25,7 @@ use serde::Deserialize;
 use sneakerstop_settings::Secret;
 use tracing::Instrument;
 
-use super::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
+use super::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund, SaveRequest, SavedMethod};
 
 /// The Stripe provider.
 #[derive(Debug, Clone)]
@@ -34,6 +40,8 @@ pub struct Stripe {
 #[derive(Debug, Deserialize)]
 struct Object {
     id: String,
+    /// Customers have none.
+    #[serde(default)]
     status: String,
 }
 
@@ -130,20 +138,59 @@ fn map_error(status: u16, error: Option<StripeError>) -> ProviderError {
 impl PaymentProvider for Stripe {
     fn charge<'a>(&'a self, request: &'a ChargeRequest) -> BoxFuture<'a, Result<Charge, ProviderError>> {
         Box::pin(async move {
-            let form = [
+            let mut form = vec![
                 ("amount", request.amount_cents.to_string()),
                 ("currency", request.currency.clone()),
                 ("confirm", "true".to_owned()),
                 ("payment_method_types[]", "card".to_owned()),
-                ("payment_method_data[type]", "card".to_owned()),
-                ("payment_method_data[card][token]", request.token.clone()),
                 ("metadata[order_id]", request.order_id.to_string()),
             ];
+            match &request.off_session {
+                None => {
+                    form.push(("payment_method_data[type]", "card".to_owned()));
+                    form.push(("payment_method_data[card][token]", request.token.clone()));
+                }
+                Some(off_session) => {
+                    form.push(("payment_method", request.token.clone()));
+                    form.push(("off_session", "true".to_owned()));
+                    if let Some(customer) = &off_session.customer {
+                        form.push(("customer", customer.clone()));
+                    }
+                }
+            }
             let intent = self.post("/v1/payment_intents", &request.idempotency_key, &form).await?;
             match intent.status.as_str() {
                 "succeeded" => Ok(Charge { provider_ref: intent.id }),
                 "processing" => Err(ProviderError::Unavailable(format!("payment {} is still processing", intent.id))),
                 other => Err(ProviderError::Declined(format!("the payment needs more from the card holder ({other})"))),
+            }
+        })
+    }
+
+    fn save_method<'a>(&'a self, request: &'a SaveRequest) -> BoxFuture<'a, Result<SavedMethod, ProviderError>> {
+        Box::pin(async move {
+            let customer = match &request.customer {
+                Some(customer) => customer.clone(),
+                None => {
+                    let key = format!("customer-{}", request.buyer_id);
+                    let form = [("metadata[buyer_id]", request.buyer_id.to_string())];
+                    self.post("/v1/customers", &key, &form).await?.id
+                }
+            };
+            let form = [
+                ("customer", customer.clone()),
+                ("payment_method", request.payment_method.clone()),
+                ("confirm", "true".to_owned()),
+                ("usage", "off_session".to_owned()),
+                ("payment_method_types[]", "card".to_owned()),
+            ];
+            let key = format!("setup-{}-{}", request.buyer_id, request.payment_method);
+            let setup = self.post("/v1/setup_intents", &key, &form).await?;
+            match setup.status.as_str() {
+                "succeeded" => Ok(SavedMethod { method_ref: request.payment_method.clone(), customer: Some(customer) }),
+                other => Err(ProviderError::Declined(format!(
+                    "the card cannot be saved for later charges without its holder ({other})"
+                ))),
             }
         })
     }

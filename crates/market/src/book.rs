@@ -1,0 +1,54 @@
+//! Trading on a book: what happens when an order arrives on one side and may cross the
+//! other. Every function here runs with the book locked ([`store::lock_book`]) by its caller:
+//! every change to a bid, and every change to an ask that can put it on the book, takes
+//! the book's lock first, so the orders a matcher reads are the book as it is.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{self, Ask, Bid, Decision};
+use crate::store;
+
+/// Trades `bid` (new, or back on the book) with the best ask it crosses, at the ask's
+/// price. Returns the trade, if it made one.
+#[tracing::instrument(skip_all, fields(bid_id = %bid.id), err)]
+pub async fn trade_bid(tx: &mut PgConnection, bid: &Bid, now: DateTime<Utc>) -> anyhow::Result<Option<Decision>> {
+    if !bid.is_live(now) {
+        return Ok(None);
+    }
+    let asks = store::crossing_asks(tx, bid.product_id, bid.size, bid.price_cents, bid.buyer_id).await?;
+    let Some(ask) = domain::best_ask(bid, &asks) else { return Ok(None) };
+    let traded = bid.trade(ask, Uuid::now_v7(), ask.price_cents, now)?;
+    store::save_bid(tx, &traded).await?;
+    matched(&traded);
+    Ok(Some(traded))
+}
+
+/// Trades `ask` (new, cheaper, or back on the book) with the best bid it crosses, at the
+/// bid's price. Returns the trade, if it made one.
+#[tracing::instrument(skip_all, fields(ask_id = %ask.id), err)]
+pub async fn trade_ask(tx: &mut PgConnection, ask: &Ask, now: DateTime<Utc>) -> anyhow::Result<Option<Decision>> {
+    let bids = store::crossing_bids(tx, ask.product_id, ask.size, ask.price_cents, ask.seller_id).await?;
+    let Some(bid) = domain::best_bid(ask, &bids, now) else { return Ok(None) };
+    let traded = bid.trade(ask, Uuid::now_v7(), bid.price_cents, now)?;
+    store::save_bid(tx, &traded).await?;
+    matched(&traded);
+    Ok(Some(traded))
+}
+
+/// Trades the ask with this id if it is on its book (its listing available, held by no
+/// order or match).
+pub async fn trade_ask_by_id(tx: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<()> {
+    if let Some(ask) = store::ask_on_book(tx, id).await? {
+        trade_ask(tx, &ask, now).await?;
+    }
+    Ok(())
+}
+
+fn matched(traded: &Decision) {
+    if let Some(made) = &traded.matched {
+        metrics::counter!("market_matches_total").increment(1);
+        tracing::info!(match_id = %made.id, bid_id = %made.bid_id, ask_id = %made.ask_id, price_cents = made.price_cents, "bid met ask");
+    }
+}

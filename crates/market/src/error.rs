@@ -1,0 +1,66 @@
+//! The market service's errors and how each becomes an HTTP problem.
+
+use axum::response::{IntoResponse, Response};
+use sneakerstop_problem::{FieldError, Problem};
+
+use crate::domain::Refusal;
+
+/// Everything a market endpoint can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    /// Input failed validation.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// No such product (as far as the market has heard).
+    #[error("no such product")]
+    ProductNotFound,
+    /// No such bid, or not the caller's (indistinguishable on purpose).
+    #[error("no such bid")]
+    BidNotFound,
+    /// The domain refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// Anything else.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<FieldError> for MarketError {
+    fn from(error: FieldError) -> Self {
+        Self::Invalid(vec![error])
+    }
+}
+
+impl IntoResponse for MarketError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Invalid(errors) => Problem::validation(errors),
+            Self::ProductNotFound => Problem::not_found("no product with this id"),
+            Self::BidNotFound => Problem::not_found("no bid of yours has this id"),
+            Self::Refused(refusal) => match refusal {
+                Refusal::UnknownSize { style_code, size, sizes } => {
+                    let sizes = sizes.iter().map(f64::to_string).collect::<Vec<_>>().join(", ");
+                    Problem::invalid_field(
+                        "size",
+                        format!("{style_code} is not made in size {size}; its sizes are {sizes}"),
+                    )
+                }
+                Refusal::NoPaymentMethod => Problem::conflict("payment-method-required", refusal.to_string()),
+                Refusal::OwnAsk(price) => Problem::conflict(
+                    "own-ask",
+                    format!(
+                        "you ask {} for this size yourself; a bid at or above it would buy your own pair",
+                        sneakerstop_problem::money::units(price)
+                    ),
+                ),
+                Refusal::NotYours => Problem::not_found("no bid of yours has this id"),
+                Refusal::Transition { from, .. } => {
+                    Problem::conflict("bid-closed", format!("the bid is {} and can no longer change", from.as_str()))
+                }
+                Refusal::NotDue(_) => Problem::internal(&refusal),
+            },
+            Self::Internal(error) => Problem::internal(error.as_ref()),
+        }
+        .into_response()
+    }
+}

@@ -1,0 +1,117 @@
+//! What the market does with the events it consumes.
+//!
+//! - `catalog.products` → the product replica (which sizes have a book);
+//! - `catalog.sneakers` → the ask replica, by version, for listings that name a product; an
+//!   ask that is (again) on its book trades with the best bid it crosses;
+//! - `orders.orders` → who holds each ask (an order holds its pair from `order.created` until
+//!   it ends), order prices, and sales (`order.completed` of an ask); for an order of the
+//!   market (its id is a match's), the match's outcome: filled, or — refused, lapsed,
+//!   declined, cancelled by its buyer — ended, and its bid back on the book (and trading at
+//!   once) or closed;
+//! - `payments.methods` → who has a saved payment method.
+//!
+//! Each runs with the book it touches locked, in the consumer's transaction.
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use sneakerstop_events::catalog::{ProductEvent, SneakerEvent};
+use sneakerstop_events::orders::{CancelReason, OrderEvent};
+use sneakerstop_events::payments::PaymentMethodEvent;
+use sneakerstop_events::topics;
+use sneakerstop_messaging::{Handler, IncomingEvent};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{BidStatus, MatchStatus};
+use crate::{book, store};
+
+/// The market service's event handler.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MarketHandler;
+
+impl Handler for MarketHandler {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            match event.topic.as_str() {
+                topics::PRODUCTS => {
+                    let ProductEvent::Created(product) = event.decode::<ProductEvent>()?;
+                    store::apply_product(tx, &product).await
+                }
+                topics::SNEAKERS => {
+                    let (SneakerEvent::Listed(listing) | SneakerEvent::Updated(listing)) =
+                        event.decode::<SneakerEvent>()?;
+                    let Some(product) = listing.product_id else { return Ok(()) };
+                    store::lock_book(tx, product, listing.size).await?;
+                    if store::apply_ask(tx, product, &listing).await? {
+                        book::trade_ask_by_id(tx, listing.sneaker_id, Utc::now()).await?;
+                    }
+                    Ok(())
+                }
+                topics::ORDERS => order(tx, &event.decode::<OrderEvent>()?).await,
+                topics::PAYMENT_METHODS => {
+                    let PaymentMethodEvent::Saved(saved) = event.decode::<PaymentMethodEvent>()?;
+                    let version = event.envelope.aggregate_version;
+                    store::apply_payment_method(tx, saved.buyer_id, saved.method_id, version).await
+                }
+                other => anyhow::bail!("market does not consume {other}"),
+            }
+        })
+    }
+}
+
+/// What an order event means for the books.
+#[tracing::instrument(skip_all, fields(event = ?order_event), err)]
+async fn order(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Result<()> {
+    let now = Utc::now();
+    match order_event {
+        OrderEvent::Created(created) => {
+            // Holding an ask takes it off its book; no lock is needed to take one off.
+            store::order_placed(tx, created.order_id, created.sneaker_id, created.price_cents).await?;
+            Ok(())
+        }
+        OrderEvent::Completed(completed) => {
+            if store::record_sale(tx, completed.order_id, completed.sneaker_id, now).await? {
+                metrics::counter!("market_sales_total").increment(1);
+            }
+            end_match(tx, completed.order_id, MatchStatus::Filled).await
+        }
+        OrderEvent::Cancelled(cancelled) => {
+            let outcome = match cancelled.reason {
+                CancelReason::Declined => MatchStatus::Declined,
+                CancelReason::Buyer => MatchStatus::Cancelled,
+                CancelReason::Expired => MatchStatus::Refused,
+            };
+            end_match(tx, cancelled.order_id, outcome).await?;
+            // The pair is free again: back on its book once its listing says available too.
+            if let Some((product, size)) = store::order_ended(tx, cancelled.order_id, cancelled.sneaker_id).await? {
+                store::lock_book(tx, product, size).await?;
+                book::trade_ask_by_id(tx, cancelled.sneaker_id, now).await?;
+            }
+            Ok(())
+        }
+        OrderEvent::Refused(refused) => end_match(tx, refused.match_id, MatchStatus::Refused).await,
+    }
+}
+
+/// Ends the match `order` fills, if it is an order of the market whose match is pending,
+/// with `outcome`; its bid follows (and trades again at once if it is back on the book).
+async fn end_match(tx: &mut PgConnection, order: Uuid, outcome: MatchStatus) -> anyhow::Result<()> {
+    let Some(found) = store::lock_pending_match(tx, order).await? else { return Ok(()) };
+    store::lock_book(tx, found.product_id, found.size).await?;
+    store::end_match(tx, &found, outcome).await?;
+    let Some(bid) = store::lock_bid(tx, found.bid_id).await? else {
+        anyhow::bail!("match {} names bid {} that does not exist", found.id, found.bid_id);
+    };
+    let now = Utc::now();
+    match bid.match_ended(outcome, now) {
+        Ok(ended) => {
+            store::save_bid(tx, &ended).await?;
+            tracing::info!(match_id = %found.id, bid_id = %bid.id, status = ended.bid.status.as_str(), "match ended");
+            if ended.bid.status == BidStatus::Open {
+                book::trade_bid(tx, &ended.bid, now).await?;
+            }
+        }
+        Err(refused) => tracing::warn!(match_id = %found.id, %refused, "match ended for a bid that was not matched"),
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Market service: a book of bids and asks per product and size, matched the moment they
+//! cross.
+//!
+//! - `domain` — the rules: placing, trading in price-time priority at the resting price,
+//!   cancelling, expiring, and what a match's end does to its bid.
+//! - `book` — trading on a locked book when an order arrives on either side.
+//! - `store` — SQL for bids, matches, sales and the replicas (products, asks, order prices,
+//!   payment methods); events go to the outbox in the same transaction.
+//! - `events` — applying `catalog.products`, `catalog.sneakers`, `orders.orders` and
+//!   `payments.methods`.
+//! - `expiry` — the sweeper that expires bids whose time ran out.
+//! - `stream` — live market data for a product page, as Server-Sent Events.
+//! - `http/` — `/api/bids` and `/api/products/{id}/market|sales|market/stream`.
+//!
+//! Publishes `bid.placed`, `bid.updated` and `match.made` on `market.bids` (keyed by
+//! product); orders turns each match into the bidder's order. See docs/market.md.
+
+pub mod book;
+pub mod domain;
+mod error;
+pub mod events;
+pub mod expiry;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod stream;
+
+use axum::extract::FromRef;
+use sneakerstop_auth::SessionKeys;
+use sqlx::PgPool;
+
+pub use error::MarketError;
+pub use http::{ApiDoc, app};
+pub use service::Market;
+
+sneakerstop_service::service_schema!("market");
+
+/// What the market handlers share.
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    /// Pool on the `market` schema.
+    pub pool: PgPool,
+    /// Verifies session tokens.
+    pub keys: SessionKeys,
+    /// Waits for products and payment methods the replicas have not heard of yet.
+    pub replica: sneakerstop_messaging::ReplicaWait,
+    /// Live market data streams.
+    pub streams: stream::Streams,
+}

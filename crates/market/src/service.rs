@@ -1,0 +1,74 @@
+//! The market as a [`Service`]: its settings, and how it starts.
+
+use std::time::Duration;
+
+use sneakerstop_service::{Service, Wiring};
+use utoipa::OpenApi;
+
+use crate::{ApiDoc, AppState, SCHEMA, events, expiry, stream};
+
+/// Market settings.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "market-settings")]
+#[command(next_help_heading = "Market")]
+pub struct Settings {
+    /// How often the sweeper looks for bids whose time ran out (they are off the book at
+    /// once regardless; the sweep makes state and events say so).
+    #[arg(long = "bid-sweep-interval", env = "BID_SWEEP_INTERVAL", default_value = "1s", value_parser = sneakerstop_settings::parse_duration)]
+    pub sweep_interval: Duration,
+    /// How often, at most, a live market stream sends a product's market data.
+    #[arg(long = "market-stream-interval", env = "MARKET_STREAM_INTERVAL", default_value = "100ms", value_parser = sneakerstop_settings::parse_duration)]
+    pub stream_interval: Duration,
+}
+
+/// The market service.
+#[derive(Debug, Clone)]
+pub struct Market {
+    settings: Settings,
+}
+
+impl Market {
+    /// The market with `settings`.
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
+    }
+}
+
+impl Service for Market {
+    fn name(&self) -> &'static str {
+        SCHEMA
+    }
+
+    fn migrations(&self) -> Vec<&'static sqlx::migrate::Migrator> {
+        crate::migrations()
+    }
+
+    fn publishes(&self) -> &'static [&'static str] {
+        &[sneakerstop_events::topics::BIDS]
+    }
+
+    fn consumes(&self) -> &'static [&'static str] {
+        use sneakerstop_events::topics::{ORDERS, PAYMENT_METHODS, PRODUCTS, SNEAKERS};
+        &[PRODUCTS, SNEAKERS, ORDERS, PAYMENT_METHODS]
+    }
+
+    fn handler(&self) -> Option<std::sync::Arc<dyn sneakerstop_messaging::Handler>> {
+        Some(std::sync::Arc::new(events::MarketHandler))
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        ApiDoc::openapi()
+    }
+
+    fn start(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<axum::Router> {
+        wiring.spawn(expiry::run(wiring.pool.clone(), self.settings.sweep_interval, wiring.cancel.clone()));
+        let streams = stream::Streams::new(self.settings.stream_interval);
+        streams.follow(wiring.changes);
+        Ok(crate::app(AppState {
+            pool: wiring.pool.clone(),
+            keys: wiring.keys.clone(),
+            replica: wiring.replica_wait(SCHEMA),
+            streams,
+        }))
+    }
+}

@@ -1,0 +1,540 @@
+//! Persistence for the market: bids, matches, the replicas it keeps (products, asks, order
+//! prices, payment methods) and the sales. Writes go with their events, on the caller's
+//! transaction. What only the database can decide is decided here: the book's lock (one
+//! crossing at a time per product and size), and the unique indexes on matches.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sneakerstop_events::catalog::{Product as ProductSnapshot, Sneaker, SneakerStatus};
+use sneakerstop_events::market::MarketEvent;
+use sneakerstop_problem::page::Page;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::SOURCE;
+use crate::domain::{Ask, Bid, BidStatus, Decision, Match, MatchStatus, Product};
+
+/// How many of the best crossing orders a matcher reads from the other side (the domain
+/// picks among them; one is enough unless the best are the trader's own).
+const CANDIDATES: i64 = 8;
+
+/// Locks one book (product and size) until the transaction ends: everything that may cross
+/// it — a bid placed, an ask listed, changed or back, a bid back on the book — takes turns.
+pub async fn lock_book(tx: &mut PgConnection, product: Uuid, size: f64) -> anyhow::Result<()> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::float8::text, 0))",
+        product,
+        size
+    )
+    .execute(tx)
+    .await
+    .context("lock the book")?;
+    Ok(())
+}
+
+/// The product, if the replica has heard of it.
+pub async fn product(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Product>> {
+    sqlx::query_as!(Product, "SELECT id, style_code, sizes FROM products WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await
+        .context("find product")
+}
+
+/// Whether the buyer has a saved payment method, as far as the replica knows.
+pub async fn has_payment_method(conn: &mut PgConnection, buyer: Uuid) -> anyhow::Result<bool> {
+    let found = sqlx::query_scalar!(r#"SELECT true AS "found!" FROM payment_methods WHERE buyer_id = $1"#, buyer)
+        .fetch_optional(conn)
+        .await
+        .context("find payment method")?;
+    Ok(found.is_some())
+}
+
+/// The seller's own lowest ask on a book, if they have one there.
+pub async fn own_lowest_ask(
+    conn: &mut PgConnection,
+    product: Uuid,
+    size: f64,
+    seller: Uuid,
+) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar!(
+        "SELECT min(price_cents) FROM asks
+          WHERE product_id = $1 AND size = $2 AND seller_id = $3
+            AND status = 'available' AND held_by IS NULL AND match_id IS NULL",
+        product,
+        size,
+        seller
+    )
+    .fetch_one(conn)
+    .await
+    .context("find own lowest ask")
+}
+
+/// The best asks on a book at or below `price`, not `buyer`'s, in price-time priority.
+pub async fn crossing_asks(
+    tx: &mut PgConnection,
+    product: Uuid,
+    size: f64,
+    price: i64,
+    buyer: Uuid,
+) -> anyhow::Result<Vec<Ask>> {
+    sqlx::query_as!(
+        Ask,
+        "SELECT id, product_id, size, seller_id, price_cents, listed_at FROM asks
+          WHERE product_id = $1 AND size = $2 AND status = 'available' AND held_by IS NULL AND match_id IS NULL
+            AND price_cents <= $3 AND seller_id <> $4
+          ORDER BY price_cents, listed_at, id LIMIT $5",
+        product,
+        size,
+        price,
+        buyer,
+        CANDIDATES,
+    )
+    .fetch_all(tx)
+    .await
+    .context("find crossing asks")
+}
+
+/// The best live bids on a book at or above `price`, not `seller`'s, in price-time priority.
+pub async fn crossing_bids(
+    tx: &mut PgConnection,
+    product: Uuid,
+    size: f64,
+    price: i64,
+    seller: Uuid,
+) -> anyhow::Result<Vec<Bid>> {
+    sqlx::query_as!(
+        Bid,
+        r#"SELECT id, product_id, size, buyer_id, price_cents, status AS "status: BidStatus", match_id, expires_at,
+                  version, created_at, updated_at
+             FROM bids
+            WHERE product_id = $1 AND size = $2 AND status = 'open' AND expires_at > now()
+              AND price_cents >= $3 AND buyer_id <> $4
+            ORDER BY price_cents DESC, id LIMIT $5"#,
+        product,
+        size,
+        price,
+        seller,
+        CANDIDATES,
+    )
+    .fetch_all(tx)
+    .await
+    .context("find crossing bids")
+}
+
+/// The ask with this id, if it is on its book now.
+pub async fn ask_on_book(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Ask>> {
+    sqlx::query_as!(
+        Ask,
+        "SELECT id, product_id, size, seller_id, price_cents, listed_at FROM asks
+          WHERE id = $1 AND status = 'available' AND held_by IS NULL AND match_id IS NULL",
+        id
+    )
+    .fetch_optional(tx)
+    .await
+    .context("find ask")
+}
+
+/// Writes a new bid and its events.
+#[tracing::instrument(skip_all, fields(bid_id = %placed.bid.id), err)]
+pub async fn insert_bid(tx: &mut PgConnection, placed: &Decision) -> anyhow::Result<()> {
+    let bid = &placed.bid;
+    sqlx::query!(
+        "INSERT INTO bids (id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version, created_at,
+                           updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        bid.id,
+        bid.product_id,
+        bid.size,
+        bid.buyer_id,
+        bid.price_cents,
+        bid.status as BidStatus,
+        bid.match_id,
+        bid.expires_at,
+        bid.version,
+        bid.created_at,
+        bid.updated_at,
+    )
+    .execute(&mut *tx)
+    .await
+    .context("insert bid")?;
+    publish(tx, placed).await
+}
+
+/// Writes a bid's new state, its match if one was made (taking the ask off the book), and
+/// its events. The bid must still be at the version the decision was made from.
+#[tracing::instrument(skip_all, fields(bid_id = %decided.bid.id, status = decided.bid.status.as_str()), err)]
+pub async fn save_bid(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
+    let bid = &decided.bid;
+    let saved = sqlx::query!(
+        "UPDATE bids SET status = $2, match_id = $3, version = $4, updated_at = $5
+          WHERE id = $1 AND version = $4::bigint - 1",
+        bid.id,
+        bid.status as BidStatus,
+        bid.match_id,
+        bid.version,
+        bid.updated_at,
+    )
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("save bid {}", bid.id))?
+    .rows_affected();
+    anyhow::ensure!(saved == 1, "bid {} changed under its lock", bid.id);
+    if let Some(made) = &decided.matched {
+        insert_match(tx, made).await?;
+    }
+    publish(tx, decided).await
+}
+
+/// Writes a new match and takes its ask off the book.
+async fn insert_match(tx: &mut PgConnection, made: &Match) -> anyhow::Result<()> {
+    sqlx::query!(
+        "INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status, created_at,
+                              updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        made.id,
+        made.bid_id,
+        made.ask_id,
+        made.product_id,
+        made.size,
+        made.buyer_id,
+        made.seller_id,
+        made.price_cents,
+        made.status as MatchStatus,
+        made.created_at,
+    )
+    .execute(&mut *tx)
+    .await
+    .context("insert match")?;
+    let held = sqlx::query!("UPDATE asks SET match_id = $2 WHERE id = $1 AND match_id IS NULL", made.ask_id, made.id)
+        .execute(&mut *tx)
+        .await
+        .context("take the ask off the book")?
+        .rows_affected();
+    anyhow::ensure!(held == 1, "ask {} was in another match", made.ask_id);
+    Ok(())
+}
+
+async fn publish(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
+    for event in &decided.events {
+        let (subject, version) = match event {
+            MarketEvent::Matched(made) => (made.match_id, 1),
+            MarketEvent::Placed(_) | MarketEvent::Updated(_) => (decided.bid.id, decided.bid.version),
+        };
+        sneakerstop_messaging::enqueue(tx, SOURCE, subject, version, event).await?;
+    }
+    Ok(())
+}
+
+/// One bid, locked for this transaction.
+pub async fn lock_bid(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Bid>> {
+    sqlx::query_as!(
+        Bid,
+        r#"SELECT id, product_id, size, buyer_id, price_cents, status AS "status: BidStatus", match_id, expires_at,
+                  version, created_at, updated_at
+             FROM bids WHERE id = $1 FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(tx)
+    .await
+    .with_context(|| format!("lock bid {id}"))
+}
+
+/// One bid, whoever's it is.
+pub async fn bid(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Bid>> {
+    sqlx::query_as!(
+        Bid,
+        r#"SELECT id, product_id, size, buyer_id, price_cents, status AS "status: BidStatus", match_id, expires_at,
+                  version, created_at, updated_at
+             FROM bids WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(pool)
+    .await
+    .with_context(|| format!("find bid {id}"))
+}
+
+/// A page of the buyer's bids, newest first (plus one row).
+pub async fn bids_of(pool: &PgPool, buyer: Uuid, page: &Page) -> anyhow::Result<Vec<Bid>> {
+    let select = "SELECT id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version, created_at, \
+                  updated_at FROM bids WHERE buyer_id = $1";
+    sneakerstop_db::newest_first(pool, select, buyer, page.before, page.limit).await.context("list bids")
+}
+
+/// The match with this id, locked, if it is still pending.
+pub async fn lock_pending_match(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Match>> {
+    sqlx::query_as!(
+        Match,
+        r#"SELECT id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents,
+                  status AS "status: MatchStatus", created_at, updated_at
+             FROM matches WHERE id = $1 AND status = 'pending' FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(tx)
+    .await
+    .with_context(|| format!("lock match {id}"))
+}
+
+/// Ends a pending match with `status`; its ask leaves it (whether the ask is back on the
+/// book is for its listing's and orders' state to say).
+pub async fn end_match(tx: &mut PgConnection, ended: &Match, status: MatchStatus) -> anyhow::Result<()> {
+    sqlx::query!(
+        "UPDATE matches SET status = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
+        ended.id,
+        status as MatchStatus
+    )
+    .execute(&mut *tx)
+    .await
+    .context("end match")?;
+    sqlx::query!("UPDATE asks SET match_id = NULL WHERE id = $1 AND match_id = $2", ended.ask_id, ended.id)
+        .execute(&mut *tx)
+        .await
+        .context("release the ask from its match")?;
+    Ok(())
+}
+
+/// Up to `batch` open bids whose time has run out by the database's clock, locked (`SKIP
+/// LOCKED`: several sweepers never take one bid), and that clock's time.
+pub async fn lock_expired(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<Bid>, DateTime<Utc>)> {
+    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let due = sqlx::query_as!(
+        Bid,
+        r#"SELECT id, product_id, size, buyer_id, price_cents, status AS "status: BidStatus", match_id, expires_at,
+                  version, created_at, updated_at
+             FROM bids WHERE status = 'open' AND expires_at <= $1
+            ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
+        now,
+        batch,
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("find expired bids")?;
+    Ok((due, now))
+}
+
+/// Applies `product.created`.
+pub async fn apply_product(conn: &mut PgConnection, product: &ProductSnapshot) -> anyhow::Result<()> {
+    sqlx::query!(
+        "INSERT INTO products (id, style_code, sizes, version) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET style_code = EXCLUDED.style_code, sizes = EXCLUDED.sizes,
+             version = EXCLUDED.version
+         WHERE products.version < EXCLUDED.version",
+        product.product_id,
+        &product.style_code,
+        &product.sizes,
+        product.version,
+    )
+    .execute(conn)
+    .await
+    .context("apply product")?;
+    Ok(())
+}
+
+/// Applies a listing of a product (an ask) by version; older or repeated versions change
+/// nothing. Returns whether it changed.
+pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker) -> anyhow::Result<bool> {
+    let status = match listing.status {
+        SneakerStatus::Available => "available",
+        SneakerStatus::Reserved => "reserved",
+        SneakerStatus::Sold => "sold",
+    };
+    let changed = sqlx::query!(
+        "INSERT INTO asks (id, product_id, size, seller_id, price_cents, status, version, listed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, price_cents = EXCLUDED.price_cents,
+             status = EXCLUDED.status, version = EXCLUDED.version
+         WHERE asks.version < EXCLUDED.version",
+        listing.sneaker_id,
+        product,
+        listing.size,
+        listing.seller_id,
+        listing.price_cents,
+        status,
+        listing.version,
+        listing.created_at,
+    )
+    .execute(conn)
+    .await
+    .context("apply ask")?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// An order was placed for a listing: remember its price (a sale is at the order's price)
+/// and, if the listing is an ask, that the order holds it (off the book until the order
+/// ends). Returns the ask's book if it is one.
+pub async fn order_placed(
+    conn: &mut PgConnection,
+    order: Uuid,
+    sneaker: Uuid,
+    price_cents: i64,
+) -> anyhow::Result<Option<(Uuid, f64)>> {
+    sqlx::query!(
+        "INSERT INTO order_prices (order_id, sneaker_id, price_cents) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        order,
+        sneaker,
+        price_cents
+    )
+    .execute(&mut *conn)
+    .await
+    .context("remember the order's price")?;
+    let book = sqlx::query!("UPDATE asks SET held_by = $2 WHERE id = $1 RETURNING product_id, size", sneaker, order)
+        .fetch_optional(conn)
+        .await
+        .context("hold the ask")?;
+    Ok(book.map(|row| (row.product_id, row.size)))
+}
+
+/// An order ended unpaid: it no longer holds its listing. Returns the ask's book if it is
+/// an ask the order held.
+pub async fn order_ended(conn: &mut PgConnection, order: Uuid, sneaker: Uuid) -> anyhow::Result<Option<(Uuid, f64)>> {
+    let book = sqlx::query!(
+        "UPDATE asks SET held_by = NULL WHERE id = $1 AND held_by = $2 RETURNING product_id, size",
+        sneaker,
+        order
+    )
+    .fetch_optional(conn)
+    .await
+    .context("release the ask")?;
+    Ok(book.map(|row| (row.product_id, row.size)))
+}
+
+/// An order completed: if its listing is an ask, a sale at the order's price. Returns
+/// whether it was one.
+pub async fn record_sale(
+    conn: &mut PgConnection,
+    order: Uuid,
+    sneaker: Uuid,
+    sold_at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let recorded = sqlx::query!(
+        "INSERT INTO sales (order_id, product_id, size, price_cents, sold_at)
+         SELECT $1, a.product_id, a.size, p.price_cents, $3
+           FROM asks a JOIN order_prices p ON p.order_id = $1
+          WHERE a.id = $2
+         ON CONFLICT DO NOTHING",
+        order,
+        sneaker,
+        sold_at
+    )
+    .execute(conn)
+    .await
+    .context("record sale")?
+    .rows_affected();
+    Ok(recorded == 1)
+}
+
+/// Applies `payment_method.saved` by version.
+pub async fn apply_payment_method(
+    conn: &mut PgConnection,
+    buyer: Uuid,
+    method: Uuid,
+    version: i64,
+) -> anyhow::Result<()> {
+    sqlx::query!(
+        "INSERT INTO payment_methods (buyer_id, method_id, version) VALUES ($1, $2, $3)
+         ON CONFLICT (buyer_id) DO UPDATE SET method_id = EXCLUDED.method_id, version = EXCLUDED.version
+         WHERE payment_methods.version < EXCLUDED.version",
+        buyer,
+        method,
+        version
+    )
+    .execute(conn)
+    .await
+    .context("apply payment method")?;
+    Ok(())
+}
+
+/// One size of a product's market.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeMarket {
+    /// The size.
+    pub size: f64,
+    /// The lowest ask on the book, in cents.
+    pub lowest_ask: Option<i64>,
+    /// The highest live bid, in cents.
+    pub highest_bid: Option<i64>,
+    /// Asks on the book.
+    pub asks: i64,
+    /// Live bids on the book.
+    pub bids: i64,
+    /// The last sale's price, in cents, and when.
+    pub last_sale: Option<(i64, DateTime<Utc>)>,
+}
+
+/// Every size of a product's market, as of now (one indexed look per side per size).
+pub async fn market(pool: &PgPool, product: Uuid) -> anyhow::Result<Vec<SizeMarket>> {
+    let rows = sqlx::query!(
+        r#"SELECT s.size AS "size!",
+                  ask.lowest, ask.count AS "asks!", bid.highest, bid.count AS "bids!",
+                  sale.price_cents AS "last_price?", sale.sold_at AS "last_sold_at?"
+             FROM products p
+             CROSS JOIN LATERAL unnest(p.sizes) AS s(size)
+             CROSS JOIN LATERAL (
+                 SELECT min(price_cents) AS lowest, count(*) AS count FROM asks a
+                  WHERE a.product_id = p.id AND a.size = s.size
+                    AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL) ask
+             CROSS JOIN LATERAL (
+                 SELECT max(price_cents) AS highest, count(*) AS count FROM bids b
+                  WHERE b.product_id = p.id AND b.size = s.size AND b.status = 'open' AND b.expires_at > now()) bid
+             LEFT JOIN LATERAL (
+                 SELECT price_cents, sold_at FROM sales x
+                  WHERE x.product_id = p.id AND x.size = s.size ORDER BY sold_at DESC, order_id DESC LIMIT 1) sale ON true
+            WHERE p.id = $1
+            ORDER BY s.size"#,
+        product
+    )
+    .fetch_all(pool)
+    .await
+    .context("read the market")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| SizeMarket {
+            size: row.size,
+            lowest_ask: row.lowest,
+            highest_bid: row.highest,
+            asks: row.asks,
+            bids: row.bids,
+            last_sale: row.last_price.zip(row.last_sold_at),
+        })
+        .collect())
+}
+
+/// A sale.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Sale {
+    /// The order that completed it.
+    pub order_id: Uuid,
+    /// The size.
+    pub size: f64,
+    /// The price, in cents.
+    pub price_cents: i64,
+    /// When.
+    pub sold_at: DateTime<Utc>,
+}
+
+/// A page of a product's sales (of one size, or all), newest first, before `before` (a
+/// sale's time and order id), plus one row.
+pub async fn sales(
+    pool: &PgPool,
+    product: Uuid,
+    size: Option<f64>,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> anyhow::Result<Vec<Sale>> {
+    let (before_at, before_id) = before.unzip();
+    sqlx::query_as!(
+        Sale,
+        "SELECT order_id, size, price_cents, sold_at FROM sales
+          WHERE product_id = $1 AND ($2::float8 IS NULL OR size = $2)
+            AND ($3::timestamptz IS NULL OR (sold_at, order_id) < ($3, $4))
+          ORDER BY sold_at DESC, order_id DESC LIMIT $5",
+        product,
+        size,
+        before_at,
+        before_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+    .context("list sales")
+}
