@@ -453,3 +453,85 @@ async fn a_status_the_code_does_not_know_is_an_error_never_a_guess() {
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", answer.text);
     assert!(ctx.events().await.is_empty(), "nothing was decided from a value nobody understands");
 }
+
+impl Ctx {
+    /// Delivers `event` to the orders consumer, as Kafka would.
+    async fn deliver<C: sneakerstop_events::Contract>(&self, event: &C, subject: Uuid, version: i64) {
+        let incoming = IncomingEvent::from_contract(event, "/sneakerstop/test", subject, version);
+        let mut tx = self.pool.begin().await.unwrap();
+        handler().handle(&mut tx, &incoming).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn matched(&self, sneaker: Uuid, seller: Uuid, buyer: Uuid, price_cents: i64) -> Uuid {
+        self.matched_as(Uuid::now_v7(), sneaker, seller, buyer, price_cents).await
+    }
+
+    async fn matched_as(&self, id: Uuid, sneaker: Uuid, seller: Uuid, buyer: Uuid, price_cents: i64) -> Uuid {
+        let made = sneakerstop_events::market::MatchMade {
+            match_id: id,
+            bid_id: Uuid::now_v7(),
+            sneaker_id: sneaker,
+            product_id: Uuid::now_v7(),
+            size: 10.0,
+            buyer_id: buyer,
+            seller_id: seller,
+            price_cents,
+            made_at: Utc::now(),
+        };
+        self.deliver(&sneakerstop_events::market::MarketEvent::Matched(made), id, 1).await;
+        id
+    }
+}
+
+#[tokio::test]
+async fn a_match_becomes_the_bidders_order_at_its_price_or_is_refused_when_the_pair_is_held() {
+    let ctx = ctx().await;
+    let (seller, _) = ctx.user();
+    let (bidder, bidder_auth) = ctx.user();
+    let (_, buyer_auth) = ctx.user();
+    let pair = ctx.listed(seller).await;
+
+    let first = ctx.matched(pair, seller, bidder, 24_000).await;
+    ctx.matched(pair, seller, bidder, 24_000).await; // a second match of the pair, while the first holds it
+    let order = Call::get(&format!("/api/orders/{first}")).header("authorization", &bidder_auth).send(&ctx.app).await;
+    assert_eq!(order.status, StatusCode::OK, "{}", order.text);
+    assert_eq!((order.json["price"].as_f64(), order.json["status"].as_str()), (Some(240.0), Some("created")));
+    let events = ctx.events().await;
+    let kinds: Vec<&str> = events.iter().map(|(kind, ..)| kind.as_str()).collect();
+    assert_eq!(kinds, ["order.created", "order.refused"]);
+    assert_eq!(events[0].2["matchId"], first.to_string(), "payments charges it with the saved method");
+    assert_eq!((events[1].1.as_str(), events[1].2["reason"].as_str()), (pair.to_string().as_str(), Some("pair-taken")));
+    let holds: Option<i32> = sqlx::query_scalar("SELECT live FROM buyer_holds WHERE buyer_id = $1")
+        .bind(bidder)
+        .fetch_optional(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(holds, None, "an order of the market takes no unpaid hold");
+    let buy_now = ctx.order(&buyer_auth, pair).await;
+    assert_eq!(buy_now.status, StatusCode::CONFLICT, "the match holds the pair: {}", buy_now.text);
+
+    // Redelivered, the match changes nothing; declined, its order is cancelled as such.
+    ctx.matched_as(first, pair, seller, bidder, 24_000).await;
+    let made_again = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(ctx.events().await.len(), 2, "no second order.created or order.refused");
+    let declined = sneakerstop_events::payments::PaymentDeclined {
+        payment_id: Uuid::now_v7(),
+        order_id: first,
+        reason: "Your card was declined.".into(),
+    };
+    ctx.deliver(&PaymentEvent::Declined(declined), first, 1).await;
+    let order = Call::get(&format!("/api/orders/{first}")).header("authorization", &bidder_auth).send(&ctx.app).await;
+    assert_eq!(
+        (order.json["status"].as_str(), order.json["cancelReason"].as_str()),
+        (Some("cancelled"), Some("declined"))
+    );
+    assert_eq!(made_again, 1);
+    assert_eq!(ctx.events().await.last().unwrap().2["reason"], "declined");
+    let holds: Option<i32> = sqlx::query_scalar("SELECT live FROM buyer_holds WHERE buyer_id = $1")
+        .bind(bidder)
+        .fetch_optional(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(holds, None, "and gives none back");
+}

@@ -459,3 +459,107 @@ impl PaymentProvider for Unavailable {
         Box::pin(async { Err(ProviderError::Unavailable("connection refused".into())) })
     }
 }
+
+impl Ctx {
+    async fn save_method(&self, auth: &str, method: &str) -> Answer {
+        Call::post("/api/payment-methods", json!({"paymentMethod": method}))
+            .header("authorization", auth)
+            .send(&self.app)
+            .await
+    }
+
+    /// Delivers `order.created` for an order of the market (it names a match).
+    async fn order_of_the_market(&self, buyer: Uuid) -> Uuid {
+        let id = Uuid::now_v7();
+        let event = OrderEvent::Created(sneakerstop_events::orders::OrderCreated {
+            order_id: id,
+            sneaker_id: Uuid::now_v7(),
+            buyer_id: buyer,
+            seller_id: Uuid::now_v7(),
+            price_cents: 24_000,
+            expires_at: chrono::Utc::now(),
+            match_id: Some(id),
+        });
+        let incoming = IncomingEvent::from_contract(&event, "/test", id, 1);
+        for _ in 0..2 {
+            // Delivered twice, as Kafka may: the second changes nothing.
+            let mut tx = self.pool.begin().await.unwrap();
+            PaymentsHandler.handle(&mut tx, &incoming).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        id
+    }
+}
+
+#[tokio::test]
+async fn a_saved_method_replaces_the_last_and_is_announced() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, auth) = ctx.user();
+    let none = Call::get("/api/payment-methods").header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(none.json["items"], json!([]));
+
+    let first = ctx.save_method(&auth, "pm_card_visa").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!(first.json["paymentMethod"], "pm_card_visa");
+    let second = ctx.save_method(&auth, "pm_card_chargeDeclined").await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    let current = Call::get("/api/payment-methods").header("authorization", &auth).send(&ctx.app).await;
+    let items = current.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one current method: {}", current.text);
+    assert_eq!(items[0]["id"], second.json["id"]);
+
+    let events: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT event_type, message_key, (SELECT (h->>1)::bigint FROM jsonb_array_elements(headers) h
+                                           WHERE h->>0 = 'ce_aggregateversion')
+           FROM outbox ORDER BY id",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap();
+    let expected = |version| ("payment_method.saved".to_owned(), buyer.to_string(), version);
+    assert_eq!(events, [expected(1), expected(2)], "keyed by buyer, one version per save");
+
+    for bad in ["tok_visa", "pm_", "pm_card visa"] {
+        let refused = ctx.save_method(&auth, bad).await;
+        assert_eq!(
+            (refused.status, refused.json["errors"][0]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("paymentMethod")),
+            "{bad}"
+        );
+    }
+    let unknown = ctx.save_method(&auth, "pm_card_bogus").await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "the provider's refusal names the field: {}", unknown.text);
+    assert_eq!(ctx.events().await.len(), 2, "nothing saved for a refusal");
+}
+
+#[tokio::test]
+async fn an_order_of_the_market_is_charged_once_with_the_saved_method_or_declined() {
+    let provider = Arc::new(Simulated::default());
+    let ctx = ctx(provider.clone()).await;
+    let (good, good_auth) = ctx.user();
+    let (bad, bad_auth) = ctx.user();
+    let (nothing, _) = ctx.user();
+    assert_eq!(ctx.save_method(&good_auth, "pm_card_visa").await.status, StatusCode::CREATED);
+    assert_eq!(ctx.save_method(&bad_auth, "pm_card_chargeDeclined").await.status, StatusCode::CREATED);
+    let paid = ctx.order_of_the_market(good).await;
+    let refused = ctx.order_of_the_market(bad).await;
+    let without = ctx.order_of_the_market(nothing).await;
+    assert_eq!(ctx.statuses(paid).await, ["pending"], "charged by the off-session task, not the consumer");
+    assert_eq!(ctx.statuses(without).await, ["declined"], "no saved method: declined at once");
+
+    let settled = sneakerstop_payments::offsession::charge_due(&ctx.pool, provider.as_ref(), "usd").await.unwrap();
+    assert_eq!(settled, 2);
+    assert_eq!(sneakerstop_payments::offsession::charge_due(&ctx.pool, provider.as_ref(), "usd").await.unwrap(), 0);
+    assert_eq!(ctx.statuses(paid).await, ["succeeded"]);
+    assert_eq!(ctx.statuses(refused).await, ["declined"]);
+    assert_eq!(provider.charges_attempted(), 2, "one charge per match");
+
+    let events = ctx.events().await;
+    let of =
+        |kind: &str, order: Uuid| events.iter().filter(|(k, p)| k == kind && p["orderId"] == order.to_string()).count();
+    assert_eq!(of("payment.succeeded", paid), 1);
+    assert_eq!(of("payment.declined", refused), 1);
+    assert_eq!(of("payment.declined", without), 1);
+    let reason = events.iter().find(|(k, p)| k == "payment.declined" && p["orderId"] == without.to_string()).unwrap();
+    assert_eq!(reason.1["reason"], "no saved payment method");
+}

@@ -50,6 +50,26 @@ async fn payment_intents(State(log): State<Log>, headers: HeaderMap, body: Bytes
             json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****"}});
         return (StatusCode::UNAUTHORIZED, axum::Json(error)).into_response();
     }
+    if let Some(method) = request.form.get("payment_method") {
+        // Off-session: a saved method of a customer, without the card holder.
+        let complete = request.form.get("off_session").map(String::as_str) == Some("true")
+            && request.form.get("customer").map(String::as_str) == Some("cus_NffrFeUfNV2Hib")
+            && !request.form.contains_key("payment_method_data[card][token]");
+        return match method.as_str() {
+            "pm_card_visa" if complete => axum::Json(json!({
+                "id": "pi_3OffSession", "object": "payment_intent", "amount": 24000, "status": "succeeded"
+            }))
+            .into_response(),
+            _ => (
+                StatusCode::PAYMENT_REQUIRED,
+                axum::Json(json!({"error": {
+                    "type": "card_error", "code": "authentication_required",
+                    "message": "This payment requires authentication by the card holder."
+                }})),
+            )
+                .into_response(),
+        };
+    }
     match request.form.get("payment_method_data[card][token]").map(String::as_str) {
         Some("tok_visa") => axum::Json(json!({
             "id": "pi_3MtwBwLkdIwHu7ix28a3tqPa", "object": "payment_intent", "amount": 25000,
@@ -113,11 +133,29 @@ async fn refunds(State(log): State<Log>, headers: HeaderMap, body: Bytes) -> Res
     }
 }
 
+async fn customers(State(log): State<Log>, headers: HeaderMap, body: Bytes) -> Response {
+    log.lock().unwrap().push(seen("/v1/customers", &headers, &body));
+    axum::Json(json!({"id": "cus_NffrFeUfNV2Hib", "object": "customer"})).into_response()
+}
+
+async fn setup_intents(State(log): State<Log>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = seen("/v1/setup_intents", &headers, &body);
+    log.lock().unwrap().push(request.clone());
+    let status = match request.form.get("payment_method").map(String::as_str) {
+        Some("pm_card_visa") => "succeeded",
+        _ => "requires_action",
+    };
+    axum::Json(json!({"id": "seti_1Mm8s8LkdIwHu7ix0OXBfTRG", "object": "setup_intent", "status": status}))
+        .into_response()
+}
+
 async fn fake_stripe() -> (String, Log) {
     let log: Log = Arc::default();
     let app = Router::new()
         .route("/v1/payment_intents", post(payment_intents))
         .route("/v1/refunds", post(refunds))
+        .route("/v1/customers", post(customers))
+        .route("/v1/setup_intents", post(setup_intents))
         .with_state(log.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -215,4 +253,48 @@ async fn stripes_errors_map_to_ours() {
     drop(closed);
     let unreachable = client(&nobody, KEY).charge(&charge("tok_visa")).await.unwrap_err();
     assert!(matches!(unreachable, ProviderError::Unavailable(ref m) if !m.contains(KEY)), "{unreachable:?}");
+}
+
+#[tokio::test]
+async fn a_method_is_saved_on_a_customer_once_and_charged_off_session() {
+    use sneakerstop_payments::provider::{OffSession, SaveRequest};
+    let (base, log) = fake_stripe().await;
+    let stripe = client(&base, KEY);
+    let buyer = Uuid::from_u128(42);
+    let save = |customer: Option<&str>| SaveRequest {
+        buyer_id: buyer,
+        payment_method: "pm_card_visa".into(),
+        customer: customer.map(str::to_owned),
+    };
+    let saved = stripe.save_method(&save(None)).await.unwrap();
+    assert_eq!((saved.method_ref.as_str(), saved.customer.as_deref()), ("pm_card_visa", Some("cus_NffrFeUfNV2Hib")));
+    {
+        let seen = log.lock().unwrap();
+        assert_eq!(seen.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(), ["/v1/customers", "/v1/setup_intents"]);
+        assert_eq!(seen[0].form["metadata[buyer_id]"], buyer.to_string());
+        assert_eq!(seen[0].idempotency_key, format!("customer-{buyer}"), "one customer per buyer, however often");
+        let setup = &seen[1].form;
+        assert_eq!((setup["customer"].as_str(), setup["usage"].as_str()), ("cus_NffrFeUfNV2Hib", "off_session"));
+        assert_eq!((setup["payment_method"].as_str(), setup["confirm"].as_str()), ("pm_card_visa", "true"));
+    }
+    // A buyer with a customer already: no second customer.
+    stripe.save_method(&save(Some("cus_NffrFeUfNV2Hib"))).await.unwrap();
+    assert_eq!(log.lock().unwrap().iter().filter(|s| s.path == "/v1/customers").count(), 1);
+    let refused = stripe
+        .save_method(&SaveRequest {
+            payment_method: "pm_card_authenticationRequired".into(),
+            ..save(Some("cus_NffrFeUfNV2Hib"))
+        })
+        .await;
+    assert!(matches!(refused, Err(ProviderError::Declined(_))), "{refused:?}");
+
+    let off_session = |method: &str| ChargeRequest {
+        token: method.into(),
+        off_session: Some(OffSession { customer: Some("cus_NffrFeUfNV2Hib".into()) }),
+        ..charge("unused")
+    };
+    let charged = stripe.charge(&off_session("pm_card_visa")).await.unwrap();
+    assert_eq!(charged.provider_ref, "pi_3OffSession");
+    let declined = stripe.charge(&off_session("pm_card_authenticationRequired")).await;
+    assert!(matches!(declined, Err(ProviderError::Declined(ref m)) if m.contains("authentication")), "{declined:?}");
 }

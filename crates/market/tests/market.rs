@@ -1,0 +1,422 @@
+//! The market against a fresh PostgreSQL database per test: its HTTP API, and the events it
+//! consumes delivered to its handler as Kafka would deliver them.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use chrono::Utc;
+use serde_json::{Value, json};
+use sneakerstop_auth::SessionKeys;
+use sneakerstop_events::Contract;
+use sneakerstop_events::catalog::{Product, ProductEvent, Sneaker, SneakerEvent, SneakerStatus};
+use sneakerstop_events::orders::{
+    CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderRefused, RefusedBecause,
+};
+use sneakerstop_events::payments::{PaymentMethodEvent, PaymentMethodSaved};
+use sneakerstop_market::{AppState, SCHEMA, expiry, stream::Streams};
+use sneakerstop_messaging::{Handler, IncomingEvent};
+use sneakerstop_settings::Secret;
+use sneakerstop_test_support::{Answer, Call, TestDb};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+struct Ctx {
+    app: Router,
+    pool: PgPool,
+    keys: SessionKeys,
+    product: Uuid,
+    _db: TestDb,
+}
+
+async fn ctx() -> Ctx {
+    let db = TestDb::new().await;
+    let pool =
+        sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_market::migrations()).await.unwrap();
+    let keys = SessionKeys::new(&Secret::new("market-test-secret-0123456789-abcdef"), Duration::from_secs(3600), false);
+    let app = sneakerstop_market::app(AppState {
+        pool: pool.clone(),
+        keys: keys.clone(),
+        replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
+        streams: Streams::new(Duration::from_millis(10)),
+    });
+    let ctx = Ctx { app, pool, keys, product: Uuid::now_v7(), _db: db };
+    ctx.deliver(
+        &ProductEvent::Created(Product {
+            product_id: ctx.product,
+            style_code: "DZ5485-612".into(),
+            name: "Air Jordan 1 Retro High OG".into(),
+            brand: "Jordan".into(),
+            colorway: None,
+            retail_price_cents: Some(18_000),
+            release_date: None,
+            sizes: vec![9.0, 10.0, 10.5],
+            version: 1,
+            created_at: Utc::now(),
+        }),
+        ctx.product,
+        1,
+    )
+    .await;
+    ctx
+}
+
+impl Ctx {
+    /// Delivers `event` to the market's consumer, as Kafka would.
+    async fn deliver<C: Contract>(&self, event: &C, subject: Uuid, version: i64) {
+        let incoming = IncomingEvent::from_contract(event, "/sneakerstop/test", subject, version);
+        let mut tx = self.pool.begin().await.unwrap();
+        sneakerstop_market::events::MarketHandler.handle(&mut tx, &incoming).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// A buyer with a saved payment method, and their `Authorization` header.
+    async fn buyer(&self) -> (Uuid, String) {
+        let (id, auth) = sneakerstop_test_support::signed_in(&self.keys);
+        let saved = PaymentMethodSaved { method_id: Uuid::now_v7(), buyer_id: id, saved_at: Utc::now() };
+        self.deliver(&PaymentMethodEvent::Saved(saved), id, 1).await;
+        (id, auth)
+    }
+
+    /// An ask: `seller` lists a pair of the product in `size` at `price_cents`.
+    async fn ask(&self, seller: Uuid, size: f64, price_cents: i64) -> Uuid {
+        let id = Uuid::now_v7();
+        self.deliver(&SneakerEvent::Listed(listing(id, self.product, seller, size, price_cents, 1)), id, 1).await;
+        id
+    }
+
+    async fn bid(&self, auth: &str, size: f64, price: f64) -> Answer {
+        Call::post("/api/bids", json!({"productId": self.product, "size": size, "price": price}))
+            .header("authorization", auth)
+            .send(&self.app)
+            .await
+    }
+
+    async fn get_bid(&self, auth: &str, id: &str) -> Value {
+        let answer = Call::get(&format!("/api/bids/{id}")).header("authorization", auth).send(&self.app).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.json
+    }
+
+    async fn market(&self) -> Value {
+        let answer = Call::get(&format!("/api/products/{}/market", self.product)).send(&self.app).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.json
+    }
+
+    /// The `match.made` events in the outbox: (match, bid, sneaker, price).
+    async fn matches(&self) -> Vec<(String, String, String, i64)> {
+        let rows: Vec<(Value,)> =
+            sqlx::query_as("SELECT payload::jsonb FROM outbox WHERE event_type = 'match.made' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
+        rows.into_iter()
+            .map(|(p,)| {
+                let text = |field: &str| p[field].as_str().unwrap().to_owned();
+                (text("matchId"), text("bidId"), text("sneakerId"), p["priceCents"].as_i64().unwrap())
+            })
+            .collect()
+    }
+}
+
+fn listing(id: Uuid, product: Uuid, seller: Uuid, size: f64, price_cents: i64, version: i64) -> Sneaker {
+    Sneaker {
+        sneaker_id: id,
+        seller_id: seller,
+        title: "AJ1".into(),
+        brand: None,
+        description: None,
+        price_cents,
+        size,
+        product_id: Some(product),
+        status: SneakerStatus::Available,
+        version,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+fn size_of(market: &Value, size: f64) -> Value {
+    market["sizes"].as_array().unwrap().iter().find(|s| s["size"] == size).unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_bid_rests_until_an_ask_meets_it_and_then_sells_at_the_bids_price() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let placed = ctx.bid(&auth, 10.5, 240.0).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text);
+    assert_eq!((placed.json["status"].as_str(), placed.json["price"].as_f64()), (Some("open"), Some(240.0)));
+    let bid = placed.json["id"].as_str().unwrap().to_owned();
+    let market = size_of(&ctx.market().await, 10.5);
+    assert_eq!((market["highestBid"].as_f64(), market["bids"].as_i64()), (Some(240.0), Some(1)));
+    assert!(ctx.matches().await.is_empty());
+
+    // An ask above it rests too; one at or below it sells to the bid, at the bid's price.
+    ctx.ask(Uuid::now_v7(), 10.5, 25_000).await;
+    assert!(ctx.matches().await.is_empty(), "250 does not meet 240");
+    let crossing = ctx.ask(Uuid::now_v7(), 10.5, 23_000).await;
+    let matches = ctx.matches().await;
+    assert_eq!(matches.len(), 1);
+    assert_eq!((&matches[0].1, &matches[0].2, matches[0].3), (&bid, &crossing.to_string(), 24_000));
+    let matched = ctx.get_bid(&auth, &bid).await;
+    assert_eq!(
+        (matched["status"].as_str(), matched["matchId"].as_str()),
+        (Some("matched"), Some(matches[0].0.as_str()))
+    );
+    let market = size_of(&ctx.market().await, 10.5);
+    assert_eq!((market["lowestAsk"].as_f64(), market["asks"].as_i64()), (Some(250.0), Some(1)), "the sold ask left");
+    assert_eq!((market["highestBid"].as_f64(), market["bids"].as_i64()), (None, Some(0)));
+}
+
+#[tokio::test]
+async fn a_new_bid_buys_the_lowest_ask_listed_first_at_the_asks_price_never_its_own() {
+    let ctx = ctx().await;
+    let (buyer, auth) = ctx.buyer().await;
+    let seller = Uuid::now_v7();
+    ctx.ask(seller, 10.0, 23_500).await;
+    let first_cheapest = ctx.ask(seller, 10.0, 23_000).await;
+    ctx.ask(seller, 10.0, 23_000).await;
+    ctx.ask(seller, 9.0, 10_000).await;
+    let placed = ctx.bid(&auth, 10.0, 240.0).await;
+    assert_eq!(
+        (placed.status, placed.json["status"].as_str()),
+        (StatusCode::CREATED, Some("matched")),
+        "{}",
+        placed.text
+    );
+    let matches = ctx.matches().await;
+    assert_eq!((&matches[0].2, matches[0].3), (&first_cheapest.to_string(), 23_000), "lowest, then earliest");
+
+    // Own asks are never bought, and a bid at or above one's own ask is refused.
+    let own = ctx.ask(buyer, 10.5, 20_000).await;
+    let refused = ctx.bid(&auth, 10.5, 200.0).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert!(refused.json["type"].as_str().unwrap().ends_with("/own-ask"));
+    let below = ctx.bid(&auth, 10.5, 199.0).await;
+    assert_eq!(below.json["status"], "open", "below one's own ask it rests");
+    assert_eq!(ctx.matches().await.len(), 1, "{own} was not bought");
+}
+
+#[tokio::test]
+async fn refusals_name_the_field_or_the_rule() {
+    let ctx = ctx().await;
+    let (_, with_card) = ctx.buyer().await;
+    let (_, without_card) = sneakerstop_test_support::signed_in(&ctx.keys);
+    let no_card = ctx.bid(&without_card, 10.0, 240.0).await;
+    assert_eq!(no_card.status, StatusCode::CONFLICT, "{}", no_card.text);
+    assert!(no_card.json["type"].as_str().unwrap().ends_with("/payment-method-required"));
+    assert!(no_card.json["detail"].as_str().unwrap().contains("/api/payment-methods"));
+
+    let off_size = ctx.bid(&with_card, 12.0, 240.0).await;
+    assert_eq!(
+        (off_size.status, off_size.json["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("size"))
+    );
+    assert!(off_size.json["errors"][0]["reason"].as_str().unwrap().contains("9, 10, 10.5"));
+    let cheap = ctx.bid(&with_card, 10.0, 24.99).await;
+    assert_eq!((cheap.status, cheap.json["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("price")));
+    let long =
+        Call::post("/api/bids", json!({"productId": ctx.product, "size": 10, "price": 100, "expiresInDays": 91}));
+    let long = long.header("authorization", &with_card).send(&ctx.app).await;
+    assert_eq!(long.json["errors"][0]["field"], "expiresInDays", "{}", long.text);
+    let unknown = Call::post("/api/bids", json!({"productId": Uuid::now_v7(), "size": 10, "price": 100}));
+    let unknown = unknown.header("authorization", &with_card).send(&ctx.app).await;
+    assert_eq!(
+        (unknown.status, unknown.json["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("productId"))
+    );
+    let anonymous = Call::post("/api/bids", json!({"productId": ctx.product, "size": 10, "price": 100}));
+    assert_eq!(anonymous.send(&ctx.app).await.status, StatusCode::UNAUTHORIZED);
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM bids").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(written, 0, "nothing written for a refusal");
+}
+
+#[tokio::test]
+async fn a_cancelled_or_expired_bid_leaves_the_book_at_once() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let (_, other) = ctx.buyer().await;
+    let bid = ctx.bid(&auth, 10.0, 240.0).await.json["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/bids/{bid}");
+    let not_theirs = Call::new(Method::DELETE, &uri).header("authorization", &other).send(&ctx.app).await;
+    assert_eq!(not_theirs.status, StatusCode::NOT_FOUND);
+    let cancelled = Call::new(Method::DELETE, &uri).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!((cancelled.status, cancelled.json["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let again = Call::new(Method::DELETE, &uri).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    ctx.ask(Uuid::now_v7(), 10.0, 20_000).await;
+    assert!(ctx.matches().await.is_empty(), "a cancelled bid trades no more");
+
+    // A bid whose time ran out is off the book before the sweeper comes, and swept after.
+    let late = ctx.bid(&auth, 10.5, 240.0).await.json["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE bids SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
+        .bind(&late)
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(size_of(&ctx.market().await, 10.5)["bids"], 0);
+    ctx.ask(Uuid::now_v7(), 10.5, 20_000).await;
+    assert!(ctx.matches().await.is_empty(), "an expired bid trades no more");
+    assert_eq!(expiry::sweep(&ctx.pool).await.unwrap(), 1);
+    assert_eq!(ctx.get_bid(&auth, &late).await["status"], "expired");
+    let listed = Call::get("/api/bids").header("authorization", &auth).send(&ctx.app).await;
+    let statuses: Vec<&str> =
+        listed.json["items"].as_array().unwrap().iter().map(|b| b["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["expired", "cancelled"], "newest first");
+}
+
+#[tokio::test]
+async fn a_match_ends_as_a_sale_or_puts_the_bid_back_or_closes_it() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let seller = Uuid::now_v7();
+    let first = ctx.ask(seller, 10.0, 20_000).await;
+    let second = ctx.ask(seller, 10.0, 21_000).await;
+    let bid = ctx.bid(&auth, 10.0, 240.0).await.json["id"].as_str().unwrap().to_owned();
+    let (match_id, ..) = ctx.matches().await[0].clone();
+    let match_id: Uuid = match_id.parse().unwrap();
+
+    // A racing buy-now took the pair: orders refuses the match, the bid goes back on the
+    // book and buys the next ask at once.
+    let buy_now = Uuid::now_v7();
+    let held = OrderCreated {
+        order_id: buy_now,
+        sneaker_id: first,
+        buyer_id: Uuid::now_v7(),
+        seller_id: seller,
+        price_cents: 20_000,
+        expires_at: Utc::now(),
+        match_id: None,
+    };
+    ctx.deliver(&OrderEvent::Created(held), buy_now, 1).await;
+    let refused =
+        OrderRefused { match_id, sneaker_id: first, buyer_id: Uuid::now_v7(), reason: RefusedBecause::PairTaken };
+    ctx.deliver(&OrderEvent::Refused(refused), match_id, 1).await;
+    let matches = ctx.matches().await;
+    assert_eq!(matches.len(), 2, "re-matched");
+    assert_eq!((&matches[1].2, matches[1].3), (&second.to_string(), 21_000), "the next ask, not the held one");
+    let second_match: Uuid = matches[1].0.parse().unwrap();
+
+    // Its order is placed and completes: a sale at the order's price, the bid filled.
+    let order = OrderCreated {
+        order_id: second_match,
+        sneaker_id: second,
+        buyer_id: Uuid::now_v7(),
+        seller_id: seller,
+        price_cents: 21_000,
+        expires_at: Utc::now(),
+        match_id: Some(second_match),
+    };
+    ctx.deliver(&OrderEvent::Created(order), second_match, 1).await;
+    let completed = OrderCompleted { order_id: second_match, sneaker_id: second, payment_id: Uuid::now_v7() };
+    ctx.deliver(&OrderEvent::Completed(completed), second_match, 2).await;
+    let filled = ctx.get_bid(&auth, &bid).await;
+    assert_eq!(
+        (filled["status"].as_str(), filled["matchId"].as_str()),
+        (Some("filled"), Some(second_match.to_string().as_str()))
+    );
+    let market = size_of(&ctx.market().await, 10.0);
+    assert_eq!(market["lastSale"]["price"], 210.0);
+    let sales = Call::get(&format!("/api/products/{}/sales?size=10", ctx.product)).send(&ctx.app).await;
+    assert_eq!(sales.json["items"].as_array().unwrap().len(), 1, "{}", sales.text);
+    assert_eq!(sales.json["items"][0]["price"], 210.0);
+
+    // A declined saved card closes the bid; the pair comes back once its order ends.
+    let third = ctx.ask(seller, 9.0, 15_000).await;
+    let declined_bid = ctx.bid(&auth, 9.0, 150.0).await.json["id"].as_str().unwrap().to_owned();
+    let (declined_match, ..) = ctx.matches().await[2].clone();
+    let declined_match: Uuid = declined_match.parse().unwrap();
+    let order = OrderCreated {
+        order_id: declined_match,
+        sneaker_id: third,
+        buyer_id: Uuid::now_v7(),
+        seller_id: seller,
+        price_cents: 15_000,
+        expires_at: Utc::now(),
+        match_id: Some(declined_match),
+    };
+    ctx.deliver(&OrderEvent::Created(order), declined_match, 1).await;
+    assert_eq!(size_of(&ctx.market().await, 9.0)["asks"], 0, "held by the order");
+    let cancelled = OrderCancelled { order_id: declined_match, sneaker_id: third, reason: CancelReason::Declined };
+    ctx.deliver(&OrderEvent::Cancelled(cancelled), declined_match, 2).await;
+    assert_eq!(ctx.get_bid(&auth, &declined_bid).await["status"], "declined", "the bidder is told");
+    // Catalog releases the pair (version 3 after reserved at 2): on the book again.
+    let released = listing(third, ctx.product, seller, 9.0, 15_000, 3);
+    ctx.deliver(&SneakerEvent::Updated(released), third, 3).await;
+    let market = size_of(&ctx.market().await, 9.0);
+    assert_eq!((market["asks"].as_i64(), market["lowestAsk"].as_f64()), (Some(1), Some(150.0)));
+}
+
+#[tokio::test]
+async fn many_bids_racing_for_one_ask_make_exactly_one_match() {
+    let ctx = ctx().await;
+    let mut buyers = Vec::new();
+    for _ in 0..50 {
+        buyers.push(ctx.buyer().await.1);
+    }
+    let ask = ctx.ask(Uuid::now_v7(), 10.0, 20_000).await;
+    let answers = futures::future::join_all(buyers.iter().map(|auth| ctx.bid(auth, 10.0, 250.0))).await;
+    let statuses: Vec<&str> = answers.iter().map(|a| a.json["status"].as_str().unwrap_or(&a.text)).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "matched").count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == "open").count(), 49, "{statuses:?}");
+    let matches = ctx.matches().await;
+    assert_eq!(matches.len(), 1);
+    assert_eq!(matches[0].2, ask.to_string());
+}
+
+#[tokio::test]
+async fn a_product_page_streams_its_market_as_it_changes() {
+    let ctx = ctx().await;
+    let feed = sneakerstop_messaging::ChangeFeed::new();
+    let streams = Streams::new(Duration::from_millis(10));
+    streams.follow(&feed);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(feed.run(ctx.pool.clone(), cancel.clone()));
+    let app = sneakerstop_market::app(AppState {
+        pool: ctx.pool.clone(),
+        keys: ctx.keys.clone(),
+        replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
+        streams: streams.clone(),
+    });
+    let request = axum::http::Request::get(format!("/api/products/{}/market/stream", ctx.product))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    let mut next_event = async || -> Value {
+        let mut text = String::new();
+        loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut body))
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            if let Some(data) = text.split("\n\n").find_map(|e| e.lines().find_map(|l| l.strip_prefix("data: "))) {
+                return serde_json::from_str(data).unwrap();
+            }
+        }
+    };
+    let first = next_event().await;
+    assert_eq!(size_of(&first, 10.0)["asks"], 0);
+    assert_eq!(streams.open(), 1);
+    ctx.ask(Uuid::now_v7(), 10.0, 20_000).await;
+    let changed = next_event().await;
+    assert_eq!(
+        (size_of(&changed, 10.0)["asks"].as_i64(), size_of(&changed, 10.0)["lowestAsk"].as_f64()),
+        (Some(1), Some(200.0))
+    );
+    drop(body);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while streams.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a closed stream is forgotten");
+    cancel.cancel();
+}
