@@ -15,10 +15,10 @@ pub struct Settings {
     /// How often the sweeper looks for bids whose time ran out (they are off the book at
     /// once regardless; the sweep makes state and events say so).
     #[arg(long = "bid-sweep-interval", env = "BID_SWEEP_INTERVAL", default_value = "1s", value_parser = sneakerstop_settings::parse_duration)]
-    pub sweep_interval: Duration,
+    pub bid_sweep_interval: Duration,
     /// How often, at most, a live market stream sends a product's market data.
     #[arg(long = "market-stream-interval", env = "MARKET_STREAM_INTERVAL", default_value = "100ms", value_parser = sneakerstop_settings::parse_duration)]
-    pub stream_interval: Duration,
+    pub market_stream_interval: Duration,
 }
 
 /// The market service.
@@ -61,8 +61,8 @@ impl Service for Market {
     }
 
     fn start(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<axum::Router> {
-        wiring.spawn(expiry::run(wiring.pool.clone(), self.settings.sweep_interval, wiring.cancel.clone()));
-        let streams = stream::Streams::new(self.settings.stream_interval);
+        wiring.spawn(expiry::run(wiring.pool.clone(), self.settings.bid_sweep_interval, wiring.cancel.clone()));
+        let streams = stream::Streams::new(self.settings.market_stream_interval);
         streams.follow(wiring.changes);
         Ok(crate::app(AppState {
             pool: wiring.pool.clone(),

@@ -206,7 +206,39 @@ impl Kafka {
                 Err((name, code)) => anyhow::bail!("create topic {name}: {code}"),
             }
         }
-        Ok(())
+        self.until_led(names).await
+    }
+
+    /// Waits until every one of `topics` has a leader for each partition. A topic just
+    /// created is not yet known to every broker: a consumer that subscribed to it then would
+    /// be told it does not exist, and (subscribing by name) not look again for minutes.
+    async fn until_led(&self, topics: Vec<String>) -> anyhow::Result<()> {
+        let config = self.base();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            let client: rdkafka::consumer::BaseConsumer = config.create().context("create Kafka metadata client")?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let metadata = client.fetch_metadata(None, Duration::from_secs(5)).context("read topic metadata")?;
+                let led = |name: &String| {
+                    metadata.topics().iter().any(|topic| {
+                        topic.name() == name
+                            && topic.error().is_none()
+                            && !topic.partitions().is_empty()
+                            && topic.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+                    })
+                };
+                match topics.iter().find(|name| !led(name)) {
+                    None => return Ok(()),
+                    Some(name) if std::time::Instant::now() > deadline => {
+                        anyhow::bail!("topic {name} has no leader 30 s after it was created")
+                    }
+                    Some(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+        .await
+        .context("topic metadata task failed")?
     }
 
     /// Whether a broker answers a metadata request through `producer` (a long-lived client,

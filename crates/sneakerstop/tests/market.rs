@@ -1,0 +1,290 @@
+//! The market end to end through the real binary, real PostgreSQL and the real broker: an
+//! admin made by `sneakerstop admin grant` creates a product; a bid met by a later ask
+//! becomes a completed purchase charged to the saved card; a declined saved card puts the
+//! pair back on the market and tells the bidder; 500 bids and a buy-now racing for one ask
+//! make one sale and one charge.
+//!
+//! Each test runs its marketplace on a broker of its own: a match is a command carried by an
+//! event (orders places the bidder's order when it hears `match.made`), so two marketplaces
+//! on one broker would place orders for each other's matches. Tests that only react to
+//! their own HTTP requests share `make test`'s broker.
+
+use std::time::Duration;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use sneakerstop_auth::SessionKeys;
+use sneakerstop_settings::Secret;
+use sneakerstop_test_support::{Broker, Server, TestDb, unique, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
+const SECRET: &str = "market-e2e-secret-0123456789-abcdef";
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Market {
+    http: Client,
+    server: Server,
+    db: TestDb,
+    _broker: Broker,
+}
+
+impl Market {
+    async fn start() -> Self {
+        let (db, broker) = tokio::join!(TestDb::new(), Broker::start());
+        let env = [("DATABASE_URL", db.url()), ("JWT_SECRET", SECRET.to_owned()), ("KAFKA_BROKERS", broker.address())];
+        let server = Server::start(BIN, &["serve"], &env).await;
+        Self { http: Client::builder().pool_max_idle_per_host(64).build().unwrap(), server, db, _broker: broker }
+    }
+
+    async fn call(&self, method: Method, path: &str, auth: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.server.url(path));
+        if !auth.is_empty() {
+            request = request.header(if auth.starts_with("Bearer ") { "authorization" } else { "cookie" }, auth);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signs up with a known email and password; returns the email.
+    async fn signup(&self) -> String {
+        let email = format!("{}@example.com", unique("admin"));
+        let body = json!({"email": email, "password": "password!"});
+        let (status, _) = self.call(Method::POST, "/api/users/signup", "", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED);
+        email
+    }
+
+    /// An admin: signed up, granted the role by the CLI, signed in again.
+    async fn admin(&self) -> String {
+        let email = self.signup().await;
+        let granted = tokio::process::Command::new(BIN)
+            .args(["admin", "grant", &email])
+            .env("DATABASE_URL", self.db.url())
+            .output()
+            .await
+            .unwrap();
+        assert!(granted.status.success(), "{}", String::from_utf8_lossy(&granted.stderr));
+        assert!(String::from_utf8_lossy(&granted.stdout).contains("is now admin"));
+        let response = self
+            .http
+            .post(self.server.url("/api/users/signin"))
+            .json(&json!({"email": email, "password": "password!"}))
+            .send()
+            .await
+            .unwrap();
+        let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        assert_eq!(response.json::<Value>().await.unwrap()["role"], "admin");
+        cookie
+    }
+
+    async fn product(&self, admin: &str) -> String {
+        let body = json!({"styleCode": unique("DZ").to_uppercase().chars().take(20).collect::<String>(),
+                          "name": "Air Jordan 1 Retro High OG", "brand": "Jordan", "sizes": [10, 10.5]});
+        let (status, product) = self.call(Method::POST, "/api/products", admin, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{product}");
+        product["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn save_card(&self, buyer: &str, method: &str) {
+        let body = json!({"paymentMethod": method});
+        let (status, saved) = self.call(Method::POST, "/api/payment-methods", buyer, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{saved}");
+    }
+
+    /// Places a bid once the market has heard of the product and the buyer's card.
+    async fn bid(&self, buyer: &str, product: &str, size: f64, price: f64) -> Value {
+        let body = json!({"productId": product, "size": size, "price": price});
+        wait_until("the market to take the bid", DEADLINE, || async {
+            let (status, bid) = self.call(Method::POST, "/api/bids", buyer, Some(body.clone())).await;
+            (status == StatusCode::CREATED).then_some(bid)
+        })
+        .await
+    }
+
+    async fn ask(&self, seller: &str, product: &str, size: f64, price: f64) -> String {
+        let body = json!({"title": "AJ1 Lost and Found", "price": price, "size": size, "productId": product});
+        let (status, ask) = self.call(Method::POST, "/api/sneakers", seller, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{ask}");
+        ask["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn until_bid(&self, buyer: &str, bid: &str, status: &str) -> Value {
+        wait_until(&format!("the bid to be {status}"), DEADLINE, || async {
+            let (_, bid) = self.call(Method::GET, &format!("/api/bids/{bid}"), buyer, None).await;
+            (bid["status"] == status).then_some(bid)
+        })
+        .await
+    }
+
+    async fn until_pair(&self, sneaker: &str, status: &str) {
+        wait_until(&format!("the pair to be {status}"), DEADLINE, || async {
+            let (_, pair) = self.call(Method::GET, &format!("/api/sneakers/{sneaker}"), "", None).await;
+            (pair["status"] == status).then_some(())
+        })
+        .await;
+    }
+
+    async fn size_market(&self, product: &str, size: f64) -> Value {
+        let (status, market) = self.call(Method::GET, &format!("/api/products/{product}/market"), "", None).await;
+        assert_eq!(status, StatusCode::OK, "{market}");
+        market["sizes"].as_array().unwrap().iter().find(|s| s["size"] == size).unwrap().clone()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let pool = sneakerstop_db::sqlx::PgPool::connect(&self.db.url()).await.unwrap();
+        let count = sneakerstop_db::sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        count
+    }
+}
+
+#[tokio::test]
+async fn a_bid_met_by_a_later_ask_becomes_a_completed_purchase_charged_to_the_saved_card() {
+    let market = Market::start().await;
+    let admin = market.admin().await;
+    let product = market.product(&admin).await;
+    let (buyer, seller) = (market.server.signup().await, market.server.signup().await);
+    market.save_card(&buyer, "pm_card_visa").await;
+
+    let bid = market.bid(&buyer, &product, 10.5, 240.0).await;
+    assert_eq!(bid["status"], "open", "{bid}");
+    let bid_id = bid["id"].as_str().unwrap().to_owned();
+    let sneaker = market.ask(&seller, &product, 10.5, 230.0).await;
+
+    // The ask meets the resting bid: a sale at the bid's price, paid with the saved card.
+    let filled = market.until_bid(&buyer, &bid_id, "filled").await;
+    let order_id = filled["matchId"].as_str().unwrap().to_owned();
+    let (_, order) = market.call(Method::GET, &format!("/api/orders/{order_id}"), &buyer, None).await;
+    assert_eq!((order["status"].as_str(), order["price"].as_f64()), (Some("complete"), Some(240.0)), "{order}");
+    let (_, payments) = market.call(Method::GET, "/api/payments", &buyer, None).await;
+    let paid = &payments["items"][0];
+    assert_eq!((paid["orderId"].as_str(), paid["amount"].as_f64()), (Some(order_id.as_str()), Some(240.0)));
+    market.until_pair(&sneaker, "sold").await;
+    let size = wait_until("the sale on the product page", DEADLINE, || async {
+        let size = market.size_market(&product, 10.5).await;
+        (!size["lastSale"].is_null()).then_some(size)
+    })
+    .await;
+    assert_eq!(
+        (size["lastSale"]["price"].as_f64(), size["asks"].as_i64(), size["bids"].as_i64()),
+        (Some(240.0), Some(0), Some(0))
+    );
+    let (_, sales) = market.call(Method::GET, &format!("/api/products/{product}/sales?size=10.5"), "", None).await;
+    assert_eq!(sales["items"].as_array().unwrap().len(), 1, "{sales}");
+}
+
+#[tokio::test]
+async fn a_declined_saved_card_puts_the_pair_back_on_the_market_and_tells_the_bidder() {
+    let market = Market::start().await;
+    let admin = market.admin().await;
+    let product = market.product(&admin).await;
+    let (declining, seller, other) =
+        (market.server.signup().await, market.server.signup().await, market.server.signup().await);
+    market.save_card(&declining, "pm_card_chargeDeclined").await;
+    let sneaker = market.ask(&seller, &product, 10.0, 190.0).await;
+
+    let bid = market.bid(&declining, &product, 10.0, 200.0).await;
+    let bid_id = bid["id"].as_str().unwrap().to_owned();
+    let declined = market.until_bid(&declining, &bid_id, "declined").await;
+    assert!(declined["matchId"].is_null(), "{declined}");
+    let (_, orders) = market.call(Method::GET, "/api/orders", &declining, None).await;
+    assert_eq!(
+        (orders["items"][0]["status"].as_str(), orders["items"][0]["cancelReason"].as_str()),
+        (Some("cancelled"), Some("declined"))
+    );
+    market.until_pair(&sneaker, "available").await;
+    wait_until("the ask back on the book", DEADLINE, || async {
+        (market.size_market(&product, 10.0).await["lowestAsk"] == 190.0).then_some(())
+    })
+    .await;
+    assert_eq!(market.count("SELECT count(*) FROM payments.payments WHERE status = 'succeeded'").await, 0);
+
+    // Another buyer's good card then buys the same pair from the book.
+    market.save_card(&other, "pm_card_visa").await;
+    let bought = market.bid(&other, &product, 10.0, 195.0).await;
+    assert_eq!(bought["status"], "matched", "{bought}");
+    market.until_bid(&other, bought["id"].as_str().unwrap(), "filled").await;
+    market.until_pair(&sneaker, "sold").await;
+}
+
+#[tokio::test]
+async fn five_hundred_bids_and_a_buy_now_racing_for_one_ask_make_one_sale_and_one_charge() {
+    let market = Market::start().await;
+    let admin = market.admin().await;
+    let product = market.product(&admin).await;
+    let seller = market.server.signup().await;
+    let buy_now_buyer = market.server.signup().await;
+    // Bidders signed with the server's key, as signed-in users are (no password hashing).
+    let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
+    let bidders: Vec<String> = (0..500).map(|_| sneakerstop_test_support::signed_in(&keys).1).collect();
+    for chunk in bidders.chunks(50) {
+        futures::future::join_all(chunk.iter().map(|b| market.save_card(b, "pm_card_visa"))).await;
+    }
+    // Every card has reached the market before the race (a bid waits for its buyer's).
+    wait_until("the market to know every card", DEADLINE, || async {
+        (market.count("SELECT count(*) FROM market.payment_methods").await == 500).then_some(())
+    })
+    .await;
+    market.bid(&bidders[0], &product, 10.0, 100.0).await; // the market knows the product
+
+    let sneaker = market.ask(&seller, &product, 10.0, 300.0).await;
+    // Both sides of the race know the pair: orders (buy-now) and the market (bids).
+    let known = format!(
+        "SELECT (SELECT count(*) FROM orders.sneakers WHERE id = '{sneaker}') + (SELECT count(*) FROM market.asks WHERE id = '{sneaker}')"
+    );
+    wait_until("orders and the market to know the pair", DEADLINE, || async {
+        (market.count(&known).await == 2).then_some(())
+    })
+    .await;
+    let race = bidders[1..].iter().map(|bidder| {
+        market.call(
+            Method::POST,
+            "/api/bids",
+            bidder,
+            Some(json!({"productId": product, "size": 10.0, "price": 300.0})),
+        )
+    });
+    let buy_now = async {
+        let (status, order) =
+            market.call(Method::POST, "/api/orders", &buy_now_buyer, Some(json!({"sneakerId": sneaker}))).await;
+        if status != StatusCode::CREATED {
+            return None;
+        }
+        let order = order["id"].as_str().unwrap().to_owned();
+        let (status, _) = market
+            .call(Method::POST, "/api/payments", &buy_now_buyer, Some(json!({"orderId": order, "token": "tok_visa"})))
+            .await;
+        Some((order, status))
+    };
+    let (answers, bought) = tokio::join!(futures::future::join_all(race), buy_now);
+    let placed = answers.iter().filter(|(status, _)| *status == StatusCode::CREATED).count();
+    assert_eq!(placed, 499, "every bid is taken: {:?}", answers.iter().find(|(s, _)| *s != StatusCode::CREATED));
+
+    market.until_pair(&sneaker, "sold").await;
+    // Let every consequence settle: no bid matched any more, no payment pending.
+    wait_until("the race to settle", DEADLINE, || async {
+        let busy = market
+            .count(
+                "SELECT (SELECT count(*) FROM market.bids WHERE status = 'matched')
+                      + (SELECT count(*) FROM payments.payments WHERE status = 'pending')",
+            )
+            .await;
+        (busy == 0).then_some(())
+    })
+    .await;
+    let sales = market.count("SELECT count(*) FROM orders.orders WHERE status = 'complete'").await;
+    let charges = market
+        .count("SELECT count(*) FROM payments.payments WHERE status IN ('succeeded', 'refund_pending', 'refunded')")
+        .await;
+    let filled = market.count("SELECT count(*) FROM market.bids WHERE status = 'filled'").await;
+    assert_eq!((sales, charges), (1, 1), "one sale, one charge");
+    match bought {
+        Some((_, StatusCode::CREATED)) => assert_eq!(filled, 0, "the buy-now won: no bid filled"),
+        _ => assert_eq!(filled, 1, "a bid won"),
+    }
+    let open = market.count("SELECT count(*) FROM market.bids WHERE status = 'open'").await;
+    assert_eq!(open, 500 - filled, "every other bid is back on (or still on) the book");
+}
