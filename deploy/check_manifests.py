@@ -129,7 +129,7 @@ def check(overlay, objects):
     expect("Secret" not in by_kind, "a Secret is rendered into the manifests")
 
     services = [d for d in by_kind["Deployment"] if d["metadata"]["name"].startswith("sneakerstop-")]
-    expect(len(services) == 4, f"expected four service Deployments, found {len(services)}")
+    expect(len(services) == 5, f"expected five service Deployments, found {len(services)}")
     images = set()
     for deployment in services:
         name = deployment["metadata"]["name"]

@@ -54,12 +54,47 @@ kubectl kustomize "$gateway" >"$out/dev-gateway.yaml"
 import sys, yaml
 ingress_objects, gateway_objects = ([o for o in yaml.safe_load_all(open(p)) if o] for p in sys.argv[1:3])
 ingress = next(o for o in ingress_objects if o["kind"] == "Ingress")
-routes_by_ingress = {p["path"]: p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+import re
 assert not [o for o in gateway_objects if o["kind"] == "Ingress"], "the gateway component leaves the Ingress in place"
 route = next(o for o in gateway_objects if o["kind"] == "HTTPRoute")
-routes_by_gateway = {m["path"]["value"]: r["backendRefs"][0]["name"] for r in route["spec"]["rules"] for m in r["matches"]}
-assert routes_by_gateway == routes_by_ingress, f"HTTPRoute {routes_by_gateway} differs from Ingress {routes_by_ingress}"
-print(f"HTTPRoute routes the Ingress's {len(routes_by_ingress)} paths to the same services")
+# Every path the API serves, and where each must go.
+ID = "0193a1b2-0000-7000-8000-000000000001"
+expected = {
+    "/api/users/signin": "identity", f"/api/sneakers/{ID}": "catalog", "/api/sneakers": "catalog",
+    "/api/products": "catalog", f"/api/products/{ID}": "catalog", f"/api/products/{ID}/market": "market",
+    f"/api/products/{ID}/market/stream": "market", f"/api/products/{ID}/sales": "market",
+    "/api/orders": "orders", f"/api/orders/{ID}": "orders", "/api/payments": "payments",
+    "/api/payment-methods": "payments", "/api/bids": "market", f"/api/bids/{ID}": "market",
+    "/docs": "identity", "/api-docs/openapi.json": "identity",
+}
+def by_ingress(path):
+    # ingress-nginx with use-regex: every path is a case-insensitive regex anchored at the
+    # start, tried longest first.
+    paths = sorted(((p["path"], p["backend"]["service"]["name"]) for r in ingress["spec"]["rules"] for p in r["http"]["paths"]),
+                   key=lambda pair: -len(pair[0]))
+    regex = ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/use-regex") == "true"
+    for prefix, service in paths:
+        if (re.match(prefix, path, re.I) if regex else path == prefix or path.startswith(prefix.rstrip("/") + "/")):
+            return service
+def by_gateway(path):
+    # Gateway API precedence: an exact match, then the longest prefix (by path segments),
+    # then a regular expression (matched whole, as Envoy Gateway does).
+    matches = [(m["path"]["type"], m["path"]["value"], r["backendRefs"][0]["name"])
+               for r in route["spec"]["rules"] for m in r["matches"]]
+    for kind, value, service in matches:
+        if kind == "Exact" and path == value:
+            return service
+    prefixes = [(v, s) for k, v, s in matches if k == "PathPrefix" and (path == v or path.startswith(v.rstrip("/") + "/"))]
+    if prefixes:
+        return max(prefixes, key=lambda pair: len(pair[0]))[1]
+    for kind, value, service in matches:
+        if kind == "RegularExpression" and re.fullmatch(value, path):
+            return service
+for path, service in expected.items():
+    want = f"sneakerstop-{service}"
+    assert by_ingress(path) == want, f"the Ingress sends {path} to {by_ingress(path)}, not {want}"
+    assert by_gateway(path) == want, f"the HTTPRoute sends {path} to {by_gateway(path)}, not {want}"
+print(f"the Ingress and the HTTPRoute route all {len(expected)} API paths to their services")
 PY
 
 log "parse Terraform"

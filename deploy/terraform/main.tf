@@ -58,7 +58,7 @@ resource "helm_release" "monitoring" {
 locals {
   # Must match `namespace:` in deploy/k8s/overlays/<environment>/kustomization.yaml.
   namespace = var.environment == "prod" ? "sneakerstop" : "sneakerstop-${var.environment}"
-  services  = ["identity", "catalog", "orders", "payments"]
+  services  = ["identity", "catalog", "orders", "payments", "market"]
 
   # dev: one database per service on the in-cluster PostgreSQL (the service creates it).
   dev_database_urls = {
@@ -130,7 +130,7 @@ resource "kubernetes_secret" "sneakerstop" {
     }
     precondition {
       condition     = alltrue([for service in local.services : contains(keys(local.database_urls), service)])
-      error_message = "Every service needs a database URL: set database_urls for identity, catalog, orders and payments."
+      error_message = "Every service needs a database URL: set database_urls for identity, catalog, orders, payments and market."
     }
     precondition {
       condition     = var.environment == "dev" || (length(var.kafka_sasl_password) >= 16 && length(var.kafka_keystore_password) >= 16)

@@ -51,8 +51,8 @@ variable "replicas" {
   default     = {}
 
   validation {
-    condition     = alltrue([for name in keys(var.replicas) : contains(["identity", "catalog", "orders", "payments"], name)])
-    error_message = "Replica counts are for identity, catalog, orders or payments."
+    condition     = alltrue([for name in keys(var.replicas) : contains(["identity", "catalog", "orders", "payments", "market"], name)])
+    error_message = "Replica counts are for identity, catalog, orders, payments or market."
   }
 }
 
@@ -82,7 +82,7 @@ variable "postgres_password" {
 }
 
 variable "database_urls" {
-  description = "prod: a postgres:// URL per service (identity, catalog, orders, payments), e.g. of a managed PostgreSQL. In dev they are built for the in-cluster PostgreSQL."
+  description = "prod: a postgres:// URL per service (identity, catalog, orders, payments, market), e.g. of a managed PostgreSQL. In dev they are built for the in-cluster PostgreSQL."
   type        = map(string)
   sensitive   = true
   default     = {}

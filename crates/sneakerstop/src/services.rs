@@ -208,7 +208,7 @@ mod tests {
     fn services_are_selected_by_name_in_start_up_order() {
         let all = all();
         let names = |chosen: Vec<Arc<dyn Service>>| chosen.iter().map(|s| s.name()).collect::<Vec<_>>();
-        assert_eq!(names(selected(&all, &[]).unwrap()), ["identity", "catalog", "orders", "payments"]);
+        assert_eq!(names(selected(&all, &[]).unwrap()), ["identity", "catalog", "orders", "payments", "market"]);
         let picked = selected(&all, &["payments".into(), "identity".into(), "payments".into()]).unwrap();
         assert_eq!(names(picked), ["identity", "payments"]);
         let error = selected(&all, &["shipping".into()]).err().unwrap().to_string();

@@ -166,7 +166,7 @@ async fn no_client_sees_replica_lag_and_ids_that_cannot_exist_answer_at_once() {
     wait_until("the consumer groups to catch up with the topics' history", Duration::from_secs(120), || async {
         let (_, health) = shop.call(reqwest::Method::GET, "/healthz", "", None).await;
         let groups = health["details"]["consumers"].as_object().cloned().unwrap_or_default();
-        (groups.len() == 3 && groups.values().all(|g| g["lag"] == 0)).then_some(())
+        (groups.len() == 4 && groups.values().all(|g| g["lag"] == 0)).then_some(())
     })
     .await;
     for _ in 0..5 {

@@ -86,22 +86,45 @@ fn subscriber(
     let registry = tracing_subscriber::registry().with(services).with(spans.with_filter(traced));
     match settings.format {
         LogFormat::Json => Box::new(
-            registry.with(
-                logs.with_ansi(false)
-                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-                    .event_format(WithTraceIds(
-                        tracing_subscriber::fmt::format()
-                            .json()
-                            .flatten_event(true)
-                            .with_current_span(true)
-                            .with_span_list(false),
-                    ))
-                    .with_filter(filter),
-            ),
+            registry
+                .with(
+                    logs.with_ansi(false)
+                        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                        .event_format(WithTraceIds(
+                            tracing_subscriber::fmt::format()
+                                .json()
+                                .flatten_event(true)
+                                .with_current_span(true)
+                                .with_span_list(false),
+                        ))
+                        .with_filter(filter),
+                )
+                .with(AskEveryTime),
         ),
         LogFormat::Pretty => Box::new(
-            registry.with(logs.event_format(WithTraceIds(tracing_subscriber::fmt::format())).with_filter(filter)),
+            registry
+                .with(logs.event_format(WithTraceIds(tracing_subscriber::fmt::format())).with_filter(filter))
+                .with(AskEveryTime),
         ),
+    }
+}
+
+/// Makes every callsite ask the filters each time it fires, instead of caching "always".
+///
+/// Per-layer filters pass their verdict on an event from `enabled` to `on_event` through a
+/// thread-local; a callsite cached as "always" skips `enabled`, so it reads whatever the last
+/// question left there. Crates asking through the `log` facade (`log_enabled!`, as sqlx's
+/// query logger does after every query, answered by tracing-log) ask without logging, and the
+/// next line on that thread — or span — was silently dropped: with `RUST_LOG=info,librdkafka=warn`
+/// the server's own "listening" line was lost after its migrations
+/// (tokio-rs/tracing#2519; the fix proposed upstream, #3572, does the same as this layer).
+/// The cost is one filter check per log line and span, which the filters keep cheap.
+#[derive(Debug, Clone, Copy)]
+struct AskEveryTime;
+
+impl<S: tracing::Subscriber> Layer<S> for AskEveryTime {
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
     }
 }
 
@@ -307,6 +330,29 @@ mod tests {
         assert_eq!(inside["span_id"], hex(&ids.span_id), "the innermost span's id: {text}");
         let outside = lines.iter().find(|l| l["message"] == "outside").unwrap();
         assert!(outside.get("trace_id").is_none(), "no span, no ids: {text}");
+    }
+
+    #[test]
+    fn asking_whether_something_is_enabled_never_swallows_the_next_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        // A filter with a directive for a target, as `RUST_LOG=info,librdkafka=warn` has.
+        let settings = LogSettings { filter: "warn,sneakerstop_telemetry=info".to_owned(), format: LogFormat::Json };
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(&settings, BoxMakeWriter::new(move || writer.clone()), &provider);
+        tracing::subscriber::with_default(subscriber, || {
+            for round in 0..3 {
+                tracing::info!(round, "before");
+                // What sqlx's query logger does after every query, through the log crate and
+                // tracing-log (as the binary's subscriber installs it): ask, and log nothing.
+                let question = log::Metadata::builder().level(log::Level::Info).target("sneakerstop_probe").build();
+                let _ = log::Log::enabled(&tracing_log::LogTracer::new(), &question);
+                tracing::info!(round, "after");
+            }
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("\"after\"").count(), 3, "every line after an `enabled` question is logged: {text}");
+        assert_eq!(text.matches("\"before\"").count(), 3, "{text}");
     }
 
     #[tokio::test]

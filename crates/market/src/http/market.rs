@@ -206,7 +206,8 @@ pub(super) async fn stream(State(state): State<AppState>, Path(id): Path<String>
     let product = product_id(&id)?;
     let first = current(&state, product).await?;
     match state.streams.subscribe(state.pool.clone(), product, first) {
-        Some(sse) => Ok(sse.into_response()),
+        // Proxies that buffer (nginx) pass each event on at once when told so.
+        Some(sse) => Ok(([("x-accel-buffering", "no")], sse).into_response()),
         None => {
             Ok(Problem::unavailable("too many live market streams on this instance; retry shortly").into_response())
         }
