@@ -96,6 +96,21 @@ fi
   run purchase --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
   run drop --scenario drop --duration "$(secs 15s)" --concurrency 64 --users 64 --seed-listings 0 --drop-pairs 20
   run login-flood --scenario login-flood --duration "$(secs 20s)" --concurrency 64 --users 8 --seed-listings 0
+  # The market needs an admin to create its products: made here on a server this script
+  # started (sign up, `sneakerstop admin grant`, sign in), or given as LOAD_ADMIN_EMAIL and
+  # LOAD_ADMIN_PASSWORD for one that was already running.
+  if [ -n "$server_pid" ] && [ -z "${LOAD_ADMIN_EMAIL:-}" ]; then
+    export LOAD_ADMIN_EMAIL="bench-admin-$stamp@example.com" LOAD_ADMIN_PASSWORD="bench-admin-password"
+    curl -sf -o /dev/null -H 'content-type: application/json' \
+      -d "{\"email\":\"$LOAD_ADMIN_EMAIL\",\"password\":\"$LOAD_ADMIN_PASSWORD\"}" "$base/api/users/signup"
+    DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" "$bin" admin grant "$LOAD_ADMIN_EMAIL" >/dev/null
+  fi
+  if [ -n "${LOAD_ADMIN_EMAIL:-}" ]; then
+    run market --scenario market --duration "$(secs 30s)" --concurrency 64 --users 64 --seed-listings 0 \
+      --market-products 4 --market-streams 50
+  else
+    echo "scenario market skipped: set LOAD_ADMIN_EMAIL and LOAD_ADMIN_PASSWORD (an admin of the running server)"
+  fi
 } | tee "$workdir/tables.txt"
 
 if [ -n "$server_pid" ]; then
@@ -132,7 +147,7 @@ fi
 python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" <<'PY'
 import json, sys, os
 work, target, rev, stamp, cores, mem = sys.argv[1:]
-names = ["browse", "list", "purchase", "drop", "login-flood", "list-traced", "purchase-traced"]
+names = ["browse", "list", "purchase", "drop", "login-flood", "market", "list-traced", "purchase-traced"]
 reports = {n: json.load(open(os.path.join(work, f"{n}.json"))) for n in names if os.path.exists(os.path.join(work, f"{n}.json"))}
 json.dump({"revision": rev, "date": stamp, "machine": {"cores": int(cores), "memoryGiB": float(mem)}, "reports": reports},
           open(target, "w"), indent=2)

@@ -120,18 +120,42 @@ impl Api {
             .send()
             .await?;
         anyhow::ensure!(response.status() == StatusCode::CREATED, "signup answered {}", response.status());
-        let cookie = response
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|c| c.split(';').next())
-            .and_then(|c| c.strip_prefix("session="))
-            .ok_or_else(|| anyhow::anyhow!("signup set no session cookie"))?;
-        Ok(User { auth: format!("Bearer {cookie}"), email })
+        signed_in(&response, &email)
+    }
+
+    /// Signs an existing user in (not measured: set-up).
+    pub async fn signin_user(&self, email: &str, password: &str) -> anyhow::Result<User> {
+        let response = self
+            .http
+            .post(format!("{}/api/users/signin", self.base))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == StatusCode::OK, "signin answered {}", response.status());
+        signed_in(&response, email)
+    }
+
+    /// A streaming GET (a live market stream), unmeasured.
+    pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let response = self.http.get(format!("{}{path}", self.base)).timeout(Duration::from_secs(3600)).send().await?;
+        anyhow::ensure!(response.status() == StatusCode::OK, "{path} answered {}", response.status());
+        Ok(response)
     }
 
     /// The server's Prometheus metrics text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(self.http.get(format!("{}/metrics", self.base)).send().await?.text().await?)
     }
+}
+
+/// The user a signup or signin answer started a session for.
+fn signed_in(response: &reqwest::Response, email: &str) -> anyhow::Result<User> {
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .and_then(|c| c.strip_prefix("session="))
+        .ok_or_else(|| anyhow::anyhow!("no session cookie set"))?;
+    Ok(User { auth: format!("Bearer {cookie}"), email: email.to_owned() })
 }

@@ -46,6 +46,13 @@ pub enum Scenario {
     /// honest user who signs in and browses, whose latency is reported apart.
     #[serde(rename = "login-flood")]
     LoginFlood,
+    /// A release-day drop on the market: buyers place bids and sellers list asks on a few
+    /// hot products (three sizes each), prices overlapping so that books cross; some bids
+    /// are placed low and cancelled. Matches become orders charged to saved cards. Needs an
+    /// admin (`--admin-email`, `--admin-password`) to create the products. A probe places a
+    /// rising bid on a product of its own every half second and measures how long until
+    /// every one of `--market-streams` live streams (SSE) shows it.
+    Market,
 }
 
 /// Arguments of `sneakerstop load`.
@@ -75,6 +82,18 @@ pub struct LoadArgs {
     /// Pairs on sale in the drop scenario.
     #[arg(long, default_value_t = 10)]
     pub drop_pairs: usize,
+    /// Market scenario: hot products traded.
+    #[arg(long, default_value_t = 4)]
+    pub market_products: usize,
+    /// Market scenario: live market streams (SSE) the probe watches.
+    #[arg(long, default_value_t = 20)]
+    pub market_streams: usize,
+    /// Market scenario: an admin's email (`sneakerstop admin grant`), to create products.
+    #[arg(long, env = "LOAD_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Market scenario: that admin's password.
+    #[arg(long, env = "LOAD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
     /// Pid of the server, to report its peak resident memory.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -94,6 +113,8 @@ struct Run {
     users: Vec<client::User>,
     listings: Vec<String>,
     drop_pairs: Vec<String>,
+    /// Market scenario: the products traded.
+    products: Vec<String>,
     deadline: Instant,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -126,17 +147,33 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
     } else {
         Vec::new()
     };
+    let (products, probe_product) = if args.scenario == Scenario::Market {
+        let (Some(email), Some(password)) = (&args.admin_email, &args.admin_password) else {
+            anyhow::bail!("the market scenario needs an admin to create products: --admin-email and --admin-password");
+        };
+        let admin = api.signin_user(email, password).await.context("sign the admin in")?;
+        let mut products = scenarios::seed_market(&api, &admin, &users, args.market_products + 1).await?;
+        let probe = products.pop();
+        (products, probe)
+    } else {
+        (Vec::new(), None)
+    };
     settle(&api).await?;
     // Counted from here: set-up's events are not the run's.
     let before = api.metrics().await.context("read the server's /metrics")?;
 
     let started = Instant::now();
+    let probe = probe_product.map(|product| {
+        let (api, buyer) = (api.clone(), users[0].clone());
+        tokio::spawn(scenarios::stream_probe(api, buyer, product, args.market_streams, started + args.duration))
+    });
     let run = Arc::new(Run {
         api,
         scenario: args.scenario,
         users,
         listings,
         drop_pairs,
+        products,
         deadline: started + args.duration,
         requests: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -151,8 +188,12 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
     let peak_rss = progress.await.unwrap_or(None);
     eprintln!();
 
+    let fanout = match probe {
+        Some(probe) => Some(probe.await.context("the stream probe failed")??),
+        None => None,
+    };
     let after = run.api.metrics().await.context("read the server's /metrics after the run")?;
-    Ok(Report::new(args, &recorder, elapsed, &before, &after, peak_rss))
+    Ok(Report::new(args, &recorder, elapsed, &before, &after, peak_rss).with_fanout(fanout.as_ref()))
 }
 
 /// Waits until the set-up has rippled through: every outbox empty and every consumer caught

@@ -38,7 +38,34 @@ pub struct Report {
     pub catalog_cache: BTreeMap<String, f64>,
     /// The server's largest resident set seen during the run.
     pub server_peak_rss_mib: Option<f64>,
+    /// Market scenario: the book, matching and live streams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketSummary>,
 }
+
+/// What the market scenario measured.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketSummary {
+    /// Bids placed, asks listed and bids cancelled.
+    pub book_operations: u64,
+    pub book_operations_per_second: f64,
+    /// The slowest of the three operations' p99.
+    pub book_operation_p99_ms: f64,
+    /// Bids that met asks (the server's `market_matches_total`).
+    pub matches: f64,
+    pub matches_per_second: f64,
+    /// Completed sales of asks (`market_sales_total`): matched, ordered, charged, sold.
+    pub sales: f64,
+    pub sales_per_second: f64,
+    /// Match made → order complete (`market_match_to_sale_seconds`).
+    pub match_to_sale: Option<HopSummary>,
+    /// Probe bid sent → shown by each live stream (SSE).
+    pub stream_delay_ms: Option<Quantiles>,
+}
+
+/// The operations on a book, as the scenario names them.
+const BOOK_OPERATIONS: [&str; 3] = ["POST /api/bids", "POST /api/sneakers (ask)", "DELETE /api/bids/{id}"];
 
 /// Event hop latency of one consumer group during the run.
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +112,19 @@ impl Report {
             event_stages: event_stages(before, after),
             catalog_cache: counter_deltas(before, after, "catalog_cache_requests_total", "result"),
             server_peak_rss_mib,
+            market: (args.scenario == Scenario::Market).then(|| market_summary(rec, elapsed, before, after)),
         }
+    }
+
+    /// Adds the live streams' delays the market's probe measured.
+    #[must_use]
+    pub fn with_fanout(mut self, fanout: Option<&hdrhistogram::Histogram<u64>>) -> Self {
+        if let (Some(market), Some(histogram)) = (self.market.as_mut(), fanout)
+            && !histogram.is_empty()
+        {
+            market.stream_delay_ms = Some(Quantiles::of(histogram));
+        }
+        self
     }
 
     /// The human-readable table.
@@ -165,6 +204,29 @@ impl Report {
                 share("bypass")
             );
         }
+        if let Some(m) = &self.market {
+            let _ = writeln!(
+                out,
+                "book operations: {} ({:.1}/s), slowest p99 {:.1} ms; matches {:.0} ({:.1}/s); sales completed {:.0} ({:.1}/s)",
+                m.book_operations,
+                m.book_operations_per_second,
+                m.book_operation_p99_ms,
+                m.matches,
+                m.matches_per_second,
+                m.sales,
+                m.sales_per_second
+            );
+            if let Some(hop) = &m.match_to_sale {
+                let _ = writeln!(out, "match → completed sale: p50 ≤ {:.1} ms, p99 ≤ {:.1} ms", hop.p50_ms, hop.p99_ms);
+            }
+            if let Some(q) = &m.stream_delay_ms {
+                let _ = writeln!(
+                    out,
+                    "bid sent → shown by a live stream (SSE): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    q.p50, q.p99, q.max
+                );
+            }
+        }
         if let Some(rss) = self.server_peak_rss_mib {
             let _ = writeln!(out, "server peak resident memory: {rss:.1} MiB");
         }
@@ -207,6 +269,34 @@ fn counter_deltas(before: &str, after: &str, metric: &str, by: &str) -> BTreeMap
         .into_iter()
         .map(|(key, count)| (key.clone(), count - before.get(&key).copied().unwrap_or(0.0)))
         .collect()
+}
+
+/// The market scenario's summary: book operations from the driver, matches and sales from
+/// the server's counters, match-to-sale from its histogram.
+fn market_summary(rec: &Recorder, elapsed: Duration, before: &str, after: &str) -> MarketSummary {
+    let endpoints = rec.summary(elapsed);
+    let book: Vec<&EndpointSummary> =
+        endpoints.iter().filter(|e| BOOK_OPERATIONS.contains(&e.endpoint.as_str())).collect();
+    let book_operations = book.iter().map(|e| e.requests).sum();
+    let grew = |metric: &str| unlabelled(after, metric) - unlabelled(before, metric);
+    let (matches, sales) = (grew("market_matches_total"), grew("market_sales_total"));
+    let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
+    MarketSummary {
+        book_operations,
+        book_operations_per_second: rate(book_operations, elapsed),
+        book_operation_p99_ms: book.iter().map(|e| e.latency_ms.p99).fold(0.0, f64::max),
+        matches,
+        matches_per_second: matches / seconds,
+        sales,
+        sales_per_second: sales / seconds,
+        match_to_sale: histogram_deltas(before, after, "market_match_to_sale_seconds", &[]).into_values().next(),
+        stream_delay_ms: None,
+    }
+}
+
+/// The value of a metric without labels (`name 12`), 0 when absent.
+fn unlabelled(metrics: &str, metric: &str) -> f64 {
+    metrics.lines().find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// The samples of `series` in Prometheus' text format: each one's label set and value.

@@ -82,6 +82,7 @@ pub async fn iteration(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
         Scenario::Purchase => purchase(run, rec, i).await,
         Scenario::Drop => drop(run, rec, worker, i).await,
         Scenario::LoginFlood => login_flood(run, rec, worker, i).await,
+        Scenario::Market => market(run, rec, worker, i).await,
         Scenario::Mixed => unreachable!("mixed picks one of the others"),
     }
 }
@@ -266,4 +267,138 @@ async fn pay_and_confirm(run: &Run, rec: &mut Recorder, buyer: &User, sneaker: &
     // Never became visible: counted against the purchase flow.
     rec.record("purchase became visible", paid_at.elapsed(), None, true);
     run.errors.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The sizes every market product is made in (each is a book).
+const MARKET_SIZES: [f64; 3] = [9.0, 10.0, 11.0];
+
+/// The market's set-up (not timed): `count` products created by `admin`, and a saved card for
+/// every user.
+pub async fn seed_market(api: &Api, admin: &User, users: &[User], count: usize) -> anyhow::Result<Vec<String>> {
+    let mut rec = Recorder::default();
+    let mut products = Vec::with_capacity(count);
+    for i in 0..count {
+        let style = format!("LD{:04}-{}", i, &uuid::Uuid::new_v4().simple().to_string()[..6]).to_uppercase();
+        let body = json!({"styleCode": style, "name": format!("Release Day {i}"), "brand": "Jordan",
+                          "sizes": MARKET_SIZES});
+        let reply = api.call(&mut rec, "seed", Method::POST, "/api/products", Some(admin), Some(body), CREATED).await;
+        let id = reply.and_then(|r| r.body["id"].as_str().map(str::to_owned));
+        products.push(id.ok_or_else(|| anyhow::anyhow!("creating a product failed (is the admin an admin?)"))?);
+    }
+    let saved = futures::stream::iter(users)
+        .map(|user| {
+            let api = api.clone();
+            async move {
+                let mut rec = Recorder::default();
+                let body = json!({"paymentMethod": "pm_card_visa"});
+                api.call(&mut rec, "seed", Method::POST, "/api/payment-methods", Some(user), Some(body), CREATED).await
+            }
+        })
+        .buffer_unordered(16)
+        .filter(|reply| std::future::ready(reply.as_ref().is_some_and(|r| r.status == StatusCode::CREATED)))
+        .count()
+        .await;
+    anyhow::ensure!(saved == users.len(), "saving cards failed for {} users", users.len() - saved);
+    Ok(products)
+}
+
+/// One market iteration: the first half of the users bid, the second half ask. Bids are
+/// 180–220, asks 200–240, so books cross often; one iteration in five places a bid at 100
+/// and cancels it.
+async fn market(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
+    let half = (run.users.len() / 2).max(1);
+    let buyer = &run.users[worker % half];
+    let seller = &run.users[half + worker % (run.users.len() - half).max(1)];
+    let product = &run.products[i % run.products.len()];
+    let size = MARKET_SIZES[(i / run.products.len()) % MARKET_SIZES.len()];
+    let bid = |price: usize| json!({"productId": product, "size": size, "price": price});
+    match i % 5 {
+        0 | 1 => {
+            let price = 180 + (i * 7) % 41;
+            call(run, rec, "POST /api/bids", Method::POST, "/api/bids", Some(buyer), Some(bid(price)), CREATED).await;
+        }
+        2 | 3 => {
+            let price = 200 + (i * 11) % 41;
+            let ask = json!({"title": "Release Day", "price": price, "size": size, "productId": product});
+            let path = "/api/sneakers";
+            call(run, rec, "POST /api/sneakers (ask)", Method::POST, path, Some(seller), Some(ask), CREATED).await;
+        }
+        _ => {
+            let placed =
+                call(run, rec, "POST /api/bids", Method::POST, "/api/bids", Some(buyer), Some(bid(100)), CREATED).await;
+            let Some(id) = placed.and_then(|r| r.body["id"].as_str().map(str::to_owned)) else { return };
+            let path = format!("/api/bids/{id}");
+            call(run, rec, "DELETE /api/bids/{id}", Method::DELETE, &path, Some(buyer), None, OK).await;
+        }
+    }
+}
+
+/// Watches `streams` live market streams of `product` while, every half second until
+/// `deadline`, `buyer` raises the product's highest bid; returns, per probe and stream, the
+/// time from sending the bid to that stream showing it (microseconds).
+pub async fn stream_probe(
+    api: Api,
+    buyer: User,
+    product: String,
+    streams: usize,
+    deadline: Instant,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    use std::sync::{Arc, Mutex};
+    let path = format!("/api/products/{product}/market/stream");
+    // The probe in flight: its price (cents) and when its bid was sent.
+    let (probe_tx, probe_rx) = tokio::sync::watch::channel(None::<(i64, Instant)>);
+    let seen = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let mut watchers = Vec::new();
+    for _ in 0..streams.max(1) {
+        let response = api.stream(&path).await?;
+        let (probe_rx, seen) = (probe_rx.clone(), seen.clone());
+        watchers.push(tokio::spawn(async move {
+            let mut response = response;
+            let mut text = String::new();
+            let mut last_seen = 0;
+            while let Ok(Some(chunk)) = response.chunk().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = text.find("\n\n") {
+                    let event: String = text.drain(..end + 2).collect();
+                    let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
+                    let Ok(market) = serde_json::from_str::<Value>(data) else { continue };
+                    let highest = market["sizes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s["highestBid"].as_f64())
+                        .fold(0.0, f64::max);
+                    #[allow(clippy::cast_possible_truncation, reason = "a price in cents")]
+                    let highest = (highest * 100.0).round() as i64;
+                    if let Some((price, sent)) = *probe_rx.borrow()
+                        && highest >= price
+                        && price > last_seen
+                    {
+                        last_seen = price;
+                        let _ = seen.lock().map(|mut h| h.record(micros(sent.elapsed())));
+                    }
+                }
+            }
+        }));
+    }
+    let mut rec = Recorder::default();
+    let mut price = 100;
+    while Instant::now() < deadline {
+        price += 1;
+        let body = json!({"productId": product, "size": MARKET_SIZES[0], "price": price});
+        let _ = probe_tx.send(Some((price * 100, Instant::now())));
+        api.call(&mut rec, "probe", Method::POST, "/api/bids", Some(&buyer), Some(body), CREATED).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The last probe's events arrive within moments; then the streams are closed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for watcher in &watchers {
+        watcher.abort();
+    }
+    let histogram = seen.lock().map_err(|_| anyhow::anyhow!("probe histogram poisoned"))?.clone();
+    Ok(histogram)
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1)
 }

@@ -30,6 +30,12 @@ use crate::{book, store};
 pub struct MarketHandler;
 
 impl Handler for MarketHandler {
+    /// One event per transaction: each locks the book it is about, and two batches locking
+    /// two books in opposite orders would deadlock.
+    fn batches(&self) -> bool {
+        false
+    }
+
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             match event.topic.as_str() {
@@ -96,13 +102,20 @@ async fn order(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Resul
 /// Ends the match `order` fills, if it is an order of the market whose match is pending,
 /// with `outcome`; its bid follows (and trades again at once if it is back on the book).
 async fn end_match(tx: &mut PgConnection, order: Uuid, outcome: MatchStatus) -> anyhow::Result<()> {
+    // The book first, then the match: every change to a book takes its locks in that order.
+    let Some((product, size)) = store::match_book(tx, order).await? else { return Ok(()) };
+    store::lock_book(tx, product, size).await?;
     let Some(found) = store::lock_pending_match(tx, order).await? else { return Ok(()) };
-    store::lock_book(tx, found.product_id, found.size).await?;
     store::end_match(tx, &found, outcome).await?;
     let Some(bid) = store::lock_bid(tx, found.bid_id).await? else {
         anyhow::bail!("match {} names bid {} that does not exist", found.id, found.bid_id);
     };
     let now = Utc::now();
+    if outcome == MatchStatus::Filled {
+        // From the moment the bid met the ask to the completed sale (order paid, pair sold).
+        let took = (now - found.created_at).to_std().unwrap_or_default();
+        metrics::histogram!("market_match_to_sale_seconds").record(took.as_secs_f64());
+    }
     match bid.match_ended(outcome, now) {
         Ok(ended) => {
             store::save_bid(tx, &ended).await?;

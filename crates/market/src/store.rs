@@ -260,6 +260,15 @@ pub async fn bids_of(pool: &PgPool, buyer: Uuid, page: &Page) -> anyhow::Result<
     sneakerstop_db::newest_first(pool, select, buyer, page.before, page.limit).await.context("list bids")
 }
 
+/// The book (product and size) of the match with this id, if there is one.
+pub async fn match_book(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<(Uuid, f64)>> {
+    let book = sqlx::query!("SELECT product_id, size FROM matches WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await
+        .with_context(|| format!("find match {id}"))?;
+    Ok(book.map(|row| (row.product_id, row.size)))
+}
+
 /// The match with this id, locked, if it is still pending.
 pub async fn lock_pending_match(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Match>> {
     sqlx::query_as!(

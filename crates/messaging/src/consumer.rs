@@ -83,6 +83,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies `event` using `tx`; the runtime commits it together with the event id.
     /// Returning an error rolls back and retries.
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Whether several events of a partition may be applied on one transaction (the
+    /// default: one commit for many). A handler that takes locks whose order depends on the
+    /// event (the market locks the book an event is about) answers `false`: two batches
+    /// taking two books in opposite orders would deadlock, so each event gets a transaction
+    /// of its own.
+    fn batches(&self) -> bool {
+        true
+    }
 }
 
 /// Runs one consumer group over some topics with one handler.
@@ -256,7 +265,7 @@ impl ConsumerRuntime {
         let events: Option<Vec<IncomingEvent>> = messages.iter().map(|m| incoming(m).ok()).collect();
         if let Some(events) = &events {
             self.record_delivery(&messages, events, taken);
-            if events.len() > 1 {
+            if events.len() > 1 && self.handler.batches() {
                 match self.apply_batch(events, taken).await {
                     Ok(()) => return (messages, false),
                     Err(error) => {

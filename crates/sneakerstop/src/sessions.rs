@@ -41,6 +41,10 @@ impl std::fmt::Debug for WithRevocations {
 }
 
 impl Handler for WithRevocations {
+    fn batches(&self) -> bool {
+        self.0.as_ref().is_none_or(|handler| handler.batches())
+    }
+
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
         if event.topic != topics::USERS {
             return match &self.0 {

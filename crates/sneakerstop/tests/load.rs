@@ -73,3 +73,46 @@ async fn the_login_flood_scenario_reports_honest_users_apart_from_the_flood() {
     assert_eq!(report["errors"], 0, "every answer was one the server means: {report:#}");
     assert!(server.terminate().await);
 }
+
+#[tokio::test]
+async fn the_market_scenario_trades_matches_and_streams() {
+    // A broker of its own: matches are commands carried by events (see tests/market.rs).
+    let (db, broker) = tokio::join!(TestDb::new(), sneakerstop_test_support::Broker::start());
+    let env = [
+        ("DATABASE_URL", db.url()),
+        ("JWT_SECRET", "load-market-secret-0123456789-abcdefgh".into()),
+        ("KAFKA_BROKERS", broker.address()),
+    ];
+    let server = Server::start(BIN, &["serve"], &env).await;
+    let email = format!("{}@example.com", sneakerstop_test_support::unique("admin"));
+    let signup = reqwest::Client::new()
+        .post(server.url("/api/users/signup"))
+        .json(&serde_json::json!({"email": email, "password": "load-admin-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
+    let granted =
+        tokio::process::Command::new(BIN).args(["admin", "grant", &email]).env("DATABASE_URL", db.url()).output().await;
+    assert!(granted.unwrap().status.success());
+
+    let output = tokio::process::Command::new(BIN)
+        .args(["load", "--json", "--scenario", "market", "--duration", "4s", "--concurrency", "8", "--users", "8"])
+        .args(["--seed-listings", "0", "--market-products", "2", "--market-streams", "3"])
+        .env("LOAD_BASE_URL", &server.base_url)
+        .env("LOAD_ADMIN_EMAIL", &email)
+        .env("LOAD_ADMIN_PASSWORD", "load-admin-password")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["errors"], 0, "{report:#}");
+    let market = &report["market"];
+    assert!(market["bookOperations"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(market["matches"].as_f64().unwrap() > 0.0, "crossing books matched: {report:#}");
+    assert!(market["sales"].as_f64().unwrap() > 0.0, "matches became completed sales: {report:#}");
+    assert!(market["matchToSale"]["p99Ms"].as_f64().is_some(), "{report:#}");
+    assert!(market["streamDelayMs"]["p50"].as_f64().is_some(), "the live streams showed the probe's bids: {report:#}");
+    assert!(server.terminate().await);
+}
