@@ -52,7 +52,7 @@ impl From<crate::domain::Refusal> for CatalogError {
                 "productId",
                 "a listing's product is set when listing and cannot change",
             )]),
-            Refusal::DoesNotApply { .. } => Self::Internal(anyhow::Error::new(refusal)),
+            Refusal::DoesNotApply { .. } | Refusal::NotExpiring(_) => Self::Internal(anyhow::Error::new(refusal)),
         }
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! - `events` — reacting to `orders.orders`: reserve, release, sell.
 //! - `cache` — the read cache in front of browsing, invalidated by committed changes.
+//! - `expiry` — the sweeper that expires asks whose time ran out.
 //!
 //! Publishes `sneaker.listed` and `sneaker.updated` on `catalog.sneakers`; consumes
 //! `orders.orders`.
@@ -15,6 +16,7 @@ pub mod cache;
 pub mod domain;
 mod error;
 pub mod events;
+pub mod expiry;
 pub mod http;
 pub mod service;
 mod store;

@@ -16,6 +16,10 @@ pub struct Settings {
     /// commit); `0s` turns the cache off.
     #[arg(long = "catalog-cache-max-age", env = "CATALOG_CACHE_MAX_AGE", default_value = "60s", value_parser = sneakerstop_settings::parse_duration)]
     pub cache_max_age: Duration,
+    /// How often the sweeper looks for asks whose time ran out (they are off the market at
+    /// once regardless: orders and the market read `expiresAt`).
+    #[arg(long = "ask-sweep-interval", env = "ASK_SWEEP_INTERVAL", default_value = "1s", value_parser = sneakerstop_settings::parse_duration)]
+    pub ask_sweep_interval: Duration,
 }
 
 /// The catalog service.
@@ -57,6 +61,7 @@ impl Service for Catalog {
     }
 
     fn start(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<axum::Router> {
+        wiring.spawn(crate::expiry::run(wiring.pool.clone(), self.settings.ask_sweep_interval, wiring.cancel.clone()));
         let cache = cache::ReadCache::new(self.settings.cache_max_age);
         cache.follow(wiring.changes, &crate::change_channel());
         Ok(crate::app(AppState { pool: wiring.pool.clone(), keys: wiring.keys.clone(), cache }))

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use crate::SOURCE;
 use crate::domain::{Decision, ListQuery, Product, Sneaker, Sort, Status};
 
-const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, size, product_id, status, held_by_order, \
-                       version, created_at, updated_at";
+const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, size, product_id, expires_at, status, \
+                       held_by_order, version, created_at, updated_at";
 
 /// Writes a newly listed pair and its `sneaker.listed`, atomically, in one statement: the
 /// listing is the busiest write, and one round trip (with its implicit transaction)
@@ -22,10 +22,10 @@ pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> a
     let sql = format!(
         "WITH listed AS (
              INSERT INTO sneakers (id, seller_id, title, brand, description, price_cents, size, status, version,
-                                   created_at, updated_at, product_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+                                   created_at, updated_at, product_id, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
          ) {}",
-        Outgoing::insert_sql(12)
+        Outgoing::insert_sql(13)
     );
     let query = sqlx::query(&sql)
         .bind(row.id)
@@ -38,14 +38,15 @@ pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> a
         .bind(row.status)
         .bind(row.version)
         .bind(row.created_at)
-        .bind(row.product_id);
+        .bind(row.product_id)
+        .bind(row.expires_at);
     event.bind(query).execute(executor).await.context("insert sneaker and sneaker.listed")?;
     Ok(())
 }
 
 /// The listing with this id.
 pub async fn get(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
-    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, status AS "status: Status", held_by_order,
+    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, expires_at, status AS "status: Status", held_by_order,
                   version, created_at, updated_at
              FROM sneakers WHERE id = $1"#, id).fetch_optional(pool)
         .await
@@ -54,7 +55,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
 
 /// The listing with this id, locked for this transaction.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sneaker>> {
-    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, status AS "status: Status", held_by_order,
+    sqlx::query_as!(Sneaker, r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, expires_at, status AS "status: Status", held_by_order,
                   version, created_at, updated_at
              FROM sneakers WHERE id = $1 FOR UPDATE"#, id).fetch_optional(conn)
         .await
@@ -88,6 +89,28 @@ pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<(
     anyhow::ensure!(saved == 1, "sneaker {} changed under its lock", row.id);
     sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, &decided.event).await?;
     Ok(())
+}
+
+/// Up to `batch` available asks whose time has run out by the database's clock, locked for
+/// this transaction (`SKIP LOCKED`: several sweepers never take one ask), and that clock.
+pub async fn lock_expired(
+    tx: &mut PgConnection,
+    batch: i64,
+) -> anyhow::Result<(Vec<Sneaker>, chrono::DateTime<chrono::Utc>)> {
+    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let due = sqlx::query_as!(
+        Sneaker,
+        r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, expires_at,
+                  status AS "status: Status", held_by_order, version, created_at, updated_at
+             FROM sneakers WHERE status = 'available' AND expires_at <= $1
+            ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
+        now,
+        batch,
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("find expired asks")?;
+    Ok((due, now))
 }
 
 /// Writes a new product and its `product.created`. A taken style code is

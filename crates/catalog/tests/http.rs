@@ -418,3 +418,41 @@ async fn a_listing_naming_a_product_is_an_ask_in_one_of_its_sizes() {
         edit(json!({"title": "AJ1", "price": 240, "size": 10, "productId": Uuid::now_v7()})).send(&ctx.app).await;
     assert_eq!((moved.status, moved.json["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("productId")));
 }
+
+#[tokio::test]
+async fn an_ask_expires_when_its_time_runs_out_and_the_sweep_says_so() {
+    let ctx = ctx().await;
+    let (_, admin) = sneakerstop_test_support::signed_in_admin(&ctx.keys);
+    let (_, seller) = ctx.user();
+    let created = Call::post("/api/products", product("DZ5485-612", "AJ1")).header("authorization", &admin);
+    let product_id = created.send(&ctx.app).await.json["id"].as_str().unwrap().to_owned();
+
+    let ask = json!({"title": "AJ1", "price": 250, "size": 10, "productId": product_id, "expiresInDays": 7});
+    let listed = ctx.create(&seller, ask).await;
+    assert_eq!(listed.status, StatusCode::CREATED, "{}", listed.text);
+    let expires: chrono::DateTime<chrono::Utc> = listed.json["expiresAt"].as_str().unwrap().parse().unwrap();
+    let days = (expires - chrono::Utc::now()).num_hours();
+    assert!((167..=168).contains(&days), "7 days: {days} h");
+    let free = ctx.create(&seller, json!({"title": "Dunk", "price": 90, "size": 9, "expiresInDays": 7})).await;
+    assert_eq!(
+        (free.status, free.json["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expiresInDays"))
+    );
+    let long = json!({"title": "AJ1", "price": 250, "size": 10, "productId": product_id, "expiresInDays": 91});
+    assert_eq!(ctx.create(&seller, long).await.status, StatusCode::BAD_REQUEST);
+
+    assert_eq!(sneakerstop_catalog::expiry::sweep(&ctx.pool).await.unwrap(), 0, "not yet");
+    let id: Uuid = listed.json["id"].as_str().unwrap().parse().unwrap();
+    sqlx::query("UPDATE sneakers SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(sneakerstop_catalog::expiry::sweep(&ctx.pool).await.unwrap(), 1);
+    let swept = Call::get(&format!("/api/sneakers/{id}")).send(&ctx.app).await;
+    assert_eq!((swept.json["status"].as_str(), swept.json["version"].as_i64()), (Some("expired"), Some(2)));
+    let last = ctx.outbox().await.pop().unwrap();
+    assert_eq!((last.0.as_str(), last.2["status"].as_str()), ("sneaker.updated", Some("expired")));
+    let expired = ctx.list("?status=expired").await;
+    assert_eq!(expired.json["items"].as_array().unwrap().len(), 1, "{}", expired.text);
+}

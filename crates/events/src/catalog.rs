@@ -64,6 +64,8 @@ pub enum SneakerStatus {
     Reserved,
     /// Bought.
     Sold,
+    /// An ask whose time ran out before it sold: off the market for good.
+    Expired,
 }
 
 /// The whole listing, as of `version`.
@@ -88,6 +90,9 @@ pub struct Sneaker {
     /// that product's market in its size. Absent for free listings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_id: Option<Uuid>,
+    /// When an ask leaves its book unless sold (asks only; absent for free listings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// Status after this change.
     pub status: SneakerStatus,
     /// The listing's version: 1 when listed, +1 per change.

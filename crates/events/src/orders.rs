@@ -68,6 +68,8 @@ pub enum RefusedBecause {
     PairTaken,
     /// The pair has been sold.
     Sold,
+    /// The ask expired.
+    Expired,
 }
 
 /// Why an order was cancelled.

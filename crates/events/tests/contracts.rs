@@ -54,6 +54,7 @@ fn sneaker(status: SneakerStatus, version: i64) -> Sneaker {
         price_cents: 25_000,
         size: 10.5,
         product_id: None,
+        expires_at: None,
         status,
         version,
         created_at: time(0),
@@ -126,6 +127,16 @@ fn an_ask_is_announced_with_its_product_and_a_free_listing_as_before() {
     assert_eq!(decoded, ask);
     let free = SneakerEvent::Listed(sneaker(SneakerStatus::Available, 1));
     assert!(free.payload().get("productId").is_none(), "the pinned v1 payload is unchanged");
+    assert!(free.payload().get("expiresAt").is_none());
+    let expired = SneakerEvent::Updated(Sneaker {
+        product_id: Some(PRODUCT),
+        expires_at: Some(time(60)),
+        ..sneaker(SneakerStatus::Expired, 2)
+    });
+    assert_eq!(
+        (expired.payload()["status"].as_str(), expired.payload()["expiresAt"].as_str()),
+        (Some("expired"), Some("2025-11-24T16:01:00Z"))
+    );
 }
 
 #[test]

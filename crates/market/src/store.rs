@@ -59,7 +59,8 @@ pub async fn own_lowest_ask(
     sqlx::query_scalar!(
         "SELECT min(price_cents) FROM asks
           WHERE product_id = $1 AND size = $2 AND seller_id = $3
-            AND status = 'available' AND held_by IS NULL AND match_id IS NULL",
+            AND status = 'available' AND held_by IS NULL AND match_id IS NULL
+            AND (expires_at IS NULL OR expires_at > now())",
         product,
         size,
         seller
@@ -81,6 +82,7 @@ pub async fn crossing_asks(
         Ask,
         "SELECT id, product_id, size, seller_id, price_cents, listed_at FROM asks
           WHERE product_id = $1 AND size = $2 AND status = 'available' AND held_by IS NULL AND match_id IS NULL
+            AND (expires_at IS NULL OR expires_at > now())
             AND price_cents <= $3 AND seller_id <> $4
           ORDER BY price_cents, listed_at, id LIMIT $5",
         product,
@@ -126,7 +128,8 @@ pub async fn ask_on_book(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Opti
     sqlx::query_as!(
         Ask,
         "SELECT id, product_id, size, seller_id, price_cents, listed_at FROM asks
-          WHERE id = $1 AND status = 'available' AND held_by IS NULL AND match_id IS NULL",
+          WHERE id = $1 AND status = 'available' AND held_by IS NULL AND match_id IS NULL
+            AND (expires_at IS NULL OR expires_at > now())",
         id
     )
     .fetch_optional(tx)
@@ -345,12 +348,13 @@ pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker
         SneakerStatus::Available => "available",
         SneakerStatus::Reserved => "reserved",
         SneakerStatus::Sold => "sold",
+        SneakerStatus::Expired => "expired",
     };
     let changed = sqlx::query!(
-        "INSERT INTO asks (id, product_id, size, seller_id, price_cents, status, version, listed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO asks (id, product_id, size, seller_id, price_cents, status, version, listed_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, price_cents = EXCLUDED.price_cents,
-             status = EXCLUDED.status, version = EXCLUDED.version
+             status = EXCLUDED.status, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
          WHERE asks.version < EXCLUDED.version",
         listing.sneaker_id,
         product,
@@ -360,6 +364,7 @@ pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker
         status,
         listing.version,
         listing.created_at,
+        listing.expires_at,
     )
     .execute(conn)
     .await
@@ -481,7 +486,8 @@ pub async fn market(pool: &PgPool, product: Uuid) -> anyhow::Result<Vec<SizeMark
              CROSS JOIN LATERAL (
                  SELECT min(price_cents) AS lowest, count(*) AS count FROM asks a
                   WHERE a.product_id = p.id AND a.size = s.size
-                    AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL) ask
+                    AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL
+                    AND (a.expires_at IS NULL OR a.expires_at > now())) ask
              CROSS JOIN LATERAL (
                  SELECT max(price_cents) AS highest, count(*) AS count FROM bids b
                   WHERE b.product_id = p.id AND b.size = s.size AND b.status = 'open' AND b.expires_at > now()) bid

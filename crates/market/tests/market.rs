@@ -130,6 +130,7 @@ fn listing(id: Uuid, product: Uuid, seller: Uuid, size: f64, price_cents: i64, v
         price_cents,
         size,
         product_id: Some(product),
+        expires_at: Some(Utc::now() + chrono::Duration::days(30)),
         status: SneakerStatus::Available,
         version,
         created_at: Utc::now(),
@@ -347,6 +348,22 @@ async fn a_match_ends_as_a_sale_or_puts_the_bid_back_or_closes_it() {
     ctx.deliver(&SneakerEvent::Updated(released), third, 3).await;
     let market = size_of(&ctx.market().await, 9.0);
     assert_eq!((market["asks"].as_i64(), market["lowestAsk"].as_f64()), (Some(1), Some(150.0)));
+}
+
+#[tokio::test]
+async fn an_ask_past_its_time_is_off_the_book_before_any_sweep() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let id = Uuid::now_v7();
+    let stale = Sneaker {
+        expires_at: Some(Utc::now() - chrono::Duration::seconds(1)),
+        ..listing(id, ctx.product, Uuid::now_v7(), 10.0, 20_000, 1)
+    };
+    ctx.deliver(&SneakerEvent::Listed(stale), id, 1).await;
+    assert_eq!(size_of(&ctx.market().await, 10.0)["asks"], 0, "not shown");
+    let bid = ctx.bid(&auth, 10.0, 250.0).await;
+    assert_eq!(bid.json["status"], "open", "not bought: {}", bid.text);
+    assert!(ctx.matches().await.is_empty());
 }
 
 #[tokio::test]

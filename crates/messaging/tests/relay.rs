@@ -31,6 +31,7 @@ fn event(id: Uuid, version: i64) -> SneakerEvent {
         price_cents: 100 * version,
         size: 10.0,
         product_id: None,
+        expires_at: None,
         status: SneakerStatus::Available,
         version,
         created_at: now,

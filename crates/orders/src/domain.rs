@@ -98,6 +98,8 @@ pub enum ListingStatus {
     Reserved,
     /// Bought.
     Sold,
+    /// An ask whose time ran out.
+    Expired,
 }
 
 /// What orders knows of a listing (its replica of `catalog.sneakers`).
@@ -111,6 +113,15 @@ pub struct Listing {
     pub seller_id: Uuid,
     /// Its status as of the last event applied.
     pub status: ListingStatus,
+    /// When an ask leaves the market unless sold (asks only).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Listing {
+    /// Whether the listing is an ask whose time has run out at `now` (swept or not yet).
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.status == ListingStatus::Expired || self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// A match of the market, to become an order (from `match.made`).
@@ -175,6 +186,9 @@ pub enum Refusal {
     /// The pair has been sold.
     #[error("this pair has been sold")]
     Sold,
+    /// The ask's time ran out.
+    #[error("this ask has expired")]
+    Expired,
     /// The buyer is the pair's seller.
     #[error("you cannot order a pair you are selling")]
     OwnListing,
@@ -205,6 +219,9 @@ impl Order {
     ) -> Result<Decision, Refusal> {
         if listing.status == ListingStatus::Sold {
             return Err(Refusal::Sold);
+        }
+        if listing.expired(now) {
+            return Err(Refusal::Expired);
         }
         if listing.seller_id == buyer {
             return Err(Refusal::OwnListing);
@@ -239,6 +256,9 @@ impl Order {
     ) -> Result<Decision, Refusal> {
         if listing.is_some_and(|l| l.status == ListingStatus::Sold) {
             return Err(Refusal::Sold);
+        }
+        if listing.is_some_and(|l| l.expired(now)) {
+            return Err(Refusal::Expired);
         }
         if matched.seller_id == matched.buyer_id {
             return Err(Refusal::OwnListing);
@@ -330,7 +350,7 @@ mod tests {
     const ORDER: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001);
 
     fn listing(status: ListingStatus) -> Listing {
-        Listing { id: PAIR, price_cents: 25_000, seller_id: SELLER, status }
+        Listing { id: PAIR, price_cents: 25_000, seller_id: SELLER, status, expires_at: None }
     }
 
     fn matched() -> Matched {
@@ -348,6 +368,17 @@ mod tests {
         assert_eq!(created.match_id, Some(ORDER), "payments charges it without the buyer");
         let unknown = Order::fill(&matched(), None, at(0), chrono::Duration::minutes(15));
         assert!(unknown.is_ok(), "a pair the replica has not heard of yet is left to the store's unique index");
+    }
+
+    #[test]
+    fn given_an_ask_past_its_time_when_ordered_or_matched_then_refused_before_any_sweep() {
+        let ask = Listing { expires_at: Some(at(10)), ..listing(ListingStatus::Available) };
+        let ttl = chrono::Duration::minutes(15);
+        assert!(Order::place(ORDER, BUYER, &ask, at(9), ttl).is_ok(), "still on the market");
+        assert_eq!(Order::place(ORDER, BUYER, &ask, at(10), ttl), Err(Refusal::Expired));
+        assert_eq!(Order::fill(&matched(), Some(&ask), at(11), ttl), Err(Refusal::Expired));
+        let swept = listing(ListingStatus::Expired);
+        assert_eq!(Order::place(ORDER, BUYER, &swept, at(0), ttl), Err(Refusal::Expired));
     }
 
     #[test]

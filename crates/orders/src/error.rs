@@ -18,6 +18,9 @@ pub enum OrdersError {
     /// The pair is sold.
     #[error("pair sold")]
     Sold,
+    /// The ask expired.
+    #[error("ask expired")]
+    Expired,
     /// Another live order holds the pair.
     #[error("pair reserved")]
     Reserved,
@@ -46,6 +49,7 @@ impl From<crate::domain::Refusal> for OrdersError {
         use crate::domain::Refusal;
         match refusal {
             Refusal::Sold => Self::Sold,
+            Refusal::Expired => Self::Expired,
             Refusal::OwnListing => Self::OwnListing,
             Refusal::Transition { .. } | Refusal::NotDue(_) => Self::Transition(refusal),
         }
@@ -65,6 +69,7 @@ impl IntoResponse for OrdersError {
             Self::OrderNotFound => Problem::not_found("no order with this id among yours"),
             Self::SneakerNotFound => Problem::not_found("no sneaker with this id is listed"),
             Self::Sold => Problem::conflict("pair-sold", "this pair has been sold"),
+            Self::Expired => Problem::conflict("ask-expired", "this ask's time ran out; it is no longer for sale"),
             Self::Reserved => Problem::conflict(
                 "pair-reserved",
                 "another order holds this pair; it may be released if that order lapses",

@@ -36,11 +36,14 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
         SneakerStatus::Available => ListingStatus::Available,
         SneakerStatus::Reserved => ListingStatus::Reserved,
         SneakerStatus::Sold => ListingStatus::Sold,
+        SneakerStatus::Expired => ListingStatus::Expired,
     };
     let changed = sqlx::query!(
-        "INSERT INTO sneakers (id, title, price_cents, seller_id, status, version) VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO sneakers (id, title, price_cents, seller_id, status, version, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, price_cents = EXCLUDED.price_cents,
-             seller_id = EXCLUDED.seller_id, status = EXCLUDED.status, version = EXCLUDED.version
+             seller_id = EXCLUDED.seller_id, status = EXCLUDED.status, version = EXCLUDED.version,
+             expires_at = EXCLUDED.expires_at
          WHERE sneakers.version < EXCLUDED.version",
         sneaker.sneaker_id,
         &sneaker.title,
@@ -48,6 +51,7 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
         sneaker.seller_id,
         status as ListingStatus,
         sneaker.version,
+        sneaker.expires_at,
     )
     .execute(conn)
     .await
@@ -60,7 +64,7 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
 pub async fn find_sneaker(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Listing>> {
     sqlx::query_as!(
         Listing,
-        r#"SELECT id, price_cents, seller_id, status AS "status: ListingStatus" FROM sneakers WHERE id = $1"#,
+        r#"SELECT id, price_cents, seller_id, status AS "status: ListingStatus", expires_at FROM sneakers WHERE id = $1"#,
         id,
     )
     .fetch_optional(conn)

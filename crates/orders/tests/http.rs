@@ -52,6 +52,7 @@ fn sneaker(id: Uuid, seller: Uuid, status: SneakerStatus, version: i64) -> Sneak
         price_cents: 12_500,
         size: 10.0,
         product_id: None,
+        expires_at: None,
         status,
         version,
         created_at: Utc::now(),

@@ -23,6 +23,10 @@ pub const MAX_DESCRIPTION: usize = 2000;
 pub const MAX_PRICE: f64 = 100_000.0;
 /// Largest page.
 pub const MAX_LIMIT: i64 = 100;
+/// Days an ask stays on its book when its seller does not say.
+pub const DEFAULT_ASK_DAYS: i64 = 30;
+/// The longest an ask may stay on its book.
+pub const MAX_ASK_DAYS: i64 = 90;
 /// Page size when none is asked for.
 pub const DEFAULT_LIMIT: i64 = 20;
 
@@ -49,6 +53,11 @@ pub struct ListingInput {
     /// listing; an edit may repeat it but not change it.
     #[serde(rename = "productId")]
     pub product_id: Option<Uuid>,
+    /// For an ask: days it stays on its book unless sold, 1 to 90 (default 30). Set when
+    /// listing; an edit keeps the time it was given.
+    #[serde(rename = "expiresInDays")]
+    #[schema(minimum = 1, maximum = 90, example = 30)]
+    pub expires_in_days: Option<i64>,
 }
 
 /// A valid listing's fields (serialized as the request an `Idempotency-Key` is bound to).
@@ -68,6 +77,9 @@ pub struct Listing {
     /// The product, for an ask.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_id: Option<Uuid>,
+    /// For an ask: days on its book.
+    #[serde(skip)]
+    pub expires_in_days: i64,
 }
 
 impl TryFrom<ListingInput> for Listing {
@@ -84,12 +96,18 @@ impl TryFrom<ListingInput> for Listing {
         let size = size(input.size);
         let brand = optional_text("brand", input.brand, MAX_BRAND);
         let description = optional_text("description", input.description, MAX_DESCRIPTION);
-        match (title, price, size, brand, description) {
-            (Ok(title), Ok(price_cents), Ok(size), Ok(brand), Ok(description)) => {
-                Ok(Self { title, price_cents, size, brand, description, product_id: input.product_id })
+        let expires_in_days = match (input.expires_in_days, input.product_id) {
+            (None, _) => Ok(DEFAULT_ASK_DAYS),
+            (Some(days), Some(_)) if (1..=MAX_ASK_DAYS).contains(&days) => Ok(days),
+            (Some(_), Some(_)) => Err(FieldError::new("expiresInDays", format!("must be from 1 to {MAX_ASK_DAYS}"))),
+            (Some(_), None) => Err(FieldError::new("expiresInDays", "only an ask (a listing with productId) expires")),
+        };
+        match (title, price, size, brand, description, expires_in_days) {
+            (Ok(title), Ok(price_cents), Ok(size), Ok(brand), Ok(description), Ok(expires_in_days)) => {
+                Ok(Self { title, price_cents, size, brand, description, product_id: input.product_id, expires_in_days })
             }
-            (title, price, size, brand, description) => {
-                Err([title.err(), price.err(), size.err(), brand.err(), description.err()]
+            (title, price, size, brand, description, expires_in_days) => {
+                Err([title.err(), price.err(), size.err(), brand.err(), description.err(), expires_in_days.err()]
                     .into_iter()
                     .flatten()
                     .collect())
@@ -247,6 +265,7 @@ pub enum StatusParam {
     available,
     reserved,
     sold,
+    expired,
 }
 
 /// A valid list query.
@@ -302,7 +321,8 @@ impl TryFrom<ListParams> for ListQuery {
                 None | Some("available") => Ok(SneakerStatus::Available),
                 Some("reserved") => Ok(SneakerStatus::Reserved),
                 Some("sold") => Ok(SneakerStatus::Sold),
-                Some(_) => Err(FieldError::new("status", "must be one of available, reserved, sold")),
+                Some("expired") => Ok(SneakerStatus::Expired),
+                Some(_) => Err(FieldError::new("status", "must be one of available, reserved, sold, expired")),
             },
         );
         let seller_id = keep(
@@ -401,6 +421,7 @@ mod tests {
             brand: Some("  Nike ".into()),
             description: Some("  ".into()),
             product_id: None,
+            expires_in_days: None,
         }
     }
 
@@ -445,6 +466,7 @@ mod tests {
             brand: Some("b".repeat(61)),
             description: Some("d".repeat(2001)),
             product_id: None,
+            expires_in_days: None,
         })
         .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();

@@ -28,6 +28,8 @@ pub enum Status {
     Reserved,
     /// Bought.
     Sold,
+    /// An ask whose time ran out unsold.
+    Expired,
 }
 
 impl Status {
@@ -37,6 +39,7 @@ impl Status {
             Self::Available => "available",
             Self::Reserved => "reserved",
             Self::Sold => "sold",
+            Self::Expired => "expired",
         }
     }
 }
@@ -47,6 +50,7 @@ impl From<Status> for SneakerStatus {
             Status::Available => Self::Available,
             Status::Reserved => Self::Reserved,
             Status::Sold => Self::Sold,
+            Status::Expired => Self::Expired,
         }
     }
 }
@@ -57,6 +61,7 @@ impl From<SneakerStatus> for Status {
             SneakerStatus::Available => Self::Available,
             SneakerStatus::Reserved => Self::Reserved,
             SneakerStatus::Sold => Self::Sold,
+            SneakerStatus::Expired => Self::Expired,
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct Sneaker {
     pub size: f64,
     /// The product it is, when the listing is an ask on that product's market.
     pub product_id: Option<Uuid>,
+    /// When an ask leaves its book unless sold (asks only).
+    pub expires_at: Option<DateTime<Utc>>,
     /// Where it is.
     pub status: Status,
     /// The order that reserved it, while one does.
@@ -110,6 +117,9 @@ pub enum Refusal {
     /// It is reserved or sold, so it cannot be edited.
     #[error("the listing is {}", .0.as_str())]
     NotEditable(Status),
+    /// The listing is not an available ask whose time has come.
+    #[error("a {} listing does not expire now", .0.as_str())]
+    NotExpiring(Status),
     /// An edit named another product than the listing's.
     #[error("a listing's product cannot change")]
     ProductFixed,
@@ -144,6 +154,7 @@ impl Sneaker {
             price_cents: listing.price_cents,
             size: listing.size,
             product_id: listing.product_id,
+            expires_at: listing.product_id.map(|_| now + chrono::Duration::days(listing.expires_in_days)),
             status: Status::Available,
             held_by_order: None,
             version: 1,
@@ -187,6 +198,17 @@ impl Sneaker {
         ))
     }
 
+    /// An ask's time ran out: it leaves the market unsold. Only an available ask, and only
+    /// once its time has come (a reserved one is expired when its order releases it).
+    pub fn expire(&self, now: DateTime<Utc>) -> Result<Decision, Refusal> {
+        match self.expires_at {
+            Some(at) if self.status == Status::Available && at <= now => {
+                Ok(self.changed(Sneaker { status: Status::Expired, ..self.clone() }, now))
+            }
+            _ => Err(Refusal::NotExpiring(self.status)),
+        }
+    }
+
     /// `order` reserved the pair.
     pub fn reserve(&self, order: Uuid, now: DateTime<Utc>) -> Result<Decision, Refusal> {
         if self.status != Status::Available {
@@ -218,6 +240,7 @@ impl Sneaker {
             price_cents: self.price_cents,
             size: self.size,
             product_id: self.product_id,
+            expires_at: self.expires_at,
             status: self.status.into(),
             version: self.version,
             created_at: self.created_at,
@@ -262,6 +285,7 @@ mod tests {
             brand: Some("Nike".into()),
             description: None,
             product_id: None,
+            expires_in_days: 30,
         }
     }
 
@@ -292,6 +316,24 @@ mod tests {
         assert_eq!(pair.edit(SELLER, &listing("x", 1), Some(7), at(1)), Err(Refusal::VersionMismatch { current: 1 }));
         let reserved = pair.reserve(ORDER, at(1)).unwrap().sneaker;
         assert_eq!(reserved.edit(SELLER, &listing("x", 1), None, at(2)), Err(Refusal::NotEditable(Status::Reserved)));
+    }
+
+    #[test]
+    fn given_an_ask_when_its_time_runs_out_then_it_expires_and_a_free_listing_never_does() {
+        let product = Uuid::now_v7();
+        let ask = Sneaker::list(PAIR, SELLER, &Listing { product_id: Some(product), ..listing("AJ1", 20_000) }, at(0));
+        let due = at(0) + chrono::Duration::days(30);
+        assert_eq!(ask.sneaker.expires_at, Some(due), "30 days by default");
+        assert_eq!(ask.sneaker.snapshot().expires_at, Some(due), "announced with the ask");
+        assert_eq!(ask.sneaker.expire(at(60)), Err(Refusal::NotExpiring(Status::Available)), "not yet");
+        let expired = ask.sneaker.expire(due).unwrap();
+        assert_eq!((expired.sneaker.status, expired.sneaker.version), (Status::Expired, 2));
+        assert_eq!(expired.event, SneakerEvent::Updated(expired.sneaker.snapshot()));
+        assert!(expired.sneaker.reserve(ORDER, due).is_err(), "an expired ask cannot be ordered");
+        let reserved = ask.sneaker.reserve(ORDER, at(1)).unwrap().sneaker;
+        assert!(reserved.expire(due).is_err(), "a held ask waits for its order");
+        assert_eq!(listed().expires_at, None);
+        assert!(listed().expire(at(100_000_000)).is_err(), "free listings never expire");
     }
 
     #[test]

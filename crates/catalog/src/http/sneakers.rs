@@ -45,8 +45,11 @@ pub struct SneakerView {
     /// The product, when the listing is an ask on its market; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     product_id: Option<Uuid>,
+    /// When an ask leaves its book unless sold; absent for free listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
     seller_id: Uuid,
-    /// `available`, `reserved` or `sold`.
+    /// `available`, `reserved`, `sold` or (an ask whose time ran out) `expired`.
     #[schema(value_type = crate::domain::StatusParam, example = "available")]
     status: SneakerStatus,
     /// Starts at 1, +1 per change; send it as `If-Match` to edit safely.
@@ -66,6 +69,7 @@ impl From<Sneaker> for SneakerView {
             brand: row.brand,
             description: row.description,
             product_id: row.product_id,
+            expires_at: row.expires_at,
             seller_id: row.seller_id,
             version: row.version,
             created_at: row.created_at,
