@@ -40,10 +40,12 @@ pub mod topics {
     pub const PAYMENTS: &str = "payments.payments";
     /// Saved payment methods (payments).
     pub const PAYMENT_METHODS: &str = "payments.methods";
-    /// Bids and matches (market).
+    /// Bids (market).
     pub const BIDS: &str = "market.bids";
+    /// Matches: a bid met an ask (market).
+    pub const MATCHES: &str = "market.matches";
     /// Every topic a service may publish to.
-    pub const ALL: &[&str] = &[USERS, SNEAKERS, PRODUCTS, ORDERS, PAYMENTS, PAYMENT_METHODS, BIDS];
+    pub const ALL: &[&str] = &[USERS, SNEAKERS, PRODUCTS, ORDERS, PAYMENTS, PAYMENT_METHODS, BIDS, MATCHES];
 
     /// The dead-letter topic of `topic`.
     pub fn dlq(topic: &str) -> String {

@@ -1,8 +1,9 @@
-//! `market.bids`: bids and the matches the market makes. Key: the **product** id, so that
-//! everything about one product's books (every size) stays in order.
+//! `market.bids`: bids. `market.matches`: the matches the market makes. Key: the **product**
+//! id, so that everything about one product's books (every size) stays in order.
 //!
 //! Bids are published whole (`bid.placed`, then `bid.updated` per change, by `version`);
-//! `match.made` is what orders turns into an order for the bidder.
+//! `match.made` is what orders turns into an order for the bidder. Matches have a topic of
+//! their own so that orders reads them without reading every bid.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,8 +19,14 @@ crate::contract! {
         /// A bid changed: matched, filled, back on the book, cancelled, expired or declined
         /// (version + 1).
         Updated("bid.updated", v 1) => Bid,
+    }
+}
+
+crate::contract! {
+    /// Events on `market.matches`.
+    pub enum MatchEvent on topics::MATCHES, key product_id {
         /// A bid met an ask: the pair is to be sold to the bidder at `priceCents`.
-        Matched("match.made", v 1) => MatchMade,
+        Made("match.made", v 1) => MatchMade,
     }
 }
 

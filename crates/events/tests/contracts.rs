@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use chrono::{TimeZone, Utc};
 use sneakerstop_events::catalog::{Product, ProductEvent, Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::identity::{RevokeReason, SessionRevoked, UserEvent, UserRegistered};
-use sneakerstop_events::market::{Bid, BidStatus, MarketEvent, MatchMade};
+use sneakerstop_events::market::{Bid, BidStatus, MarketEvent, MatchEvent, MatchMade};
 use sneakerstop_events::orders::{
     CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderRefused, RefusedBecause,
 };
@@ -293,7 +293,7 @@ fn bid_updated_v1() {
 fn match_made_v1() {
     check_snapshot(
         PRODUCT,
-        &MarketEvent::Matched(MatchMade {
+        &MatchEvent::Made(MatchMade {
             match_id: MATCH,
             bid_id: BID,
             sneaker_id: SNEAKER,
@@ -318,6 +318,7 @@ fn every_type_of_every_topic_has_a_snapshot() {
         .chain(PaymentEvent::TYPES)
         .chain(PaymentMethodEvent::TYPES)
         .chain(MarketEvent::TYPES)
+        .chain(MatchEvent::TYPES)
     {
         let path = dir.join(format!("{event_type}.v{version}.json"));
         assert!(path.exists(), "{event_type} v{version} has no pinned snapshot");

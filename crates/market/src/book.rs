@@ -3,6 +3,9 @@
 //! every change to a bid, and every change to an ask that can put it on the book, takes
 //! the book's lock first, so the orders a matcher reads are the book as it is.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -50,5 +53,32 @@ fn matched(traded: &Decision) {
     if let Some(made) = &traded.matched {
         metrics::counter!("market_matches_total").increment(1);
         tracing::info!(match_id = %made.id, bid_id = %made.bid_id, ask_id = %made.ask_id, price_cents = made.price_cents, "bid met ask");
+    }
+}
+
+/// This process's queue per book, in front of the database's lock.
+///
+/// Requests for one hot book (a release-day drop) would otherwise each take a pooled
+/// connection and then wait inside PostgreSQL for the book's advisory lock, holding the
+/// connection while they wait: a few dozen of them empty the pool, and the market's own
+/// consumer — which ends matches and puts asks back — waits behind them. Queued here first,
+/// one request per book at a time holds a connection; the advisory lock still orders this
+/// process against the others.
+#[derive(Debug, Clone, Default)]
+pub struct BookQueues(Arc<Mutex<HashMap<BookKey, Queue>>>);
+
+/// A book: its product and its size's bits.
+type BookKey = (Uuid, u64);
+/// One book's turn-taking.
+type Queue = Arc<tokio::sync::Mutex<()>>;
+
+impl BookQueues {
+    /// Waits for this process's turn on the book; the turn lasts as long as the guard.
+    pub async fn turn(&self, product: Uuid, size: f64) -> tokio::sync::OwnedMutexGuard<()> {
+        let queue = {
+            let mut queues = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            queues.entry((product, size.to_bits())).or_default().clone()
+        };
+        queue.lock_owned().await
     }
 }

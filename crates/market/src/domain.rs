@@ -25,7 +25,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sneakerstop_events::market::{Bid as Snapshot, BidStatus as EventStatus, MarketEvent, MatchMade};
+use sneakerstop_events::market::{Bid as Snapshot, BidStatus as EventStatus, MarketEvent, MatchEvent, MatchMade};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -213,8 +213,10 @@ pub struct Decision {
     pub bid: Bid,
     /// The match made, if the command made one.
     pub matched: Option<Match>,
-    /// What to publish, in order (on `market.bids`).
+    /// What to publish on `market.bids`, in order.
     pub events: Vec<MarketEvent>,
+    /// What to publish on `market.matches`: `match.made`, when a match was made.
+    pub announced: Option<MatchEvent>,
 }
 
 /// Why a command was refused.
@@ -291,7 +293,7 @@ impl Bid {
             updated_at: now,
         };
         let events = vec![MarketEvent::Placed(bid.snapshot())];
-        Ok(Decision { bid, matched: None, events })
+        Ok(Decision { bid, matched: None, events, announced: None })
     }
 
     /// Whether the bid is on the book at `now`.
@@ -330,8 +332,8 @@ impl Bid {
             price_cents,
             made_at: now,
         };
-        let events = vec![MarketEvent::Updated(bid.snapshot()), MarketEvent::Matched(made)];
-        Ok(Decision { bid, matched: Some(matched), events })
+        let events = vec![MarketEvent::Updated(bid.snapshot())];
+        Ok(Decision { bid, matched: Some(matched), events, announced: Some(MatchEvent::Made(made)) })
     }
 
     /// Its buyer withdraws it.
@@ -395,7 +397,7 @@ impl Bid {
 
     fn decided(&self, bid: Bid) -> Decision {
         let events = vec![MarketEvent::Updated(bid.snapshot())];
-        Decision { bid, matched: None, events }
+        Decision { bid, matched: None, events, announced: None }
     }
 }
 
@@ -517,7 +519,7 @@ mod tests {
         let matched = decision.matched.clone().unwrap();
         assert_eq!((matched.price_cents, matched.seller_id, matched.status), (19_000, SELLER, MatchStatus::Pending));
         assert!(
-            matches!(&decision.events[..], [MarketEvent::Updated(_), MarketEvent::Matched(m)] if m.price_cents == 19_000)
+            matches!((&decision.events[..], &decision.announced), ([MarketEvent::Updated(_)], Some(MatchEvent::Made(m))) if m.price_cents == 19_000)
         );
         assert!(decision.bid.trade(&resting, MATCH, 19_000, at(2)).is_err(), "a matched bid trades no more");
     }

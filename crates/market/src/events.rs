@@ -30,10 +30,38 @@ use crate::{book, store};
 pub struct MarketHandler;
 
 impl Handler for MarketHandler {
-    /// One event per transaction: each locks the book it is about, and two batches locking
-    /// two books in opposite orders would deadlock.
-    fn batches(&self) -> bool {
-        false
+    /// Every book the batch's events are about, locked up front in one order (see
+    /// [`store::lock_books`]); a book an event reaches that was not foreseen is locked when
+    /// reached, and should that ever deadlock, the batch is retried one event at a time.
+    fn lock_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [IncomingEvent],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut books = Vec::new();
+            let mut held = Vec::new();
+            for event in events {
+                match event.topic.as_str() {
+                    topics::SNEAKERS => {
+                        let (SneakerEvent::Listed(listing) | SneakerEvent::Updated(listing)) =
+                            event.decode::<SneakerEvent>()?;
+                        if let Some(product) = listing.product_id {
+                            books.push((product, listing.size));
+                        }
+                    }
+                    topics::ORDERS => held.push(match event.decode::<OrderEvent>()? {
+                        OrderEvent::Created(e) => (e.order_id, e.sneaker_id),
+                        OrderEvent::Cancelled(e) => (e.order_id, e.sneaker_id),
+                        OrderEvent::Completed(e) => (e.order_id, e.sneaker_id),
+                        OrderEvent::Refused(e) => (e.match_id, e.sneaker_id),
+                    }),
+                    _ => {}
+                }
+            }
+            books.extend(store::books_of(tx, &held).await?);
+            store::lock_books(tx, books).await
+        })
     }
 
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {

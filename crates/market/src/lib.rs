@@ -46,4 +46,6 @@ pub struct AppState {
     pub replica: sneakerstop_messaging::ReplicaWait,
     /// Live market data streams.
     pub streams: stream::Streams,
+    /// This process's queue per book (see [`book::BookQueues`]).
+    pub books: book::BookQueues,
 }

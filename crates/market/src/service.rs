@@ -44,7 +44,7 @@ impl Service for Market {
     }
 
     fn publishes(&self) -> &'static [&'static str] {
-        &[sneakerstop_events::topics::BIDS]
+        &[sneakerstop_events::topics::BIDS, sneakerstop_events::topics::MATCHES]
     }
 
     fn consumes(&self) -> &'static [&'static str] {
@@ -69,6 +69,7 @@ impl Service for Market {
             keys: wiring.keys.clone(),
             replica: wiring.replica_wait(SCHEMA),
             streams,
+            books: crate::book::BookQueues::default(),
         }))
     }
 }

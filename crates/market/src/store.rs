@@ -6,7 +6,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Product as ProductSnapshot, Sneaker, SneakerStatus};
-use sneakerstop_events::market::MarketEvent;
+use sneakerstop_events::market::MatchEvent;
 use sneakerstop_problem::page::Page;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -30,6 +30,48 @@ pub async fn lock_book(tx: &mut PgConnection, product: Uuid, size: f64) -> anyho
     .await
     .context("lock the book")?;
     Ok(())
+}
+
+/// Locks several books at once, in one fixed order (by their lock key), so that
+/// transactions that each need several books never wait for each other in a cycle.
+pub async fn lock_books(tx: &mut PgConnection, mut books: Vec<(Uuid, f64)>) -> anyhow::Result<()> {
+    books.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    books.dedup();
+    if books.is_empty() {
+        return Ok(());
+    }
+    let (products, sizes): (Vec<Uuid>, Vec<f64>) = books.into_iter().unzip();
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(key) FROM (
+             SELECT DISTINCT hashtextextended(p::text || '/' || s::text, 0) AS key
+               FROM unnest($1::uuid[], $2::float8[]) AS b(p, s)) keys
+          ORDER BY key",
+        &products,
+        &sizes,
+    )
+    .fetch_all(tx)
+    .await
+    .context("lock the books")?;
+    Ok(())
+}
+
+/// The books of the asks and matches these (order or match, sneaker) pairs are about.
+pub async fn books_of(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> anyhow::Result<Vec<(Uuid, f64)>> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (orders, sneakers): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
+    let rows = sqlx::query!(
+        r#"SELECT product_id AS "product_id!", size AS "size!" FROM asks WHERE id = ANY($1)
+           UNION
+           SELECT product_id, size FROM matches WHERE id = ANY($2)"#,
+        &sneakers,
+        &orders,
+    )
+    .fetch_all(conn)
+    .await
+    .context("find the books of orders")?;
+    Ok(rows.into_iter().map(|row| (row.product_id, row.size)).collect())
 }
 
 /// The product, if the replica has heard of it.
@@ -219,11 +261,10 @@ async fn insert_match(tx: &mut PgConnection, made: &Match) -> anyhow::Result<()>
 
 async fn publish(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     for event in &decided.events {
-        let (subject, version) = match event {
-            MarketEvent::Matched(made) => (made.match_id, 1),
-            MarketEvent::Placed(_) | MarketEvent::Updated(_) => (decided.bid.id, decided.bid.version),
-        };
-        sneakerstop_messaging::enqueue(tx, SOURCE, subject, version, event).await?;
+        sneakerstop_messaging::enqueue(tx, SOURCE, decided.bid.id, decided.bid.version, event).await?;
+    }
+    if let Some(MatchEvent::Made(made)) = &decided.announced {
+        sneakerstop_messaging::enqueue(tx, SOURCE, made.match_id, 1, &MatchEvent::Made(made.clone())).await?;
     }
     Ok(())
 }

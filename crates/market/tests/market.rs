@@ -39,6 +39,7 @@ async fn ctx() -> Ctx {
         keys: keys.clone(),
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
         streams: Streams::new(Duration::from_millis(10)),
+        books: Default::default(),
     });
     let ctx = Ctx { app, pool, keys, product: Uuid::now_v7(), _db: db };
     ctx.deliver(
@@ -396,6 +397,7 @@ async fn a_product_page_streams_its_market_as_it_changes() {
         keys: ctx.keys.clone(),
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
         streams: streams.clone(),
+        books: Default::default(),
     });
     let request = axum::http::Request::get(format!("/api/products/{}/market/stream", ctx.product))
         .body(axum::body::Body::empty())

@@ -84,13 +84,17 @@ pub trait Handler: Send + Sync + 'static {
     /// Returning an error rolls back and retries.
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>>;
 
-    /// Whether several events of a partition may be applied on one transaction (the
-    /// default: one commit for many). A handler that takes locks whose order depends on the
-    /// event (the market locks the book an event is about) answers `false`: two batches
-    /// taking two books in opposite orders would deadlock, so each event gets a transaction
-    /// of its own.
-    fn batches(&self) -> bool {
-        true
+    /// Before a batch of events is applied on one transaction: a handler whose events take
+    /// locks in an order that depends on the event (the market locks the book each event is
+    /// about) takes them all here, in one fixed order, so that two batches can never hold
+    /// two locks in opposite orders and deadlock. Nothing by default.
+    fn lock_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [IncomingEvent],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        let _ = (tx, events);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -265,7 +269,7 @@ impl ConsumerRuntime {
         let events: Option<Vec<IncomingEvent>> = messages.iter().map(|m| incoming(m).ok()).collect();
         if let Some(events) = &events {
             self.record_delivery(&messages, events, taken);
-            if events.len() > 1 && self.handler.batches() {
+            if events.len() > 1 {
                 match self.apply_batch(events, taken).await {
                     Ok(()) => return (messages, false),
                     Err(error) => {
@@ -389,6 +393,7 @@ impl ConsumerRuntime {
         let started = Instant::now();
         let _transaction = sneakerstop_db::transaction_span("applying a batch of events");
         let mut tx = self.pool.begin().await.context("begin a batch")?;
+        self.handler.lock_batch(&mut tx, events).await.context("lock what the batch changes")?;
         let mut fresh = claim(&mut tx, events).await?;
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {

@@ -7,14 +7,14 @@
 //!   cancelled: payments refunds that charge when it sees the cancellation.
 //!   `payment.declined` (a saved method, charged without the buyer) cancels the order of the
 //!   market it was for, as `declined`;
-//! - `market.bids` → `match.made` becomes the bidder's order, under the match's id and at
+//! - `market.matches` → `match.made` becomes the bidder's order, under the match's id and at
 //!   its price (`order.created`, which payments charges with the saved method), or — the
 //!   pair held by another live order, or sold — `order.refused`, so the market puts the bid
 //!   back. The one-live-order-per-pair index decides, as for every order.
 
 use futures::future::BoxFuture;
 use sneakerstop_events::catalog::SneakerEvent;
-use sneakerstop_events::market::{MarketEvent, MatchMade};
+use sneakerstop_events::market::{MatchEvent, MatchMade};
 use sneakerstop_events::orders::{CancelReason, OrderRefused, RefusedBecause};
 use sneakerstop_events::payments::{PaymentDeclined, PaymentEvent, PaymentSucceeded};
 use sneakerstop_events::topics;
@@ -49,10 +49,10 @@ impl Handler for OrdersHandler {
                     PaymentEvent::Refunded(_) => Ok(()),
                     PaymentEvent::Declined(declined) => cancel_declined(tx, &declined).await,
                 },
-                topics::BIDS => match event.decode::<MarketEvent>()? {
-                    MarketEvent::Matched(matched) => fill(tx, &matched, self.reservation_ttl).await,
-                    MarketEvent::Placed(_) | MarketEvent::Updated(_) => Ok(()),
-                },
+                topics::MATCHES => {
+                    let MatchEvent::Made(matched) = event.decode::<MatchEvent>()?;
+                    fill(tx, &matched, self.reservation_ttl).await
+                }
                 other => anyhow::bail!("orders does not consume {other}"),
             }
         })

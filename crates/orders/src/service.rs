@@ -51,7 +51,11 @@ impl Service for Orders {
     }
 
     fn consumes(&self) -> &'static [&'static str] {
-        &[sneakerstop_events::topics::SNEAKERS, sneakerstop_events::topics::PAYMENTS, sneakerstop_events::topics::BIDS]
+        &[
+            sneakerstop_events::topics::SNEAKERS,
+            sneakerstop_events::topics::PAYMENTS,
+            sneakerstop_events::topics::MATCHES,
+        ]
     }
 
     fn handler(&self) -> Option<std::sync::Arc<dyn sneakerstop_messaging::Handler>> {

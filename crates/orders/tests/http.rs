@@ -480,7 +480,7 @@ impl Ctx {
             price_cents,
             made_at: Utc::now(),
         };
-        self.deliver(&sneakerstop_events::market::MarketEvent::Matched(made), id, 1).await;
+        self.deliver(&sneakerstop_events::market::MatchEvent::Made(made), id, 1).await;
         id
     }
 }

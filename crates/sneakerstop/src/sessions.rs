@@ -41,8 +41,15 @@ impl std::fmt::Debug for WithRevocations {
 }
 
 impl Handler for WithRevocations {
-    fn batches(&self) -> bool {
-        self.0.as_ref().is_none_or(|handler| handler.batches())
+    fn lock_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [IncomingEvent],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        match &self.0 {
+            Some(handler) => handler.lock_batch(tx, events),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
     }
 
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {

@@ -150,16 +150,23 @@ pub(super) async fn place(
     if ready.is_none() {
         tracing::debug!("product or payment method not (yet) known to the market");
     }
+    // What the refusals need is read before the book is locked, to hold the lock briefly
+    // (an own ask listed meanwhile is never bought: matching skips own asks).
+    let (product, bidder) = {
+        let mut conn = state.pool.acquire().await.context("acquire")?;
+        let product: Product = store::product(&mut conn, new.product_id)
+            .await?
+            .ok_or_else(|| FieldError::new("productId", "no product has this id (see GET /api/products)"))?;
+        let bidder = Bidder {
+            has_payment_method: store::has_payment_method(&mut conn, user.id).await?,
+            own_lowest_ask: store::own_lowest_ask(&mut conn, new.product_id, new.size, user.id).await?,
+        };
+        (product, bidder)
+    };
+    let _turn = state.books.turn(new.product_id, new.size).await;
     let _transaction = sneakerstop_db::transaction_span("placing a bid");
     let mut tx = state.pool.begin().await.context("begin placing a bid")?;
-    let product: Product = store::product(&mut tx, new.product_id)
-        .await?
-        .ok_or_else(|| FieldError::new("productId", "no product has this id (see GET /api/products)"))?;
     store::lock_book(&mut tx, new.product_id, new.size).await?;
-    let bidder = Bidder {
-        has_payment_method: store::has_payment_method(&mut tx, user.id).await?,
-        own_lowest_ask: store::own_lowest_ask(&mut tx, new.product_id, new.size, user.id).await?,
-    };
     let now = Utc::now().trunc_subsecs(6);
     let placed = Bid::place(Uuid::now_v7(), user.id, &new, &product, bidder, now)?;
     store::insert_bid(&mut tx, &placed).await?;
@@ -238,6 +245,7 @@ pub(super) async fn cancel(
     let id = parse_id(&id)?;
     let found =
         store::bid(&state.pool, id).await?.filter(|bid| bid.buyer_id == user.id).ok_or(MarketError::BidNotFound)?;
+    let _turn = state.books.turn(found.product_id, found.size).await;
     let _transaction = sneakerstop_db::transaction_span("cancelling a bid");
     let mut tx = state.pool.begin().await.context("begin cancelling a bid")?;
     // The book first, then the bid: the order every change to a book takes its locks in.
