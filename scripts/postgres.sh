@@ -51,6 +51,19 @@ allow_loopback() {
   rm -f "$tmp"
 }
 
+# Room for the tests: a server runs five services, each with its own pool (up to
+# DATABASE_POOL_SIZE, 10) plus its relay's and change feed's connections, and tests run
+# several servers at once (two on one database in the failover tests) beside the tests' own
+# pools. Debian's default of 100 connections is not enough for that; 400 is.
+tune() {
+  local version=$1 conf
+  conf="/etc/postgresql/$version/main/conf.d/sneakerstop.conf"
+  [ -f "$conf" ] && return 0
+  mkdir -p "$(dirname "$conf")"
+  echo "max_connections = 400" >"$conf"
+  chown postgres:postgres "$conf" 2>/dev/null || true
+}
+
 ensure() {
   if answers; then echo running; return 0; fi
   case "$PG_ADMIN_URL" in
@@ -67,6 +80,7 @@ ensure() {
     pg_createcluster "$version" main >/dev/null
   fi
   allow_loopback "$version"
+  tune "$version"
   log "starting PostgreSQL $version"
   pg_ctlcluster "$version" main start || pg_ctlcluster "$version" main reload
   local deadline=$((SECONDS + 30))
