@@ -9,6 +9,10 @@ pub enum CatalogError {
     /// Input failed validation.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
+    /// Well-formed input that cannot be done as things stand (a size the product is not
+    /// made in).
+    #[error("unprocessable input")]
+    Unprocessable(Vec<FieldError>),
     /// No listing with that id.
     #[error("no such sneaker")]
     NotFound,
@@ -67,8 +71,9 @@ impl IntoResponse for CatalogError {
     fn into_response(self) -> Response {
         match self {
             Self::Invalid(errors) => Problem::validation(errors),
+            Self::Unprocessable(errors) => Problem::unprocessable(errors),
             Self::NotFound => Problem::not_found("no sneaker with this id"),
-            Self::ProductNotFound => Problem::not_found("no product with this id"),
+            Self::ProductNotFound => Problem::not_found("no product has this id (see GET /api/products)"),
             Self::StyleCodeTaken(code) => {
                 Problem::conflict("style-code-taken", format!("a product with style code {code} exists already"))
             }

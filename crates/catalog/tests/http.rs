@@ -390,15 +390,13 @@ async fn a_listing_naming_a_product_is_an_ask_in_one_of_its_sizes() {
 
     let wrong_size =
         ctx.create(&seller, json!({"title": "AJ1", "price": 250, "size": 13, "productId": product_id})).await;
-    assert_eq!(wrong_size.status, StatusCode::BAD_REQUEST, "{}", wrong_size.text);
+    assert_eq!(wrong_size.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong_size.text);
     assert_eq!(wrong_size.json["errors"][0]["field"], "size");
     assert!(wrong_size.json["errors"][0]["reason"].as_str().unwrap().contains("9, 9.5, 10, 10.5"));
     let unknown = json!({"title": "AJ1", "price": 250, "size": 10, "productId": Uuid::now_v7()});
     let unknown = ctx.create(&seller, unknown).await;
-    assert_eq!(
-        (unknown.status, unknown.json["errors"][0]["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("productId"))
-    );
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+    assert!(unknown.json["detail"].as_str().unwrap().contains("no product has this id"));
 
     // A free listing is as before: no productId in the answer or the event.
     let free = ctx.create(&seller, listing("Air Max 90", 129.99, 9.5)).await;
@@ -413,7 +411,15 @@ async fn a_listing_naming_a_product_is_an_ask_in_one_of_its_sizes() {
     let cheaper = edit(json!({"title": "AJ1", "price": 240, "size": 10.5})).send(&ctx.app).await;
     assert_eq!((cheaper.status, cheaper.json["productId"].as_str()), (StatusCode::OK, Some(product_id.as_str())));
     let resized = edit(json!({"title": "AJ1", "price": 240, "size": 12})).send(&ctx.app).await;
-    assert_eq!((resized.status, resized.json["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("size")));
+    assert_eq!(
+        (resized.status, resized.json["errors"][0]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("size"))
+    );
+    let retimed = edit(json!({"title": "AJ1", "price": 240, "size": 10.5, "expiresInDays": 60})).send(&ctx.app).await;
+    assert_eq!(
+        (retimed.status, retimed.json["errors"][0]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("expiresInDays"))
+    );
     let moved =
         edit(json!({"title": "AJ1", "price": 240, "size": 10, "productId": Uuid::now_v7()})).send(&ctx.app).await;
     assert_eq!((moved.status, moved.json["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("productId")));
@@ -436,7 +442,7 @@ async fn an_ask_expires_when_its_time_runs_out_and_the_sweep_says_so() {
     let free = ctx.create(&seller, json!({"title": "Dunk", "price": 90, "size": 9, "expiresInDays": 7})).await;
     assert_eq!(
         (free.status, free.json["errors"][0]["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("expiresInDays"))
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("expiresInDays"))
     );
     let long = json!({"title": "AJ1", "price": 250, "size": 10, "productId": product_id, "expiresInDays": 91});
     assert_eq!(ctx.create(&seller, long).await.status, StatusCode::BAD_REQUEST);

@@ -35,15 +35,13 @@ impl IntoResponse for MarketError {
     fn into_response(self) -> Response {
         match self {
             Self::Invalid(errors) => Problem::validation(errors),
-            Self::ProductNotFound => Problem::not_found("no product with this id"),
+            Self::ProductNotFound => Problem::not_found("no product has this id (see GET /api/products)"),
             Self::BidNotFound => Problem::not_found("no bid of yours has this id"),
             Self::Refused(refusal) => match refusal {
                 Refusal::UnknownSize { style_code, size, sizes } => {
                     let sizes = sizes.iter().map(f64::to_string).collect::<Vec<_>>().join(", ");
-                    Problem::invalid_field(
-                        "size",
-                        format!("{style_code} is not made in size {size}; its sizes are {sizes}"),
-                    )
+                    let reason = format!("{style_code} is not made in size {size}; its sizes are {sizes}");
+                    Problem::unprocessable(vec![FieldError::new("size", reason)])
                 }
                 Refusal::NoPaymentMethod => Problem::conflict("payment-method-required", refusal.to_string()),
                 Refusal::OwnAsk(price) => Problem::conflict(

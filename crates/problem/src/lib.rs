@@ -90,6 +90,17 @@ impl Problem {
         Self { errors, ..Self::new(StatusCode::BAD_REQUEST, "validation", "Invalid request").with_detail(detail) }
     }
 
+    /// 422: every field is well-formed, but what they say cannot be done as things stand
+    /// (a size the named product is not made in); each reason names its field.
+    pub fn unprocessable(errors: Vec<FieldError>) -> Self {
+        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; ");
+        Self {
+            errors,
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Cannot be done as asked")
+                .with_detail(detail)
+        }
+    }
+
     /// 400 for a single invalid field.
     pub fn invalid_field(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::validation(vec![FieldError::new(field, reason)])

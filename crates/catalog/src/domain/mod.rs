@@ -52,6 +52,7 @@ pub struct ListingInput {
     /// product's market in its size, which must be one the product is made in. Set when
     /// listing; an edit may repeat it but not change it.
     #[serde(rename = "productId")]
+    #[schema(value_type = Option<String>, format = Uuid, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub product_id: Option<Uuid>,
     /// For an ask: days it stays on its book unless sold, 1 to 90 (default 30). Set when
     /// listing; an edit keeps the time it was given.
@@ -77,9 +78,9 @@ pub struct Listing {
     /// The product, for an ask.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_id: Option<Uuid>,
-    /// For an ask: days on its book.
+    /// For an ask: days on its book, if the seller said (only asks expire).
     #[serde(skip)]
-    pub expires_in_days: i64,
+    pub expires_in_days: Option<i64>,
 }
 
 impl TryFrom<ListingInput> for Listing {
@@ -96,11 +97,10 @@ impl TryFrom<ListingInput> for Listing {
         let size = size(input.size);
         let brand = optional_text("brand", input.brand, MAX_BRAND);
         let description = optional_text("description", input.description, MAX_DESCRIPTION);
-        let expires_in_days = match (input.expires_in_days, input.product_id) {
-            (None, _) => Ok(DEFAULT_ASK_DAYS),
-            (Some(days), Some(_)) if (1..=MAX_ASK_DAYS).contains(&days) => Ok(days),
-            (Some(_), Some(_)) => Err(FieldError::new("expiresInDays", format!("must be from 1 to {MAX_ASK_DAYS}"))),
-            (Some(_), None) => Err(FieldError::new("expiresInDays", "only an ask (a listing with productId) expires")),
+        let expires_in_days = match input.expires_in_days {
+            None => Ok(None),
+            Some(days) if (1..=MAX_ASK_DAYS).contains(&days) => Ok(Some(days)),
+            Some(_) => Err(FieldError::new("expiresInDays", format!("must be from 1 to {MAX_ASK_DAYS}"))),
         };
         match (title, price, size, brand, description, expires_in_days) {
             (Ok(title), Ok(price_cents), Ok(size), Ok(brand), Ok(description), Ok(expires_in_days)) => {

@@ -154,7 +154,9 @@ impl Sneaker {
             price_cents: listing.price_cents,
             size: listing.size,
             product_id: listing.product_id,
-            expires_at: listing.product_id.map(|_| now + chrono::Duration::days(listing.expires_in_days)),
+            expires_at: listing
+                .product_id
+                .map(|_| now + chrono::Duration::days(listing.expires_in_days.unwrap_or(super::DEFAULT_ASK_DAYS))),
             status: Status::Available,
             held_by_order: None,
             version: 1,
@@ -285,7 +287,7 @@ mod tests {
             brand: Some("Nike".into()),
             description: None,
             product_id: None,
-            expires_in_days: 30,
+            expires_in_days: None,
         }
     }
 

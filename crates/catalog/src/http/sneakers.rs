@@ -122,7 +122,9 @@ fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
     params(sneakerstop_idempotency::IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Listed; `sneaker.listed` is published", body = SneakerView),
-        (status = 400, description = "Malformed body or invalid field (an unknown `productId`, a size the product is not made in)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product has the `productId`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A size the product is not made in, or `expiresInDays` on a listing without `productId`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -134,6 +136,10 @@ pub(super) async fn create(
     ApiJson(input): ApiJson<ListingInput>,
 ) -> Result<Response, CatalogError> {
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
+    if listing.product_id.is_none() && listing.expires_in_days.is_some() {
+        let only = FieldError::new("expiresInDays", "only an ask (a listing with productId) expires");
+        return Err(CatalogError::Unprocessable(vec![only]));
+    }
     check_product(&state, listing.product_id, listing.size).await?;
     let listed = Sneaker::list(Uuid::now_v7(), user.id, &listing, now());
     match &key {
@@ -168,14 +174,12 @@ pub(super) async fn create(
     Ok(with_etag(StatusCode::CREATED, listed.sneaker))
 }
 
-/// An ask's product must exist and be made in its size (products never change or go, so
-/// reading it outside the listing's transaction is enough).
+/// An ask's product must exist (404) and be made in its size (422). Products never change
+/// or go, so reading it outside the listing's transaction is enough.
 async fn check_product(state: &AppState, product: Option<Uuid>, size: f64) -> Result<(), CatalogError> {
     let Some(id) = product else { return Ok(()) };
-    let product = store::product(&state.pool, id)
-        .await?
-        .ok_or_else(|| FieldError::new("productId", "no product has this id (see GET /api/products)"))?;
-    Ok(product.check_size(size)?)
+    let product = store::product(&state.pool, id).await?.ok_or(CatalogError::ProductNotFound)?;
+    product.check_size(size).map_err(|e| CatalogError::Unprocessable(vec![e]))
 }
 
 /// The time a change is made at, to the microsecond PostgreSQL keeps, so that the event
@@ -254,11 +258,12 @@ pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String
     request_body = ListingInput,
     responses(
         (status = 200, description = "Updated; version + 1 and `sneaker.updated` is published", body = SneakerView),
-        (status = 400, description = "Malformed body, id or If-Match; another `productId`; a size the product is not made in", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body, id or If-Match; another `productId`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your listing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The pair is reserved or sold", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not match the current version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A size the ask's product is not made in, or `expiresInDays` (set when listing)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -273,6 +278,10 @@ pub(super) async fn update(
     let id = parse_id(&id)?;
     let if_match = if_match(&headers)?;
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
+    if listing.expires_in_days.is_some() {
+        let fixed = FieldError::new("expiresInDays", "an ask's time is set when listing and cannot change");
+        return Err(CatalogError::Unprocessable(vec![fixed]));
+    }
     let _transaction = sneakerstop_db::transaction_span("editing a listing");
     let mut tx = state.pool.begin().await.context("begin editing a listing")?;
     let current = store::lock(&mut tx, id).await?.ok_or(CatalogError::NotFound)?;

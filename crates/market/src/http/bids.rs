@@ -28,6 +28,7 @@ pub(super) fn router() -> axum::Router<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct NewBidInput {
     /// The product (see `/api/products`).
+    #[schema(value_type = String, format = Uuid, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub product_id: Uuid,
     /// A US size the product is made in.
     #[schema(example = 10.5, minimum = 1, maximum = 22, multiple_of = 0.5)]
@@ -123,8 +124,10 @@ impl TryFrom<NewBidInput> for NewBid {
     request_body = NewBidInput,
     responses(
         (status = 201, description = "Placed: `open` on the book, or `matched` at once", body = BidView),
-        (status = 400, description = "Malformed body or invalid field (a price below 25, a size the product is not made in, an unknown productId)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body or invalid field (a price below 25, a size not in half steps)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product has the `productId`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No saved payment method (`payment-method-required`), or it would buy your own ask (`own-ask`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A size the product is not made in", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -154,9 +157,7 @@ pub(super) async fn place(
     // (an own ask listed meanwhile is never bought: matching skips own asks).
     let (product, bidder) = {
         let mut conn = state.pool.acquire().await.context("acquire")?;
-        let product: Product = store::product(&mut conn, new.product_id)
-            .await?
-            .ok_or_else(|| FieldError::new("productId", "no product has this id (see GET /api/products)"))?;
+        let product: Product = store::product(&mut conn, new.product_id).await?.ok_or(MarketError::ProductNotFound)?;
         let bidder = Bidder {
             has_payment_method: store::has_payment_method(&mut conn, user.id).await?,
             own_lowest_ask: store::own_lowest_ask(&mut conn, new.product_id, new.size, user.id).await?,
