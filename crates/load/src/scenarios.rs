@@ -375,7 +375,7 @@ pub async fn stream_probe(
                         && price > last_seen
                     {
                         last_seen = price;
-                        let _ = seen.lock().map(|mut h| h.record(micros(sent.elapsed())));
+                        let _ = seen.lock().map(|mut h| h.record(super::stats::micros(sent.elapsed())));
                     }
                 }
             }
@@ -397,8 +397,4 @@ pub async fn stream_probe(
     }
     let histogram = seen.lock().map_err(|_| anyhow::anyhow!("probe histogram poisoned"))?.clone();
     Ok(histogram)
-}
-
-fn micros(elapsed: Duration) -> u64 {
-    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1)
 }

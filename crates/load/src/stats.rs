@@ -35,7 +35,8 @@ pub struct Recorder {
     pub sold_out: u64,
 }
 
-fn micros(elapsed: Duration) -> u64 {
+/// `elapsed` in whole microseconds, at least 1 (histograms count from 1).
+pub(crate) fn micros(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 

@@ -147,23 +147,23 @@ pub(super) async fn place(
             let mut conn = pool.acquire().await.context("acquire")?;
             let product = store::product(&mut conn, new.product_id).await?;
             let method = store::has_payment_method(&mut conn, user.id).await?;
-            Ok(product.filter(|_| method).map(|_| ()))
+            Ok(product.filter(|_| method))
         })
         .await?;
-    if ready.is_none() {
-        tracing::debug!("product or payment method not (yet) known to the market");
-    }
     // What the refusals need is read before the book is locked, to hold the lock briefly
-    // (an own ask listed meanwhile is never bought: matching skips own asks).
-    let (product, bidder) = {
-        let mut conn = state.pool.acquire().await.context("acquire")?;
-        let product: Product = store::product(&mut conn, new.product_id).await?.ok_or(MarketError::ProductNotFound)?;
-        let bidder = Bidder {
-            has_payment_method: store::has_payment_method(&mut conn, user.id).await?,
-            own_lowest_ask: store::own_lowest_ask(&mut conn, new.product_id, new.size, user.id).await?,
-        };
-        (product, bidder)
+    // (an own ask listed meanwhile is never bought: matching skips own asks). The wait above
+    // already read the product and the card when both were there.
+    let mut conn = state.pool.acquire().await.context("acquire")?;
+    let (product, has_payment_method): (Product, bool) = match ready {
+        Some(product) => (product, true),
+        None => {
+            let product = store::product(&mut conn, new.product_id).await?.ok_or(MarketError::ProductNotFound)?;
+            (product, store::has_payment_method(&mut conn, user.id).await?)
+        }
     };
+    let own_lowest_ask = store::own_lowest_ask(&mut conn, new.product_id, new.size, user.id).await?;
+    drop(conn);
+    let bidder = Bidder { has_payment_method, own_lowest_ask };
     let _turn = state.books.turn(new.product_id, new.size).await;
     let _transaction = sneakerstop_db::transaction_span("placing a bid");
     let mut tx = state.pool.begin().await.context("begin placing a bid")?;
