@@ -10,11 +10,15 @@
 //!   once) or closed;
 //! - `payments.methods` → who has a saved payment method.
 //!
-//! Each runs with the book it touches locked, in the consumer's transaction.
+//! Nothing here trades: an order that joins its book (an ask listed, cheaper or free again;
+//! a bid back after its match ended) is recorded for the trader ([`crate::trader`]), which
+//! trades it under the book's lock once this transaction has committed. So a batch holds no
+//! book while it applies. It does change asks that requests read and trades hold, so it
+//! locks those rows first, in one order ([`store::lock_asks`]).
 
 use chrono::Utc;
 use futures::future::BoxFuture;
-use sneakerstop_events::catalog::{ProductEvent, SneakerEvent};
+use sneakerstop_events::catalog::{ProductEvent, SneakerEvent, SneakerStatus};
 use sneakerstop_events::orders::{CancelReason, OrderEvent};
 use sneakerstop_events::payments::PaymentMethodEvent;
 use sneakerstop_events::topics;
@@ -23,45 +27,49 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{BidStatus, MatchStatus};
-use crate::{book, store};
+use crate::store::{self, Arrival};
+use crate::trader::Trader;
 
 /// The market service's event handler.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MarketHandler;
+#[derive(Debug, Clone, Default)]
+pub struct MarketHandler {
+    /// Woken once what the handler recorded for trading has committed.
+    pub trader: Trader,
+}
 
 impl Handler for MarketHandler {
-    /// Every book the batch's events are about, locked up front in one order (see
-    /// [`store::lock_books`]); a book an event reaches that was not foreseen is locked when
-    /// reached, and should that ever deadlock, the batch is retried one event at a time.
+    /// Every ask the batch's events are about, locked up front in one order: two batches
+    /// (the partitions of `catalog.sneakers` and `orders.orders` are applied concurrently)
+    /// never hold two asks in opposite orders.
     fn lock_batch<'a>(
         &'a self,
         tx: &'a mut PgConnection,
         events: &'a [IncomingEvent],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let mut books = Vec::new();
-            let mut held = Vec::new();
+            let mut asks = Vec::new();
             for event in events {
                 match event.topic.as_str() {
                     topics::SNEAKERS => {
                         let (SneakerEvent::Listed(listing) | SneakerEvent::Updated(listing)) =
                             event.decode::<SneakerEvent>()?;
-                        if let Some(product) = listing.product_id {
-                            books.push((product, listing.size));
-                        }
+                        asks.push(listing.sneaker_id);
                     }
-                    topics::ORDERS => held.push(match event.decode::<OrderEvent>()? {
-                        OrderEvent::Created(e) => (e.order_id, e.sneaker_id),
-                        OrderEvent::Cancelled(e) => (e.order_id, e.sneaker_id),
-                        OrderEvent::Completed(e) => (e.order_id, e.sneaker_id),
-                        OrderEvent::Refused(e) => (e.match_id, e.sneaker_id),
+                    topics::ORDERS => asks.push(match event.decode::<OrderEvent>()? {
+                        OrderEvent::Created(e) => e.sneaker_id,
+                        OrderEvent::Cancelled(e) => e.sneaker_id,
+                        OrderEvent::Completed(e) => e.sneaker_id,
+                        OrderEvent::Refused(e) => e.sneaker_id,
                     }),
                     _ => {}
                 }
             }
-            books.extend(store::books_of(tx, &held).await?);
-            store::lock_books(tx, books).await
+            store::lock_asks(tx, asks).await
         })
+    }
+
+    fn committed(&self) {
+        self.trader.wake();
     }
 
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
@@ -75,9 +83,8 @@ impl Handler for MarketHandler {
                     let (SneakerEvent::Listed(listing) | SneakerEvent::Updated(listing)) =
                         event.decode::<SneakerEvent>()?;
                     let Some(product) = listing.product_id else { return Ok(()) };
-                    store::lock_book(tx, product, listing.size).await?;
-                    if store::apply_ask(tx, product, &listing).await? {
-                        book::trade_ask_by_id(tx, listing.sneaker_id, Utc::now()).await?;
+                    if store::apply_ask(tx, product, &listing).await? && listing.status == SneakerStatus::Available {
+                        store::trade_later(tx, product, listing.size, Arrival::Ask(listing.sneaker_id)).await?;
                     }
                     Ok(())
                 }
@@ -118,8 +125,7 @@ async fn order(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Resul
             end_match(tx, cancelled.order_id, outcome).await?;
             // The pair is free again: back on its book once its listing says available too.
             if let Some((product, size)) = store::order_ended(tx, cancelled.order_id, cancelled.sneaker_id).await? {
-                store::lock_book(tx, product, size).await?;
-                book::trade_ask_by_id(tx, cancelled.sneaker_id, now).await?;
+                store::trade_later(tx, product, size, Arrival::Ask(cancelled.sneaker_id)).await?;
             }
             Ok(())
         }
@@ -128,11 +134,9 @@ async fn order(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Resul
 }
 
 /// Ends the match `order` fills, if it is an order of the market whose match is pending,
-/// with `outcome`; its bid follows (and trades again at once if it is back on the book).
+/// with `outcome`; its bid follows (and trades again once this commits if it is back on
+/// the book).
 async fn end_match(tx: &mut PgConnection, order: Uuid, outcome: MatchStatus) -> anyhow::Result<()> {
-    // The book first, then the match: every change to a book takes its locks in that order.
-    let Some((product, size)) = store::match_book(tx, order).await? else { return Ok(()) };
-    store::lock_book(tx, product, size).await?;
     let Some(found) = store::lock_pending_match(tx, order).await? else { return Ok(()) };
     store::end_match(tx, &found, outcome).await?;
     let Some(bid) = store::lock_bid(tx, found.bid_id).await? else {
@@ -149,7 +153,7 @@ async fn end_match(tx: &mut PgConnection, order: Uuid, outcome: MatchStatus) -> 
             store::save_bid(tx, &ended).await?;
             tracing::info!(match_id = %found.id, bid_id = %bid.id, status = ended.bid.status.as_str(), "match ended");
             if ended.bid.status == BidStatus::Open {
-                book::trade_bid(tx, &ended.bid, now).await?;
+                store::trade_later(tx, ended.bid.product_id, ended.bid.size, Arrival::Bid(ended.bid.id)).await?;
             }
         }
         Err(refused) => tracing::warn!(match_id = %found.id, %refused, "match ended for a bid that was not matched"),

@@ -8,6 +8,7 @@
 //!   payment methods); events go to the outbox in the same transaction.
 //! - `events` — applying `catalog.products`, `catalog.sneakers`, `orders.orders` and
 //!   `payments.methods`.
+//! - `trader` — trades the orders the consumer put on the books, once it has committed.
 //! - `expiry` — the sweeper that expires bids whose time ran out.
 //! - `stream` — live market data for a product page, as Server-Sent Events.
 //! - `http/` — `/api/bids` and `/api/products/{id}/market|sales|market/stream`.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod trader;
 
 use axum::extract::FromRef;
 use sneakerstop_auth::SessionKeys;

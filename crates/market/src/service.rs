@@ -7,6 +7,10 @@ use utoipa::OpenApi;
 
 use crate::{ApiDoc, AppState, SCHEMA, events, expiry, stream};
 
+/// How often the trader looks for pending trades without being woken: those a process
+/// that died between its consumer's commit and trading them left behind.
+const TRADER_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Market settings.
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "market-settings")]
@@ -25,12 +29,14 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct Market {
     settings: Settings,
+    /// Shared by the consumer's handler (which wakes it) and the trader task.
+    trader: crate::trader::Trader,
 }
 
 impl Market {
     /// The market with `settings`.
     pub fn new(settings: Settings) -> Self {
-        Self { settings }
+        Self { settings, trader: crate::trader::Trader::default() }
     }
 }
 
@@ -53,7 +59,7 @@ impl Service for Market {
     }
 
     fn handler(&self) -> Option<std::sync::Arc<dyn sneakerstop_messaging::Handler>> {
-        Some(std::sync::Arc::new(events::MarketHandler))
+        Some(std::sync::Arc::new(events::MarketHandler { trader: self.trader.clone() }))
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
@@ -62,6 +68,10 @@ impl Service for Market {
 
     fn start(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<axum::Router> {
         wiring.spawn(expiry::run(wiring.pool.clone(), self.settings.bid_sweep_interval, wiring.cancel.clone()));
+        let books = crate::book::BookQueues::default();
+        let trader =
+            self.trader.clone().run(wiring.pool.clone(), books.clone(), TRADER_INTERVAL, wiring.cancel.clone());
+        wiring.spawn(trader);
         let streams = stream::Streams::new(self.settings.market_stream_interval);
         streams.follow(wiring.changes);
         Ok(crate::app(AppState {
@@ -69,7 +79,7 @@ impl Service for Market {
             keys: wiring.keys.clone(),
             replica: wiring.replica_wait(SCHEMA),
             streams,
-            books: crate::book::BookQueues::default(),
+            books,
         }))
     }
 }

@@ -32,46 +32,71 @@ pub async fn lock_book(tx: &mut PgConnection, product: Uuid, size: f64) -> anyho
     Ok(())
 }
 
-/// Locks several books at once, in one fixed order (by their lock key), so that
-/// transactions that each need several books never wait for each other in a cycle.
-pub async fn lock_books(tx: &mut PgConnection, mut books: Vec<(Uuid, f64)>) -> anyhow::Result<()> {
-    books.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    books.dedup();
-    if books.is_empty() {
-        return Ok(());
-    }
-    let (products, sizes): (Vec<Uuid>, Vec<f64>) = books.into_iter().unzip();
+/// An order that joined its book in a consumer's transaction, to be traded under the
+/// book's lock once that transaction has committed (see the `pending_trades` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// An ask listed, made cheaper, or free again.
+    Ask(Uuid),
+    /// A bid back on the book after its match ended.
+    Bid(Uuid),
+}
+
+/// Records, on the caller's transaction, that `arrival` joined the book and is to trade.
+pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arrival: Arrival) -> anyhow::Result<()> {
+    let (ask, bid) = match arrival {
+        Arrival::Ask(id) => (Some(id), None),
+        Arrival::Bid(id) => (None, Some(id)),
+    };
     sqlx::query!(
-        "SELECT pg_advisory_xact_lock(key) FROM (
-             SELECT DISTINCT hashtextextended(p::text || '/' || s::text, 0) AS key
-               FROM unnest($1::uuid[], $2::float8[]) AS b(p, s)) keys
-          ORDER BY key",
-        &products,
-        &sizes,
+        "INSERT INTO pending_trades (product_id, size, ask_id, bid_id) VALUES ($1, $2, $3, $4)",
+        product,
+        size,
+        ask,
+        bid
     )
-    .fetch_all(tx)
+    .execute(conn)
     .await
-    .context("lock the books")?;
+    .context("record a pending trade")?;
     Ok(())
 }
 
-/// The books of the asks and matches these (order or match, sneaker) pairs are about.
-pub async fn books_of(conn: &mut PgConnection, held: &[(Uuid, Uuid)]) -> anyhow::Result<Vec<(Uuid, f64)>> {
-    if held.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (orders, sneakers): (Vec<Uuid>, Vec<Uuid>) = held.iter().copied().unzip();
-    let rows = sqlx::query!(
-        r#"SELECT product_id AS "product_id!", size AS "size!" FROM asks WHERE id = ANY($1)
-           UNION
-           SELECT product_id, size FROM matches WHERE id = ANY($2)"#,
-        &sneakers,
-        &orders,
-    )
-    .fetch_all(conn)
-    .await
-    .context("find the books of orders")?;
+/// The books that have pending trades.
+pub async fn books_with_pending_trades(pool: &PgPool) -> anyhow::Result<Vec<(Uuid, f64)>> {
+    let rows = sqlx::query!("SELECT DISTINCT product_id, size FROM pending_trades")
+        .fetch_all(pool)
+        .await
+        .context("find books with pending trades")?;
     Ok(rows.into_iter().map(|row| (row.product_id, row.size)).collect())
+}
+
+/// Takes a book's pending trades, in the order they were recorded. The book must be locked.
+pub async fn take_pending_trades(tx: &mut PgConnection, product: Uuid, size: f64) -> anyhow::Result<Vec<Arrival>> {
+    let mut rows = sqlx::query!(
+        "DELETE FROM pending_trades WHERE product_id = $1 AND size = $2 RETURNING id, ask_id, bid_id",
+        product,
+        size
+    )
+    .fetch_all(tx)
+    .await
+    .context("take pending trades")?;
+    rows.sort_by_key(|row| row.id);
+    Ok(rows.into_iter().filter_map(|row| row.ask_id.map(Arrival::Ask).or(row.bid_id.map(Arrival::Bid))).collect())
+}
+
+/// Locks the asks with these ids, in one order (by id), so that consumer transactions
+/// that change several asks never wait for each other in a cycle.
+pub async fn lock_asks(tx: &mut PgConnection, mut ids: Vec<Uuid>) -> anyhow::Result<()> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!("SELECT id FROM asks WHERE id = ANY($1) ORDER BY id FOR UPDATE", &ids)
+        .fetch_all(tx)
+        .await
+        .context("lock the asks")?;
+    Ok(())
 }
 
 /// The product, if the replica has heard of it.
@@ -302,15 +327,6 @@ pub async fn bids_of(pool: &PgPool, buyer: Uuid, page: &Page) -> anyhow::Result<
     let select = "SELECT id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version, created_at, \
                   updated_at FROM bids WHERE buyer_id = $1";
     sneakerstop_db::newest_first(pool, select, buyer, page.before, page.limit).await.context("list bids")
-}
-
-/// The book (product and size) of the match with this id, if there is one.
-pub async fn match_book(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<(Uuid, f64)>> {
-    let book = sqlx::query!("SELECT product_id, size FROM matches WHERE id = $1", id)
-        .fetch_optional(conn)
-        .await
-        .with_context(|| format!("find match {id}"))?;
-    Ok(book.map(|row| (row.product_id, row.size)))
 }
 
 /// The match with this id, locked, if it is still pending.

@@ -14,7 +14,9 @@ use sneakerstop_events::orders::{
     CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderRefused, RefusedBecause,
 };
 use sneakerstop_events::payments::{PaymentMethodEvent, PaymentMethodSaved};
-use sneakerstop_market::{AppState, SCHEMA, expiry, stream::Streams};
+use sneakerstop_market::book::BookQueues;
+use sneakerstop_market::events::MarketHandler;
+use sneakerstop_market::{AppState, SCHEMA, expiry, stream::Streams, trader};
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb};
@@ -25,6 +27,7 @@ struct Ctx {
     app: Router,
     pool: PgPool,
     keys: SessionKeys,
+    books: BookQueues,
     product: Uuid,
     _db: TestDb,
 }
@@ -34,14 +37,15 @@ async fn ctx() -> Ctx {
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_market::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("market-test-secret-0123456789-abcdef"), Duration::from_secs(3600), false);
+    let books = BookQueues::default();
     let app = sneakerstop_market::app(AppState {
         pool: pool.clone(),
         keys: keys.clone(),
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
         streams: Streams::new(Duration::from_millis(10)),
-        books: Default::default(),
+        books: books.clone(),
     });
-    let ctx = Ctx { app, pool, keys, product: Uuid::now_v7(), _db: db };
+    let ctx = Ctx { app, pool, keys, books, product: Uuid::now_v7(), _db: db };
     ctx.deliver(
         &ProductEvent::Created(Product {
             product_id: ctx.product,
@@ -63,11 +67,20 @@ async fn ctx() -> Ctx {
 }
 
 impl Ctx {
-    /// Delivers `event` to the market's consumer, as Kafka would.
+    /// Delivers `event` to the market's consumer, as Kafka would, and then — as the running
+    /// service does once the consumer's transaction has committed — trades what it put on
+    /// the books.
     async fn deliver<C: Contract>(&self, event: &C, subject: Uuid, version: i64) {
+        self.apply(event, subject, version).await;
+        trader::trade_pending(&self.pool, &self.books).await.unwrap();
+    }
+
+    /// Applies `event` as the market's consumer does, on a transaction of its own, and
+    /// nothing more: a process that stops right after that commit.
+    async fn apply<C: Contract>(&self, event: &C, subject: Uuid, version: i64) {
         let incoming = IncomingEvent::from_contract(event, "/sneakerstop/test", subject, version);
         let mut tx = self.pool.begin().await.unwrap();
-        sneakerstop_market::events::MarketHandler.handle(&mut tx, &incoming).await.unwrap();
+        MarketHandler::default().handle(&mut tx, &incoming).await.unwrap();
         tx.commit().await.unwrap();
     }
 
@@ -170,6 +183,27 @@ async fn a_bid_rests_until_an_ask_meets_it_and_then_sells_at_the_bids_price() {
     let market = size_of(&ctx.market().await, 10.5);
     assert_eq!((market["lowestAsk"].as_f64(), market["asks"].as_i64()), (Some(250.0), Some(1)), "the sold ask left");
     assert_eq!((market["highestBid"].as_f64(), market["bids"].as_i64()), (None, Some(0)));
+}
+
+#[tokio::test]
+async fn an_ask_the_consumer_applied_trades_even_if_the_process_stopped_before_trading_it() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let bid = ctx.bid(&auth, 10.0, 240.0).await.json["id"].as_str().unwrap().to_owned();
+
+    // The consumer commits the ask (and its pending trade); the process stops before trading.
+    let ask = Uuid::now_v7();
+    ctx.apply(&SneakerEvent::Listed(listing(ask, ctx.product, Uuid::now_v7(), 10.0, 23_000, 1)), ask, 1).await;
+    assert!(ctx.matches().await.is_empty(), "nothing traded yet");
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_trades").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(pending, 1, "the ask waits for the trader, durably");
+
+    // The next trader to run (any instance's, at start or on its round) trades it, once.
+    assert_eq!(trader::trade_pending(&ctx.pool, &ctx.books).await.unwrap(), 1);
+    assert_eq!(trader::trade_pending(&ctx.pool, &ctx.books).await.unwrap(), 0, "taken once");
+    let matches = ctx.matches().await;
+    assert_eq!(matches.len(), 1);
+    assert_eq!((&matches[0].1, &matches[0].2, matches[0].3), (&bid, &ask.to_string(), 24_000), "at the bid's price");
 }
 
 #[tokio::test]
@@ -396,17 +430,20 @@ async fn a_product_page_streams_its_market_as_it_changes() {
         streams: streams.clone(),
         books: Default::default(),
     });
-    let request = axum::http::Request::get(format!("/api/products/{}/market/stream", ctx.product))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body().into_data_stream();
-    let mut next_event = async || -> Value {
+    // Two product pages watch the product.
+    let open = async || {
+        let request = axum::http::Request::get(format!("/api/products/{}/market/stream", ctx.product))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(app.clone(), request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        response.into_body().into_data_stream()
+    };
+    let next_event = async |body: &mut axum::body::BodyDataStream| -> Value {
         let mut text = String::new();
         loop {
-            let chunk = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut body))
+            let chunk = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(body))
                 .await
                 .expect("an event within 10 s")
                 .unwrap()
@@ -417,22 +454,30 @@ async fn a_product_page_streams_its_market_as_it_changes() {
             }
         }
     };
-    let first = next_event().await;
-    assert_eq!(size_of(&first, 10.0)["asks"], 0);
-    assert_eq!(streams.open(), 1);
+    let mut pages = [open().await, open().await];
+    for body in &mut pages {
+        assert_eq!(size_of(&next_event(body).await, 10.0)["asks"], 0, "the market as it is, at once");
+    }
+    assert_eq!((streams.open(), streams.readers()), (2, 1), "one reader serves every stream of a product");
+
     ctx.ask(Uuid::now_v7(), 10.0, 20_000).await;
-    let changed = next_event().await;
-    assert_eq!(
-        (size_of(&changed, 10.0)["asks"].as_i64(), size_of(&changed, 10.0)["lowestAsk"].as_f64()),
-        (Some(1), Some(200.0))
-    );
-    drop(body);
+    for body in &mut pages {
+        let changed = next_event(body).await;
+        assert_eq!(
+            (size_of(&changed, 10.0)["asks"].as_i64(), size_of(&changed, 10.0)["lowestAsk"].as_f64()),
+            (Some(1), Some(200.0))
+        );
+    }
+
+    // Closed streams are forgotten, and so, at the next change, is their product's reader.
+    drop(pages);
+    ctx.ask(Uuid::now_v7(), 10.0, 21_000).await;
     tokio::time::timeout(Duration::from_secs(5), async {
-        while streams.open() > 0 {
+        while streams.open() > 0 || streams.readers() > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("a closed stream is forgotten");
+    .expect("closed streams and their reader are forgotten");
     cancel.cancel();
 }

@@ -96,6 +96,12 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (tx, events);
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// After a transaction of this handler's events has committed (a batch, or one event):
+    /// work that must see those changes committed and that should not wait for the next
+    /// event (the market trades what its consumer put on the books) is started here. It
+    /// must not block. Nothing by default.
+    fn committed(&self) {}
 }
 
 /// Runs one consumer group over some topics with one handler.
@@ -373,6 +379,7 @@ impl ConsumerRuntime {
         let mut tx = self.pool.begin().await.context("begin")?;
         let applied = self.apply_in(&mut tx, event).await?;
         tx.commit().await.context("commit")?;
+        self.handler.committed();
         Ok(applied)
     }
 
@@ -408,6 +415,7 @@ impl ConsumerRuntime {
             outcomes.push(applied);
         }
         tx.commit().await.context("commit batch")?;
+        self.handler.committed();
         let each = started.elapsed() / u32::try_from(events.len()).unwrap_or(u32::MAX).max(1);
         for (event, applied) in events.iter().zip(outcomes) {
             self.record(event, applied, each, taken);

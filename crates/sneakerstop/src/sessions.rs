@@ -52,6 +52,12 @@ impl Handler for WithRevocations {
         }
     }
 
+    fn committed(&self) {
+        if let Some(handler) = &self.0 {
+            handler.committed();
+        }
+    }
+
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
         if event.topic != topics::USERS {
             return match &self.0 {

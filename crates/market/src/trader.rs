@@ -1,0 +1,88 @@
+//! The trader: trades the orders the market's consumer put on the books.
+//!
+//! An ask listed (or made cheaper, or free again) and a bid back on the book after its match
+//! ended reach the market as events. The consumer applies them without taking any book's
+//! lock — a batch is about many books, and holding them all while it applies would make
+//! every request on those books wait for the whole batch — and records each such order in
+//! `pending_trades` on the same transaction. Once that transaction has committed the
+//! consumer wakes the trader ([`Trader::wake`]), which trades them book by book, each book
+//! on a short transaction of its own under the book's lock, taking turns with requests
+//! ([`BookQueues`]). A process that dies in between leaves the rows behind, and the next
+//! trader to run (every instance's, at start and every `interval`) trades them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::book::{self, BookQueues};
+use crate::store::{self, Arrival};
+
+/// Books traded at once (each holds one pooled connection while it trades).
+const CONCURRENT_BOOKS: usize = 4;
+
+/// Wakes the trader; cloned into the consumer's handler.
+#[derive(Debug, Clone, Default)]
+pub struct Trader {
+    wake: Arc<Notify>,
+}
+
+impl Trader {
+    /// Asks for a round of trading now (a wake while a round runs starts another after it).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Trades pending orders whenever woken, and every `interval` regardless, until `cancel`.
+    pub async fn run(self, pool: PgPool, books: BookQueues, interval: Duration, cancel: CancellationToken) {
+        loop {
+            if let Err(error) = trade_pending(&pool, &books).await {
+                tracing::warn!(error = format!("{error:#}"), "trading pending orders failed; trying again");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+/// Trades every book's pending orders; returns how many orders it traded or found gone.
+pub async fn trade_pending(pool: &PgPool, books: &BookQueues) -> anyhow::Result<usize> {
+    let due = store::books_with_pending_trades(pool).await?;
+    futures::stream::iter(due)
+        .map(|(product, size)| trade_book(pool, books, product, size))
+        .buffer_unordered(CONCURRENT_BOOKS)
+        .try_fold(0, |total, traded| std::future::ready(Ok(total + traded)))
+        .await
+}
+
+/// Trades one book's pending orders, in the order they arrived, on one transaction.
+#[tracing::instrument(skip(pool, books), err)]
+async fn trade_book(pool: &PgPool, books: &BookQueues, product: Uuid, size: f64) -> anyhow::Result<usize> {
+    let _turn = books.turn(product, size).await;
+    let _transaction = sneakerstop_db::transaction_span("trading pending orders");
+    let mut tx = pool.begin().await.context("begin trading pending orders")?;
+    store::lock_book(&mut tx, product, size).await?;
+    let arrivals = store::take_pending_trades(&mut tx, product, size).await?;
+    let now = Utc::now();
+    for arrival in &arrivals {
+        match *arrival {
+            Arrival::Ask(id) => book::trade_ask_by_id(&mut tx, id, now).await?,
+            Arrival::Bid(id) => {
+                if let Some(bid) = store::lock_bid(&mut tx, id).await? {
+                    book::trade_bid(&mut tx, &bid, now).await?;
+                }
+            }
+        }
+    }
+    tx.commit().await.context("commit pending trades")?;
+    Ok(arrivals.len())
+}
