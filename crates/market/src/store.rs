@@ -7,12 +7,13 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Product as ProductSnapshot, Sneaker, SneakerStatus};
 use sneakerstop_events::market::MatchEvent;
+use sneakerstop_messaging::Outgoing;
 use sneakerstop_problem::page::Page;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::SOURCE;
-use crate::domain::{Ask, Bid, BidStatus, Decision, Match, MatchStatus, Product};
+use crate::domain::{Ask, Bid, BidStatus, Bidder, Decision, Match, MatchStatus, Product};
 
 /// How many of the best crossing orders a matcher reads from the other side (the domain
 /// picks among them; one is enough unless the best are the trader's own).
@@ -99,42 +100,34 @@ pub async fn lock_asks(tx: &mut PgConnection, mut ids: Vec<Uuid>) -> anyhow::Res
     Ok(())
 }
 
-/// The product, if the replica has heard of it.
-pub async fn product(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Product>> {
-    sqlx::query_as!(Product, "SELECT id, style_code, sizes FROM products WHERE id = $1", id)
-        .fetch_optional(conn)
-        .await
-        .context("find product")
-}
-
-/// Whether the buyer has a saved payment method, as far as the replica knows.
-pub async fn has_payment_method(conn: &mut PgConnection, buyer: Uuid) -> anyhow::Result<bool> {
-    let found = sqlx::query_scalar!(r#"SELECT true AS "found!" FROM payment_methods WHERE buyer_id = $1"#, buyer)
-        .fetch_optional(conn)
-        .await
-        .context("find payment method")?;
-    Ok(found.is_some())
-}
-
-/// The seller's own lowest ask on a book, if they have one there.
-pub async fn own_lowest_ask(
+/// What placing a bid needs to know, in one round trip: the product (if the replica has
+/// heard of it) and, as far as the replicas know, whether the buyer has a saved payment
+/// method and their own lowest ask on the book.
+pub async fn bidder(
     conn: &mut PgConnection,
     product: Uuid,
     size: f64,
-    seller: Uuid,
-) -> anyhow::Result<Option<i64>> {
-    sqlx::query_scalar!(
-        "SELECT min(price_cents) FROM asks
-          WHERE product_id = $1 AND size = $2 AND seller_id = $3
-            AND status = 'available' AND held_by IS NULL AND match_id IS NULL
-            AND (expires_at IS NULL OR expires_at > now())",
+    buyer: Uuid,
+) -> anyhow::Result<Option<(Product, Bidder)>> {
+    let row = sqlx::query!(
+        r#"SELECT p.id, p.style_code, p.sizes,
+                  EXISTS (SELECT 1 FROM payment_methods m WHERE m.buyer_id = $3) AS "has_payment_method!",
+                  (SELECT min(a.price_cents) FROM asks a
+                    WHERE a.product_id = p.id AND a.size = $2 AND a.seller_id = $3
+                      AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL
+                      AND (a.expires_at IS NULL OR a.expires_at > now())) AS own_lowest_ask
+             FROM products p WHERE p.id = $1"#,
         product,
         size,
-        seller
+        buyer
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
-    .context("find own lowest ask")
+    .context("find the product and the bidder")?;
+    Ok(row.map(|row| {
+        let product = Product { id: row.id, style_code: row.style_code, sizes: row.sizes };
+        (product, Bidder { has_payment_method: row.has_payment_method, own_lowest_ask: row.own_lowest_ask })
+    }))
 }
 
 /// The best asks on a book at or below `price`, not `buyer`'s, in price-time priority.
@@ -204,30 +197,37 @@ pub async fn ask_on_book(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Opti
     .context("find ask")
 }
 
-/// Writes a new bid and its events.
+/// Writes a new bid and its `bid.placed` in one statement (one round trip, with the book
+/// locked).
 #[tracing::instrument(skip_all, fields(bid_id = %placed.bid.id), err)]
 pub async fn insert_bid(tx: &mut PgConnection, placed: &Decision) -> anyhow::Result<()> {
     let bid = &placed.bid;
-    sqlx::query!(
-        "INSERT INTO bids (id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version, created_at,
-                           updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        bid.id,
-        bid.product_id,
-        bid.size,
-        bid.buyer_id,
-        bid.price_cents,
-        bid.status as BidStatus,
-        bid.match_id,
-        bid.expires_at,
-        bid.version,
-        bid.created_at,
-        bid.updated_at,
-    )
-    .execute(&mut *tx)
-    .await
-    .context("insert bid")?;
-    publish(tx, placed).await
+    let [event] = placed.events.as_slice() else {
+        anyhow::bail!("a placed bid has one event, not {}", placed.events.len());
+    };
+    let event = Outgoing::new(SOURCE, bid.id, bid.version, event);
+    let sql = format!(
+        "WITH placed AS (
+             INSERT INTO bids (id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version,
+                               created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ) {}",
+        Outgoing::insert_sql(12)
+    );
+    let query = sqlx::query(&sql)
+        .bind(bid.id)
+        .bind(bid.product_id)
+        .bind(bid.size)
+        .bind(bid.buyer_id)
+        .bind(bid.price_cents)
+        .bind(bid.status)
+        .bind(bid.match_id)
+        .bind(bid.expires_at)
+        .bind(bid.version)
+        .bind(bid.created_at)
+        .bind(bid.updated_at);
+    event.bind(query).execute(tx).await.context("insert bid")?;
+    Ok(())
 }
 
 /// Writes a bid's new state, its match if one was made (taking the ask off the book), and

@@ -14,9 +14,7 @@ use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{
-    Bid, BidStatus, Bidder, DEFAULT_EXPIRY_DAYS, MAX_BID_CENTS, MAX_EXPIRY_DAYS, MIN_BID_CENTS, NewBid, Product,
-};
+use crate::domain::{Bid, BidStatus, DEFAULT_EXPIRY_DAYS, MAX_BID_CENTS, MAX_EXPIRY_DAYS, MIN_BID_CENTS, NewBid};
 use crate::{AppState, MarketError, book, store};
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -139,31 +137,22 @@ pub(super) async fn place(
 ) -> Result<(StatusCode, Json<BidView>), MarketError> {
     let new = NewBid::try_from(input).map_err(MarketError::Invalid)?;
     // A product created or a payment method saved a moment ago may not have reached the
-    // market's replicas yet: wait for them (bounded by REPLICA_WAIT) before refusing.
+    // market's replicas yet: wait for them (bounded by REPLICA_WAIT) before refusing. What
+    // the refusals need is read before the book is locked, to hold the lock briefly (an own
+    // ask listed meanwhile is never bought: matching skips own asks).
     let pool = &state.pool;
+    let read = || async move {
+        let mut conn = pool.acquire().await.context("acquire")?;
+        store::bidder(&mut conn, new.product_id, new.size, user.id).await
+    };
     let ready = state
         .replica
-        .until(new.product_id, || async move {
-            let mut conn = pool.acquire().await.context("acquire")?;
-            let product = store::product(&mut conn, new.product_id).await?;
-            let method = store::has_payment_method(&mut conn, user.id).await?;
-            Ok(product.filter(|_| method))
-        })
+        .until(new.product_id, || async { Ok(read().await?.filter(|(_, bidder)| bidder.has_payment_method)) })
         .await?;
-    // What the refusals need is read before the book is locked, to hold the lock briefly
-    // (an own ask listed meanwhile is never bought: matching skips own asks). The wait above
-    // already read the product and the card when both were there.
-    let mut conn = state.pool.acquire().await.context("acquire")?;
-    let (product, has_payment_method): (Product, bool) = match ready {
-        Some(product) => (product, true),
-        None => {
-            let product = store::product(&mut conn, new.product_id).await?.ok_or(MarketError::ProductNotFound)?;
-            (product, store::has_payment_method(&mut conn, user.id).await?)
-        }
+    let (product, bidder) = match ready {
+        Some(found) => found,
+        None => read().await?.ok_or(MarketError::ProductNotFound)?,
     };
-    let own_lowest_ask = store::own_lowest_ask(&mut conn, new.product_id, new.size, user.id).await?;
-    drop(conn);
-    let bidder = Bidder { has_payment_method, own_lowest_ask };
     let _turn = state.books.turn(new.product_id, new.size).await;
     let _transaction = sneakerstop_db::transaction_span("placing a bid");
     let mut tx = state.pool.begin().await.context("begin placing a bid")?;
