@@ -26,7 +26,7 @@ SCHEMAS=(
   "catalog:crates/catalog/migrations crates/idempotency/migrations crates/messaging/migrations crates/auth/migrations"
   "orders:crates/orders/migrations crates/idempotency/migrations crates/messaging/migrations crates/auth/migrations"
   "payments:crates/payments/migrations crates/idempotency/migrations crates/messaging/migrations crates/auth/migrations"
-  "market:crates/market/migrations crates/messaging/migrations crates/auth/migrations"
+  "market:crates/market/migrations crates/idempotency/migrations crates/messaging/migrations crates/auth/migrations"
 )
 
 # crate directory → the schema its queries run in (the shared crates run in every service's

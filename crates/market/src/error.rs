@@ -20,6 +20,9 @@ pub enum MarketError {
     /// The domain refused.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The Idempotency-Key cannot be used for this request.
+    #[error(transparent)]
+    Key(#[from] sneakerstop_idempotency::KeyError),
     /// Anything else.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -56,6 +59,10 @@ impl IntoResponse for MarketError {
                     Problem::conflict("bid-closed", format!("the bid is {} and can no longer change", from.as_str()))
                 }
                 Refusal::NotDue(_) => Problem::internal(&refusal),
+            },
+            Self::Key(error) => match error.problem() {
+                Some(problem) => problem,
+                None => Problem::internal(&error),
             },
             Self::Internal(error) => Problem::internal(error.as_ref()),
         }

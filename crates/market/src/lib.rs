@@ -35,7 +35,7 @@ pub use error::MarketError;
 pub use http::{ApiDoc, app};
 pub use service::Market;
 
-sneakerstop_service::service_schema!("market");
+sneakerstop_service::service_schema!("market", uses & sneakerstop_idempotency::MIGRATOR);
 
 /// What the market handlers share.
 #[derive(Debug, Clone, FromRef)]

@@ -236,6 +236,37 @@ async fn a_new_bid_buys_the_lowest_ask_listed_first_at_the_asks_price_never_its_
 }
 
 #[tokio::test]
+async fn a_retried_bid_with_its_idempotency_key_is_answered_again_and_buys_nothing_more() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let seller = Uuid::now_v7();
+    ctx.ask(seller, 10.0, 23_000).await;
+    ctx.ask(seller, 10.0, 23_000).await;
+    let send = async |key: &str, price: f64| {
+        Call::post("/api/bids", json!({"productId": ctx.product, "size": 10.0, "price": price}))
+            .header("authorization", &auth)
+            .header("idempotency-key", key)
+            .send(&ctx.app)
+            .await
+    };
+    let first = send("bid-1", 240.0).await;
+    assert_eq!((first.status, first.json["status"].as_str()), (StatusCode::CREATED, Some("matched")), "{}", first.text);
+    let retried = send("bid-1", 240.0).await;
+    assert_eq!(retried.status, StatusCode::CREATED);
+    assert_eq!(retried.json, first.json, "the first answer, again");
+    assert_eq!(ctx.matches().await.len(), 1, "one pair bought, though two asks cross the bid");
+    let bids: i64 = sqlx::query_scalar("SELECT count(*) FROM bids").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(bids, 1);
+
+    let reused = send("bid-1", 250.0).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reused.text);
+    assert!(reused.json["type"].as_str().unwrap().ends_with("/idempotency-key-reused"));
+    let another = send("bid-2", 240.0).await;
+    assert_eq!((another.status, another.json["status"].as_str()), (StatusCode::CREATED, Some("matched")));
+    assert_eq!(ctx.matches().await.len(), 2, "a new key is a new bid");
+}
+
+#[tokio::test]
 async fn refusals_name_the_field_or_the_rule() {
     let ctx = ctx().await;
     let (_, with_card) = ctx.buyer().await;

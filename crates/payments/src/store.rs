@@ -106,7 +106,12 @@ pub async fn save_method(tx: &mut PgConnection, buyer: Uuid, method: &SavedMetho
         .await
         .context("remember the customer")?;
     }
-    // The row lock of the current method makes two saves of one buyer take turns.
+    // Two saves of one buyer take turns (a row lock on the current method would not do for
+    // the first, when there is none), so each replaces the one before and counts its version.
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('payment_method/' || $1::uuid::text, 0))", buyer)
+        .execute(&mut *tx)
+        .await
+        .context("take the buyer's turn to save a payment method")?;
     sqlx::query!(
         "UPDATE payment_methods SET replaced_at = $2 WHERE buyer_id = $1 AND replaced_at IS NULL",
         buyer,

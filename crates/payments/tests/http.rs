@@ -533,6 +533,29 @@ async fn a_saved_method_replaces_the_last_and_is_announced() {
 }
 
 #[tokio::test]
+async fn concurrent_first_saves_of_a_buyer_take_turns_and_the_last_is_current() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, auth) = ctx.user();
+    let methods = ["pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_discover"];
+    let saves = futures::future::join_all(methods.iter().map(|method| ctx.save_method(&auth, method))).await;
+    for save in &saves {
+        assert_eq!(save.status, StatusCode::CREATED, "{}", save.text);
+    }
+    let current = Call::get("/api/payment-methods").header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(current.json["items"].as_array().unwrap().len(), 1, "one current method: {}", current.text);
+    let mut versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT (SELECT (h->>1)::bigint FROM jsonb_array_elements(headers) h WHERE h->>0 = 'ce_aggregateversion')
+           FROM outbox WHERE message_key = $1",
+    )
+    .bind(buyer.to_string())
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap();
+    versions.sort_unstable();
+    assert_eq!(versions, [1, 2, 3, 4], "one version per save, none repeated");
+}
+
+#[tokio::test]
 async fn an_order_of_the_market_is_charged_once_with_the_saved_method_or_declined() {
     let provider = Arc::new(Simulated::default());
     let ctx = ctx(provider.clone()).await;

@@ -4,10 +4,13 @@ use anyhow::Context;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sneakerstop_auth::CurrentUser;
+use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::money::units;
 use sneakerstop_problem::page::{Page, PageOf, PageParams};
 use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
@@ -116,16 +119,19 @@ impl TryFrom<NewBidInput> for NewBid {
 /// book is at or below it, you buy the lowest (earliest listed among equals) at once, at
 /// the ask's price: the bid answers `matched`, an order with the match's id is placed for
 /// you and charged to your saved payment method. Otherwise it rests on the book until an
-/// ask meets it, you cancel it, or it expires. `bid.placed` is published.
+/// ask meets it, you cancel it, or it expires. `bid.placed` is published. Send an
+/// `Idempotency-Key` so that a retry (after a timeout, a double click) cannot place a
+/// second bid — and buy a second pair.
 #[utoipa::path(
     post, path = "/api/bids", tag = "market",
     request_body = NewBidInput,
+    params(sneakerstop_idempotency::IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Placed: `open` on the book, or `matched` at once", body = BidView),
         (status = 400, description = "Malformed body or invalid field (a price below 25, a size not in half steps)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No product has the `productId`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No saved payment method (`payment-method-required`), or it would buy your own ask (`own-ask`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A size the product is not made in", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No saved payment method (`payment-method-required`), it would buy your own ask (`own-ask`), or a request with the same Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A size the product is not made in, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
@@ -133,8 +139,9 @@ impl TryFrom<NewBidInput> for NewBid {
 pub(super) async fn place(
     State(state): State<AppState>,
     user: CurrentUser,
+    key: Option<IdempotencyKey>,
     ApiJson(input): ApiJson<NewBidInput>,
-) -> Result<(StatusCode, Json<BidView>), MarketError> {
+) -> Result<Response, MarketError> {
     let new = NewBid::try_from(input).map_err(MarketError::Invalid)?;
     // A product created or a payment method saved a moment ago may not have reached the
     // market's replicas yet: wait for them (bounded by REPLICA_WAIT) before refusing. What
@@ -157,6 +164,21 @@ pub(super) async fn place(
     let _transaction = sneakerstop_db::transaction_span("placing a bid");
     let mut tx = state.pool.begin().await.context("begin placing a bid")?;
     store::lock_book(&mut tx, new.product_id, new.size).await?;
+    // Claimed, used and answered on this one transaction: a crash rolls the claim back too.
+    // A retry waits for the book behind the first request, so it finds the first answer.
+    let request = json!({"productId": new.product_id, "size": new.size, "priceCents": new.price_cents,
+                         "expiresInDays": new.expires_in_days});
+    let start = sneakerstop_idempotency::begin(
+        &mut tx,
+        user.id,
+        key.as_ref(),
+        &request,
+        sneakerstop_idempotency::WITHIN_TRANSACTION,
+    )
+    .await?;
+    if let sneakerstop_idempotency::Start::Answer(answer) = start {
+        return Ok(answer);
+    }
     let now = Utc::now().trunc_subsecs(6);
     let placed = Bid::place(Uuid::now_v7(), user.id, &new, &product, bidder, now)?;
     store::insert_bid(&mut tx, &placed).await?;
@@ -164,10 +186,15 @@ pub(super) async fn place(
         Some(traded) => traded.bid,
         None => placed.bid,
     };
+    let (bid_id, status) = (bid.id, bid.status);
+    let view = serde_json::to_value(BidView::from(bid)).context("a bid view serializes")?;
+    if let Some(key) = &key {
+        sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
+    }
     tx.commit().await.context("commit the bid")?;
     metrics::counter!("market_bids_placed_total").increment(1);
-    tracing::info!(bid_id = %bid.id, product_id = %bid.product_id, status = bid.status.as_str(), "bid placed");
-    Ok((StatusCode::CREATED, Json(bid.into())))
+    tracing::info!(%bid_id, product_id = %new.product_id, status = status.as_str(), "bid placed");
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// Your bids, newest first, whatever became of them.
