@@ -299,6 +299,20 @@ pub async fn seed_market(api: &Api, admin: &User, users: &[User], count: usize) 
         .count()
         .await;
     anyhow::ensure!(saved == users.len(), "saving cards failed for {} users", users.len() - saved);
+    // The market hears of a product through an event: wait until it has, for each one (its
+    // market answers), so the run and the streams do not start before it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for product in &products {
+        let path = format!("/api/products/{product}/market");
+        while api
+            .call(&mut rec, "seed", Method::GET, &path, None, None, OK)
+            .await
+            .is_none_or(|r| r.status != StatusCode::OK)
+        {
+            anyhow::ensure!(Instant::now() < deadline, "the market did not hear of product {product} in 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     Ok(products)
 }
 
