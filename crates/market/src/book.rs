@@ -72,13 +72,47 @@ type BookKey = (Uuid, u64);
 /// One book's turn-taking.
 type Queue = Arc<tokio::sync::Mutex<()>>;
 
+/// Books remembered before those nobody is queued on are forgotten.
+const REMEMBERED_BOOKS: usize = 1_024;
+
 impl BookQueues {
     /// Waits for this process's turn on the book; the turn lasts as long as the guard.
     pub async fn turn(&self, product: Uuid, size: f64) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = (product, size.to_bits());
         let queue = {
             let mut queues = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            queues.entry((product, size.to_bits())).or_default().clone()
+            if queues.len() >= REMEMBERED_BOOKS && !queues.contains_key(&key) {
+                // A queue only the map holds has nobody waiting or trading on it.
+                queues.retain(|_, queue| Arc::strong_count(queue) > 1);
+            }
+            queues.entry(key).or_default().clone()
         };
         queue.lock_owned().await
+    }
+
+    /// How many books the process remembers.
+    pub fn remembered(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn books_nobody_is_queued_on_are_forgotten_so_the_queues_stay_bounded() {
+        let queues = BookQueues::default();
+        let busy = Uuid::now_v7();
+        let held = queues.turn(busy, 10.0).await;
+        for _ in 0..3 * REMEMBERED_BOOKS {
+            drop(queues.turn(Uuid::now_v7(), 10.0).await);
+        }
+        assert!(queues.remembered() <= REMEMBERED_BOOKS, "{} books remembered", queues.remembered());
+        // The book in use was kept: a second turn on it waits for the first.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), queues.turn(busy, 10.0)).await;
+        assert!(waiting.is_err(), "the held book's queue was forgotten");
+        drop(held);
+        drop(queues.turn(busy, 10.0).await);
     }
 }
