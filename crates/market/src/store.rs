@@ -455,11 +455,12 @@ pub async fn order_placed(
     Ok(book.map(|row| (row.product_id, row.size)))
 }
 
-/// An order ended unpaid: it no longer holds its listing. Returns the ask's book if it is
-/// an ask the order held.
+/// An order ended unpaid: it no longer holds its listing, and its price is forgotten.
+/// Returns the ask's book if it is an ask the order held.
 pub async fn order_ended(conn: &mut PgConnection, order: Uuid, sneaker: Uuid) -> anyhow::Result<Option<(Uuid, f64)>> {
     let book = sqlx::query!(
-        "UPDATE asks SET held_by = NULL WHERE id = $1 AND held_by = $2 RETURNING product_id, size",
+        "WITH forgotten AS (DELETE FROM order_prices WHERE order_id = $2)
+         UPDATE asks SET held_by = NULL WHERE id = $1 AND held_by = $2 RETURNING product_id, size",
         sneaker,
         order
     )
@@ -469,8 +470,8 @@ pub async fn order_ended(conn: &mut PgConnection, order: Uuid, sneaker: Uuid) ->
     Ok(book.map(|row| (row.product_id, row.size)))
 }
 
-/// An order completed: if its listing is an ask, a sale at the order's price. Returns
-/// whether it was one.
+/// An order completed: if its listing is an ask, a sale at the order's price (which is
+/// then forgotten: only live orders' prices are kept). Returns whether it was one.
 pub async fn record_sale(
     conn: &mut PgConnection,
     order: Uuid,
@@ -478,9 +479,10 @@ pub async fn record_sale(
     sold_at: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
     let recorded = sqlx::query!(
-        "INSERT INTO sales (order_id, product_id, size, price_cents, sold_at)
+        "WITH price AS (DELETE FROM order_prices WHERE order_id = $1 RETURNING price_cents)
+         INSERT INTO sales (order_id, product_id, size, price_cents, sold_at)
          SELECT $1, a.product_id, a.size, p.price_cents, $3
-           FROM asks a JOIN order_prices p ON p.order_id = $1
+           FROM asks a, price p
           WHERE a.id = $2
          ON CONFLICT DO NOTHING",
         order,

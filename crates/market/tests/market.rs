@@ -411,6 +411,10 @@ async fn a_match_ends_as_a_sale_or_puts_the_bid_back_or_closes_it() {
     ctx.deliver(&SneakerEvent::Updated(released), third, 3).await;
     let market = size_of(&ctx.market().await, 9.0);
     assert_eq!((market["asks"].as_i64(), market["lowestAsk"].as_f64()), (Some(1), Some(150.0)));
+
+    // Only live orders' prices are kept: the sold and the declined ones are forgotten.
+    let kept: Vec<Uuid> = sqlx::query_scalar("SELECT order_id FROM order_prices").fetch_all(&ctx.pool).await.unwrap();
+    assert_eq!(kept, [buy_now]);
 }
 
 #[tokio::test]
