@@ -386,6 +386,11 @@ async fn a_match_ends_as_a_sale_or_puts_the_bid_back_or_closes_it() {
     let sales = Call::get(&format!("/api/products/{}/sales?size=10", ctx.product)).send(&ctx.app).await;
     assert_eq!(sales.json["items"].as_array().unwrap().len(), 1, "{}", sales.text);
     assert_eq!(sales.json["items"][0]["price"], 210.0);
+    let path = format!("/api/products/{}/sales?size=10.25&limit=0&cursor=x", ctx.product);
+    let refused = Call::get(&path).send(&ctx.app).await;
+    let fields: Vec<&str> =
+        refused.json["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!((refused.status, fields), (StatusCode::BAD_REQUEST, vec!["size", "limit", "cursor"]), "every bad field");
 
     // A declined saved card closes the bid; the pair comes back once its order ends.
     let third = ctx.ask(seller, 9.0, 15_000).await;

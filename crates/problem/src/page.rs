@@ -44,19 +44,25 @@ pub struct Page {
     pub before: Option<Uuid>,
 }
 
+/// A page's `limit` as sent: [`DEFAULT_LIMIT`] when absent, else a whole number from 1 to
+/// [`MAX_LIMIT`] (for endpoints whose cursor is not an id, which parse the rest themselves).
+pub fn limit(raw: Option<&str>) -> Result<i64, FieldError> {
+    match raw.map(str::parse::<i64>) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+    }
+}
+
 impl TryFrom<PageParams> for Page {
     type Error = Vec<FieldError>;
 
     fn try_from(params: PageParams) -> Result<Self, Self::Error> {
         let mut errors = Vec::new();
-        let limit = match params.limit.as_deref().map(str::parse::<i64>) {
-            None => DEFAULT_LIMIT,
-            Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-            Some(_) => {
-                errors.push(FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")));
-                DEFAULT_LIMIT
-            }
-        };
+        let limit = limit(params.limit.as_deref()).unwrap_or_else(|error| {
+            errors.push(error);
+            DEFAULT_LIMIT
+        });
         let before = match params.cursor.as_deref().map(Uuid::try_parse) {
             None => None,
             Some(Ok(id)) => Some(id),

@@ -9,7 +9,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sneakerstop_problem::money::units;
-use sneakerstop_problem::page::{DEFAULT_LIMIT, MAX_LIMIT, PageOf};
+use sneakerstop_problem::page::{self, DEFAULT_LIMIT, PageOf};
 use sneakerstop_problem::{ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -152,14 +152,10 @@ pub(super) async fn sales(
             None
         }
     };
-    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")));
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = page::limit(params.limit.as_deref()).unwrap_or_else(|error| {
+        errors.push(error);
+        DEFAULT_LIMIT
+    });
     let before = match params.cursor.as_deref().map(decode_cursor) {
         None => None,
         Some(Some(cursor)) => Some(cursor),
