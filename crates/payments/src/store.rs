@@ -95,6 +95,12 @@ pub async fn customer(conn: &mut PgConnection, buyer: Uuid) -> anyhow::Result<Op
 /// Makes `method` the buyer's current one (replacing the one they had), remembers their
 /// customer, and announces `payment_method.saved`, on the caller's transaction.
 pub async fn save_method(tx: &mut PgConnection, buyer: Uuid, method: &SavedMethodRow) -> anyhow::Result<()> {
+    // Two saves of one buyer take turns (a row lock on the current method would not do for
+    // the first, when there is none), so each replaces the one before and counts its version.
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('payment_method/' || $1::uuid::text, 0))", buyer)
+        .execute(&mut *tx)
+        .await
+        .context("take the buyer's turn to save a payment method")?;
     if let Some(customer) = &method.customer_ref {
         sqlx::query!(
             "INSERT INTO customers (buyer_id, customer_ref) VALUES ($1, $2)
@@ -106,12 +112,6 @@ pub async fn save_method(tx: &mut PgConnection, buyer: Uuid, method: &SavedMetho
         .await
         .context("remember the customer")?;
     }
-    // Two saves of one buyer take turns (a row lock on the current method would not do for
-    // the first, when there is none), so each replaces the one before and counts its version.
-    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('payment_method/' || $1::uuid::text, 0))", buyer)
-        .execute(&mut *tx)
-        .await
-        .context("take the buyer's turn to save a payment method")?;
     sqlx::query!(
         "UPDATE payment_methods SET replaced_at = $2 WHERE buyer_id = $1 AND replaced_at IS NULL",
         buyer,
