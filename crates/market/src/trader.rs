@@ -40,9 +40,11 @@ impl Trader {
     }
 
     /// Trades pending orders whenever woken, and every `interval` regardless, until `cancel`.
+    /// A round that fails leaves its books' rows for the next (`market_trader_failures_total`).
     pub async fn run(self, pool: PgPool, books: BookQueues, interval: Duration, cancel: CancellationToken) {
         loop {
             if let Err(error) = trade_pending(&pool, &books).await {
+                metrics::counter!("market_trader_failures_total").increment(1);
                 tracing::warn!(error = format!("{error:#}"), "trading pending orders failed; trying again");
             }
             tokio::select! {
@@ -57,6 +59,8 @@ impl Trader {
 /// Trades every book's pending orders; returns how many orders it traded or found gone.
 pub async fn trade_pending(pool: &PgPool, books: &BookQueues) -> anyhow::Result<usize> {
     let due = store::books_with_pending_trades(pool).await?;
+    #[allow(clippy::cast_precision_loss, reason = "a count of books")]
+    metrics::gauge!("market_books_with_pending_trades").set(due.len() as f64);
     futures::stream::iter(due)
         .map(|(product, size)| trade_book(pool, books, product, size))
         .buffer_unordered(CONCURRENT_BOOKS)
