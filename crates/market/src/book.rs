@@ -1,7 +1,7 @@
 //! Trading on a book: what happens when an order arrives on one side and may cross the
-//! other. Every function here runs with the book locked ([`store::lock_book`]) by its caller:
-//! every change to a bid, and every change to an ask that can put it on the book, takes
-//! the book's lock first, so the orders a matcher reads are the book as it is.
+//! other. Every function here runs with the book locked ([`store::lock_book`]) by its caller,
+//! so two trades on one book never read it at once. An order put on the book without the
+//! lock (by the consumer) is traded afterwards, under it, by the trader ([`crate::trader`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -2,12 +2,13 @@
 //!
 //! - `catalog.products` → the product replica (which sizes have a book);
 //! - `catalog.sneakers` → the ask replica, by version, for listings that name a product; an
-//!   ask that is (again) on its book trades with the best bid it crosses;
+//!   ask that is (again) on its book is left for the trader, to trade with the best bid it
+//!   crosses;
 //! - `orders.orders` → who holds each ask (an order holds its pair from `order.created` until
 //!   it ends), order prices, and sales (`order.completed` of an ask); for an order of the
 //!   market (its id is a match's), the match's outcome: filled, or — refused, lapsed,
-//!   declined, cancelled by its buyer — ended, and its bid back on the book (and trading at
-//!   once) or closed;
+//!   declined, cancelled by its buyer — ended, and its bid back on the book (left for the
+//!   trader) or closed;
 //! - `payments.methods` → who has a saved payment method.
 //!
 //! Nothing here trades: an order that joins its book (an ask listed, cheaper or free again;

@@ -85,8 +85,8 @@ pub trait Handler: Send + Sync + 'static {
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>>;
 
     /// Before a batch of events is applied on one transaction: a handler whose events take
-    /// locks in an order that depends on the event (the market locks the book each event is
-    /// about) takes them all here, in one fixed order, so that two batches can never hold
+    /// locks in an order that depends on the event (the market changes the asks its events
+    /// are about) takes them all here, in one fixed order, so that two batches can never hold
     /// two locks in opposite orders and deadlock. Nothing by default.
     fn lock_batch<'a>(
         &'a self,

@@ -86,19 +86,19 @@ impl Problem {
 
     /// 400: the request was malformed or a field was invalid.
     pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self::fields(StatusCode::BAD_REQUEST, "validation", "Invalid request", errors)
+    }
+
+    /// A problem about fields: each error names its field and why, and the detail lists them.
+    fn fields(status: StatusCode, slug: &str, title: &str, errors: Vec<FieldError>) -> Self {
         let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; ");
-        Self { errors, ..Self::new(StatusCode::BAD_REQUEST, "validation", "Invalid request").with_detail(detail) }
+        Self { errors, ..Self::new(status, slug, title).with_detail(detail) }
     }
 
     /// 422: every field is well-formed, but what they say cannot be done as things stand
     /// (a size the named product is not made in); each reason names its field.
     pub fn unprocessable(errors: Vec<FieldError>) -> Self {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; ");
-        Self {
-            errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Cannot be done as asked")
-                .with_detail(detail)
-        }
+        Self::fields(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Cannot be done as asked", errors)
     }
 
     /// 400 for a single invalid field.
