@@ -4,14 +4,19 @@
 //! lock (by the consumer) is traded afterwards, under it, by the trader ([`crate::trader`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use futures::future::BoxFuture;
+use sneakerstop_idempotency::KeyError;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::domain::{self, Ask, Bid, Decision};
-use crate::store;
+use crate::{MarketError, store};
 
 /// Trades `bid` (new, or back on the book) with the best ask it crosses, at the ask's
 /// price. Returns the trade, if it made one.
@@ -56,7 +61,8 @@ fn matched(traded: &Decision) {
     }
 }
 
-/// This process's queue per book, in front of the database's lock.
+/// This process's queue per book, in front of the database's lock, and the batches that
+/// requests on one book are done in.
 ///
 /// Requests for one hot book (a release-day drop) would otherwise each take a pooled
 /// connection and then wait inside PostgreSQL for the book's advisory lock, holding the
@@ -64,36 +70,199 @@ fn matched(traded: &Decision) {
 /// consumer — which ends matches and puts asks back — waits behind them. Queued here first,
 /// one request per book at a time holds a connection; the advisory lock still orders this
 /// process against the others.
+///
+/// And a hot book's requests are done together ([`BookQueues::batched`]): whoever gets the
+/// book's turn does every request waiting for it, one after another, on one transaction
+/// (group commit). They still trade in the order they arrived, each seeing what the one
+/// before it did, but the book is locked and the transaction committed once per batch
+/// instead of once per request — where a busy book's time went.
 #[derive(Debug, Clone, Default)]
-pub struct BookQueues(Arc<Mutex<HashMap<BookKey, Queue>>>);
+pub struct BookQueues {
+    books: Arc<Mutex<HashMap<BookKey, Arc<Book>>>>,
+    tickets: Arc<AtomicU64>,
+}
 
 /// A book: its product and its size's bits.
 type BookKey = (Uuid, u64);
-/// One book's turn-taking.
-type Queue = Arc<tokio::sync::Mutex<()>>;
+
+/// One book's turn-taking, and the work waiting for the next batch.
+#[derive(Default)]
+struct Book {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    waiting: Mutex<Vec<(u64, Box<dyn Work>)>>,
+}
+
+impl std::fmt::Debug for Book {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Book").finish_non_exhaustive()
+    }
+}
+
+impl Book {
+    /// Whether anyone holds or waits for this book (the map's own reference aside).
+    fn in_use(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1 || Arc::strong_count(&self.turn) > 1
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Box<dyn Work>)>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A request on a book, done in the book's next batch ([`BookQueues::request`]).
+pub trait BookRequest: Send + 'static {
+    /// What the request answers with.
+    type Answer: Send + 'static;
+
+    /// Does the request on the batch's transaction, with the book locked. A refusal is an
+    /// answer like any other; [`MarketError::Internal`] (the database failing) fails the
+    /// batch, and every request in it.
+    fn on_book(self, tx: &mut PgConnection) -> impl Future<Output = Result<Self::Answer, MarketError>> + Send;
+
+    /// Runs once the batch has committed, just before the request is answered (counts, logs).
+    fn committed(_answer: &Result<Self::Answer, MarketError>) {}
+}
+
+/// A request's part of a book's batch, whatever its kind.
+trait Work: Send {
+    /// Does the work; what it returns delivers the answer once the batch has committed.
+    fn run<'c>(self: Box<Self>, tx: &'c mut PgConnection) -> BoxFuture<'c, anyhow::Result<Delivery>>;
+}
+
+/// Hands a request its answer.
+type Delivery = Box<dyn FnOnce() + Send>;
+
+/// A request, and where its answer goes.
+struct Waiting<R: BookRequest> {
+    request: R,
+    answer: oneshot::Sender<Result<R::Answer, MarketError>>,
+}
+
+impl<R: BookRequest> Work for Waiting<R> {
+    fn run<'c>(self: Box<Self>, tx: &'c mut PgConnection) -> BoxFuture<'c, anyhow::Result<Delivery>> {
+        Box::pin(async move {
+            let Self { request, answer } = *self;
+            let outcome = match request.on_book(tx).await {
+                Err(MarketError::Internal(error) | MarketError::Key(KeyError::Internal(error))) => return Err(error),
+                outcome => outcome,
+            };
+            Ok(Box::new(move || {
+                R::committed(&outcome);
+                // The request may have gone away: then nobody is told.
+                let _ = answer.send(outcome);
+            }) as Delivery)
+        })
+    }
+}
+
+/// Requests done in one batch at most (the rest wait for the next).
+const MAX_BATCH: usize = 64;
 
 /// Books remembered before those nobody is queued on are forgotten.
 const REMEMBERED_BOOKS: usize = 1_024;
 
 impl BookQueues {
-    /// Waits for this process's turn on the book; the turn lasts as long as the guard.
-    pub async fn turn(&self, product: Uuid, size: f64) -> tokio::sync::OwnedMutexGuard<()> {
+    fn book(&self, product: Uuid, size: f64) -> Arc<Book> {
         let key = (product, size.to_bits());
-        let queue = {
-            let mut queues = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if queues.len() >= REMEMBERED_BOOKS && !queues.contains_key(&key) {
-                // A queue only the map holds has nobody waiting or trading on it.
-                queues.retain(|_, queue| Arc::strong_count(queue) > 1);
-            }
-            queues.entry(key).or_default().clone()
-        };
-        queue.lock_owned().await
+        let mut books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
+        if books.len() >= REMEMBERED_BOOKS && !books.contains_key(&key) {
+            books.retain(|_, book| book.in_use());
+        }
+        books.entry(key).or_default().clone()
     }
 
     /// How many books the process remembers.
     pub fn remembered(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.books.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
+
+    /// How many requests wait for the book's next batch.
+    pub fn waiting(&self, product: Uuid, size: f64) -> usize {
+        self.book(product, size).waiting().len()
+    }
+
+    /// Waits for this process's turn on the book; the turn lasts as long as the guard.
+    pub async fn turn(&self, product: Uuid, size: f64) -> tokio::sync::OwnedMutexGuard<()> {
+        self.book(product, size).turn.clone().lock_owned().await
+    }
+
+    /// Does `request` in the book's next batch, and answers once that batch has committed.
+    /// A batch that fails answers each of its requests with an internal error.
+    pub async fn request<R: BookRequest>(
+        &self,
+        pool: &PgPool,
+        product: Uuid,
+        size: f64,
+        request: R,
+    ) -> Result<R::Answer, MarketError> {
+        let (answer, answered) = oneshot::channel();
+        self.batched(pool, product, size, Box::new(Waiting { request, answer })).await?;
+        answered.await.map_err(|_| anyhow::anyhow!("the batch this request was in failed (logged with its cause)"))?
+    }
+
+    /// Does `work` in the book's next batch, and returns once that batch has ended:
+    /// committed (the work's [`Delivery`] has run) or failed (it was dropped, and the leader
+    /// gets the error). The batch runs on a task of its own, so a request that goes away
+    /// does not take the others' work with it.
+    async fn batched(&self, pool: &PgPool, product: Uuid, size: f64, work: Box<dyn Work>) -> anyhow::Result<()> {
+        let book = self.book(product, size);
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        book.waiting().push((ticket, work));
+        // Gone before its batch began (the request was dropped): the work is not done.
+        let withdraw = Withdraw { book: &book, ticket };
+        let turn = book.turn.clone().lock_owned().await;
+        let batch: Vec<_> = {
+            let mut waiting = book.waiting();
+            if !waiting.iter().any(|(waiting, _)| *waiting == ticket) {
+                // An earlier batch did it, and has ended: the turn is only had after it.
+                return Ok(());
+            }
+            let take = waiting.len().min(MAX_BATCH);
+            waiting.drain(..take).map(|(_, work)| work).collect()
+        };
+        drop(withdraw);
+        let pool = pool.clone();
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(run_batch(pool, product, size, batch, turn), span))
+            .await
+            .context("the batch on the book stopped")?
+    }
+}
+
+/// Takes a request's work back out of its book's queue if the request goes away first.
+struct Withdraw<'a> {
+    book: &'a Arc<Book>,
+    ticket: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.book.waiting().retain(|(waiting, _)| *waiting != self.ticket);
+    }
+}
+
+/// One batch: the book locked, every request's work in order, one commit, then the answers.
+async fn run_batch(
+    pool: PgPool,
+    product: Uuid,
+    size: f64,
+    batch: Vec<Box<dyn Work>>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+) -> anyhow::Result<()> {
+    #[allow(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
+    metrics::histogram!("market_book_batch_size").record(batch.len() as f64);
+    let _transaction = sneakerstop_db::transaction_span("a batch on a book");
+    let mut tx = pool.begin().await.context("begin a batch on a book")?;
+    store::lock_book(&mut tx, product, size).await?;
+    let mut deliveries = Vec::with_capacity(batch.len());
+    for work in batch {
+        deliveries.push(work.run(&mut tx).await?);
+    }
+    tx.commit().await.context("commit a batch on a book")?;
+    for deliver in deliveries {
+        deliver();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -267,6 +267,72 @@ async fn a_retried_bid_with_its_idempotency_key_is_answered_again_and_buys_nothi
 }
 
 #[tokio::test]
+async fn requests_waiting_for_a_book_are_done_on_one_transaction_each_with_its_own_answer() {
+    let ctx = ctx().await;
+    let (_, early) = ctx.buyer().await;
+    let resting = ctx.bid(&early, 10.0, 100.0).await.json["id"].as_str().unwrap().to_owned();
+    ctx.ask(Uuid::now_v7(), 10.0, 23_000).await;
+    let mut crossing = Vec::new();
+    for _ in 0..2 {
+        crossing.push(ctx.buyer().await.1);
+    }
+    let (_, resting_only) = ctx.buyer().await;
+    let (no_card_id, no_card) = sneakerstop_test_support::signed_in(&ctx.keys);
+    let keyed = async |auth: &str| {
+        Call::post("/api/bids", json!({"productId": ctx.product, "size": 10.0, "price": 240.0}))
+            .header("authorization", auth)
+            .header("idempotency-key", "first-bid")
+            .send(&ctx.app)
+            .await
+    };
+
+    // While something else has the book, requests on it queue; then one batch does them all.
+    let held = ctx.books.turn(ctx.product, 10.0).await;
+    let requests = async {
+        let uri = format!("/api/bids/{resting}");
+        let cancel = Call::new(Method::DELETE, &uri).header("authorization", &early).send(&ctx.app);
+        let bids = futures::future::join_all(crossing.iter().map(|auth| ctx.bid(auth, 10.0, 240.0)));
+        tokio::join!(cancel, bids, ctx.bid(&resting_only, 10.0, 150.0), keyed(&no_card))
+    };
+    let release = async {
+        let queued = || async { (ctx.books.waiting(ctx.product, 10.0) == 5).then_some(()) };
+        sneakerstop_test_support::wait_until("five requests queued for the book", Duration::from_secs(10), queued)
+            .await;
+        drop(held);
+    };
+    let ((cancelled, crossed, rested, refused), ()) = tokio::join!(requests, release);
+
+    assert_eq!((cancelled.status, cancelled.json["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let crossed: Vec<_> = crossed.iter().map(|a| (a.status, a.json["status"].as_str().unwrap_or(&a.text))).collect();
+    assert!(crossed.contains(&(StatusCode::CREATED, "matched")), "{crossed:?}");
+    assert!(crossed.contains(&(StatusCode::CREATED, "open")), "one pair, one match: {crossed:?}");
+    assert_eq!((rested.status, rested.json["status"].as_str()), (StatusCode::CREATED, Some("open")));
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert!(refused.json["type"].as_str().unwrap().ends_with("/payment-method-required"));
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM bids").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(transactions, 1, "every bid written or changed by the one batch");
+    assert_eq!(ctx.matches().await.len(), 1);
+
+    // The refused request's key was given back with its refusal, not committed with the
+    // batch half-used: once the buyer has a card, the same request goes through.
+    let unanswered: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE status_code IS NULL")
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(unanswered, 0, "no claim left without its answer");
+    let saved = PaymentMethodSaved { method_id: Uuid::now_v7(), buyer_id: no_card_id, saved_at: Utc::now() };
+    ctx.deliver(&PaymentMethodEvent::Saved(saved), no_card_id, 1).await;
+    let retried = keyed(&no_card).await;
+    assert_eq!(
+        (retried.status, retried.json["status"].as_str()),
+        (StatusCode::CREATED, Some("open")),
+        "{}",
+        retried.text
+    );
+}
+
+#[tokio::test]
 async fn refusals_name_the_field_or_the_rule() {
     let ctx = ctx().await;
     let (_, with_card) = ctx.buyer().await;

@@ -14,10 +14,13 @@ use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::money::units;
 use sneakerstop_problem::page::{Page, PageOf, PageParams};
 use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{Bid, BidStatus, DEFAULT_EXPIRY_DAYS, MAX_BID_CENTS, MAX_EXPIRY_DAYS, MIN_BID_CENTS, NewBid};
+use crate::domain::{
+    Bid, BidStatus, Bidder, DEFAULT_EXPIRY_DAYS, MAX_BID_CENTS, MAX_EXPIRY_DAYS, MIN_BID_CENTS, NewBid, Product,
+};
 use crate::{AppState, MarketError, book, store};
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -160,41 +163,85 @@ pub(super) async fn place(
         Some(found) => found,
         None => read().await?.ok_or(MarketError::ProductNotFound)?,
     };
-    let _turn = state.books.turn(new.product_id, new.size).await;
-    let _transaction = sneakerstop_db::transaction_span("placing a bid");
-    let mut tx = state.pool.begin().await.context("begin placing a bid")?;
-    store::lock_book(&mut tx, new.product_id, new.size).await?;
-    // Claimed, used and answered on this one transaction: a crash rolls the claim back too.
-    // A retry waits for the book behind the first request, so it finds the first answer.
+    let placing = Placing { buyer: user.id, key, new, product, bidder };
+    Ok(match state.books.request(&state.pool, placing.new.product_id, placing.new.size, placing).await? {
+        Placed::Now(view, _, _) => (StatusCode::CREATED, Json(view)).into_response(),
+        Placed::Before(answer) => answer,
+    })
+}
+
+/// A bid to place, in its book's next batch.
+struct Placing {
+    buyer: Uuid,
+    key: Option<IdempotencyKey>,
+    new: NewBid,
+    product: Product,
+    bidder: Bidder,
+}
+
+impl book::BookRequest for Placing {
+    type Answer = Placed;
+
+    async fn on_book(self, tx: &mut PgConnection) -> Result<Placed, MarketError> {
+        place_on(tx, self.buyer, self.key.as_ref(), &self.new, &self.product, self.bidder).await
+    }
+
+    fn committed(answer: &Result<Placed, MarketError>) {
+        if let Ok(Placed::Now(_, bid_id, status)) = answer {
+            metrics::counter!("market_bids_placed_total").increment(1);
+            tracing::info!(%bid_id, status = status.as_str(), "bid placed");
+        }
+    }
+}
+
+/// What placing a bid came to.
+enum Placed {
+    /// Placed now: its view, id and status.
+    Now(serde_json::Value, Uuid, BidStatus),
+    /// The Idempotency-Key's first request placed it: that request's answer.
+    Before(Response),
+}
+
+/// Places one bid, on a transaction that holds its book's lock.
+async fn place_on(
+    tx: &mut PgConnection,
+    buyer: Uuid,
+    key: Option<&IdempotencyKey>,
+    new: &NewBid,
+    product: &Product,
+    bidder: Bidder,
+) -> Result<Placed, MarketError> {
+    // Claimed, used and answered on the batch's transaction: a crash rolls the claim back
+    // too. A retry waits for the book behind the first request, so it finds the first answer.
     let request = json!({"productId": new.product_id, "size": new.size, "priceCents": new.price_cents,
                          "expiresInDays": new.expires_in_days});
-    let start = sneakerstop_idempotency::begin(
-        &mut tx,
-        user.id,
-        key.as_ref(),
-        &request,
-        sneakerstop_idempotency::WITHIN_TRANSACTION,
-    )
-    .await?;
+    let start =
+        sneakerstop_idempotency::begin(tx, buyer, key, &request, sneakerstop_idempotency::WITHIN_TRANSACTION).await?;
     if let sneakerstop_idempotency::Start::Answer(answer) = start {
-        return Ok(answer);
+        return Ok(Placed::Before(answer));
     }
     let now = Utc::now().trunc_subsecs(6);
-    let placed = Bid::place(Uuid::now_v7(), user.id, &new, &product, bidder, now)?;
-    store::insert_bid(&mut tx, &placed).await?;
-    let bid = match book::trade_bid(&mut tx, &placed.bid, now).await? {
+    let placed = match Bid::place(Uuid::now_v7(), buyer, new, product, bidder, now) {
+        Ok(placed) => placed,
+        Err(refusal) => {
+            // Others' bids in the batch commit: the claim must not (a retry runs again).
+            if let Some(key) = key {
+                sneakerstop_idempotency::release(tx, buyer, key).await?;
+            }
+            return Err(refusal.into());
+        }
+    };
+    store::insert_bid(tx, &placed).await?;
+    let bid = match book::trade_bid(tx, &placed.bid, now).await? {
         Some(traded) => traded.bid,
         None => placed.bid,
     };
     let (bid_id, status) = (bid.id, bid.status);
     let view = serde_json::to_value(BidView::from(bid)).context("a bid view serializes")?;
-    if let Some(key) = &key {
-        sneakerstop_idempotency::store(&mut tx, user.id, key, StatusCode::CREATED.as_u16(), &view).await?;
+    if let Some(key) = key {
+        sneakerstop_idempotency::store(tx, buyer, key, StatusCode::CREATED.as_u16(), &view).await?;
     }
-    tx.commit().await.context("commit the bid")?;
-    metrics::counter!("market_bids_placed_total").increment(1);
-    tracing::info!(%bid_id, product_id = %new.product_id, status = status.as_str(), "bid placed");
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    Ok(Placed::Now(view, bid_id, status))
 }
 
 /// Your bids, newest first, whatever became of them.
@@ -262,17 +309,34 @@ pub(super) async fn cancel(
     let id = parse_id(&id)?;
     let found =
         store::bid(&state.pool, id).await?.filter(|bid| bid.buyer_id == user.id).ok_or(MarketError::BidNotFound)?;
-    let _turn = state.books.turn(found.product_id, found.size).await;
-    let _transaction = sneakerstop_db::transaction_span("cancelling a bid");
-    let mut tx = state.pool.begin().await.context("begin cancelling a bid")?;
-    // The book first, then the bid: the order every change to a book takes its locks in.
-    store::lock_book(&mut tx, found.product_id, found.size).await?;
-    let bid = store::lock_bid(&mut tx, id).await?.ok_or(MarketError::BidNotFound)?;
-    let cancelled = bid.cancel(user.id, Utc::now().trunc_subsecs(6))?;
-    store::save_bid(&mut tx, &cancelled).await?;
-    tx.commit().await.context("commit the cancellation")?;
-    metrics::counter!("market_bids_cancelled_total").increment(1);
-    Ok(Json(cancelled.bid.into()))
+    let cancelling = Cancelling { id, buyer: user.id };
+    let cancelled = state.books.request(&state.pool, found.product_id, found.size, cancelling).await?;
+    Ok(Json(cancelled.into()))
+}
+
+/// A bid to cancel, in its book's next batch.
+struct Cancelling {
+    id: Uuid,
+    buyer: Uuid,
+}
+
+impl book::BookRequest for Cancelling {
+    type Answer = Bid;
+
+    async fn on_book(self, tx: &mut PgConnection) -> Result<Bid, MarketError> {
+        // The book (locked by the batch) first, then the bid: the order every change to a
+        // book takes its locks in.
+        let bid = store::lock_bid(tx, self.id).await?.ok_or(MarketError::BidNotFound)?;
+        let cancelled = bid.cancel(self.buyer, Utc::now().trunc_subsecs(6))?;
+        store::save_bid(tx, &cancelled).await?;
+        Ok(cancelled.bid)
+    }
+
+    fn committed(answer: &Result<Bid, MarketError>) {
+        if answer.is_ok() {
+            metrics::counter!("market_bids_cancelled_total").increment(1);
+        }
+    }
 }
 
 fn parse_id(id: &str) -> Result<Uuid, MarketError> {
