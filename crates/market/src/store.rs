@@ -43,6 +43,15 @@ pub enum Arrival {
     Bid(Uuid),
 }
 
+/// A pending trade taken from `pending_trades`.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingTrade {
+    /// Its row.
+    pub id: i64,
+    /// What joined the book.
+    pub arrival: Arrival,
+}
+
 /// Records, on the caller's transaction, that `arrival` joined the book and is to trade.
 pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arrival: Arrival) -> anyhow::Result<()> {
     let (ask, bid) = match arrival {
@@ -62,27 +71,81 @@ pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arri
     Ok(())
 }
 
-/// The books that have pending trades.
+/// The books that have pending trades (not set aside).
 pub async fn books_with_pending_trades(pool: &PgPool) -> anyhow::Result<Vec<(Uuid, f64)>> {
-    let rows = sqlx::query!("SELECT DISTINCT product_id, size FROM pending_trades")
+    let rows = sqlx::query!("SELECT DISTINCT product_id, size FROM pending_trades WHERE set_aside_at IS NULL")
         .fetch_all(pool)
         .await
         .context("find books with pending trades")?;
     Ok(rows.into_iter().map(|row| (row.product_id, row.size)).collect())
 }
 
-/// Takes a book's pending trades, in the order they were recorded. The book must be locked.
-pub async fn take_pending_trades(tx: &mut PgConnection, product: Uuid, size: f64) -> anyhow::Result<Vec<Arrival>> {
+/// How many pending trades are set aside, failed for good.
+pub async fn count_set_aside_trades(pool: &PgPool) -> anyhow::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM pending_trades WHERE set_aside_at IS NOT NULL"#)
+        .fetch_one(pool)
+        .await
+        .context("count set-aside trades")
+}
+
+/// Takes a book's pending trades (or only the one with `id`), in the order they were
+/// recorded, leaving those set aside. The book must be locked.
+pub async fn take_pending_trades(
+    tx: &mut PgConnection,
+    product: Uuid,
+    size: f64,
+    id: Option<i64>,
+) -> anyhow::Result<Vec<PendingTrade>> {
     let mut rows = sqlx::query!(
-        "DELETE FROM pending_trades WHERE product_id = $1 AND size = $2 RETURNING id, ask_id, bid_id",
+        "DELETE FROM pending_trades
+          WHERE product_id = $1 AND size = $2 AND set_aside_at IS NULL AND ($3::bigint IS NULL OR id = $3)
+          RETURNING id, ask_id, bid_id",
         product,
-        size
+        size,
+        id
     )
     .fetch_all(tx)
     .await
     .context("take pending trades")?;
     rows.sort_by_key(|row| row.id);
-    Ok(rows.into_iter().filter_map(|row| row.ask_id.map(Arrival::Ask).or(row.bid_id.map(Arrival::Bid))).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let arrival = row.ask_id.map(Arrival::Ask).or(row.bid_id.map(Arrival::Bid))?;
+            Some(PendingTrade { id: row.id, arrival })
+        })
+        .collect())
+}
+
+/// The ids of a book's pending trades (not set aside), oldest first.
+pub async fn pending_trade_ids(pool: &PgPool, product: Uuid, size: f64) -> anyhow::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM pending_trades WHERE product_id = $1 AND size = $2 AND set_aside_at IS NULL ORDER BY id",
+        product,
+        size
+    )
+    .fetch_all(pool)
+    .await
+    .context("list a book's pending trades")
+}
+
+/// Counts a failed attempt at the pending trade `id` and keeps its error; at `max_attempts`
+/// sets it aside. Returns whether it is now set aside.
+pub async fn pending_trade_failed(pool: &PgPool, id: i64, error: &str, max_attempts: i32) -> anyhow::Result<bool> {
+    let set_aside = sqlx::query_scalar!(
+        r#"UPDATE pending_trades
+              SET attempts = attempts + 1, last_error = $2,
+                  set_aside_at = CASE WHEN attempts + 1 >= $3 THEN now() END
+            WHERE id = $1
+        RETURNING set_aside_at IS NOT NULL AS "set_aside!""#,
+        id,
+        error,
+        max_attempts
+    )
+    .fetch_optional(pool)
+    .await
+    .context("count a failed pending trade")?;
+    Ok(set_aside.unwrap_or(false))
 }
 
 /// Locks the asks with these ids, in one order (by id), so that consumer transactions

@@ -9,6 +9,10 @@
 //! on a short transaction of its own under the book's lock, taking turns with requests
 //! ([`BookQueues`]). A process that dies in between leaves the rows behind, and the next
 //! trader to run (every instance's, at start and every `interval`) trades them.
+//!
+//! A book whose pending orders fail to trade together is traded again one order per
+//! transaction; an order that fails alone in [`MAX_ATTEMPTS`] rounds is set aside with its
+//! error (a bug, or a row no trade can be made of), so it cannot stop its book.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +30,9 @@ use crate::store::{self, Arrival};
 
 /// Books traded at once (each holds one pooled connection while it trades).
 const CONCURRENT_BOOKS: usize = 4;
+
+/// Rounds in which a pending trade fails on its own before it is set aside.
+pub const MAX_ATTEMPTS: i32 = 5;
 
 /// Wakes the trader; cloned into the consumer's handler.
 #[derive(Debug, Clone, Default)]
@@ -59,8 +66,11 @@ impl Trader {
 /// Trades every book's pending orders; returns how many orders it traded or found gone.
 pub async fn trade_pending(pool: &PgPool, books: &BookQueues) -> anyhow::Result<usize> {
     let due = store::books_with_pending_trades(pool).await?;
-    #[allow(clippy::cast_precision_loss, reason = "a count of books")]
-    metrics::gauge!("market_books_with_pending_trades").set(due.len() as f64);
+    #[allow(clippy::cast_precision_loss, reason = "counts of rows")]
+    {
+        metrics::gauge!("market_books_with_pending_trades").set(due.len() as f64);
+        metrics::gauge!("market_pending_trades_set_aside").set(store::count_set_aside_trades(pool).await? as f64);
+    }
     futures::stream::iter(due)
         .map(|(product, size)| trade_book(pool, books, product, size))
         .buffer_unordered(CONCURRENT_BOOKS)
@@ -68,17 +78,33 @@ pub async fn trade_pending(pool: &PgPool, books: &BookQueues) -> anyhow::Result<
         .await
 }
 
-/// Trades one book's pending orders, in the order they arrived, on one transaction.
+/// Trades one book's pending orders, in the order they arrived: together on one
+/// transaction, or — when that fails — one by one, so that one order that cannot trade
+/// does not hold back the others.
 #[tracing::instrument(skip(pool, books), err)]
 async fn trade_book(pool: &PgPool, books: &BookQueues, product: Uuid, size: f64) -> anyhow::Result<usize> {
     let _turn = books.turn(product, size).await;
+    match trade_together(pool, product, size, None).await {
+        Ok(traded) => Ok(traded),
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "trading the book's pending orders together failed; one by one"
+            );
+            trade_one_by_one(pool, product, size).await
+        }
+    }
+}
+
+/// Trades the book's pending orders (or only the one with `id`) on one transaction.
+async fn trade_together(pool: &PgPool, product: Uuid, size: f64, id: Option<i64>) -> anyhow::Result<usize> {
     let _transaction = sneakerstop_db::transaction_span("trading pending orders");
     let mut tx = pool.begin().await.context("begin trading pending orders")?;
     store::lock_book(&mut tx, product, size).await?;
-    let arrivals = store::take_pending_trades(&mut tx, product, size).await?;
+    let pending = store::take_pending_trades(&mut tx, product, size, id).await?;
     let now = Utc::now();
-    for arrival in &arrivals {
-        match *arrival {
+    for trade in &pending {
+        match trade.arrival {
             Arrival::Ask(id) => book::trade_ask_by_id(&mut tx, id, now).await?,
             Arrival::Bid(id) => {
                 if let Some(bid) = store::lock_bid(&mut tx, id).await? {
@@ -88,5 +114,34 @@ async fn trade_book(pool: &PgPool, books: &BookQueues, product: Uuid, size: f64)
         }
     }
     tx.commit().await.context("commit pending trades")?;
-    Ok(arrivals.len())
+    Ok(pending.len())
+}
+
+/// Trades the book's pending orders each on a transaction of its own. One that fails counts
+/// an attempt and stays for the next round; at [`MAX_ATTEMPTS`] it is set aside
+/// (`market_pending_trades_set_aside`), for an operator to look at.
+async fn trade_one_by_one(pool: &PgPool, product: Uuid, size: f64) -> anyhow::Result<usize> {
+    let mut traded = 0;
+    let mut failed = None;
+    for id in store::pending_trade_ids(pool, product, size).await? {
+        match trade_together(pool, product, size, Some(id)).await {
+            Ok(done) => traded += done,
+            Err(error) => {
+                let message = format!("{error:#}");
+                if store::pending_trade_failed(pool, id, &message, MAX_ATTEMPTS).await? {
+                    metrics::counter!("market_pending_trades_set_aside_total").increment(1);
+                    tracing::error!(
+                        pending_trade = id,
+                        error = message,
+                        "a pending trade kept failing and is set aside"
+                    );
+                }
+                failed = Some(error);
+            }
+        }
+    }
+    match failed {
+        Some(error) => Err(error.context(format!("pending orders that did not trade remain (traded {traded})"))),
+        None => Ok(traded),
+    }
 }

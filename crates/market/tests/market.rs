@@ -207,6 +207,62 @@ async fn an_ask_the_consumer_applied_trades_even_if_the_process_stopped_before_t
 }
 
 #[tokio::test]
+async fn a_pending_trade_that_keeps_failing_is_set_aside_and_does_not_stop_its_book() {
+    let ctx = ctx().await;
+    let (_, low) = ctx.buyer().await;
+    let low_bid = ctx.bid(&low, 10.0, 100.0).await.json["id"].as_str().unwrap().to_owned();
+    let (_, high) = ctx.buyer().await;
+    let high_bid = ctx.bid(&high, 10.0, 240.0).await.json["id"].as_str().unwrap().to_owned();
+    let (_, next) = ctx.buyer().await;
+    ctx.bid(&next, 10.0, 239.0).await;
+    let list = async |price_cents: i64| {
+        let ask = Uuid::now_v7();
+        ctx.apply(&SneakerEvent::Listed(listing(ask, ctx.product, Uuid::now_v7(), 10.0, price_cents, 1)), ask, 1).await;
+        ask
+    };
+    // A state no trade can be made of (as a bug would leave it): the first ask is already in
+    // a pending match, so matching it again (with either crossing bid) breaks
+    // `matches_one_pending_per_ask`.
+    let broken = list(23_000).await;
+    sqlx::query(
+        "INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status,
+                              created_at, updated_at)
+         SELECT $1, id, $2, product_id, size, buyer_id, $3, 10000, 'pending', now(), now() FROM bids WHERE id = $4",
+    )
+    .bind(Uuid::now_v7())
+    .bind(broken)
+    .bind(Uuid::now_v7())
+    .bind(Uuid::parse_str(&low_bid).unwrap())
+    .execute(&ctx.pool)
+    .await
+    .unwrap();
+    let sound = list(23_000).await;
+
+    let first = trader::trade_pending(&ctx.pool, &ctx.books).await;
+    assert!(first.is_err(), "the broken ask did not trade");
+    let matches = ctx.matches().await;
+    assert_eq!(matches.len(), 1, "the ask behind it traded all the same");
+    assert_eq!((&matches[0].1, &matches[0].2), (&high_bid, &sound.to_string()));
+
+    let attempts = async || -> (i32, bool, String) {
+        sqlx::query_as("SELECT attempts, set_aside_at IS NOT NULL, last_error FROM pending_trades WHERE ask_id = $1")
+            .bind(broken)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap()
+    };
+    let (tried, set_aside, error) = attempts().await;
+    assert_eq!((tried, set_aside), (1, false));
+    assert!(error.contains("matches_one_pending_per_ask"), "{error}");
+    for _ in 1..trader::MAX_ATTEMPTS {
+        assert!(trader::trade_pending(&ctx.pool, &ctx.books).await.is_err());
+    }
+    assert_eq!(attempts().await.0, trader::MAX_ATTEMPTS);
+    assert!(attempts().await.1, "set aside after its last attempt");
+    assert_eq!(trader::trade_pending(&ctx.pool, &ctx.books).await.unwrap(), 0, "and no longer tried");
+}
+
+#[tokio::test]
 async fn a_new_bid_buys_the_lowest_ask_listed_first_at_the_asks_price_never_its_own() {
     let ctx = ctx().await;
     let (buyer, auth) = ctx.buyer().await;
