@@ -110,14 +110,14 @@ impl Book {
 }
 
 /// A request on a book, done in the book's next batch ([`BookQueues::request`]).
-pub trait BookRequest: Send + 'static {
+pub trait BookRequest: Send + Sync + 'static {
     /// What the request answers with.
     type Answer: Send + 'static;
 
     /// Does the request on the batch's transaction, with the book locked. A refusal is an
     /// answer like any other; [`MarketError::Internal`] (the database failing) fails the
-    /// batch, and every request in it.
-    fn on_book(self, tx: &mut PgConnection) -> impl Future<Output = Result<Self::Answer, MarketError>> + Send;
+    /// transaction. It may run again, on another transaction, if the batch's failed.
+    fn on_book(&self, tx: &mut PgConnection) -> impl Future<Output = Result<Self::Answer, MarketError>> + Send;
 
     /// Runs once the batch has committed, just before the request is answered (counts, logs).
     fn committed(_answer: &Result<Self::Answer, MarketError>) {}
@@ -125,33 +125,36 @@ pub trait BookRequest: Send + 'static {
 
 /// A request's part of a book's batch, whatever its kind.
 trait Work: Send {
-    /// Does the work; what it returns delivers the answer once the batch has committed.
-    fn run<'c>(self: Box<Self>, tx: &'c mut PgConnection) -> BoxFuture<'c, anyhow::Result<Delivery>>;
+    /// Does the work on `tx`, keeping its answer until the transaction has committed.
+    fn run<'a>(&'a mut self, tx: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Gives the answer kept by the last run, once its transaction has committed.
+    fn answer(self: Box<Self>);
 }
 
-/// Hands a request its answer.
-type Delivery = Box<dyn FnOnce() + Send>;
-
-/// A request, and where its answer goes.
+/// A request, its answer once it has one, and where the answer goes.
 struct Waiting<R: BookRequest> {
     request: R,
+    outcome: Option<Result<R::Answer, MarketError>>,
     answer: oneshot::Sender<Result<R::Answer, MarketError>>,
 }
 
 impl<R: BookRequest> Work for Waiting<R> {
-    fn run<'c>(self: Box<Self>, tx: &'c mut PgConnection) -> BoxFuture<'c, anyhow::Result<Delivery>> {
+    fn run<'a>(&'a mut self, tx: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let Self { request, answer } = *self;
-            let outcome = match request.on_book(tx).await {
+            self.outcome = match self.request.on_book(tx).await {
                 Err(MarketError::Internal(error) | MarketError::Key(KeyError::Internal(error))) => return Err(error),
-                outcome => outcome,
+                outcome => Some(outcome),
             };
-            Ok(Box::new(move || {
-                R::committed(&outcome);
-                // The request may have gone away: then nobody is told.
-                let _ = answer.send(outcome);
-            }) as Delivery)
+            Ok(())
         })
+    }
+
+    fn answer(self: Box<Self>) {
+        let Some(outcome) = self.outcome else { return };
+        R::committed(&outcome);
+        // The request may have gone away: then nobody is told.
+        let _ = self.answer.send(outcome);
     }
 }
 
@@ -187,7 +190,8 @@ impl BookQueues {
     }
 
     /// Does `request` in the book's next batch, and answers once that batch has committed.
-    /// A batch that fails answers each of its requests with an internal error.
+    /// A batch that fails is done again one request per transaction, so only a request that
+    /// fails on its own is answered with an internal error.
     pub async fn request<R: BookRequest>(
         &self,
         pool: &PgPool,
@@ -196,14 +200,13 @@ impl BookQueues {
         request: R,
     ) -> Result<R::Answer, MarketError> {
         let (answer, answered) = oneshot::channel();
-        self.batched(pool, product, size, Box::new(Waiting { request, answer })).await?;
-        answered.await.map_err(|_| anyhow::anyhow!("the batch this request was in failed (logged with its cause)"))?
+        self.batched(pool, product, size, Box::new(Waiting { request, outcome: None, answer })).await?;
+        answered.await.map_err(|_| anyhow::anyhow!("the request failed on the book (logged with its cause)"))?
     }
 
-    /// Does `work` in the book's next batch, and returns once that batch has ended:
-    /// committed (the work's [`Delivery`] has run) or failed (it was dropped, and the leader
-    /// gets the error). The batch runs on a task of its own, so a request that goes away
-    /// does not take the others' work with it.
+    /// Does `work` in the book's next batch, and returns once that batch has ended (the
+    /// work answered, or was dropped if it failed). The batch runs on a task of its own, so
+    /// a request that goes away does not take the others' work with it.
     async fn batched(&self, pool: &PgPool, product: Uuid, size: f64, work: Box<dyn Work>) -> anyhow::Result<()> {
         let book = self.book(product, size);
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
@@ -225,7 +228,7 @@ impl BookQueues {
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(run_batch(pool, product, size, batch, turn), span))
             .await
-            .context("the batch on the book stopped")?
+            .context("the batch on the book stopped")
     }
 }
 
@@ -241,27 +244,42 @@ impl Drop for Withdraw<'_> {
     }
 }
 
-/// One batch: the book locked, every request's work in order, one commit, then the answers.
+/// One batch: every request's work in order on one transaction, then the answers. If that
+/// transaction fails, each request again on a transaction of its own, so one request that
+/// fails (a bug, data no trade can be made of) does not fail the others.
 async fn run_batch(
     pool: PgPool,
     product: Uuid,
     size: f64,
-    batch: Vec<Box<dyn Work>>,
+    mut batch: Vec<Box<dyn Work>>,
     _turn: tokio::sync::OwnedMutexGuard<()>,
-) -> anyhow::Result<()> {
+) {
     #[allow(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
     metrics::histogram!("market_book_batch_size").record(batch.len() as f64);
-    let _transaction = sneakerstop_db::transaction_span("a batch on a book");
-    let mut tx = pool.begin().await.context("begin a batch on a book")?;
+    match run_together(&pool, product, size, &mut batch).await {
+        Ok(()) => batch.into_iter().for_each(|work| work.answer()),
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(error = format!("{error:#}"), "a batch on a book failed; one request at a time");
+            for mut work in batch {
+                match run_together(&pool, product, size, std::slice::from_mut(&mut work)).await {
+                    Ok(()) => work.answer(),
+                    Err(error) => tracing::error!(error = format!("{error:#}"), "a request on a book failed"),
+                }
+            }
+        }
+        Err(error) => tracing::error!(error = format!("{error:#}"), "a request on a book failed"),
+    }
+}
+
+/// Does `batch` on one transaction with the book locked.
+async fn run_together(pool: &PgPool, product: Uuid, size: f64, batch: &mut [Box<dyn Work>]) -> anyhow::Result<()> {
+    let _transaction = sneakerstop_db::transaction_span("requests on a book");
+    let mut tx = pool.begin().await.context("begin requests on a book")?;
     store::lock_book(&mut tx, product, size).await?;
-    let mut deliveries = Vec::with_capacity(batch.len());
-    for work in batch {
-        deliveries.push(work.run(&mut tx).await?);
+    for work in batch.iter_mut() {
+        work.run(&mut tx).await?;
     }
-    tx.commit().await.context("commit a batch on a book")?;
-    for deliver in deliveries {
-        deliver();
-    }
+    tx.commit().await.context("commit requests on a book")?;
     Ok(())
 }
 

@@ -84,6 +84,24 @@ impl Ctx {
         tx.commit().await.unwrap();
     }
 
+    /// Leaves `ask` in a state no trade can be made of, as a bug would: already in a pending
+    /// match (with `bid`, which must not cross it), so matching it again breaks
+    /// `matches_one_pending_per_ask`.
+    async fn break_ask(&self, ask: Uuid, bid: &str) {
+        sqlx::query(
+            "INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status,
+                                  created_at, updated_at)
+             SELECT $1, id, $2, product_id, size, buyer_id, $3, 10000, 'pending', now(), now() FROM bids WHERE id = $4",
+        )
+        .bind(Uuid::now_v7())
+        .bind(ask)
+        .bind(Uuid::now_v7())
+        .bind(Uuid::parse_str(bid).unwrap())
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
     /// A buyer with a saved payment method, and their `Authorization` header.
     async fn buyer(&self) -> (Uuid, String) {
         let (id, auth) = sneakerstop_test_support::signed_in(&self.keys);
@@ -97,6 +115,21 @@ impl Ctx {
         let id = Uuid::now_v7();
         self.deliver(&SneakerEvent::Listed(listing(id, self.product, seller, size, price_cents, 1)), id, 1).await;
         id
+    }
+
+    /// An ask in size 10 the consumer applied and the trader has not traded yet.
+    async fn applied_ask(&self, price_cents: i64) -> Uuid {
+        let id = Uuid::now_v7();
+        self.apply(&SneakerEvent::Listed(listing(id, self.product, Uuid::now_v7(), 10.0, price_cents, 1)), id, 1).await;
+        id
+    }
+
+    /// A new buyer's bid in size 10 at `price`, placed: (their `Authorization`, its id).
+    async fn placed_bid(&self, price: f64) -> (String, String) {
+        let (_, auth) = self.buyer().await;
+        let placed = self.bid(&auth, 10.0, price).await;
+        assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text);
+        (auth, placed.json["id"].as_str().unwrap().to_owned())
     }
 
     async fn bid(&self, auth: &str, size: f64, price: f64) -> Answer {
@@ -188,12 +221,10 @@ async fn a_bid_rests_until_an_ask_meets_it_and_then_sells_at_the_bids_price() {
 #[tokio::test]
 async fn an_ask_the_consumer_applied_trades_even_if_the_process_stopped_before_trading_it() {
     let ctx = ctx().await;
-    let (_, auth) = ctx.buyer().await;
-    let bid = ctx.bid(&auth, 10.0, 240.0).await.json["id"].as_str().unwrap().to_owned();
+    let (_, bid) = ctx.placed_bid(240.0).await;
 
     // The consumer commits the ask (and its pending trade); the process stops before trading.
-    let ask = Uuid::now_v7();
-    ctx.apply(&SneakerEvent::Listed(listing(ask, ctx.product, Uuid::now_v7(), 10.0, 23_000, 1)), ask, 1).await;
+    let ask = ctx.applied_ask(23_000).await;
     assert!(ctx.matches().await.is_empty(), "nothing traded yet");
     let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_trades").fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(pending, 1, "the ask waits for the trader, durably");
@@ -209,34 +240,15 @@ async fn an_ask_the_consumer_applied_trades_even_if_the_process_stopped_before_t
 #[tokio::test]
 async fn a_pending_trade_that_keeps_failing_is_set_aside_and_does_not_stop_its_book() {
     let ctx = ctx().await;
-    let (_, low) = ctx.buyer().await;
-    let low_bid = ctx.bid(&low, 10.0, 100.0).await.json["id"].as_str().unwrap().to_owned();
-    let (_, high) = ctx.buyer().await;
-    let high_bid = ctx.bid(&high, 10.0, 240.0).await.json["id"].as_str().unwrap().to_owned();
-    let (_, next) = ctx.buyer().await;
-    ctx.bid(&next, 10.0, 239.0).await;
-    let list = async |price_cents: i64| {
-        let ask = Uuid::now_v7();
-        ctx.apply(&SneakerEvent::Listed(listing(ask, ctx.product, Uuid::now_v7(), 10.0, price_cents, 1)), ask, 1).await;
-        ask
-    };
+    let (_, low_bid) = ctx.placed_bid(100.0).await;
+    let (_, high_bid) = ctx.placed_bid(240.0).await;
+    ctx.placed_bid(239.0).await;
     // A state no trade can be made of (as a bug would leave it): the first ask is already in
     // a pending match, so matching it again (with either crossing bid) breaks
     // `matches_one_pending_per_ask`.
-    let broken = list(23_000).await;
-    sqlx::query(
-        "INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status,
-                              created_at, updated_at)
-         SELECT $1, id, $2, product_id, size, buyer_id, $3, 10000, 'pending', now(), now() FROM bids WHERE id = $4",
-    )
-    .bind(Uuid::now_v7())
-    .bind(broken)
-    .bind(Uuid::now_v7())
-    .bind(Uuid::parse_str(&low_bid).unwrap())
-    .execute(&ctx.pool)
-    .await
-    .unwrap();
-    let sound = list(23_000).await;
+    let broken = ctx.applied_ask(23_000).await;
+    ctx.break_ask(broken, &low_bid).await;
+    let sound = ctx.applied_ask(23_000).await;
 
     let first = trader::trade_pending(&ctx.pool, &ctx.books).await;
     assert!(first.is_err(), "the broken ask did not trade");
@@ -325,8 +337,7 @@ async fn a_retried_bid_with_its_idempotency_key_is_answered_again_and_buys_nothi
 #[tokio::test]
 async fn requests_waiting_for_a_book_are_done_on_one_transaction_each_with_its_own_answer() {
     let ctx = ctx().await;
-    let (_, early) = ctx.buyer().await;
-    let resting = ctx.bid(&early, 10.0, 100.0).await.json["id"].as_str().unwrap().to_owned();
+    let (early, resting) = ctx.placed_bid(100.0).await;
     ctx.ask(Uuid::now_v7(), 10.0, 23_000).await;
     let mut crossing = Vec::new();
     for _ in 0..2 {
@@ -386,6 +397,37 @@ async fn requests_waiting_for_a_book_are_done_on_one_transaction_each_with_its_o
         "{}",
         retried.text
     );
+}
+
+#[tokio::test]
+async fn a_request_that_fails_in_a_batch_fails_alone() {
+    let ctx = ctx().await;
+    let (low, low_bid) = ctx.placed_bid(100.0).await;
+    let broken = ctx.applied_ask(23_000).await;
+    ctx.break_ask(broken, &low_bid).await;
+    let (_, crossing) = ctx.buyer().await;
+    let (_, resting) = ctx.buyer().await;
+
+    let held = ctx.books.turn(ctx.product, 10.0).await;
+    let requests = async {
+        let uri = format!("/api/bids/{low_bid}");
+        let cancel = Call::new(Method::DELETE, &uri).header("authorization", &low).send(&ctx.app);
+        tokio::join!(ctx.bid(&crossing, 10.0, 240.0), ctx.bid(&resting, 10.0, 150.0), cancel)
+    };
+    let release = async {
+        let queued = || async { (ctx.books.waiting(ctx.product, 10.0) == 3).then_some(()) };
+        sneakerstop_test_support::wait_until("three requests queued for the book", Duration::from_secs(10), queued)
+            .await;
+        drop(held);
+    };
+    let ((failed, rested, cancelled), ()) = tokio::join!(requests, release);
+
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", failed.text);
+    assert_eq!((rested.status, rested.json["status"].as_str()), (StatusCode::CREATED, Some("open")), "{}", rested.text);
+    assert_eq!((cancelled.status, cancelled.json["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let prices: Vec<i64> =
+        sqlx::query_scalar("SELECT price_cents FROM bids ORDER BY price_cents").fetch_all(&ctx.pool).await.unwrap();
+    assert_eq!(prices, [10_000, 15_000], "the failed bid left nothing behind");
 }
 
 #[tokio::test]

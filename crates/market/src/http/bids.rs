@@ -182,7 +182,7 @@ struct Placing {
 impl book::BookRequest for Placing {
     type Answer = Placed;
 
-    async fn on_book(self, tx: &mut PgConnection) -> Result<Placed, MarketError> {
+    async fn on_book(&self, tx: &mut PgConnection) -> Result<Placed, MarketError> {
         place_on(tx, self.buyer, self.key.as_ref(), &self.new, &self.product, self.bidder).await
     }
 
@@ -323,7 +323,7 @@ struct Cancelling {
 impl book::BookRequest for Cancelling {
     type Answer = Bid;
 
-    async fn on_book(self, tx: &mut PgConnection) -> Result<Bid, MarketError> {
+    async fn on_book(&self, tx: &mut PgConnection) -> Result<Bid, MarketError> {
         // The book (locked by the batch) first, then the bid: the order every change to a
         // book takes its locks in.
         let bid = store::lock_bid(tx, self.id).await?.ok_or(MarketError::BidNotFound)?;
