@@ -141,6 +141,17 @@ where
     sqlx::query_as(sql).fetch_all(pool).await.unwrap()
 }
 
+/// The sum of every series of the labelled metric `name` at a server's `/metrics`.
+async fn metric_sum(http: &Client, url: &str, name: &str) -> f64 {
+    let metrics = http.get(url).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{name}{{");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
@@ -228,9 +239,17 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     }
 
     // Settle: every outbox empty, every unpaid reservation expired and released, every
-    // charge of a cancelled order refunded, every replica caught up.
+    // charge of a cancelled order refunded, every replica caught up, and every consumer
+    // group caught up with its topics (an order's last events applied by catalog too) —
+    // all of it for longer than the servers take to look at their groups' lag again, so a
+    // lag figure read before the last events were published cannot pass for settled.
     let pool = PgPool::connect(&db.url()).await.unwrap();
+    let settled_since = std::sync::Mutex::new(None::<Instant>);
     wait_until("the marketplace to settle after the load", Duration::from_secs(180), || async {
+        let mut lag = 0.0;
+        for server in servers.iter().flatten() {
+            lag += metric_sum(&chaos.http, &server.url("/metrics"), "consumer_lag").await;
+        }
         let backlog = count(&pool, "SELECT (SELECT count(*) FROM catalog.outbox) + (SELECT count(*) FROM orders.outbox) + (SELECT count(*) FROM payments.outbox) + (SELECT count(*) FROM identity.outbox)").await;
         let live = count(&pool, "SELECT count(*) FROM orders.orders WHERE status = 'created'").await;
         let unsettled = count(&pool, "SELECT count(*) FROM payments.payments WHERE status IN ('pending', 'refund_pending')").await;
@@ -248,8 +267,15 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
                       WHERE r.id IS NULL OR r.version <> o.version OR r.status <> o.status)",
         )
         .await;
-        (backlog == 0 && live == 0 && unsettled == 0 && reserved_without_order == 0 && replicas_behind == 0)
-            .then_some(())
+        let settled = backlog == 0
+            && live == 0
+            && unsettled == 0
+            && reserved_without_order == 0
+            && replicas_behind == 0
+            && lag == 0.0;
+        let mut since = settled_since.lock().unwrap();
+        *since = if settled { Some(since.unwrap_or_else(Instant::now)) } else { None };
+        since.filter(|since| since.elapsed() > Duration::from_secs(5)).map(|_| ())
     })
     .await;
 
@@ -306,12 +332,7 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     //    is a lower bound).
     let mut redelivered = 0.0;
     for server in servers.iter().flatten() {
-        let metrics = chaos.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        redelivered += metrics
-            .lines()
-            .filter(|l| l.starts_with("events_duplicate_total{"))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum::<f64>();
+        redelivered += metric_sum(&chaos.http, &server.url("/metrics"), "events_duplicate_total").await;
     }
     for server in servers.into_iter().flatten() {
         assert!(server.terminate().await, "a clean shutdown");
