@@ -32,12 +32,13 @@ bin=target/release/sneakerstop
 # Starts the release server on $port (log: $workdir/$1), with any further VAR=value settings,
 # and waits until it is ready. As make run: no TLS over loopback (see DATABASE_URL in the
 # README). The scenarios drive thousands of writes from a few accounts, so the per-user
-# write limit is raised (the bench measures the system, not the limit); the driver is a
-# trusted proxy so that login-flood can play many client addresses.
+# write limit and the open bids a buyer may have on a book are raised (the bench measures
+# the system, not the limits); the driver is a trusted proxy so that login-flood can play
+# many client addresses.
 start_server() {
   local log_file=$1; shift
   env "$@" DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" KAFKA_BROKERS="127.0.0.1:$broker_port" \
-    WRITE_LIMIT_PER_SECOND=1000000 WRITE_LIMIT_BURST=1000000 TRUSTED_PROXIES=127.0.0.1 \
+    WRITE_LIMIT_PER_SECOND=1000000 WRITE_LIMIT_BURST=1000000 MAX_OPEN_BIDS_PER_BOOK=1000000 TRUSTED_PROXIES=127.0.0.1 \
     PORT="$port" RUST_LOG=warn LOG_FORMAT=json "$bin" serve --dev >"$workdir/$log_file" 2>&1 &
   server_pid=$!
   rss_pid=$server_pid

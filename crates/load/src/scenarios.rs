@@ -397,11 +397,19 @@ pub async fn stream_probe(
     }
     let mut rec = Recorder::default();
     let mut price = 100;
+    // Each probe outbids the last and then cancels it, as a buyer would: a buyer may keep
+    // only so many open bids on a book (MAX_OPEN_BIDS_PER_BOOK), and the raised bid is the
+    // highest either way.
+    let mut last = None;
     while Instant::now() < deadline {
         price += 1;
         let body = json!({"productId": product, "size": MARKET_SIZES[0], "price": price});
         let _ = probe_tx.send(Some((price * 100, Instant::now())));
-        api.call(&mut rec, "probe", Method::POST, "/api/bids", Some(&buyer), Some(body), CREATED).await;
+        let placed = api.call(&mut rec, "probe", Method::POST, "/api/bids", Some(&buyer), Some(body), CREATED).await;
+        if let Some(id) = last.replace(placed.and_then(|r| r.body["id"].as_str().map(str::to_owned))).flatten() {
+            let path = format!("/api/bids/{id}");
+            api.call(&mut rec, "probe", Method::DELETE, &path, Some(&buyer), None, OK).await;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The last probe's events arrive within moments; then the streams are closed.

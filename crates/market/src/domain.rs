@@ -38,6 +38,10 @@ pub const MAX_BID_CENTS: i64 = 10_000_000;
 pub const DEFAULT_EXPIRY_DAYS: i64 = 30;
 /// The longest a bid may stay on the book.
 pub const MAX_EXPIRY_DAYS: i64 = 90;
+/// The most open bids one buyer may have on one book, unless `MAX_OPEN_BIDS_PER_BOOK` says
+/// otherwise: enough to buy several pairs of a size at several prices, not enough to flood
+/// a book (every ask and every page of the market reads its bids).
+pub const DEFAULT_MAX_OPEN_BIDS_PER_BOOK: i64 = 25;
 
 /// Where a bid is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
@@ -197,13 +201,29 @@ pub struct NewBid {
     pub expires_in_days: i64,
 }
 
-/// Who else is on the book, as far as placing a bid cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The buyer, as far as placing a bid on a book cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bidder {
     /// Whether the buyer has a saved payment method (a matched bid is charged with it).
     pub has_payment_method: bool,
     /// The buyer's own lowest ask on this book, if they sell this size too.
     pub own_lowest_ask: Option<i64>,
+    /// The buyer's open bids on this book.
+    pub open_bids: i64,
+    /// How many open bids on one book the buyer may have.
+    pub open_bids_allowed: i64,
+}
+
+impl Default for Bidder {
+    /// A buyer with no card, no ask and no bid on the book, allowed the default.
+    fn default() -> Self {
+        Self {
+            has_payment_method: false,
+            own_lowest_ask: None,
+            open_bids: 0,
+            open_bids_allowed: DEFAULT_MAX_OPEN_BIDS_PER_BOOK,
+        }
+    }
 }
 
 /// A command's outcome: the bid's new state and its events; a match when one was made.
@@ -238,6 +258,9 @@ pub enum Refusal {
     /// The bid would buy the buyer's own ask.
     #[error("you ask {0} cents for this size yourself; a bid at or above it would buy your own pair")]
     OwnAsk(i64),
+    /// The buyer has as many open bids on the book as they may have.
+    #[error("you have {0} open bids on this size already, the most one buyer may have")]
+    TooManyBids(i64),
     /// Someone other than its buyer tried to change the bid.
     #[error("not your bid")]
     NotYours,
@@ -256,8 +279,8 @@ pub enum Refusal {
 
 impl Bid {
     /// `buyer` places `new` on `product`'s book at `now` (version 1, open): refused for a size
-    /// the product has no book for, without a saved payment method, or at or above the
-    /// buyer's own ask. Whether it crosses the book is [`Bid::trade`]'s to say.
+    /// the product has no book for, without a saved payment method, with as many open bids
+    /// on the book as the buyer may have, or at or above the buyer's own ask. Whether it crosses the book is [`Bid::trade`]'s to say.
     pub fn place(
         id: Uuid,
         buyer: Uuid,
@@ -275,6 +298,9 @@ impl Bid {
         }
         if !bidder.has_payment_method {
             return Err(Refusal::NoPaymentMethod);
+        }
+        if bidder.open_bids >= bidder.open_bids_allowed {
+            return Err(Refusal::TooManyBids(bidder.open_bids));
         }
         if let Some(own) = bidder.own_lowest_ask.filter(|&own| own <= new.price_cents) {
             return Err(Refusal::OwnAsk(own));
@@ -436,7 +462,7 @@ mod tests {
     }
 
     fn with_card() -> Bidder {
-        Bidder { has_payment_method: true, own_lowest_ask: None }
+        Bidder { has_payment_method: true, ..Bidder::default() }
     }
 
     fn new_bid(price_cents: i64) -> NewBid {
@@ -462,7 +488,8 @@ mod tests {
     }
 
     #[test]
-    fn given_a_bid_when_the_size_is_unknown_or_there_is_no_card_or_it_crosses_an_own_ask_then_refused() {
+    fn given_a_bid_when_the_size_is_unknown_or_there_is_no_card_or_too_many_bids_or_it_crosses_an_own_ask_then_refused()
+    {
         let off_size = NewBid { size: 12.0, ..new_bid(20_000) };
         assert!(matches!(
             Bid::place(MATCH, BUYER, &off_size, &product(), with_card(), at(0)),
@@ -478,6 +505,10 @@ mod tests {
             Err(Refusal::OwnAsk(19_000))
         );
         assert!(Bid::place(MATCH, BUYER, &new_bid(18_000), &product(), selling, at(0)).is_ok(), "below it rests");
+        let busy = Bidder { open_bids: 3, open_bids_allowed: 3, ..with_card() };
+        assert_eq!(Bid::place(MATCH, BUYER, &new_bid(20_000), &product(), busy, at(0)), Err(Refusal::TooManyBids(3)));
+        let one_less = Bidder { open_bids: 2, ..busy };
+        assert!(Bid::place(MATCH, BUYER, &new_bid(20_000), &product(), one_less, at(0)).is_ok());
     }
 
     #[test]

@@ -54,6 +54,13 @@ impl IntoResponse for MarketError {
                         sneakerstop_problem::money::units(price)
                     ),
                 ),
+                Refusal::TooManyBids(open) => Problem::conflict(
+                    "too-many-bids",
+                    format!(
+                        "you have {open} open bids on this size of this product, the most one buyer may have; \
+                         cancel one (DELETE /api/bids/{{id}}) or wait for one to match or expire"
+                    ),
+                ),
                 Refusal::NotYours => Problem::not_found("no bid of yours has this id"),
                 Refusal::Transition { from, .. } => {
                     Problem::conflict("bid-closed", format!("the bid is {} and can no longer change", from.as_str()))

@@ -50,4 +50,6 @@ pub struct AppState {
     pub streams: stream::Streams,
     /// This process's queue per book (see [`book::BookQueues`]).
     pub books: book::BookQueues,
+    /// The most open bids one buyer may have on one book.
+    pub max_open_bids: i64,
 }

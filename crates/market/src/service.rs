@@ -23,6 +23,10 @@ pub struct Settings {
     /// How often, at most, a live market stream sends a product's market data.
     #[arg(long = "market-stream-interval", env = "MARKET_STREAM_INTERVAL", default_value = "100ms", value_parser = sneakerstop_settings::parse_duration)]
     pub market_stream_interval: Duration,
+    /// The most open bids one buyer may have on one book (product and size); one more is
+    /// refused with 409 `too-many-bids`.
+    #[arg(long = "max-open-bids-per-book", env = "MAX_OPEN_BIDS_PER_BOOK", default_value_t = crate::domain::DEFAULT_MAX_OPEN_BIDS_PER_BOOK, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub max_open_bids_per_book: i64,
 }
 
 /// The market service.
@@ -80,6 +84,7 @@ impl Service for Market {
             replica: wiring.replica_wait(SCHEMA),
             streams,
             books,
+            max_open_bids: self.settings.max_open_bids_per_book,
         }))
     }
 }

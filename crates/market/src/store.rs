@@ -165,7 +165,7 @@ pub async fn lock_asks(tx: &mut PgConnection, mut ids: Vec<Uuid>) -> anyhow::Res
 
 /// What placing a bid needs to know, in one round trip: the product (if the replica has
 /// heard of it) and, as far as the replicas know, whether the buyer has a saved payment
-/// method and their own lowest ask on the book.
+/// method, their own lowest ask on the book and how many open bids they have on it.
 pub async fn bidder(
     conn: &mut PgConnection,
     product: Uuid,
@@ -178,7 +178,10 @@ pub async fn bidder(
                   (SELECT min(a.price_cents) FROM asks a
                     WHERE a.product_id = p.id AND a.size = $2 AND a.seller_id = $3
                       AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL
-                      AND (a.expires_at IS NULL OR a.expires_at > now())) AS own_lowest_ask
+                      AND (a.expires_at IS NULL OR a.expires_at > now())) AS own_lowest_ask,
+                  (SELECT count(*) FROM bids b
+                    WHERE b.buyer_id = $3 AND b.product_id = p.id AND b.size = $2
+                      AND b.status = 'open' AND b.expires_at > now()) AS "open_bids!"
              FROM products p WHERE p.id = $1"#,
         product,
         size,
@@ -189,7 +192,13 @@ pub async fn bidder(
     .context("find the product and the bidder")?;
     Ok(row.map(|row| {
         let product = Product { id: row.id, style_code: row.style_code, sizes: row.sizes };
-        (product, Bidder { has_payment_method: row.has_payment_method, own_lowest_ask: row.own_lowest_ask })
+        let bidder = Bidder {
+            has_payment_method: row.has_payment_method,
+            own_lowest_ask: row.own_lowest_ask,
+            open_bids: row.open_bids,
+            ..Bidder::default()
+        };
+        (product, bidder)
     }))
 }
 

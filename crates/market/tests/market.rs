@@ -15,6 +15,7 @@ use sneakerstop_events::orders::{
 };
 use sneakerstop_events::payments::{PaymentMethodEvent, PaymentMethodSaved};
 use sneakerstop_market::book::BookQueues;
+use sneakerstop_market::domain::DEFAULT_MAX_OPEN_BIDS_PER_BOOK;
 use sneakerstop_market::events::MarketHandler;
 use sneakerstop_market::{AppState, SCHEMA, expiry, stream::Streams, trader};
 use sneakerstop_messaging::{Handler, IncomingEvent};
@@ -44,6 +45,7 @@ async fn ctx() -> Ctx {
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
         streams: Streams::new(Duration::from_millis(10)),
         books: books.clone(),
+        max_open_bids: DEFAULT_MAX_OPEN_BIDS_PER_BOOK,
     });
     let ctx = Ctx { app, pool, keys, books, product: Uuid::now_v7(), _db: db };
     ctx.deliver(
@@ -431,6 +433,30 @@ async fn a_request_that_fails_in_a_batch_fails_alone() {
 }
 
 #[tokio::test]
+async fn a_buyer_has_at_most_25_open_bids_on_a_book() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let mut ids = Vec::new();
+    for n in 0..DEFAULT_MAX_OPEN_BIDS_PER_BOOK {
+        let placed = ctx.bid(&auth, 10.0, 100.0 + n as f64).await;
+        assert_eq!(placed.status, StatusCode::CREATED, "bid {n}: {}", placed.text);
+        ids.push(placed.json["id"].as_str().unwrap().to_owned());
+    }
+    let refused = ctx.bid(&auth, 10.0, 150.0).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert!(refused.json["type"].as_str().unwrap().ends_with("/too-many-bids"));
+    assert!(refused.json["detail"].as_str().unwrap().contains("25 open bids"), "{}", refused.text);
+    assert_eq!(ctx.bid(&auth, 10.5, 150.0).await.status, StatusCode::CREATED, "another size is another book");
+
+    let uri = format!("/api/bids/{}", ids[0]);
+    assert_eq!(
+        Call::new(Method::DELETE, &uri).header("authorization", &auth).send(&ctx.app).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(ctx.bid(&auth, 10.0, 150.0).await.status, StatusCode::CREATED, "room for one again");
+}
+
+#[tokio::test]
 async fn refusals_name_the_field_or_the_rule() {
     let ctx = ctx().await;
     let (_, with_card) = ctx.buyer().await;
@@ -633,6 +659,7 @@ async fn a_product_page_streams_its_market_as_it_changes() {
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
         streams: streams.clone(),
         books: Default::default(),
+        max_open_bids: DEFAULT_MAX_OPEN_BIDS_PER_BOOK,
     });
     // Two product pages watch the product.
     let open = async || {

@@ -133,7 +133,7 @@ impl TryFrom<NewBidInput> for NewBid {
         (status = 201, description = "Placed: `open` on the book, or `matched` at once", body = BidView),
         (status = 400, description = "Malformed body or invalid field (a price below 25, a size not in half steps)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No product has the `productId`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No saved payment method (`payment-method-required`), it would buy your own ask (`own-ask`), or a request with the same Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No saved payment method (`payment-method-required`), as many open bids of yours on this size as one buyer may have, 25 unless set otherwise (`too-many-bids`), it would buy your own ask (`own-ask`), or a request with the same Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A size the product is not made in, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
@@ -159,10 +159,11 @@ pub(super) async fn place(
         .replica
         .until(new.product_id, || async { Ok(read().await?.filter(|(_, bidder)| bidder.has_payment_method)) })
         .await?;
-    let (product, bidder) = match ready {
+    let (product, mut bidder) = match ready {
         Some(found) => found,
         None => read().await?.ok_or(MarketError::ProductNotFound)?,
     };
+    bidder.open_bids_allowed = state.max_open_bids;
     let placing = Placing { buyer: user.id, key, new, product, bidder };
     Ok(match state.books.request(&state.pool, placing.new.product_id, placing.new.size, placing).await? {
         Placed::Now(view, _, _) => (StatusCode::CREATED, Json(view)).into_response(),
