@@ -141,17 +141,6 @@ where
     sqlx::query_as(sql).fetch_all(pool).await.unwrap()
 }
 
-/// The sum of every series of the labelled metric `name` at a server's `/metrics`.
-async fn metric_sum(http: &Client, url: &str, name: &str) -> f64 {
-    let metrics = http.get(url).send().await.unwrap().text().await.unwrap();
-    let prefix = format!("{name}{{");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
@@ -248,7 +237,7 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     wait_until("the marketplace to settle after the load", Duration::from_secs(180), || async {
         let mut lag = 0.0;
         for server in servers.iter().flatten() {
-            lag += metric_sum(&chaos.http, &server.url("/metrics"), "consumer_lag").await;
+            lag += server.metric_sum("consumer_lag").await.unwrap_or_default();
         }
         let backlog = count(&pool, "SELECT (SELECT count(*) FROM catalog.outbox) + (SELECT count(*) FROM orders.outbox) + (SELECT count(*) FROM payments.outbox) + (SELECT count(*) FROM identity.outbox)").await;
         let live = count(&pool, "SELECT count(*) FROM orders.orders WHERE status = 'created'").await;
@@ -332,7 +321,7 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     //    is a lower bound).
     let mut redelivered = 0.0;
     for server in servers.iter().flatten() {
-        redelivered += metric_sum(&chaos.http, &server.url("/metrics"), "events_duplicate_total").await;
+        redelivered += server.metric_sum("events_duplicate_total").await.unwrap_or_default();
     }
     for server in servers.into_iter().flatten() {
         assert!(server.terminate().await, "a clean shutdown");

@@ -111,6 +111,8 @@ async fn an_unpaid_order_expires_even_across_a_restart() {
     let db = TestDb::new().await;
     let settings = [("ORDER_RESERVATION_TTL", "2s".to_owned()), ("KAFKA_GROUP_PREFIX", unique("expiry"))];
     let server = start(&db, &settings).await;
+    // Catalog must apply the order well within its 2 s reservation, not after the backlog.
+    server.caught_up().await;
     let http = Client::new();
     let (seller, buyer) = (server.signup().await, server.signup().await);
     let sneaker = list(&http, &server, &seller).await;

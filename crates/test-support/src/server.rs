@@ -73,6 +73,30 @@ impl Server {
         format!("{}{path}", self.base_url)
     }
 
+    /// The sum of every series of the labelled metric `name` on the server's `/metrics`, or
+    /// `None` while it has none.
+    pub async fn metric_sum(&self, name: &str) -> Option<f64> {
+        let metrics = reqwest::get(self.url("/metrics")).await.ok()?.text().await.ok()?;
+        let prefix = format!("{name}{{");
+        let values: Vec<f64> = metrics
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+
+    /// Waits until the server's consumer groups have caught up with their topics (the
+    /// `consumer_lag` its watchers report is 0). A new group reads the shared broker's
+    /// topics from the start — the backlog every earlier test left — so a test whose clock
+    /// matters (a reservation that lapses in seconds) starts it only after this.
+    pub async fn caught_up(&self) {
+        crate::wait_until("the server's consumers to catch up", Duration::from_secs(120), || async {
+            (self.metric_sum("consumer_lag").await == Some(0.0)).then_some(())
+        })
+        .await;
+    }
+
     /// Signs a new user up (a unique email) and returns the `session=<jwt>` cookie pair.
     pub async fn signup(&self) -> String {
         let body =
