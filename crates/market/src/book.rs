@@ -71,7 +71,7 @@ fn matched(traded: &Decision) {
 /// one request per book at a time holds a connection; the advisory lock still orders this
 /// process against the others.
 ///
-/// And a hot book's requests are done together ([`BookQueues::batched`]): whoever gets the
+/// And a hot book's requests are done together ([`BookQueues::request`]): whoever gets the
 /// book's turn does every request waiting for it, one after another, on one transaction
 /// (group commit). They still trade in the order they arrived, each seeing what the one
 /// before it did, but the book is locked and the transaction committed once per batch

@@ -280,7 +280,8 @@ pub enum Refusal {
 impl Bid {
     /// `buyer` places `new` on `product`'s book at `now` (version 1, open): refused for a size
     /// the product has no book for, without a saved payment method, with as many open bids
-    /// on the book as the buyer may have, or at or above the buyer's own ask. Whether it crosses the book is [`Bid::trade`]'s to say.
+    /// on the book as the buyer may have, or at or above the buyer's own ask. Whether it
+    /// crosses the book is [`Bid::trade`]'s to say.
     pub fn place(
         id: Uuid,
         buyer: Uuid,
