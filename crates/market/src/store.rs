@@ -43,15 +43,6 @@ pub enum Arrival {
     Bid(Uuid),
 }
 
-/// A pending trade taken from `pending_trades`.
-#[derive(Debug, Clone, Copy)]
-pub struct PendingTrade {
-    /// Its row.
-    pub id: i64,
-    /// What joined the book.
-    pub arrival: Arrival,
-}
-
 /// Records, on the caller's transaction, that `arrival` joined the book and is to trade.
 pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arrival: Arrival) -> anyhow::Result<()> {
     let (ask, bid) = match arrival {
@@ -95,7 +86,7 @@ pub async fn take_pending_trades(
     product: Uuid,
     size: f64,
     id: Option<i64>,
-) -> anyhow::Result<Vec<PendingTrade>> {
+) -> anyhow::Result<Vec<Arrival>> {
     let mut rows = sqlx::query!(
         "DELETE FROM pending_trades
           WHERE product_id = $1 AND size = $2 AND set_aside_at IS NULL AND ($3::bigint IS NULL OR id = $3)
@@ -108,13 +99,7 @@ pub async fn take_pending_trades(
     .await
     .context("take pending trades")?;
     rows.sort_by_key(|row| row.id);
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let arrival = row.ask_id.map(Arrival::Ask).or(row.bid_id.map(Arrival::Bid))?;
-            Some(PendingTrade { id: row.id, arrival })
-        })
-        .collect())
+    Ok(rows.into_iter().filter_map(|row| row.ask_id.map(Arrival::Ask).or(row.bid_id.map(Arrival::Bid))).collect())
 }
 
 /// The ids of a book's pending trades (not set aside), oldest first.

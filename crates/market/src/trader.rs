@@ -101,10 +101,10 @@ async fn trade_together(pool: &PgPool, product: Uuid, size: f64, id: Option<i64>
     let _transaction = sneakerstop_db::transaction_span("trading pending orders");
     let mut tx = pool.begin().await.context("begin trading pending orders")?;
     store::lock_book(&mut tx, product, size).await?;
-    let pending = store::take_pending_trades(&mut tx, product, size, id).await?;
+    let arrivals = store::take_pending_trades(&mut tx, product, size, id).await?;
     let now = Utc::now();
-    for trade in &pending {
-        match trade.arrival {
+    for arrival in &arrivals {
+        match *arrival {
             Arrival::Ask(id) => book::trade_ask_by_id(&mut tx, id, now).await?,
             Arrival::Bid(id) => {
                 if let Some(bid) = store::lock_bid(&mut tx, id).await? {
@@ -114,7 +114,7 @@ async fn trade_together(pool: &PgPool, product: Uuid, size: f64, id: Option<i64>
         }
     }
     tx.commit().await.context("commit pending trades")?;
-    Ok(pending.len())
+    Ok(arrivals.len())
 }
 
 /// Trades the book's pending orders each on a transaction of its own. One that fails counts
