@@ -85,6 +85,10 @@ pub struct BookQueues {
 /// A book: its product and its size's bits.
 type BookKey = (Uuid, u64);
 
+fn key(product: Uuid, size: f64) -> BookKey {
+    (product, size.to_bits())
+}
+
 /// One book's turn-taking, and the work waiting for the next batch.
 #[derive(Default)]
 struct Book {
@@ -166,7 +170,7 @@ const REMEMBERED_BOOKS: usize = 1_024;
 
 impl BookQueues {
     fn book(&self, product: Uuid, size: f64) -> Arc<Book> {
-        let key = (product, size.to_bits());
+        let key = key(product, size);
         let mut books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
         if books.len() >= REMEMBERED_BOOKS && !books.contains_key(&key) {
             books.retain(|_, book| book.in_use());
@@ -181,7 +185,8 @@ impl BookQueues {
 
     /// How many requests wait for the book's next batch.
     pub fn waiting(&self, product: Uuid, size: f64) -> usize {
-        self.book(product, size).waiting().len()
+        let books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
+        books.get(&key(product, size)).map_or(0, |book| book.waiting().len())
     }
 
     /// Waits for this process's turn on the book; the turn lasts as long as the guard.

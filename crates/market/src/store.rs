@@ -62,21 +62,20 @@ pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arri
     Ok(())
 }
 
-/// The books that have pending trades (not set aside).
-pub async fn books_with_pending_trades(pool: &PgPool) -> anyhow::Result<Vec<(Uuid, f64)>> {
-    let rows = sqlx::query!("SELECT DISTINCT product_id, size FROM pending_trades WHERE set_aside_at IS NULL")
-        .fetch_all(pool)
-        .await
-        .context("find books with pending trades")?;
-    Ok(rows.into_iter().map(|row| (row.product_id, row.size)).collect())
-}
-
-/// How many pending trades are set aside, failed for good.
-pub async fn count_set_aside_trades(pool: &PgPool) -> anyhow::Result<i64> {
-    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM pending_trades WHERE set_aside_at IS NOT NULL"#)
-        .fetch_one(pool)
-        .await
-        .context("count set-aside trades")
+/// What waits in `pending_trades`, in one read: the books with trades to make, and how many
+/// trades are set aside (failed for good).
+pub async fn pending_trades(pool: &PgPool) -> anyhow::Result<(Vec<(Uuid, f64)>, i64)> {
+    let rows = sqlx::query!(
+        r#"SELECT product_id, size, bool_or(set_aside_at IS NULL) AS "due!",
+                  count(*) FILTER (WHERE set_aside_at IS NOT NULL) AS "set_aside!"
+             FROM pending_trades GROUP BY product_id, size"#
+    )
+    .fetch_all(pool)
+    .await
+    .context("find books with pending trades")?;
+    let set_aside = rows.iter().map(|row| row.set_aside).sum();
+    let due = rows.into_iter().filter(|row| row.due).map(|row| (row.product_id, row.size)).collect();
+    Ok((due, set_aside))
 }
 
 /// Takes a book's pending trades (or only the one with `id`), in the order they were

@@ -65,11 +65,11 @@ impl Trader {
 
 /// Trades every book's pending orders; returns how many orders it traded or found gone.
 pub async fn trade_pending(pool: &PgPool, books: &BookQueues) -> anyhow::Result<usize> {
-    let due = store::books_with_pending_trades(pool).await?;
+    let (due, set_aside) = store::pending_trades(pool).await?;
     #[allow(clippy::cast_precision_loss, reason = "counts of rows")]
     {
         metrics::gauge!("market_books_with_pending_trades").set(due.len() as f64);
-        metrics::gauge!("market_pending_trades_set_aside").set(store::count_set_aside_trades(pool).await? as f64);
+        metrics::gauge!("market_pending_trades_set_aside").set(set_aside as f64);
     }
     futures::stream::iter(due)
         .map(|(product, size)| trade_book(pool, books, product, size))
