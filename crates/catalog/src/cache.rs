@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use quick_cache::Weighter;
-use sneakerstop_messaging::{ChangeFeed, Signal};
+use sneakerstop_messaging::{CacheSource, ChangeFeed, Signal};
 use uuid::Uuid;
 
 /// Bytes of cached bodies a process keeps at most (least recently used go first).
@@ -76,28 +76,6 @@ struct Inner {
     max_age: Duration,
 }
 
-/// Where an answer came from (sent as `x-cache`, counted in `catalog_cache_requests_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// From the cache.
-    Hit,
-    /// Read from PostgreSQL and cached.
-    Miss,
-    /// Read from PostgreSQL; the cache is off or not hearing changes.
-    Bypass,
-}
-
-impl Source {
-    /// `hit`, `miss` or `bypass`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "hit",
-            Self::Miss => "miss",
-            Self::Bypass => "bypass",
-        }
-    }
-}
-
 /// The catalog's read cache. Cheap to clone; clones share entries.
 #[derive(Debug, Clone)]
 pub struct ReadCache {
@@ -127,7 +105,7 @@ impl ReadCache {
         &self,
         key: Key,
         load: impl Future<Output = Result<Entry, E>>,
-    ) -> Result<(Entry, Source), E> {
+    ) -> Result<(Entry, CacheSource), E> {
         let outcome = self.lookup(key, load).await;
         if let Ok((_, source)) = &outcome {
             metrics::counter!("catalog_cache_requests_total", "result" => source.as_str()).increment(1);
@@ -135,14 +113,18 @@ impl ReadCache {
         outcome
     }
 
-    async fn lookup<E>(&self, key: Key, load: impl Future<Output = Result<Entry, E>>) -> Result<(Entry, Source), E> {
+    async fn lookup<E>(
+        &self,
+        key: Key,
+        load: impl Future<Output = Result<Entry, E>>,
+    ) -> Result<(Entry, CacheSource), E> {
         let Some(inner) = self.inner.as_ref().filter(|inner| inner.live.load(Ordering::Acquire)) else {
-            return load.await.map(|entry| (entry, Source::Bypass));
+            return load.await.map(|entry| (entry, CacheSource::Bypass));
         };
         let key = (inner.generation.load(Ordering::Acquire), key);
         if let Some(entry) = inner.entries.get(&key) {
             if entry.stored.elapsed() <= inner.max_age {
-                return Ok((entry, Source::Hit));
+                return Ok((entry, CacheSource::Hit));
             }
             inner.entries.remove(&key);
         }
@@ -154,7 +136,7 @@ impl ReadCache {
                 load.await
             })
             .await?;
-        Ok((entry, if loaded { Source::Miss } else { Source::Hit }))
+        Ok((entry, if loaded { CacheSource::Miss } else { CacheSource::Hit }))
     }
 
     /// The current generation (it grows by one per change heard); 0 when disabled.
@@ -185,7 +167,7 @@ impl ReadCache {
         }
         let cache = self.clone();
         feed.subscribe(channel, move |signal| match signal {
-            Signal::Notified => cache.invalidate(),
+            Signal::Notified(_) => cache.invalidate(),
             Signal::Connected => {
                 cache.invalidate();
                 cache.set_live(true);
@@ -208,7 +190,7 @@ mod tests {
         cache
     }
 
-    async fn get(cache: &ReadCache, key: &str, body: &'static str) -> (Bytes, Source) {
+    async fn get(cache: &ReadCache, key: &str, body: &'static str) -> (Bytes, CacheSource) {
         let (entry, source) = cache
             .get_or_load(Key::Page(key.into()), async {
                 Ok::<_, ()>(Entry::new(Bytes::from_static(body.as_bytes()), None))
@@ -221,18 +203,18 @@ mod tests {
     #[tokio::test]
     async fn serves_what_it_loaded_until_invalidated() {
         let cache = live(Duration::from_secs(60));
-        assert_eq!(get(&cache, "q", "first").await, (Bytes::from_static(b"first"), Source::Miss));
-        assert_eq!(get(&cache, "q", "second").await, (Bytes::from_static(b"first"), Source::Hit));
+        assert_eq!(get(&cache, "q", "first").await, (Bytes::from_static(b"first"), CacheSource::Miss));
+        assert_eq!(get(&cache, "q", "second").await, (Bytes::from_static(b"first"), CacheSource::Hit));
         assert_eq!(get(&cache, "other", "third").await.0, Bytes::from_static(b"third"), "keys are separate");
         cache.invalidate();
-        assert_eq!(get(&cache, "q", "fourth").await, (Bytes::from_static(b"fourth"), Source::Miss));
+        assert_eq!(get(&cache, "q", "fourth").await, (Bytes::from_static(b"fourth"), CacheSource::Miss));
     }
 
     #[tokio::test]
     async fn is_bypassed_until_it_hears_changes_and_when_disabled() {
         let cold = ReadCache::new(Duration::from_secs(60));
         get(&cold, "q", "first").await;
-        assert_eq!(get(&cold, "q", "second").await, (Bytes::from_static(b"second"), Source::Bypass));
+        assert_eq!(get(&cold, "q", "second").await, (Bytes::from_static(b"second"), CacheSource::Bypass));
         let disabled = ReadCache::new(Duration::ZERO);
         disabled.set_live(true);
         get(&disabled, "q", "first").await;
@@ -244,7 +226,7 @@ mod tests {
         // A nanosecond has always passed by the next lookup.
         let cache = live(Duration::from_nanos(1));
         get(&cache, "q", "first").await;
-        assert_eq!(get(&cache, "q", "second").await, (Bytes::from_static(b"second"), Source::Miss));
+        assert_eq!(get(&cache, "q", "second").await, (Bytes::from_static(b"second"), CacheSource::Miss));
     }
 
     #[tokio::test]
@@ -258,6 +240,6 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!((entry.body, entry.version, source), (Bytes::from_static(b"ok"), Some(3), Source::Miss));
+        assert_eq!((entry.body, entry.version, source), (Bytes::from_static(b"ok"), Some(3), CacheSource::Miss));
     }
 }

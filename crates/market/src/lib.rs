@@ -10,7 +10,7 @@
 //!   `payments.methods`.
 //! - `trader` — trades the orders the consumer put on the books, once it has committed.
 //! - `expiry` — the sweeper that expires bids whose time ran out.
-//! - `stream` — live market data for a product page, as Server-Sent Events.
+//! - `live` — market data from memory until a book changes, and live as Server-Sent Events.
 //! - `http/` — `/api/bids` and `/api/products/{id}/market|sales|market/stream`.
 //!
 //! Publishes `bid.placed`, `bid.updated` and `match.made` on `market.bids` (keyed by
@@ -22,9 +22,9 @@ mod error;
 pub mod events;
 pub mod expiry;
 pub mod http;
+pub mod live;
 pub mod service;
 pub mod store;
-pub mod stream;
 pub mod trader;
 
 use axum::extract::FromRef;
@@ -46,8 +46,8 @@ pub struct AppState {
     pub keys: SessionKeys,
     /// Waits for products and payment methods the replicas have not heard of yet.
     pub replica: sneakerstop_messaging::ReplicaWait,
-    /// Live market data streams.
-    pub streams: stream::Streams,
+    /// Market data: the latest read of each product, and live streams.
+    pub markets: live::Markets,
     /// This process's queue per book (see [`book::BookQueues`]).
     pub books: book::BookQueues,
     /// The most open bids one buyer may have on one book.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sneakerstop_service::{Service, Wiring};
 use utoipa::OpenApi;
 
-use crate::{ApiDoc, AppState, SCHEMA, events, expiry, stream};
+use crate::{ApiDoc, AppState, SCHEMA, events, expiry, live};
 
 /// How often the trader looks for pending trades without being woken: those a process
 /// that died between its consumer's commit and trading them left behind.
@@ -23,6 +23,11 @@ pub struct Settings {
     /// How often, at most, a live market stream sends a product's market data.
     #[arg(long = "market-stream-interval", env = "MARKET_STREAM_INTERVAL", default_value = "100ms", value_parser = sneakerstop_settings::parse_duration)]
     pub market_stream_interval: Duration,
+    /// How long, at most, a read of a product's market answers requests while the product's
+    /// book does not change (a backstop: any change makes it stale at once); `0s` reads
+    /// PostgreSQL on every request.
+    #[arg(long = "market-cache-max-age", env = "MARKET_CACHE_MAX_AGE", default_value = "60s", value_parser = sneakerstop_settings::parse_duration)]
+    pub market_cache_max_age: Duration,
     /// The most open bids one buyer may have on one book (product and size); one more is
     /// refused with 409 `too-many-bids`.
     #[arg(long = "max-open-bids-per-book", env = "MAX_OPEN_BIDS_PER_BOOK", default_value_t = crate::domain::DEFAULT_MAX_OPEN_BIDS_PER_BOOK, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
@@ -76,13 +81,13 @@ impl Service for Market {
         let trader =
             self.trader.clone().run(wiring.pool.clone(), books.clone(), TRADER_INTERVAL, wiring.cancel.clone());
         wiring.spawn(trader);
-        let streams = stream::Streams::new(self.settings.market_stream_interval);
-        streams.follow(wiring.changes);
+        let markets = live::Markets::new(self.settings.market_stream_interval, self.settings.market_cache_max_age);
+        markets.follow(wiring.changes);
         Ok(crate::app(AppState {
             pool: wiring.pool.clone(),
             keys: wiring.keys.clone(),
             replica: wiring.replica_wait(SCHEMA),
-            streams,
+            markets,
             books,
             max_open_bids: self.settings.max_open_bids_per_book,
         }))

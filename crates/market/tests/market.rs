@@ -17,12 +17,14 @@ use sneakerstop_events::payments::{PaymentMethodEvent, PaymentMethodSaved};
 use sneakerstop_market::book::BookQueues;
 use sneakerstop_market::domain::DEFAULT_MAX_OPEN_BIDS_PER_BOOK;
 use sneakerstop_market::events::MarketHandler;
-use sneakerstop_market::{AppState, SCHEMA, expiry, stream::Streams, trader};
+use sneakerstop_market::{AppState, SCHEMA, expiry, live::Markets, trader};
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_settings::Secret;
-use sneakerstop_test_support::{Answer, Call, TestDb};
+use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Ctx {
     app: Router,
@@ -39,18 +41,29 @@ async fn ctx() -> Ctx {
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_market::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("market-test-secret-0123456789-abcdef"), Duration::from_secs(3600), false);
     let books = BookQueues::default();
-    let app = sneakerstop_market::app(AppState {
+    // Not following a change feed, these markets read PostgreSQL on every request.
+    let app = app(&pool, &keys, &books, Markets::new(Duration::from_millis(10), Duration::from_secs(60)));
+    let ctx = Ctx { app, pool, keys, books, product: Uuid::now_v7(), _db: db };
+    ctx.new_product(ctx.product).await;
+    ctx
+}
+
+fn app(pool: &PgPool, keys: &SessionKeys, books: &BookQueues, markets: Markets) -> Router {
+    sneakerstop_market::app(AppState {
         pool: pool.clone(),
         keys: keys.clone(),
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
-        streams: Streams::new(Duration::from_millis(10)),
+        markets,
         books: books.clone(),
         max_open_bids: DEFAULT_MAX_OPEN_BIDS_PER_BOOK,
-    });
-    let ctx = Ctx { app, pool, keys, books, product: Uuid::now_v7(), _db: db };
-    ctx.deliver(
-        &ProductEvent::Created(Product {
-            product_id: ctx.product,
+    })
+}
+
+impl Ctx {
+    /// Catalog created `product`, made in sizes 9, 10 and 10.5.
+    async fn new_product(&self, product: Uuid) {
+        let created = Product {
+            product_id: product,
             style_code: "DZ5485-612".into(),
             name: "Air Jordan 1 Retro High OG".into(),
             brand: "Jordan".into(),
@@ -60,15 +73,24 @@ async fn ctx() -> Ctx {
             sizes: vec![9.0, 10.0, 10.5],
             version: 1,
             created_at: Utc::now(),
-        }),
-        ctx.product,
-        1,
-    )
-    .await;
-    ctx
-}
+        };
+        self.deliver(&ProductEvent::Created(created), product, 1).await;
+    }
 
-impl Ctx {
+    /// This test's app with `markets` that follow a change feed of their own, and a stop
+    /// for the feed: it returns once the feed hears nothing more.
+    fn following(&self, markets: &Markets) -> (Router, impl AsyncFnOnce()) {
+        let feed = sneakerstop_messaging::ChangeFeed::new();
+        markets.follow(&feed);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(feed.run(self.pool.clone(), cancel.clone()));
+        let stop = async move || {
+            cancel.cancel();
+            running.await.unwrap();
+        };
+        (app(&self.pool, &self.keys, &self.books, markets.clone()), stop)
+    }
+
     /// Delivers `event` to the market's consumer, as Kafka would, and then — as the running
     /// service does once the consumer's transaction has committed — trades what it put on
     /// the books.
@@ -365,8 +387,7 @@ async fn requests_waiting_for_a_book_are_done_on_one_transaction_each_with_its_o
     };
     let release = async {
         let queued = || async { (ctx.books.waiting(ctx.product, 10.0) == 5).then_some(()) };
-        sneakerstop_test_support::wait_until("five requests queued for the book", Duration::from_secs(10), queued)
-            .await;
+        wait_until("five requests queued for the book", Duration::from_secs(10), queued).await;
         drop(held);
     };
     let ((cancelled, crossed, rested, refused), ()) = tokio::join!(requests, release);
@@ -418,8 +439,7 @@ async fn a_request_that_fails_in_a_batch_fails_alone() {
     };
     let release = async {
         let queued = || async { (ctx.books.waiting(ctx.product, 10.0) == 3).then_some(()) };
-        sneakerstop_test_support::wait_until("three requests queued for the book", Duration::from_secs(10), queued)
-            .await;
+        wait_until("three requests queued for the book", Duration::from_secs(10), queued).await;
         drop(held);
     };
     let ((failed, rested, cancelled), ()) = tokio::join!(requests, release);
@@ -646,21 +666,117 @@ async fn many_bids_racing_for_one_ask_make_exactly_one_match() {
 }
 
 #[tokio::test]
+async fn a_product_page_is_read_once_until_its_book_changes() {
+    let ctx = ctx().await;
+    let markets = Markets::new(Duration::from_millis(10), Duration::from_secs(60));
+    let (app, stop) = ctx.following(&markets);
+    let page = async |product: Uuid| {
+        let answer = Call::get(&format!("/api/products/{product}/market")).send(&app).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        (answer.headers["x-cache"].to_str().unwrap().to_owned(), size_of(&answer.json, 10.0))
+    };
+    // Read from PostgreSQL until the feed listens; then one read, kept.
+    let (source, first) = wait_until("the change feed to listen", DEADLINE, || async {
+        Some(page(ctx.product).await).filter(|(source, _)| source != "bypass")
+    })
+    .await;
+    assert_eq!((source.as_str(), &first["asks"]), ("miss", &json!(0)));
+    assert_eq!(page(ctx.product).await, ("hit".into(), first.clone()), "unchanged: from memory");
+
+    // An ask the consumer writes on any instance: the product is read again once the
+    // commit's notification arrives.
+    ctx.ask(Uuid::now_v7(), 10.0, 20_000).await;
+    let (source, changed) = wait_until("the new ask on the page", DEADLINE, || async {
+        Some(page(ctx.product).await).filter(|(_, size)| size["asks"] == 1)
+    })
+    .await;
+    assert_eq!((source.as_str(), &changed["lowestAsk"]), ("miss", &json!(200.0)));
+    assert_eq!(page(ctx.product).await.0, "hit");
+
+    // Another product's change leaves this product's read alone.
+    let other = Uuid::now_v7();
+    ctx.new_product(other).await;
+    assert_eq!(page(other).await.1["asks"], 0);
+    let ask = Uuid::now_v7();
+    ctx.deliver(&SneakerEvent::Listed(listing(ask, other, Uuid::now_v7(), 10.0, 15_000, 1)), ask, 1).await;
+    wait_until("the other product's ask", DEADLINE, || async { (page(other).await.1["asks"] == 1).then_some(()) })
+        .await;
+    assert_eq!(page(ctx.product).await, ("hit".into(), changed), "another product changed, not this one");
+
+    // A bid placed here shows at once on this instance's next read, even if its
+    // notification comes late (here: never, the feed has stopped).
+    let (_, auth) = ctx.buyer().await;
+    stop().await;
+    let placed = Call::post("/api/bids", json!({"productId": ctx.product, "size": 10.0, "price": 180.0}))
+        .header("authorization", &auth)
+        .send(&app)
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text);
+    let (source, now) = page(ctx.product).await;
+    assert_eq!((source.as_str(), &now["highestBid"], &now["bids"]), ("miss", &json!(180.0), &json!(1)));
+}
+
+#[tokio::test]
+async fn requests_for_a_changed_product_share_one_read() {
+    let ctx = ctx().await;
+    let markets = Markets::new(Duration::from_millis(10), Duration::from_secs(60));
+    let (app, stop) = ctx.following(&markets);
+    let page = async |app: Router, product: Uuid| {
+        let answer = Call::get(&format!("/api/products/{product}/market")).send(&app).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        (answer.headers["x-cache"].to_str().unwrap().to_owned(), answer.json)
+    };
+    wait_until("the change feed to listen", DEADLINE, || async {
+        (page(app.clone(), ctx.product).await.0 != "bypass").then_some(())
+    })
+    .await;
+    // The product changes; a first request reads it, and waits on a lock that holds its
+    // read up; eight more come while it waits (and the product may change again).
+    let burst = async |change_meanwhile: bool| {
+        markets.changed(ctx.product);
+        let mut lock = ctx.pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE products IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+        let first = tokio::spawn(page(app.clone(), ctx.product));
+        wait_until("the first read to wait", DEADLINE, || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM products p%'",
+            )
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+            (waiting == 1).then_some(())
+        })
+        .await;
+        let rest: Vec<_> = (0..8).map(|_| tokio::spawn(page(app.clone(), ctx.product))).collect();
+        wait_until("eight requests queued", DEADLINE, || async { (markets.queued(ctx.product) == 8).then_some(()) })
+            .await;
+        if change_meanwhile {
+            markets.changed(ctx.product);
+        }
+        lock.rollback().await.unwrap();
+        let (source, view) = first.await.unwrap();
+        assert_eq!(source, "miss");
+        let mut sources = Vec::new();
+        for request in rest {
+            let (source, answer) = request.await.unwrap();
+            assert_eq!(answer, view);
+            sources.push(source);
+        }
+        sources.sort();
+        sources
+    };
+    // Nothing changed since the first read began: it answers all nine.
+    assert_eq!(burst(false).await, ["hit"; 8], "nine requests, one read");
+    // A change heard while it read: the eight share one more read.
+    assert_eq!(burst(true).await, [vec!["hit"; 7], vec!["miss"]].concat(), "nine requests, two reads");
+    stop().await;
+}
+
+#[tokio::test]
 async fn a_product_page_streams_its_market_as_it_changes() {
     let ctx = ctx().await;
-    let feed = sneakerstop_messaging::ChangeFeed::new();
-    let streams = Streams::new(Duration::from_millis(10));
-    streams.follow(&feed);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(feed.run(ctx.pool.clone(), cancel.clone()));
-    let app = sneakerstop_market::app(AppState {
-        pool: ctx.pool.clone(),
-        keys: ctx.keys.clone(),
-        replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
-        streams: streams.clone(),
-        books: Default::default(),
-        max_open_bids: DEFAULT_MAX_OPEN_BIDS_PER_BOOK,
-    });
+    let markets = Markets::new(Duration::from_millis(10), Duration::from_secs(60));
+    let (app, stop) = ctx.following(&markets);
     // Two product pages watch the product.
     let open = async || {
         let request = axum::http::Request::get(format!("/api/products/{}/market/stream", ctx.product))
@@ -689,7 +805,7 @@ async fn a_product_page_streams_its_market_as_it_changes() {
     for body in &mut pages {
         assert_eq!(size_of(&next_event(body).await, 10.0)["asks"], 0, "the market as it is, at once");
     }
-    assert_eq!((streams.open(), streams.readers()), (2, 1), "one reader serves every stream of a product");
+    assert_eq!((markets.open(), markets.readers()), (2, 1), "one reader serves every stream of a product");
 
     ctx.ask(Uuid::now_v7(), 10.0, 20_000).await;
     for body in &mut pages {
@@ -704,11 +820,11 @@ async fn a_product_page_streams_its_market_as_it_changes() {
     drop(pages);
     ctx.ask(Uuid::now_v7(), 10.0, 21_000).await;
     tokio::time::timeout(Duration::from_secs(5), async {
-        while streams.open() > 0 || streams.readers() > 0 {
+        while markets.open() > 0 || markets.readers() > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
     .expect("closed streams and their reader are forgotten");
-    cancel.cancel();
+    stop().await;
 }

@@ -7,7 +7,8 @@
 //! (listings/s rose by a tenth on the bench machine; see docs/performance.md).
 //!
 //! Subscribers register a callback per channel before [`ChangeFeed::run`] connects. They
-//! hear [`Signal::Notified`] for each notification on their channel, [`Signal::Connected`]
+//! hear [`Signal::Notified`] for each notification on their channel (with its payload),
+//! [`Signal::Connected`]
 //! each time the listener (re)connects, and [`Signal::Lost`] when it loses its connection —
 //! notifications sent meanwhile are gone, so whoever caches must assume a change.
 
@@ -22,16 +23,39 @@ use tokio_util::sync::CancellationToken;
 
 /// What a subscriber hears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// A transaction that notified on the channel committed.
-    Notified,
+pub enum Signal<'a> {
+    /// A transaction that notified on the channel committed; its payload (what changed,
+    /// when the channel's trigger says so; empty otherwise).
+    Notified(&'a str),
     /// The listener is (again) connected and listening: from now on nothing is missed.
     Connected,
     /// The listener lost its connection; notifications may have been missed.
     Lost,
 }
 
-type Callback = Arc<dyn Fn(Signal) + Send + Sync>;
+/// Where a cached answer came from, for caches kept fresh by the feed (sent as `x-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSource {
+    /// From memory.
+    Hit,
+    /// Read from PostgreSQL for this request, and kept.
+    Miss,
+    /// Read from PostgreSQL; the cache is off or its feed is not connected.
+    Bypass,
+}
+
+impl CacheSource {
+    /// `hit`, `miss` or `bypass`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+type Callback = Arc<dyn Fn(Signal<'_>) + Send + Sync>;
 
 /// The process's change feed. Cheap to clone; clones share subscribers.
 #[derive(Clone, Default)]
@@ -52,7 +76,7 @@ impl ChangeFeed {
     }
 
     /// Calls `callback` with what happens on `channel`. Subscribe before [`Self::run`].
-    pub fn subscribe(&self, channel: &str, callback: impl Fn(Signal) + Send + Sync + 'static) {
+    pub fn subscribe(&self, channel: &str, callback: impl Fn(Signal<'_>) + Send + Sync + 'static) {
         self.lock().entry(channel.to_owned()).or_default().push(Arc::new(callback));
     }
 
@@ -65,7 +89,7 @@ impl ChangeFeed {
         self.lock().keys().cloned().collect()
     }
 
-    fn tell(&self, channel: Option<&str>, signal: Signal) {
+    fn tell(&self, channel: Option<&str>, signal: Signal<'_>) {
         let callbacks: Vec<Callback> = match channel {
             Some(channel) => self.lock().get(channel).cloned().unwrap_or_default(),
             None => self.lock().values().flatten().cloned().collect(),
@@ -111,7 +135,9 @@ impl ChangeFeed {
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 notification = listener.try_recv() => match notification.context("change feed")? {
-                    Some(notification) => self.tell(Some(notification.channel()), Signal::Notified),
+                    Some(notification) => {
+                        self.tell(Some(notification.channel()), Signal::Notified(notification.payload()));
+                    }
                     None => anyhow::bail!("the change feed's connection was closed"),
                 },
             }

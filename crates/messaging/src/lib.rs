@@ -30,7 +30,7 @@ use std::sync::LazyLock;
 use sqlx::migrate::Migrator;
 
 pub use broker::BrokerHealth;
-pub use changes::{ChangeFeed, Signal};
+pub use changes::{CacheSource, ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use every::{every, round_span};
 pub use kafka::{Kafka, Security};

@@ -49,7 +49,7 @@ impl ReplicaWait {
     pub fn follow(&self, feed: &ChangeFeed, channel: &str) {
         let (committed, listening) = (self.committed.clone(), self.listening.clone());
         feed.subscribe(channel, move |signal| match signal {
-            Signal::Notified => committed.notify_waiters(),
+            Signal::Notified(_) => committed.notify_waiters(),
             Signal::Connected => {
                 listening.store(true, Ordering::SeqCst);
                 // A row may have committed while the feed was away.

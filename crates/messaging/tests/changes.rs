@@ -11,21 +11,28 @@ use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-type Heard = Arc<Mutex<Vec<Signal>>>;
+/// What a subscriber heard, in order: `notified <payload>`, `connected` or `lost`.
+type Heard = Arc<Mutex<Vec<String>>>;
 
 fn follow(feed: &ChangeFeed, channel: &str) -> Heard {
     let heard = Heard::default();
     let log = heard.clone();
-    feed.subscribe(channel, move |signal| log.lock().unwrap().push(signal));
+    feed.subscribe(channel, move |signal| {
+        log.lock().unwrap().push(match signal {
+            Signal::Notified(payload) => format!("notified {payload}"),
+            Signal::Connected => "connected".into(),
+            Signal::Lost => "lost".into(),
+        });
+    });
     heard
 }
 
-fn count(heard: &Heard, signal: Signal) -> usize {
-    heard.lock().unwrap().iter().filter(|s| **s == signal).count()
+fn count(heard: &Heard, signal: &str) -> usize {
+    heard.lock().unwrap().iter().filter(|s| s.starts_with(signal)).count()
 }
 
-async fn notify(pool: &PgPool, channel: &str) {
-    sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(pool).await.unwrap();
+async fn notify(pool: &PgPool, channel: &str, payload: &str) {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -37,16 +44,18 @@ async fn each_subscriber_hears_its_channel_and_every_reconnection() {
     let cancel = CancellationToken::new();
     let running = tokio::spawn(feed.run(pool.clone(), cancel.clone()));
     wait_until("the feed to connect", DEADLINE, || async {
-        (count(&a, Signal::Connected) == 1 && count(&b, Signal::Connected) == 1).then_some(())
+        (count(&a, "connected") == 1 && count(&b, "connected") == 1).then_some(())
     })
     .await;
 
-    notify(&pool, "feed_a").await;
-    notify(&pool, "feed_a").await;
-    wait_until("feed_a's notifications", DEADLINE, || async { (count(&a, Signal::Notified) == 2).then_some(()) }).await;
-    notify(&pool, "feed_b").await;
-    wait_until("feed_b's notification", DEADLINE, || async { (count(&b, Signal::Notified) == 1).then_some(()) }).await;
-    assert_eq!(count(&a, Signal::Notified), 2, "feed_b's notification is not feed_a's");
+    notify(&pool, "feed_a", "first").await;
+    notify(&pool, "feed_a", "second").await;
+    wait_until("feed_a's notifications", DEADLINE, || async { (count(&a, "notified") == 2).then_some(()) }).await;
+    notify(&pool, "feed_b", "").await;
+    wait_until("feed_b's notification", DEADLINE, || async { (count(&b, "notified") == 1).then_some(()) }).await;
+    assert_eq!(count(&a, "notified"), 2, "feed_b's notification is not feed_a's");
+    let notified: Vec<String> = a.lock().unwrap().iter().filter(|s| s.starts_with("notified")).cloned().collect();
+    assert_eq!(notified, ["notified first", "notified second"], "each with its payload, in order");
 
     // One connection listens for both; when it dies, both hear it, and again when it is back.
     let killed: i64 = sqlx::query_scalar(
@@ -58,15 +67,13 @@ async fn each_subscriber_hears_its_channel_and_every_reconnection() {
     .unwrap();
     assert_eq!(killed, 1, "one listening connection for every channel");
     wait_until("the loss and the reconnection", DEADLINE, || async {
-        let both = |heard: &Heard| count(heard, Signal::Lost) == 1 && count(heard, Signal::Connected) == 2;
+        let both = |heard: &Heard| count(heard, "lost") == 1 && count(heard, "connected") == 2;
         (both(&a) && both(&b)).then_some(())
     })
     .await;
-    notify(&pool, "feed_b").await;
-    wait_until("notifications after reconnecting", DEADLINE, || async {
-        (count(&b, Signal::Notified) == 2).then_some(())
-    })
-    .await;
+    notify(&pool, "feed_b", "").await;
+    wait_until("notifications after reconnecting", DEADLINE, || async { (count(&b, "notified") == 2).then_some(()) })
+        .await;
 
     cancel.cancel();
     running.await.unwrap();

@@ -90,7 +90,7 @@ pub fn follow(
     let wake = follower.waker();
     shared.changes.subscribe(&revocation::channel(service), move |signal| match signal {
         // Connected: rows may have committed while the feed was away.
-        Signal::Notified | Signal::Connected => wake.notify_one(),
+        Signal::Notified(_) | Signal::Connected => wake.notify_one(),
         Signal::Lost => {}
     });
     follower.run(cancel)

@@ -16,10 +16,11 @@ use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::cache::{Entry, Key, Source};
+use crate::cache::{Entry, Key};
 use crate::domain::{Cursor, ListParams, ListQuery, Listing, ListingInput, Sneaker};
 use crate::store;
 use crate::{AppState, CatalogError};
+use sneakerstop_messaging::CacheSource;
 use sneakerstop_problem::money::units as price_units;
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -96,7 +97,7 @@ fn etag(version: i64) -> Option<HeaderValue> {
 }
 
 /// An answer from the read cache (or just loaded into it), JSON as it was rendered.
-fn cached(entry: Entry, source: Source) -> Response {
+fn cached(entry: Entry, source: CacheSource) -> Response {
     let mut response =
         ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], entry.body).into_response();
     let headers = response.headers_mut();

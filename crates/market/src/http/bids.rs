@@ -164,9 +164,14 @@ pub(super) async fn place(
         None => read().await?.ok_or(MarketError::ProductNotFound)?,
     };
     bidder.open_bids_allowed = state.max_open_bids;
+    let (product_id, size) = (new.product_id, new.size);
     let placing = Placing { buyer: user.id, key, new, product, bidder };
-    Ok(match state.books.request(&state.pool, placing.new.product_id, placing.new.size, placing).await? {
-        Placed::Now(view, _, _) => (StatusCode::CREATED, Json(view)).into_response(),
+    Ok(match state.books.request(&state.pool, product_id, size, placing).await? {
+        Placed::Now(view, _, _) => {
+            // Committed: the buyer's next look at the market shows it.
+            state.markets.changed(product_id);
+            (StatusCode::CREATED, Json(view)).into_response()
+        }
         Placed::Before(answer) => answer,
     })
 }
@@ -312,6 +317,7 @@ pub(super) async fn cancel(
         store::bid(&state.pool, id).await?.filter(|bid| bid.buyer_id == user.id).ok_or(MarketError::BidNotFound)?;
     let cancelling = Cancelling { id, buyer: user.id };
     let cancelled = state.books.request(&state.pool, found.product_id, found.size, cancelling).await?;
+    state.markets.changed(found.product_id);
     Ok(Json(cancelled.into()))
 }
 

@@ -2,12 +2,15 @@
 //! per size — the lowest ask, the highest bid, the last sale, how many asks and bids — its
 //! sales history, and the same market live.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sneakerstop_messaging::CacheSource;
 use sneakerstop_problem::money::units;
 use sneakerstop_problem::page::{self, DEFAULT_LIMIT, PageOf};
 use sneakerstop_problem::{ApiQuery, FieldError, Problem};
@@ -94,31 +97,30 @@ fn product_id(id: &str) -> Result<Uuid, MarketError> {
 }
 
 /// The product's market now, or 404 if the market has not heard of it.
-async fn current(state: &AppState, product: Uuid) -> Result<MarketView, MarketError> {
-    let sizes = store::market(&state.pool, product).await?;
-    if sizes.is_empty() {
-        return Err(MarketError::ProductNotFound);
+async fn current(state: &AppState, product: Uuid) -> Result<(Arc<MarketView>, CacheSource), MarketError> {
+    match state.markets.market(&state.pool, product).await? {
+        (Some(view), source) => Ok((view, source)),
+        (None, _) => Err(MarketError::ProductNotFound),
     }
-    Ok(MarketView::new(product, sizes))
 }
 
 /// A product's market: per size, the lowest ask, the highest bid, the last sale and how
-/// many asks and bids are on the book.
+/// many asks and bids are on the book. Served from memory until the product's book changes
+/// (docs/market.md, "Market data").
 #[utoipa::path(
     get, path = "/api/products/{id}/market", tag = "market",
     params(("id" = Uuid, Path, description = "The product's id")),
     responses(
-        (status = 200, description = "The product's market, size by size", body = MarketView),
+        (status = 200, description = "The product's market, size by size", body = MarketView,
+            headers(("x-cache" = String, description = "`hit`, `miss` or `bypass`: whether the market was read for this request"))),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
     ),
     security(())
 )]
-pub(super) async fn market(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<MarketView>, MarketError> {
-    Ok(Json(current(&state, product_id(&id)?).await?))
+pub(super) async fn market(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, MarketError> {
+    let (view, source) = current(&state, product_id(&id)?).await?;
+    Ok(([("x-cache", source.as_str())], Json(view)).into_response())
 }
 
 /// A product's sales, newest first, of one size or all.
@@ -200,8 +202,8 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
 )]
 pub(super) async fn stream(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, MarketError> {
     let product = product_id(&id)?;
-    let first = current(&state, product).await?;
-    match state.streams.subscribe(state.pool.clone(), product, first) {
+    let (first, _) = current(&state, product).await?;
+    match state.markets.subscribe(state.pool.clone(), product, first) {
         // Proxies that buffer (nginx) pass each event on at once when told so.
         Some(sse) => Ok(([("x-accel-buffering", "no")], sse).into_response()),
         None => {
