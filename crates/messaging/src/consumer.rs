@@ -44,7 +44,7 @@ use crate::watch::{Assignment, ConsumerHealth, Watcher};
 /// An event as a handler sees it.
 #[derive(Debug, Clone)]
 pub struct IncomingEvent {
-    /// Topic it was read from.
+    /// Topic it was read from, by its contract's name (without `KAFKA_TOPIC_PREFIX`).
     pub topic: String,
     /// Partition.
     pub partition: i32,
@@ -177,7 +177,7 @@ impl ConsumerRuntime {
         let rejoin = Arc::new(tokio::sync::Notify::new());
         let watcher = Watcher {
             group: self.group.clone(),
-            topics: self.topics.clone(),
+            topics: self.topics.iter().map(|topic| self.kafka.topic(topic)).collect(),
             kafka: self.kafka.clone(),
             health: self.health.clone(),
             assignment: assignment.clone(),
@@ -200,8 +200,8 @@ impl ConsumerRuntime {
         let context = GroupContext { group: self.group.clone(), assignment: assignment.clone() };
         let consumer: StreamConsumer<GroupContext> =
             self.kafka.consumer_config(&self.group).create_with_context(context).context("create Kafka consumer")?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).context("subscribe")?;
+        let topics: Vec<String> = self.topics.iter().map(|topic| self.kafka.topic(topic)).collect();
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()).context("subscribe")?;
         tracing::info!(group = %self.group, topics = ?self.topics, "consumer started");
         let mut backoff = Backoff::new();
         let mut again = false;
@@ -272,7 +272,7 @@ impl ConsumerRuntime {
         taken: DateTime<Utc>,
         cancel: &CancellationToken,
     ) -> (Vec<&'b BorrowedMessage<'c>>, bool) {
-        let events: Option<Vec<IncomingEvent>> = messages.iter().map(|m| incoming(m).ok()).collect();
+        let events: Option<Vec<IncomingEvent>> = messages.iter().map(|m| incoming(&self.kafka, m).ok()).collect();
         if let Some(events) = &events {
             self.record_delivery(&messages, events, taken);
             if events.len() > 1 {
@@ -300,7 +300,7 @@ impl ConsumerRuntime {
         taken: DateTime<Utc>,
         cancel: &CancellationToken,
     ) -> Outcome {
-        let event = match incoming(message) {
+        let event = match incoming(&self.kafka, message) {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(topic = message.topic(), offset = message.offset(), %error, "not a valid event envelope");
@@ -470,7 +470,7 @@ impl ConsumerRuntime {
         loop {
             match dlq::send(&self.producer, message, &self.group, error, attempts).await {
                 Ok(()) => {
-                    metrics::counter!("dead_letters_total", "group" => self.group.clone(), "topic" => message.topic().to_owned())
+                    metrics::counter!("dead_letters_total", "group" => self.group.clone(), "topic" => self.kafka.unprefixed(message.topic()).to_owned())
                         .increment(1);
                     return Outcome::DeadLettered;
                 }
@@ -511,11 +511,11 @@ async fn claim(tx: &mut PgConnection, events: &[IncomingEvent]) -> anyhow::Resul
 const MAX_BATCH: usize = 200;
 
 /// The event a message carries, if its headers are a valid envelope.
-fn incoming(message: &BorrowedMessage<'_>) -> Result<IncomingEvent, sneakerstop_events::EnvelopeError> {
+fn incoming(kafka: &Kafka, message: &BorrowedMessage<'_>) -> Result<IncomingEvent, sneakerstop_events::EnvelopeError> {
     let headers: Vec<(&str, &[u8])> =
         message.headers().map(|h| h.iter().filter_map(|h| h.value.map(|v| (h.key, v))).collect()).unwrap_or_default();
     Ok(IncomingEvent {
-        topic: message.topic().to_owned(),
+        topic: kafka.unprefixed(message.topic()).to_owned(),
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),

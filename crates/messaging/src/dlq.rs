@@ -107,9 +107,10 @@ impl DeadLetter {
     }
 }
 
-/// Reads every record on the DLQ of `topic`, from the beginning to the current end.
+/// Reads every record on the DLQ of `topic` (a contract's name; the DLQ is under `kafka`'s
+/// prefix, as the topic is), from the beginning to the current end.
 pub async fn list(kafka: &Kafka, topic: &str) -> anyhow::Result<Vec<DeadLetter>> {
-    let dlq_topic = sneakerstop_events::topics::dlq(topic);
+    let dlq_topic = sneakerstop_events::topics::dlq(&kafka.topic(topic));
     let mut config = kafka.consumer_config("sneakerstop-dlq-reader");
     config.set("enable.auto.commit", "false").set("statistics.interval.ms", "0");
     tokio::task::spawn_blocking(move || read_all(&config, &dlq_topic)).await.context("DLQ reader task failed")?

@@ -104,6 +104,11 @@ pub struct Kafka {
     pub session_timeout: Duration,
     /// TLS and SASL, when the brokers require them.
     pub security: Security,
+    /// Put before every topic's name on the brokers (`KAFKA_TOPIC_PREFIX`), so that
+    /// deployments sharing a cluster do not read each other's events. The code, the outbox
+    /// and the inbox use the contract's names ([`sneakerstop_events::topics`]); only the
+    /// brokers see prefixed ones ([`Self::topic`], [`Self::unprefixed`]).
+    pub topic_prefix: String,
 }
 
 impl Kafka {
@@ -116,6 +121,7 @@ impl Kafka {
             delivery_timeout: settings.delivery_timeout,
             session_timeout: settings.session_timeout,
             security: Security::from_settings(settings)?,
+            topic_prefix: settings.topic_prefix.clone(),
         })
     }
 
@@ -128,7 +134,25 @@ impl Kafka {
             delivery_timeout: Duration::from_secs(120),
             session_timeout: Duration::from_secs(45),
             security: Security::default(),
+            topic_prefix: String::new(),
         }
+    }
+
+    /// The same, with topics named `<prefix><topic>` on the brokers.
+    #[must_use]
+    pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = prefix.into();
+        self
+    }
+
+    /// The name `topic` (a contract's) has on the brokers.
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
+    }
+
+    /// The contract's name of `topic`, a name on the brokers.
+    pub fn unprefixed<'a>(&self, topic: &'a str) -> &'a str {
+        topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(topic)
     }
 
     /// The same, reaching the brokers with `security`.
@@ -185,13 +209,15 @@ impl Kafka {
         config
     }
 
-    /// Creates `topics` (and their `.dlq` topics) if they do not exist.
+    /// Creates `topics` (and their `.dlq` topics) on the brokers, under the prefix, if they
+    /// do not exist.
     pub async fn ensure_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.base().create().context("create Kafka admin client")?;
         let mut names: Vec<String> = Vec::new();
         for topic in topics {
-            names.push((*topic).to_owned());
-            names.push(sneakerstop_events::topics::dlq(topic));
+            let topic = self.topic(topic);
+            names.push(sneakerstop_events::topics::dlq(&topic));
+            names.push(topic);
         }
         let new_topics: Vec<NewTopic<'_>> = names
             .iter()

@@ -15,6 +15,8 @@ use anyhow::Context;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sneakerstop_events::{Contract, Envelope};
+
+use crate::Kafka;
 use sneakerstop_telemetry::trace::{self, TRACEPARENT, TraceContext};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
@@ -122,6 +124,8 @@ pub struct Relay {
     pool: PgPool,
     schema: String,
     producer: FutureProducer,
+    /// Put before each row's topic on the brokers (`Kafka::topic_prefix`).
+    topic_prefix: String,
     poll_interval: Duration,
     batch_size: i64,
     /// Woken by the process's [`ChangeFeed`](crate::ChangeFeed); without it the relay
@@ -136,9 +140,18 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    /// A relay for the outbox in `schema` (the pool's search path).
-    pub fn new(pool: PgPool, schema: &str, producer: FutureProducer, poll_interval: Duration) -> Self {
-        Self { pool, schema: schema.to_owned(), producer, poll_interval, batch_size: 500, wake: None }
+    /// A relay for the outbox in `schema` (the pool's search path), publishing with
+    /// `producer` (made by `kafka`) to `kafka`'s names of the topics.
+    pub fn new(pool: PgPool, schema: &str, kafka: &Kafka, producer: FutureProducer, poll_interval: Duration) -> Self {
+        Self {
+            pool,
+            schema: schema.to_owned(),
+            producer,
+            topic_prefix: kafka.topic_prefix.clone(),
+            poll_interval,
+            batch_size: 500,
+            wake: None,
+        }
     }
 
     /// The channel its outbox's inserts notify at commit.
@@ -298,7 +311,8 @@ impl Relay {
                 };
                 headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
             }
-            let record = FutureRecord::to(&row.topic).key(&row.message_key).payload(&row.payload).headers(headers);
+            let topic = format!("{}{}", self.topic_prefix, row.topic);
+            let record = FutureRecord::to(&topic).key(&row.message_key).payload(&row.payload).headers(headers);
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push((row, delivery, span)),
                 // The local queue is full: publish what is queued, the rest next round.

@@ -206,7 +206,7 @@ impl Watcher {
                 metrics::gauge!(
                     "consumer_lag",
                     "group" => self.group.clone(),
-                    "topic" => topic.clone(),
+                    "topic" => self.kafka.unprefixed(topic).to_owned(),
                     "partition" => partition.to_string()
                 )
                 .set(*lag as f64);

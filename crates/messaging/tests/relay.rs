@@ -1,14 +1,17 @@
-//! The outbox relay against a real (private) Tansu broker and real PostgreSQL.
+//! The outbox relay against real Apache Kafka and real PostgreSQL: the shared broker under
+//! topics of each test's own (`KAFKA_TOPIC_PREFIX`), or a private broker where a test
+//! stops it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::future::BoxFuture;
 use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::{Contract, topics};
-use sneakerstop_messaging::{ChangeFeed, Kafka, MIGRATOR, Relay, enqueue};
-use sneakerstop_test_support::{Broker, Record, TestDb, read_to_end, wait_until};
-use sqlx::PgPool;
+use sneakerstop_messaging::{ChangeFeed, ConsumerRuntime, Handler, IncomingEvent, Kafka, MIGRATOR, Relay, enqueue};
+use sneakerstop_test_support::{Broker, Record, TestDb, read_to_end, shared_brokers, unique, wait_until};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -52,7 +55,7 @@ async fn backlog(pool: &PgPool) -> i64 {
 }
 
 fn relay(pool: &PgPool, kafka: &Kafka) -> Relay {
-    Relay::new(pool.clone(), SCHEMA, kafka.producer().unwrap(), Duration::from_millis(200))
+    Relay::new(pool.clone(), SCHEMA, kafka, kafka.producer().unwrap(), Duration::from_millis(200))
 }
 
 /// Asserts every key's versions arrived in order, each event exactly once.
@@ -112,10 +115,14 @@ async fn a_broker_outage_grows_the_backlog_then_it_drains_in_order_once() {
     task.await.unwrap();
 }
 
+/// The shared broker, under topics of the test's own.
+fn own_topics() -> Kafka {
+    Kafka::new(shared_brokers()).with_topic_prefix(format!("{}.", unique("relaytest")))
+}
+
 #[tokio::test]
 async fn two_relays_on_one_outbox_publish_each_event_once_in_order() {
-    let broker = Broker::start().await;
-    let kafka = Kafka::new(broker.address());
+    let kafka = own_topics();
     kafka.ensure_topics(&[topics::SNEAKERS]).await.unwrap();
     let (_db, pool) = outbox_db().await;
     let cancel = CancellationToken::new();
@@ -140,7 +147,7 @@ async fn two_relays_on_one_outbox_publish_each_event_once_in_order() {
     }
     wait_until("the backlog drains", Duration::from_secs(60), || async { (backlog(&pool).await == 0).then_some(()) })
         .await;
-    let records = read_to_end(&broker.address(), topics::SNEAKERS, Duration::from_secs(30)).await;
+    let records = read_to_end(&shared_brokers(), &kafka.topic(topics::SNEAKERS), Duration::from_secs(30)).await;
     assert_eq!(records.len(), 200, "every event once, none twice");
     assert_in_order_once(&records, &keys, 25);
 
@@ -162,14 +169,14 @@ async fn two_relays_on_one_outbox_publish_each_event_once_in_order() {
 
 #[tokio::test]
 async fn a_relay_on_the_process_change_feed_publishes_as_soon_as_a_change_commits() {
-    let broker = Broker::start().await;
-    let kafka = Kafka::new(broker.address());
+    let kafka = own_topics();
     kafka.ensure_topics(&[topics::SNEAKERS]).await.unwrap();
     let (_db, pool) = outbox_db().await;
     let cancel = CancellationToken::new();
     // Polling alone would take a minute: only the feed's notification can wake it sooner.
     let feed = ChangeFeed::new();
-    let relay = Relay::new(pool.clone(), SCHEMA, kafka.producer().unwrap(), Duration::from_secs(60)).woken_by(&feed);
+    let relay =
+        Relay::new(pool.clone(), SCHEMA, &kafka, kafka.producer().unwrap(), Duration::from_secs(60)).woken_by(&feed);
     let relaying = tokio::spawn(relay.run(cancel.clone()));
     let feeding = tokio::spawn(feed.run(pool.clone(), cancel.clone()));
 
@@ -183,4 +190,92 @@ async fn a_relay_on_the_process_change_feed_publishes_as_soon_as_a_change_commit
     cancel.cancel();
     relaying.await.unwrap();
     feeding.await.unwrap();
+}
+
+/// Records the topic (as the handler is told it) and subject of every event it applies.
+struct Seen;
+
+impl Handler for Seen {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO seen (topic, subject) VALUES ($1, $2::uuid)")
+                .bind(&event.topic)
+                .bind(&event.envelope.subject)
+                .execute(tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn deployments_under_different_topic_prefixes_do_not_read_each_others_events() {
+    // Two deployments of the catalog's events on the shared broker, each with its database,
+    // relay and consumer group, and its own KAFKA_TOPIC_PREFIX.
+    let cancel = CancellationToken::new();
+    let mut deployments = Vec::new();
+    for name in ["stage", "prod"] {
+        let mut kafka = own_topics();
+        kafka.partitions = 1;
+        kafka.ensure_topics(&[topics::SNEAKERS]).await.unwrap();
+        let (db, pool) = outbox_db().await;
+        sqlx::query("CREATE TABLE seen (n bigserial, topic text NOT NULL, subject uuid NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        tokio::spawn(relay(&pool, &kafka).run(cancel.clone()));
+        let group = unique(&format!("{name}-orders"));
+        let consumer = ConsumerRuntime::new(
+            group,
+            &[topics::SNEAKERS],
+            pool.clone(),
+            kafka.clone(),
+            kafka.producer().unwrap(),
+            std::sync::Arc::new(Seen),
+            3,
+        );
+        tokio::spawn(consumer.run(cancel.clone()));
+        deployments.push((kafka, db, pool));
+    }
+    let [(stage, _stage_db, stage_pool), (prod, _prod_db, prod_pool)] = &deployments[..] else { unreachable!() };
+    let published = async |pool: &PgPool| {
+        let id = Uuid::now_v7();
+        change(pool, id, 1).await;
+        wait_until("the relay to publish", Duration::from_secs(30), || async {
+            (backlog(pool).await == 0).then_some(())
+        })
+        .await;
+        id
+    };
+    let seen = async |pool: &PgPool| -> Vec<(String, Uuid)> {
+        sqlx::query_as("SELECT topic, subject FROM seen ORDER BY n").fetch_all(pool).await.unwrap()
+    };
+
+    // On one partition per topic: had both read one topic, each would see the other's event
+    // before its own next one.
+    let (b1, a) = (published(prod_pool).await, published(stage_pool).await);
+    let b2 = published(prod_pool).await;
+    let ids = |seen: Vec<(String, Uuid)>| seen.into_iter().map(|(_, id)| id).collect::<Vec<_>>();
+    let stage_seen = wait_until("stage's consumer to apply its event", Duration::from_secs(30), || async {
+        Some(seen(stage_pool).await).filter(|seen| !seen.is_empty())
+    })
+    .await;
+    let prod_seen = wait_until("prod's consumer to apply its second event", Duration::from_secs(30), || async {
+        Some(seen(prod_pool).await).filter(|seen| ids(seen.clone()).contains(&b2))
+    })
+    .await;
+    assert_eq!(
+        stage_seen,
+        [(topics::SNEAKERS.to_owned(), a)],
+        "stage reads its own event, by the contract's topic name"
+    );
+    assert_eq!(ids(prod_seen), [b1, b2], "prod reads only its own");
+
+    // On the brokers, each deployment's events are under its prefix.
+    for (kafka, expected) in [(stage, vec![a]), (prod, vec![b1, b2])] {
+        let records = read_to_end(&shared_brokers(), &kafka.topic(topics::SNEAKERS), Duration::from_secs(30)).await;
+        let ids: Vec<Uuid> = records.iter().map(|r| r.key.as_deref().unwrap().parse().unwrap()).collect();
+        assert_eq!(ids, expected, "{}", kafka.topic(topics::SNEAKERS));
+    }
+    cancel.cancel();
 }

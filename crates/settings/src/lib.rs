@@ -39,6 +39,18 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// A topic prefix: at most 100 of the characters Kafka allows in topic names (ASCII
+/// letters and digits, `.`, `_`, `-`).
+pub fn parse_topic_prefix(value: &str) -> Result<String, String> {
+    if value.len() > 100 {
+        return Err("must be at most 100 characters".into());
+    }
+    if let Some(bad) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("may hold only ASCII letters, digits, `.`, `_` and `-`, not {bad:?}"));
+    }
+    Ok(value.to_owned())
+}
+
 /// Parses durations such as `15m`, `2s` or `24h`.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("`{value}` is not a duration like 15m or 2s: {e}"))
@@ -147,9 +159,15 @@ pub struct KafkaSettings {
     #[arg(long = "event-max-attempts", env = "EVENT_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
     /// Consumer groups are named `<prefix>-<service>`: one group per service, shared by its
-    /// replicas. Give separate deployments on one cluster different prefixes.
+    /// replicas. Separate deployments on one cluster need different group prefixes and
+    /// different topic prefixes (`KAFKA_TOPIC_PREFIX`).
     #[arg(long = "kafka-group-prefix", env = "KAFKA_GROUP_PREFIX", default_value = "sneakerstop")]
     pub group_prefix: String,
+    /// Put before every topic's name on the brokers (`stage.` makes `stage.orders.orders`),
+    /// so that deployments sharing a cluster neither read nor act on each other's events.
+    /// Empty by default: the topics are named as in docs/events.md.
+    #[arg(long = "kafka-topic-prefix", env = "KAFKA_TOPIC_PREFIX", default_value = "", value_parser = parse_topic_prefix)]
+    pub topic_prefix: String,
     /// How long the group coordinator waits for a silent consumer (a crashed process)
     /// before giving its partitions to the others. Kafka's default; lower means faster
     /// failover and more rebalances on a slow network.
@@ -264,5 +282,15 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         let err = parse_duration("soon").unwrap_err();
         assert!(err.contains("`soon`"), "{err}");
+    }
+
+    #[test]
+    fn topic_prefixes_hold_only_what_kafka_allows_in_topic_names() {
+        for good in ["", "stage.", "pr-1234_", "A.b-C_9."] {
+            assert_eq!(parse_topic_prefix(good).as_deref(), Ok(good));
+        }
+        assert!(parse_topic_prefix("stage/").unwrap_err().contains("'/'"));
+        assert!(parse_topic_prefix("my stage").unwrap_err().contains("' '"));
+        assert!(parse_topic_prefix(&"a".repeat(101)).unwrap_err().contains("at most 100"));
     }
 }

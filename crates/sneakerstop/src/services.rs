@@ -124,7 +124,8 @@ pub async fn start(
         sneakerstop_db::connect_when_migrated(&shared.db, name, &service.migrations()).await?
     };
     shared.kafka.ensure_topics(service.publishes()).await?;
-    let relay = Relay::new(pool.clone(), name, shared.producer.clone(), shared.poll_interval).woken_by(&shared.changes);
+    let relay = Relay::new(pool.clone(), name, &shared.kafka, shared.producer.clone(), shared.poll_interval)
+        .woken_by(&shared.changes);
     tasks.spawn(relay.run(cancel.clone()));
     tasks.spawn(crate::sessions::follow(name, pool.clone(), shared, cancel.clone()));
     if let Some((topics, handler)) = crate::sessions::consumer(service) {

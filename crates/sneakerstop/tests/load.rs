@@ -80,12 +80,12 @@ async fn the_login_flood_scenario_reports_honest_users_apart_from_the_flood() {
 
 #[tokio::test]
 async fn the_market_scenario_trades_matches_and_streams() {
-    // A broker of its own: matches are commands carried by events (see tests/market.rs).
-    let (db, broker) = tokio::join!(TestDb::new(), sneakerstop_test_support::Broker::start());
+    // Topics of its own: matches are commands carried by events (see tests/market.rs).
+    let db = TestDb::new().await;
     let env = [
         ("DATABASE_URL", db.url()),
         ("JWT_SECRET", "load-market-secret-0123456789-abcdefgh".into()),
-        ("KAFKA_BROKERS", broker.address()),
+        ("KAFKA_TOPIC_PREFIX", format!("{}.", sneakerstop_test_support::unique("load"))),
     ];
     let server = Server::start(BIN, &["serve"], &env).await;
     let email = format!("{}@example.com", sneakerstop_test_support::unique("admin"));

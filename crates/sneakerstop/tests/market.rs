@@ -4,10 +4,11 @@
 //! pair back on the market and tells the bidder; 500 bids and a buy-now racing for one ask
 //! make one sale and one charge.
 //!
-//! Each test runs its marketplace on a broker of its own: a match is a command carried by an
-//! event (orders places the bidder's order when it hears `match.made`), so two marketplaces
-//! on one broker would place orders for each other's matches. Tests that only react to
-//! their own HTTP requests share `make test`'s broker.
+//! Each test runs its marketplace under topics of its own (`KAFKA_TOPIC_PREFIX`) on `make
+//! test`'s broker: a match is a command carried by an event (orders places the bidder's
+//! order when it hears `match.made`), so two marketplaces sharing topics would place orders
+//! for each other's matches. This is what the prefix is for in production too: deployments
+//! sharing a cluster.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sneakerstop_auth::SessionKeys;
 use sneakerstop_settings::Secret;
-use sneakerstop_test_support::{Broker, Server, TestDb, unique, wait_until};
+use sneakerstop_test_support::{Server, TestDb, unique, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
 const SECRET: &str = "market-e2e-secret-0123456789-abcdef";
@@ -25,15 +26,18 @@ struct Market {
     http: Client,
     server: Server,
     db: TestDb,
-    _broker: Broker,
 }
 
 impl Market {
     async fn start() -> Self {
-        let (db, broker) = tokio::join!(TestDb::new(), Broker::start());
-        let env = [("DATABASE_URL", db.url()), ("JWT_SECRET", SECRET.to_owned()), ("KAFKA_BROKERS", broker.address())];
+        let db = TestDb::new().await;
+        let env = [
+            ("DATABASE_URL", db.url()),
+            ("JWT_SECRET", SECRET.to_owned()),
+            ("KAFKA_TOPIC_PREFIX", format!("{}.", unique("market"))),
+        ];
         let server = Server::start(BIN, &["serve"], &env).await;
-        Self { http: Client::builder().pool_max_idle_per_host(64).build().unwrap(), server, db, _broker: broker }
+        Self { http: Client::builder().pool_max_idle_per_host(64).build().unwrap(), server, db }
     }
 
     async fn call(&self, method: Method, path: &str, auth: &str, body: Option<Value>) -> (StatusCode, Value) {
