@@ -186,6 +186,22 @@ pub async fn bidder(
     }))
 }
 
+/// How many open bids `buyer` has on the book of `product` in `size`. Under the book's lock
+/// (bids are placed only there) the count is exact: it includes every bid placed before,
+/// in this batch or an earlier one.
+pub async fn open_bids(conn: &mut PgConnection, buyer: Uuid, product: Uuid, size: f64) -> anyhow::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "open!" FROM bids
+            WHERE buyer_id = $1 AND product_id = $2 AND size = $3 AND status = 'open' AND expires_at > now()"#,
+        buyer,
+        product,
+        size
+    )
+    .fetch_one(conn)
+    .await
+    .context("count the buyer's open bids on the book")
+}
+
 /// The best asks on a book at or below `price`, not `buyer`'s, in price-time priority.
 pub async fn crossing_asks(
     tx: &mut PgConnection,

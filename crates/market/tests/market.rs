@@ -477,6 +477,20 @@ async fn a_buyer_has_at_most_25_open_bids_on_a_book() {
 }
 
 #[tokio::test]
+async fn bids_a_buyer_sends_at_once_cannot_pass_the_limit_together() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    // All 40 read "no open bids" before their turn on the book.
+    let answers = futures::future::join_all((0..40).map(|n| ctx.bid(&auth, 10.0, 100.0 + f64::from(n)))).await;
+    let placed = answers.iter().filter(|a| a.status == StatusCode::CREATED).count();
+    let refused = answers.iter().filter(|a| a.status == StatusCode::CONFLICT).count();
+    assert_eq!((placed, refused), (25, 15), "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM bids WHERE status = 'open'").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(open, 25);
+}
+
+#[tokio::test]
 async fn refusals_name_the_field_or_the_rule() {
     let ctx = ctx().await;
     let (_, with_card) = ctx.buyer().await;

@@ -226,6 +226,9 @@ async fn place_on(
     if let sneakerstop_idempotency::Start::Answer(answer) = start {
         return Ok(Placed::Before(answer));
     }
+    // Counted again on the book's turn: what was read before it does not include the bids
+    // this buyer sent at the same moment (a burst, or a script), and the limit is exact.
+    let bidder = Bidder { open_bids: store::open_bids(tx, buyer, new.product_id, new.size).await?, ..bidder };
     let now = Utc::now().trunc_subsecs(6);
     let placed = match Bid::place(Uuid::now_v7(), buyer, new, product, bidder, now) {
         Ok(placed) => placed,
