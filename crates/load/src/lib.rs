@@ -10,6 +10,7 @@
 //! latency per consumer group, from the server's `event_hop_seconds` histogram.
 
 mod client;
+pub mod prometheus;
 mod report;
 mod scenarios;
 pub mod stats;
@@ -204,16 +205,9 @@ async fn settle(api: &Api) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let metrics = api.metrics().await?;
-        let sum = |name: &str| -> f64 {
-            metrics
-                .lines()
-                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-                .sum()
-        };
-        let (backlog, lag) = (sum("outbox_backlog"), sum("consumer_lag"));
-        let lag_known =
-            metrics.lines().any(|l| l.starts_with("consumer_lag{")) || started.elapsed() > Duration::from_secs(10);
+        let (backlog, lag) = (prometheus::sum(&metrics, "outbox_backlog"), prometheus::sum(&metrics, "consumer_lag"));
+        let lag_known = lag.is_some() || started.elapsed() > Duration::from_secs(10);
+        let (backlog, lag) = (backlog.unwrap_or(0.0), lag.unwrap_or(0.0));
         if backlog == 0.0 && lag == 0.0 && lag_known {
             eprintln!("\rsettled after {:.0} s{:30}", started.elapsed().as_secs_f64(), "");
             return Ok(());

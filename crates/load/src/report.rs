@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::prometheus::{label, samples, unlabelled};
 use super::stats::{EndpointSummary, Quantiles, Recorder, rate};
 use super::{LoadArgs, Scenario};
 
@@ -294,28 +295,6 @@ fn market_summary(rec: &Recorder, elapsed: Duration, before: &str, after: &str) 
     }
 }
 
-/// The value of a metric without labels (`name 12`), 0 when absent.
-fn unlabelled(metrics: &str, metric: &str) -> f64 {
-    metrics.lines().find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
-}
-
-/// The samples of `series` in Prometheus' text format: each one's label set and value.
-fn samples<'a>(metrics: &'a str, series: &str) -> impl Iterator<Item = (&'a str, f64)> {
-    let prefix = format!("{series}{{");
-    metrics.lines().filter(move |line| line.starts_with(&prefix)).filter_map(|line| {
-        let (labels, value) = line.rsplit_once(' ')?;
-        Some((labels, value.parse().ok()?))
-    })
-}
-
-/// The value of label `name` in a sample's label set (`{a="x",b="y"}`).
-fn label(labels: &str, name: &str) -> Option<String> {
-    labels
-        .split([',', '{', '}'])
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\""))
-        .map(|value| value.trim_end_matches('"').to_owned())
-}
-
 /// Quantiles per key of histogram `metric` during the run: the bucket counts after minus before.
 fn histogram_deltas(before: &str, after: &str, metric: &str, key_labels: &[&str]) -> BTreeMap<String, HopSummary> {
     let before = buckets(before, metric, key_labels);
@@ -382,14 +361,6 @@ event_hop_seconds_bucket{group="g",topic="t",type="b",le="+Inf"} 0"#;
         assert_eq!(counts["hit"], 100.0);
         assert_eq!(counts["miss"], 1.0);
         assert_eq!(counts["bypass"], 2.0);
-    }
-
-    #[test]
-    fn a_label_is_found_by_its_whole_name() {
-        let labels = r#"{group="g",subgroup="s",stage="relay"}"#;
-        assert_eq!(label(labels, "group").as_deref(), Some("g"));
-        assert_eq!(label(labels, "subgroup").as_deref(), Some("s"));
-        assert_eq!(label(labels, "le"), None);
     }
 
     #[test]

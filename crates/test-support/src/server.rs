@@ -73,17 +73,11 @@ impl Server {
         format!("{}{path}", self.base_url)
     }
 
-    /// The sum of every series of the labelled metric `name` on the server's `/metrics`, or
-    /// `None` while it has none.
+    /// The sum of every series of the metric `name` on the server's `/metrics`, or `None`
+    /// while it has none.
     pub async fn metric_sum(&self, name: &str) -> Option<f64> {
         let metrics = reqwest::get(self.url("/metrics")).await.ok()?.text().await.ok()?;
-        let prefix = format!("{name}{{");
-        let values: Vec<f64> = metrics
-            .lines()
-            .filter(|l| l.starts_with(&prefix))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
-            .collect();
-        (!values.is_empty()).then(|| values.iter().sum())
+        sneakerstop_load::prometheus::sum(&metrics, name)
     }
 
     /// Waits until the server's consumer groups have caught up with their topics (the
