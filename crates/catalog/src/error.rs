@@ -61,6 +61,25 @@ impl From<crate::domain::Refusal> for CatalogError {
     }
 }
 
+impl From<crate::domain::ProductRefusal> for CatalogError {
+    fn from(refusal: crate::domain::ProductRefusal) -> Self {
+        use crate::domain::ProductRefusal;
+        match refusal {
+            ProductRefusal::Invalid(errors) => Self::Invalid(errors),
+            ProductRefusal::VersionMismatch { current } => Self::VersionMismatch { current },
+            ProductRefusal::SizesDropped(sizes) => {
+                let sizes = sizes.iter().map(f64::to_string).collect::<Vec<_>>().join(", ");
+                Self::Unprocessable(vec![FieldError::new(
+                    "sizes",
+                    format!(
+                        "must keep every size the product is made in (its book may hold bids and asks): {sizes} left out"
+                    ),
+                )])
+            }
+        }
+    }
+}
+
 impl From<FieldError> for CatalogError {
     fn from(error: FieldError) -> Self {
         Self::Invalid(vec![error])

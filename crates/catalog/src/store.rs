@@ -119,10 +119,37 @@ pub async fn lock_expired(
 pub async fn insert_product(pool: &PgPool, product: &Product) -> Result<(), ProductInsert> {
     let _transaction = sneakerstop_db::transaction_span("creating a product");
     let mut tx = pool.begin().await.context("begin")?;
+    save_product(&mut tx, product).await?;
+    tx.commit().await.context("commit product")?;
+    Ok(())
+}
+
+/// The product, locked until `tx` ends: the row a correction changes.
+pub async fn lock_product(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Product>> {
+    sqlx::query_as!(
+        Product,
+        "SELECT id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, version, created_by,
+                created_at, updated_at
+           FROM products WHERE id = $1 FOR UPDATE",
+        id
+    )
+    .fetch_optional(tx)
+    .await
+    .with_context(|| format!("lock product {id}"))
+}
+
+/// Writes `product` as it is now — new (version 1) or corrected — and its event
+/// (`product.created` or `product.updated`) on `tx`. A taken style code is
+/// [`ProductInsert::StyleCodeTaken`].
+pub async fn save_product(tx: &mut PgConnection, product: &Product) -> Result<(), ProductInsert> {
     sqlx::query!(
-        "INSERT INTO products (id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, created_by,
-                               created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO products (id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, version,
+                               created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET style_code = EXCLUDED.style_code, name = EXCLUDED.name, brand = EXCLUDED.brand,
+             colorway = EXCLUDED.colorway, retail_price_cents = EXCLUDED.retail_price_cents,
+             release_date = EXCLUDED.release_date, sizes = EXCLUDED.sizes, version = EXCLUDED.version,
+             updated_at = EXCLUDED.updated_at",
         product.id,
         &product.style_code,
         &product.name,
@@ -131,24 +158,27 @@ pub async fn insert_product(pool: &PgPool, product: &Product) -> Result<(), Prod
         product.retail_price_cents,
         product.release_date,
         &product.sizes,
+        product.version,
         product.created_by,
         product.created_at,
+        product.updated_at,
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| {
-        if sneakerstop_db::is_unique_violation(&e, "products_style_code_key") {
-            ProductInsert::StyleCodeTaken
-        } else {
-            ProductInsert::Other(anyhow::Error::new(e).context("insert product"))
-        }
-    })?;
-    sneakerstop_messaging::enqueue(&mut tx, SOURCE, product.id, 1, &product.created_event()).await?;
-    tx.commit().await.context("commit product")?;
+    .map_err(|e| style_code_taken(e, "write product"))?;
+    sneakerstop_messaging::enqueue(tx, SOURCE, product.id, product.version, &product.event()).await?;
     Ok(())
 }
 
-/// What only the database can refuse when a product is created.
+fn style_code_taken(error: sqlx::Error, doing: &'static str) -> ProductInsert {
+    if sneakerstop_db::is_unique_violation(&error, "products_style_code_key") {
+        ProductInsert::StyleCodeTaken
+    } else {
+        ProductInsert::Other(anyhow::Error::new(error).context(doing))
+    }
+}
+
+/// What only the database can refuse when a product is created or corrected.
 #[derive(Debug, thiserror::Error)]
 pub enum ProductInsert {
     /// Another product has the style code.
@@ -163,7 +193,8 @@ pub enum ProductInsert {
 pub async fn product(executor: impl sqlx::PgExecutor<'_>, id: Uuid) -> anyhow::Result<Option<Product>> {
     sqlx::query_as!(
         Product,
-        "SELECT id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, created_by, created_at
+        "SELECT id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, version, created_by,
+                created_at, updated_at
            FROM products WHERE id = $1",
         id
     )
@@ -184,7 +215,8 @@ pub async fn products(
 ) -> anyhow::Result<Vec<Product>> {
     sqlx::query_as!(
         Product,
-        "SELECT id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, created_by, created_at
+        "SELECT id, style_code, name, brand, colorway, retail_price_cents, release_date, sizes, version, created_by,
+                created_at, updated_at
            FROM products
           WHERE ($2::text IS NULL OR starts_with(style_code, $2)
                  OR ($1::text IS NOT NULL AND search @@ to_tsquery('simple', $1)))

@@ -340,6 +340,58 @@ async fn only_admins_create_products_and_a_style_code_is_unique() {
 }
 
 #[tokio::test]
+async fn an_admin_corrects_a_product_adding_sizes_never_dropping_one() {
+    let ctx = ctx().await;
+    let (_, member) = ctx.user();
+    let (_, admin) = sneakerstop_test_support::signed_in_admin(&ctx.keys);
+    let created = Call::post("/api/products", product("DZ5485-612", "Air Jordon 1")).header("authorization", &admin);
+    let created = created.send(&ctx.app).await;
+    assert_eq!((created.status, &created.json["version"]), (StatusCode::CREATED, &json!(1)), "{}", created.text);
+    let uri = format!("/api/products/{}", created.json["id"].as_str().unwrap());
+    let put = |body: Value, auth: &str| Call::new(Method::PUT, &uri).json(body).header("authorization", auth);
+
+    // The name fixed and size 11 added: version 2, announced whole.
+    let mut fixed = product("DZ5485-612", "Air Jordan 1 Retro High OG");
+    fixed["sizes"] = json!([9, 9.5, 10, 10.5, 11]);
+    let refused = put(fixed.clone(), &member).send(&ctx.app).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let corrected = put(fixed.clone(), &admin).header("if-match", "\"1\"").send(&ctx.app).await;
+    assert_eq!(corrected.status, StatusCode::OK, "{}", corrected.text);
+    assert_eq!(
+        (&corrected.json["name"], &corrected.json["sizes"], &corrected.json["version"]),
+        (&json!("Air Jordan 1 Retro High OG"), &json!([9.0, 9.5, 10.0, 10.5, 11.0]), &json!(2))
+    );
+    assert_eq!(corrected.json["createdAt"], created.json["createdAt"]);
+    let events = ctx.outbox().await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].0, "product.updated");
+    assert_eq!((&events[1].2["version"], &events[1].2["sizes"]), (&json!(2), &corrected.json["sizes"]));
+
+    // Refused, and nothing written: a stale If-Match, a dropped size, a taken style code.
+    let stale = put(fixed.clone(), &admin).header("if-match", "1").send(&ctx.app).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.text);
+    let mut dropped = fixed.clone();
+    dropped["sizes"] = json!([9, 10, 11]);
+    let dropped = put(dropped, &admin).send(&ctx.app).await;
+    assert_eq!(dropped.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", dropped.text);
+    assert_eq!(dropped.json["errors"][0]["field"], "sizes");
+    assert!(dropped.json["errors"][0]["reason"].as_str().unwrap().contains("9.5, 10.5 left out"), "{}", dropped.text);
+    let other = Call::post("/api/products", product("FD0001-100", "Other")).header("authorization", &admin);
+    assert_eq!(other.send(&ctx.app).await.status, StatusCode::CREATED);
+    let mut taken = fixed.clone();
+    taken["styleCode"] = json!("fd0001-100");
+    let taken = put(taken, &admin).send(&ctx.app).await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.text);
+    assert_eq!(ctx.outbox().await.len(), 3, "only the other product's creation was written since");
+    let unknown = Call::new(Method::PUT, &format!("/api/products/{}", Uuid::now_v7()))
+        .json(fixed)
+        .header("authorization", &admin);
+    assert_eq!(unknown.send(&ctx.app).await.status, StatusCode::NOT_FOUND);
+    let now = Call::get(&uri).send(&ctx.app).await;
+    assert_eq!((&now.json["version"], &now.json["name"]), (&json!(2), &json!("Air Jordan 1 Retro High OG")));
+}
+
+#[tokio::test]
 async fn products_are_found_by_style_code_name_or_brand() {
     let ctx = ctx().await;
     let (_, admin) = sneakerstop_test_support::signed_in_admin(&ctx.keys);

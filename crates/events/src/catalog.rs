@@ -25,6 +25,9 @@ crate::contract! {
     pub enum ProductEvent on topics::PRODUCTS, key product_id {
         /// An admin created a product (version 1).
         Created("product.created", v 1) => Product,
+        /// An admin corrected it: the whole product again, version + 1. Its sizes only ever
+        /// grow (a size's book may hold bids and asks).
+        Updated("product.updated", v 1) => Product,
     }
 }
 
@@ -48,7 +51,7 @@ pub struct Product {
     pub release_date: Option<chrono::NaiveDate>,
     /// The US sizes it is made in, ascending; asks and bids must name one of them.
     pub sizes: Vec<f64>,
-    /// 1 when created.
+    /// 1 when created, + 1 per correction.
     pub version: i64,
     /// When it was created.
     pub created_at: DateTime<Utc>,

@@ -100,23 +100,29 @@ fn sneaker_updated_v1() {
 
 const PRODUCT: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0004);
 
+fn product(version: i64) -> Product {
+    Product {
+        product_id: PRODUCT,
+        style_code: "DZ5485-612".into(),
+        name: "Air Jordan 1 Retro High OG".into(),
+        brand: "Jordan".into(),
+        colorway: Some("Varsity Red/Black".into()),
+        retail_price_cents: Some(18_000),
+        release_date: chrono::NaiveDate::from_ymd_opt(2023, 11, 18),
+        sizes: vec![9.0, 9.5, 10.0],
+        version,
+        created_at: time(0),
+    }
+}
+
 #[test]
 fn product_created_v1() {
-    check_snapshot(
-        PRODUCT,
-        &ProductEvent::Created(Product {
-            product_id: PRODUCT,
-            style_code: "DZ5485-612".into(),
-            name: "Air Jordan 1 Retro High OG".into(),
-            brand: "Jordan".into(),
-            colorway: Some("Varsity Red/Black".into()),
-            retail_price_cents: Some(18_000),
-            release_date: chrono::NaiveDate::from_ymd_opt(2023, 11, 18),
-            sizes: vec![9.0, 9.5, 10.0],
-            version: 1,
-            created_at: time(0),
-        }),
-    );
+    check_snapshot(PRODUCT, &ProductEvent::Created(product(1)));
+}
+
+#[test]
+fn product_updated_v1() {
+    check_snapshot(PRODUCT, &ProductEvent::Updated(Product { sizes: vec![9.0, 9.5, 10.0, 10.5], ..product(2) }));
 }
 
 #[test]

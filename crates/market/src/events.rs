@@ -77,7 +77,8 @@ impl Handler for MarketHandler {
         Box::pin(async move {
             match event.topic.as_str() {
                 topics::PRODUCTS => {
-                    let ProductEvent::Created(product) = event.decode::<ProductEvent>()?;
+                    let (ProductEvent::Created(product) | ProductEvent::Updated(product)) =
+                        event.decode::<ProductEvent>()?;
                     store::apply_product(tx, &product).await
                 }
                 topics::SNEAKERS => {

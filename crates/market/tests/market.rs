@@ -62,19 +62,7 @@ fn app(pool: &PgPool, keys: &SessionKeys, books: &BookQueues, markets: Markets) 
 impl Ctx {
     /// Catalog created `product`, made in sizes 9, 10 and 10.5.
     async fn new_product(&self, product: Uuid) {
-        let created = Product {
-            product_id: product,
-            style_code: "DZ5485-612".into(),
-            name: "Air Jordan 1 Retro High OG".into(),
-            brand: "Jordan".into(),
-            colorway: None,
-            retail_price_cents: Some(18_000),
-            release_date: None,
-            sizes: vec![9.0, 10.0, 10.5],
-            version: 1,
-            created_at: Utc::now(),
-        };
-        self.deliver(&ProductEvent::Created(created), product, 1).await;
+        self.deliver(&ProductEvent::Created(created(product)), product, 1).await;
     }
 
     /// This test's app with `markets` that follow a change feed of their own, and a stop
@@ -188,6 +176,22 @@ impl Ctx {
                 (text("matchId"), text("bidId"), text("sneakerId"), p["priceCents"].as_i64().unwrap())
             })
             .collect()
+    }
+}
+
+/// `product` as catalog announces it when created: made in sizes 9, 10 and 10.5.
+fn created(product: Uuid) -> Product {
+    Product {
+        product_id: product,
+        style_code: "DZ5485-612".into(),
+        name: "Air Jordan 1 Retro High OG".into(),
+        brand: "Jordan".into(),
+        colorway: None,
+        retail_price_cents: Some(18_000),
+        release_date: None,
+        sizes: vec![9.0, 10.0, 10.5],
+        version: 1,
+        created_at: Utc::now(),
     }
 }
 
@@ -488,6 +492,21 @@ async fn bids_a_buyer_sends_at_once_cannot_pass_the_limit_together() {
     let open: i64 =
         sqlx::query_scalar("SELECT count(*) FROM bids WHERE status = 'open'").fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(open, 25);
+}
+
+#[tokio::test]
+async fn a_size_added_to_a_product_gets_a_book() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    assert_eq!(ctx.bid(&auth, 11.0, 150.0).await.status, StatusCode::UNPROCESSABLE_ENTITY, "not made in 11 yet");
+    let corrected = Product { sizes: vec![9.0, 10.0, 10.5, 11.0], version: 2, ..created(ctx.product) };
+    ctx.deliver(&ProductEvent::Updated(corrected), ctx.product, 2).await;
+    assert_eq!(ctx.bid(&auth, 11.0, 150.0).await.status, StatusCode::CREATED);
+    assert_eq!(size_of(&ctx.market().await, 11.0)["highestBid"], 150.0);
+
+    // The creation arriving late (version 1) does not take the size away.
+    ctx.deliver(&ProductEvent::Created(created(ctx.product)), ctx.product, 1).await;
+    assert_eq!(size_of(&ctx.market().await, 11.0)["bids"], 1);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 mod product;
 mod sneaker;
 
-pub use product::{Product, ProductInput, ProductSearch};
+pub use product::{Product, ProductInput, ProductRefusal, ProductSearch};
 pub use sneaker::{Decision, Refusal, Sneaker, Status};
 
 use serde::Deserialize;

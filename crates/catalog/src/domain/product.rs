@@ -1,8 +1,9 @@
 //! Products: the models (style code, name, brand, sizes) that asks and bids refer to.
 //!
-//! A product is created once by an admin and does not change (corrections are a later
-//! feature). Its sizes are the books the market keeps for it: an ask (a listing naming the
-//! product) or a bid must be in one of them.
+//! A product is created by an admin, who may correct it later (a typo in the name, a size
+//! added); each correction is a new version, announced whole. Its sizes are the books the
+//! market keeps for it: an ask (a listing naming the product) or a bid must be in one of
+//! them, so a correction may add sizes but never drop one.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -84,10 +85,31 @@ pub struct Product {
     pub release_date: Option<NaiveDate>,
     /// Sizes, ascending.
     pub sizes: Vec<f64>,
+    /// 1 when created, + 1 per correction.
+    pub version: i64,
     /// The admin who created it.
     pub created_by: Uuid,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// When it was last changed (created or corrected).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Why a correction of a product is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProductRefusal {
+    /// Fields that are not valid, each named.
+    #[error("invalid product")]
+    Invalid(Vec<FieldError>),
+    /// `If-Match` named another version.
+    #[error("the product is at version {current}")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// The correction leaves out sizes the product is made in.
+    #[error("sizes dropped")]
+    SizesDropped(Vec<f64>),
 }
 
 impl Product {
@@ -119,12 +141,35 @@ impl Product {
                     retail_price_cents,
                     release_date: input.release_date,
                     sizes,
+                    version: 1,
                     created_by: admin,
                     created_at: now,
+                    updated_at: now,
                 })
             }
             _ => Err(errors),
         }
+    }
+
+    /// The product as corrected by `input` (every field, as when created) at `now`: the next
+    /// version. Refused if `if_match` names another version, or if a size it is made in is
+    /// left out (its book may hold bids and asks).
+    pub fn revise(
+        &self,
+        input: ProductInput,
+        if_match: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ProductRefusal> {
+        let revised =
+            Self::create(self.id, self.created_by, input, self.created_at).map_err(ProductRefusal::Invalid)?;
+        if if_match.is_some_and(|version| version != self.version) {
+            return Err(ProductRefusal::VersionMismatch { current: self.version });
+        }
+        let dropped: Vec<f64> = self.sizes.iter().copied().filter(|size| !revised.has_size(*size)).collect();
+        if !dropped.is_empty() {
+            return Err(ProductRefusal::SizesDropped(dropped));
+        }
+        Ok(Self { version: self.version + 1, updated_at: now, ..revised })
     }
 
     /// Whether the product is made in `size`.
@@ -148,9 +193,9 @@ impl Product {
         self.sizes.iter().map(f64::to_string).collect::<Vec<_>>().join(", ")
     }
 
-    /// `product.created`, carrying the whole product.
-    pub fn created_event(&self) -> ProductEvent {
-        ProductEvent::Created(Snapshot {
+    /// `product.created` (version 1) or `product.updated`, carrying the whole product.
+    pub fn event(&self) -> ProductEvent {
+        let snapshot = Snapshot {
             product_id: self.id,
             style_code: self.style_code.clone(),
             name: self.name.clone(),
@@ -159,9 +204,10 @@ impl Product {
             retail_price_cents: self.retail_price_cents,
             release_date: self.release_date,
             sizes: self.sizes.clone(),
-            version: 1,
+            version: self.version,
             created_at: self.created_at,
-        })
+        };
+        if self.version == 1 { ProductEvent::Created(snapshot) } else { ProductEvent::Updated(snapshot) }
     }
 }
 
@@ -208,7 +254,7 @@ mod tests {
         assert_eq!(product.style_code, "DZ5485-612");
         assert_eq!(product.sizes, vec![9.0, 10.0, 10.5]);
         assert_eq!(product.retail_price_cents, Some(18_000));
-        let ProductEvent::Created(event) = product.created_event();
+        let ProductEvent::Created(event) = product.event() else { panic!("a new product is announced as created") };
         assert_eq!((event.product_id, event.sizes, event.version), (product.id, product.sizes.clone(), 1));
         assert!(product.check_size(10.5).is_ok());
         let refused = product.check_size(11.0).unwrap_err();
@@ -236,5 +282,29 @@ mod tests {
             assert_eq!(errors.len(), 1);
             assert_eq!(errors[0].field, "sizes");
         }
+    }
+
+    #[test]
+    fn a_correction_is_the_next_version_and_may_add_sizes_but_not_drop_one() {
+        let product = Product::create(Uuid::now_v7(), Uuid::now_v7(), input(), Utc::now()).unwrap();
+        let fixed = ProductInput { name: "Air Jordan 1 High OG".into(), sizes: vec![9.0, 10.0, 10.5, 11.0], ..input() };
+        let later = Utc::now();
+        let revised = product.revise(fixed, Some(1), later).unwrap();
+        assert_eq!((revised.version, revised.updated_at, revised.created_at), (2, later, product.created_at));
+        assert_eq!((revised.id, revised.created_by), (product.id, product.created_by));
+        assert_eq!(
+            (revised.name.as_str(), revised.sizes.clone()),
+            ("Air Jordan 1 High OG", vec![9.0, 10.0, 10.5, 11.0])
+        );
+        let ProductEvent::Updated(event) = revised.event() else { panic!("a correction is announced as updated") };
+        assert_eq!((event.version, event.sizes), (2, revised.sizes.clone()));
+
+        let dropped = ProductInput { sizes: vec![9.0, 11.0], ..input() };
+        assert_eq!(revised.revise(dropped, None, later), Err(ProductRefusal::SizesDropped(vec![10.0, 10.5])));
+        assert_eq!(revised.revise(input(), Some(1), later), Err(ProductRefusal::VersionMismatch { current: 2 }));
+        let invalid = ProductInput { name: String::new(), ..input() };
+        assert!(
+            matches!(revised.revise(invalid, Some(1), later), Err(ProductRefusal::Invalid(errors)) if errors[0].field == "name")
+        );
     }
 }

@@ -4,10 +4,12 @@ mod products;
 mod sneakers;
 
 use axum::Router;
+use axum::http::{HeaderMap, header};
 use sneakerstop_auth::SecuritySchemes;
+use sneakerstop_problem::FieldError;
 use utoipa::OpenApi;
 
-use crate::AppState;
+use crate::{AppState, CatalogError};
 
 /// OpenAPI description of the catalog endpoints.
 #[derive(Debug, OpenApi)]
@@ -19,7 +21,8 @@ use crate::AppState;
         sneakers::update,
         products::create,
         products::list,
-        products::get_one
+        products::get_one,
+        products::update
     ),
     components(schemas(
         crate::domain::ProductInput,
@@ -42,4 +45,15 @@ pub struct ApiDoc;
 /// The catalog router, ready to merge into the server.
 pub fn app(state: AppState) -> Router {
     sneakers::router().merge(products::router()).with_state(state)
+}
+
+/// `If-Match: "3"` (or `3`, or `W/"3"`) → `Some(3)`: the version of a listing or product the
+/// client last saw.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, CatalogError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<i64>()
+        .map(Some)
+        .map_err(|_| FieldError::new("If-Match", "must be the version you last saw, e.g. \"3\"").into())
 }

@@ -1,8 +1,9 @@
 //! `/api/products`: the models the market trades (create as an admin, view, search).
 
+use anyhow::Context;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde::Serialize;
@@ -18,7 +19,9 @@ use crate::store::{self, ProductInsert};
 use crate::{AppState, CatalogError};
 
 pub(super) fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/products", get(list).post(create)).route("/api/products/{id}", get(get_one))
+    axum::Router::new()
+        .route("/api/products", get(list).post(create))
+        .route("/api/products/{id}", get(get_one).put(update))
 }
 
 /// A product as the API shows it.
@@ -39,7 +42,10 @@ pub struct ProductView {
     release_date: Option<NaiveDate>,
     /// The sizes its market has a book for, ascending.
     sizes: Vec<f64>,
+    /// 1 when created, + 1 per correction; send it as `If-Match` to correct it safely.
+    version: i64,
     created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
 impl From<Product> for ProductView {
@@ -53,7 +59,9 @@ impl From<Product> for ProductView {
             retail_price: p.retail_price_cents.map(units),
             release_date: p.release_date,
             sizes: p.sizes,
+            version: p.version,
             created_at: p.created_at,
+            updated_at: p.updated_at,
         }
     }
 }
@@ -86,6 +94,56 @@ pub(super) async fn create(
     }
     tracing::info!(product_id = %product.id, style_code = %product.style_code, "product created");
     Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+/// Correct a product (a typo, a size added): every field, as when creating it. Admins only.
+/// Sizes may be added, never dropped: a size's book may hold bids and asks.
+#[utoipa::path(
+    put, path = "/api/products/{id}", tag = "products",
+    params(
+        ("id" = Uuid, Path, description = "The product's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version you last saw (`\"3\"` or `3`); 412 if it changed since",
+            pattern = "^(W/)?\"?[0-9]{1,18}\"?$"),
+    ),
+    request_body = ProductInput,
+    responses(
+        (status = 200, description = "Corrected; version + 1 and `product.updated` is published", body = ProductView),
+        (status = 400, description = "Malformed body, id or If-Match, or an invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another product has this style code", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match the current version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A size the product is made in is left out", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(product_id = %id, admin_id = %user.id))]
+pub(super) async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<ProductInput>,
+) -> Result<Json<ProductView>, CatalogError> {
+    user.require_admin("correct products").map_err(CatalogError::AdminOnly)?;
+    let id = parse_id(&id)?;
+    let if_match = super::if_match(&headers)?;
+    let _transaction = sneakerstop_db::transaction_span("correcting a product");
+    let mut tx = state.pool.begin().await.context("begin correcting a product")?;
+    let current = store::lock_product(&mut tx, id).await?.ok_or(CatalogError::ProductNotFound)?;
+    let revised = current.revise(input, if_match, Utc::now().trunc_subsecs(6))?;
+    match store::save_product(&mut tx, &revised).await {
+        Ok(()) => {}
+        Err(ProductInsert::StyleCodeTaken) => return Err(CatalogError::StyleCodeTaken(revised.style_code)),
+        Err(ProductInsert::Other(error)) => return Err(error.into()),
+    }
+    tx.commit().await.context("commit the correction")?;
+    tracing::info!(product_id = %id, version = revised.version, "product corrected");
+    Ok(Json(revised.into()))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, CatalogError> {
+    Uuid::try_parse(id).map_err(|_| FieldError::new("id", "must be a UUID").into())
 }
 
 /// Find products by style code, name or brand, newest first.
@@ -134,7 +192,6 @@ pub(super) async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, CatalogError> {
-    let id = Uuid::try_parse(&id).map_err(|_| FieldError::new("id", "must be a UUID"))?;
-    let product = store::product(&state.pool, id).await?.ok_or(CatalogError::ProductNotFound)?;
+    let product = store::product(&state.pool, parse_id(&id)?).await?.ok_or(CatalogError::ProductNotFound)?;
     Ok(Json(product.into()))
 }

@@ -277,7 +277,7 @@ pub(super) async fn update(
     ApiJson(input): ApiJson<ListingInput>,
 ) -> Result<Response, CatalogError> {
     let id = parse_id(&id)?;
-    let if_match = if_match(&headers)?;
+    let if_match = super::if_match(&headers)?;
     let listing = Listing::try_from(input).map_err(CatalogError::Invalid)?;
     if listing.expires_in_days.is_some() {
         let fixed = FieldError::new("expiresInDays", "an ask's time is set when listing and cannot change");
@@ -293,14 +293,4 @@ pub(super) async fn update(
     state.cache.invalidate();
     tracing::info!(sneaker_id = %id, version = edited.sneaker.version, "sneaker updated");
     Ok(with_etag(StatusCode::OK, edited.sneaker))
-}
-
-/// `If-Match: "3"` (or `3`, or `W/"3"`) → `Some(3)`.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, CatalogError> {
-    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = value.to_str().unwrap_or_default().trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse::<i64>()
-        .map(Some)
-        .map_err(|_| FieldError::new("If-Match", "must be the listing's version, e.g. \"3\"").into())
 }
