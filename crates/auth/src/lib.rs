@@ -26,6 +26,19 @@ use uuid::Uuid;
 
 /// Name of the session cookie (the original service's name, so its clients keep working).
 pub const SESSION_COOKIE: &str = "session";
+/// Name of the known-device cookie (see [`SessionKeys::device_cookie`]).
+pub const DEVICE_COOKIE: &str = "device";
+/// How long a browser stays a known device of an account after signing in to it.
+pub const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// What a known-device token says: which account signed in on this browser, and until when
+/// that counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DeviceClaims {
+    sub: Uuid,
+    iat: i64,
+    exp: i64,
+}
 
 /// What a session token says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +96,10 @@ pub struct SessionKeys(Arc<Keys>);
 struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Known-device tokens have a key of their own, derived from the secret: neither kind
+    /// of token can pass for the other.
+    device_encoding: EncodingKey,
+    device_decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
     cookie_secure: bool,
@@ -104,9 +121,15 @@ impl SessionKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        let encoding = EncodingKey::from_secret(secret.expose().as_bytes());
+        // HMAC-SHA256(secret, label): a key only this purpose uses.
+        let device_key = jsonwebtoken::crypto::sign(b"sneakerstop known-device token v1", &encoding, Algorithm::HS256)
+            .unwrap_or_else(|e| unreachable!("HMAC-SHA256 of a constant cannot fail: {e}"));
         Self(Arc::new(Keys {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            encoding,
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            device_encoding: EncodingKey::from_secret(device_key.as_bytes()),
+            device_decoding: DecodingKey::from_secret(device_key.as_bytes()),
             validation,
             ttl,
             cookie_secure,
@@ -177,6 +200,38 @@ impl SessionKeys {
             .secure(self.0.cookie_secure)
     }
 
+    /// The `Set-Cookie` value that makes this browser a known device of `user`'s account for
+    /// [`DEVICE_TTL`]: set when they sign in, sent back only to sign-in, and worth a reserved
+    /// place in the password-hashing queue when that account is signed in to again (a
+    /// credential-stuffing flood holds no such cookie for the accounts it tries; OWASP's
+    /// "device cookie"). It outlives sign-out on purpose: it says the browser has signed in
+    /// before, not that it is signed in.
+    pub fn device_cookie(&self, user: Uuid) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(DEVICE_TTL.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = DeviceClaims { sub: user, iat: now, exp: now.saturating_add(ttl) };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.device_encoding)
+            .unwrap_or_else(|e| unreachable!("HS256 encoding of plain claims failed: {e}"));
+        cookie::Cookie::build((DEVICE_COOKIE, token))
+            .http_only(true)
+            .same_site(cookie::SameSite::Strict)
+            .path("/api/users/signin")
+            .secure(self.0.cookie_secure)
+            .max_age(cookie::time::Duration::seconds(ttl))
+            .build()
+            .to_string()
+    }
+
+    /// The accounts a request's valid, unexpired known-device cookies name.
+    pub fn known_devices(&self, parts: &Parts) -> Vec<Uuid> {
+        cookies_named(parts, DEVICE_COOKIE)
+            .filter_map(|token| {
+                jsonwebtoken::decode::<DeviceClaims>(&token, &self.0.device_decoding, &self.0.validation).ok()
+            })
+            .map(|data| data.claims.sub)
+            .collect()
+    }
+
     /// Whose correctly signed, unexpired token a request carries first, ended session or not:
     /// the key of per-user limits, which need no more than that (the handler still refuses
     /// an ended session).
@@ -208,18 +263,38 @@ fn tokens_of(parts: &Parts) -> Option<Vec<String>> {
         }
         tokens.push(token.trim().to_owned());
     }
-    tokens.extend(
-        parts
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .filter_map(Result::ok)
-            .filter(|c| c.name() == SESSION_COOKIE)
-            .map(|c| c.value().to_owned()),
-    );
+    tokens.extend(cookies_named(parts, SESSION_COOKIE));
     Some(tokens)
+}
+
+/// The values of the request's cookies called `name`.
+fn cookies_named<'a>(parts: &'a Parts, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(move |c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+/// The accounts whose known device the request comes from (its valid `device` cookies; see
+/// [`SessionKeys::device_cookie`]). Empty for most requests; never a refusal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownDevices(pub Vec<Uuid>);
+
+impl<S> FromRequestParts<S> for KnownDevices
+where
+    S: Send + Sync,
+    SessionKeys: FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(SessionKeys::from_ref(state).known_devices(parts)))
+    }
 }
 
 impl<S> FromRequestParts<S> for CurrentUser
@@ -412,6 +487,27 @@ mod tests {
         let old = Old { sub: Uuid::now_v7(), email: "ann@example.com".into(), iat: now, exp: now + 60 };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &keys.0.encoding).unwrap();
         assert_eq!(keys.verify(&token), None, "a session that cannot be revoked is no session");
+    }
+
+    #[test]
+    fn a_known_device_cookie_names_its_account_and_is_no_session() {
+        let keys = keys(Duration::from_secs(60));
+        let user = Uuid::now_v7();
+        let set = keys.device_cookie(user);
+        for part in ["device=", "HttpOnly", "SameSite=Strict", "Path=/api/users/signin", "Max-Age=7776000"] {
+            assert!(set.contains(part), "{set} lacks {part}");
+        }
+        let token = set.split(';').next().unwrap().strip_prefix("device=").unwrap().to_owned();
+        assert_eq!(keys.known_devices(&parts(("cookie", &format!("a=b; device={token}")))), [user]);
+
+        // Neither kind of token passes for the other, and another secret's counts for nothing.
+        assert_eq!(keys.user_of(&parts(("authorization", &format!("Bearer {token}")))), None);
+        assert_eq!(keys.user_of(&parts(("cookie", &format!("session={token}")))), None);
+        let session = keys.issue(&CurrentUser::member(user, "ann@example.com"));
+        assert!(keys.known_devices(&parts(("cookie", &format!("device={session}")))).is_empty());
+        let other = SessionKeys::new(&Secret::new("another-secret-0123456789-abcdef"), Duration::from_secs(60), false);
+        let forged = other.device_cookie(user);
+        assert!(keys.known_devices(&parts(("cookie", forged.split(';').next().unwrap()))).is_empty());
     }
 
     #[test]

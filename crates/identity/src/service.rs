@@ -17,6 +17,12 @@ pub struct Settings {
     /// (a hash takes tens of milliseconds of a core).
     #[arg(long = "password-hash-queue", env = "PASSWORD_HASH_QUEUE", default_value_t = 16)]
     pub password_hash_queue: usize,
+    /// Places beyond that queue kept for sign-ins from a known device of the account (a
+    /// browser that signed in to it before, by its `device` cookie), one per account at a
+    /// time: honest users still sign in while a credential-stuffing flood fills the queue.
+    /// 0 keeps none.
+    #[arg(long = "password-hash-reserved", env = "PASSWORD_HASH_RESERVED", default_value_t = 4)]
+    pub password_hash_reserved: usize,
     /// Failed sign-ins per account within `SIGNIN_FAILURE_WINDOW` before the account is
     /// blocked, for 1 s, then twice as long with each further failure.
     #[arg(long = "signin-max-failures", env = "SIGNIN_MAX_FAILURES", default_value_t = 5)]
@@ -86,7 +92,10 @@ impl Service for Identity {
         let state = AppState {
             pool: wiring.pool.clone(),
             keys: wiring.keys.clone(),
-            passwords: password::Passwords::new(self.settings.password_hash_queue)?,
+            passwords: password::Passwords::new(
+                self.settings.password_hash_queue,
+                self.settings.password_hash_reserved,
+            )?,
             throttle,
             proxies: wiring.proxies.clone(),
         };

@@ -30,7 +30,7 @@ async fn ctx_with_queue(queue: usize) -> Ctx {
     let state = AppState {
         pool: pool.clone(),
         keys,
-        passwords: Passwords::new(queue).unwrap(),
+        passwords: Passwords::new(queue, 4).unwrap(),
         throttle: sneakerstop_identity::throttle::Throttle::default(),
         proxies: sneakerstop_auth::client::TrustedProxies::default(),
     };
@@ -188,6 +188,41 @@ async fn signin_checks_the_password_and_hides_which_part_was_wrong() {
 }
 
 #[tokio::test]
+async fn signing_in_makes_the_browser_a_known_device_of_that_account_only() {
+    let Ctx { app, _db, .. } = ctx().await;
+    let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
+    let device_of = |answer: &Answer| -> String {
+        let cookies: Vec<&str> = answer.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        let device = cookies.iter().find(|c| c.starts_with("device=")).unwrap_or_else(|| panic!("{cookies:?}"));
+        for part in ["HttpOnly", "SameSite=Strict", "Path=/api/users/signin"] {
+            assert!(device.contains(part), "{device} lacks {part}");
+        }
+        device.split(';').next().unwrap().to_owned()
+    };
+    let created = signup(&app, "cat@example.com", "meow meow meow").await;
+    let cat: uuid::Uuid = created.json["id"].as_str().unwrap().parse().unwrap();
+    let signed_in = signin(&app, "cat@example.com", "meow meow meow").await;
+    for answer in [&created, &signed_in] {
+        let cookie = device_of(answer);
+        let request = axum::http::Request::get("/").header("cookie", &cookie).body(()).unwrap().into_parts().0;
+        assert_eq!(keys.known_devices(&request), [cat], "the device cookie names the account signed in to");
+    }
+    // Sent back with a sign-in, it changes nothing of the answer: the right password signs
+    // in, a wrong one is refused alike.
+    let cookie = device_of(&signed_in);
+    let again = Call::post("/api/users/signin", json!({"email": "cat@example.com", "password": "meow meow meow"}))
+        .header("cookie", &cookie)
+        .send(&app)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    let wrong = Call::post("/api/users/signin", json!({"email": "cat@example.com", "password": "woof woof woof"}))
+        .header("cookie", &cookie)
+        .send(&app)
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.text);
+}
+
+#[tokio::test]
 async fn signout_clears_the_cookie_by_post_and_by_get() {
     let Ctx { app, _db, .. } = ctx().await;
     for method in [axum::http::Method::POST, axum::http::Method::GET] {
@@ -219,7 +254,7 @@ async fn two_instances(throttle: sneakerstop_identity::throttle::Throttle) -> (R
         sneakerstop_identity::app(AppState {
             pool: pool.clone(),
             keys: SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false),
-            passwords: Passwords::new(16).unwrap(),
+            passwords: Passwords::new(16, 4).unwrap(),
             throttle,
             proxies: sneakerstop_auth::client::TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap(),
         })
@@ -496,7 +531,7 @@ async fn two_instances_following(db: &TestDb) -> (Router, Router, sqlx::PgPool, 
         apps.push(sneakerstop_identity::app(AppState {
             pool: pool.clone(),
             keys,
-            passwords: Passwords::new(16).unwrap(),
+            passwords: Passwords::new(16, 4).unwrap(),
             throttle: sneakerstop_identity::throttle::Throttle::default(),
             proxies: sneakerstop_auth::client::TrustedProxies::default(),
         }));

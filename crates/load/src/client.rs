@@ -21,6 +21,9 @@ pub struct User {
     pub auth: String,
     /// The email the user signs in with.
     pub email: String,
+    /// The `device=<token>` cookie the server set: this browser has signed in to the
+    /// account before (a known device, which gets a reserved place when sign-ins queue).
+    pub device: Option<String>,
 }
 
 /// The password of every user the driver creates.
@@ -71,14 +74,17 @@ impl Api {
         rec: &mut Recorder,
         endpoint: &'static str,
         (email, password): (&str, &str),
-        from: std::net::IpAddr,
+        (from, device): (std::net::IpAddr, Option<&str>),
         expected: &[StatusCode],
     ) -> Option<Reply> {
-        let request = self
+        let mut request = self
             .http
             .post(format!("{}/api/users/signin", self.base))
             .header("x-forwarded-for", from.to_string())
             .json(&json!({"email": email, "password": password}));
+        if let Some(device) = device {
+            request = request.header("cookie", device);
+        }
         self.measure(rec, endpoint, request, expected).await
     }
 
@@ -150,12 +156,17 @@ impl Api {
 
 /// The user a signup or signin answer started a session for.
 fn signed_in(response: &reqwest::Response, email: &str) -> anyhow::Result<User> {
-    let cookie = response
+    let cookies: Vec<&str> = response
         .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .and_then(|c| c.strip_prefix("session="))
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .collect();
+    let session = cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("session="))
         .ok_or_else(|| anyhow::anyhow!("no session cookie set"))?;
-    Ok(User { auth: format!("Bearer {cookie}"), email: email.to_owned() })
+    let device = cookies.iter().find(|c| c.starts_with("device=")).map(|c| (*c).to_owned());
+    Ok(User { auth: format!("Bearer {session}"), email: email.to_owned(), device })
 }

@@ -88,10 +88,11 @@ pub async fn iteration(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
 }
 
 /// Every eighth worker is an honest user: signs in with the right password from an address
-/// of its own, browses a page, and pauses as a person would. The others flood: wrong
-/// passwords for 1,000 accounts (mostly unknown, which costs the server as much) from
-/// 65,536 addresses, as a botnet stuffing leaked credentials does. Answers the server
-/// means as a defence — 429 (throttled) and 503 (hashing at capacity) — are expected.
+/// of its own, browses a page, and pauses as a person would — half of them from the browser
+/// they signed up on (sending its `device` cookie: a known device), half from a new one. The
+/// others flood: wrong passwords for 1,000 accounts (mostly unknown, which costs the server
+/// as much) from 65,536 addresses, as a botnet stuffing leaked credentials does. Answers the
+/// server means as a defence — 429 (throttled) and 503 (hashing at capacity) — are expected.
 async fn login_flood(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
     use std::net::{IpAddr, Ipv4Addr};
     const HONEST: &[StatusCode] = &[StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE];
@@ -103,13 +104,18 @@ async fn login_flood(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
         let user = &run.users[(worker / 8) % run.users.len()];
         let from = address(worker, 192);
         let credentials = (user.email.as_str(), super::client::PASSWORD);
-        signin(run, rec, "POST /api/users/signin (honest)", credentials, from, HONEST).await;
+        if worker.is_multiple_of(16) {
+            let from = (from, user.device.as_deref());
+            signin(run, rec, "POST /api/users/signin (honest, known device)", credentials, from, HONEST).await;
+        } else {
+            signin(run, rec, "POST /api/users/signin (honest, new device)", credentials, (from, None), HONEST).await;
+        }
         call(run, rec, "GET /api/sneakers (honest)", Method::GET, "/api/sneakers?limit=20", Some(user), None, OK).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     } else {
         let victim = format!("victim-{}@example.com", i % 1000);
         let from = address(i % 65_536, 10);
-        signin(run, rec, "POST /api/users/signin (flood)", (&victim, "123456"), from, REFUSED).await;
+        signin(run, rec, "POST /api/users/signin (flood)", (&victim, "123456"), (from, None), REFUSED).await;
     }
 }
 
@@ -119,7 +125,7 @@ async fn signin(
     rec: &mut Recorder,
     endpoint: &'static str,
     credentials: (&str, &str),
-    from: std::net::IpAddr,
+    from: (std::net::IpAddr, Option<&str>),
     expected: &[StatusCode],
 ) {
     let (_, errors_before) = rec.totals();

@@ -6,11 +6,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use axum::response::{IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use sneakerstop_auth::client::ClientAddress;
-use sneakerstop_auth::{CurrentUser, SessionKeys};
+use sneakerstop_auth::{CurrentUser, KnownDevices, SessionKeys};
 use sneakerstop_problem::{ApiJson, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -108,10 +108,11 @@ fn new_session(keys: &SessionKeys, id: Uuid, email: &str, admin: bool) -> (Curre
     (user, token, session)
 }
 
-/// Sets the session cookie and answers with the user.
+/// Sets the session cookie, makes the browser a known device of the account (see
+/// `SessionKeys::device_cookie`) and answers with the user.
 fn signed_in(keys: &SessionKeys, status: StatusCode, user: CurrentUser, token: String) -> Response {
-    let cookie = keys.session_cookie(token);
-    (status, [(SET_COOKIE, cookie)], Json(UserView::from(user))).into_response()
+    let cookies = [(SET_COOKIE, keys.session_cookie(token)), (SET_COOKIE, keys.device_cookie(user.id))];
+    (status, AppendHeaders(cookies), Json(UserView::from(user))).into_response()
 }
 
 /// This process refuses `ended` sessions at once; other processes learn of them from their
@@ -127,8 +128,8 @@ fn forget(keys: &SessionKeys, ended: &[(Uuid, chrono::DateTime<chrono::Utc>)]) {
     post, path = "/api/users/signup", tag = "identity",
     request_body = Credentials,
     responses(
-        (status = 201, description = "Account created; the `session` cookie is set", body = UserView,
-            headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/"))),
+        (status = 201, description = "Account created; the `session` cookie is set, and the `device` cookie that makes this browser a known device of the account", body = UserView,
+            headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/ — and device=<token>; HttpOnly; SameSite=Strict; Path=/api/users/signin; Max-Age=7776000"))),
         (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Password hashing is at capacity; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
@@ -151,8 +152,8 @@ pub(super) async fn signup(
     post, path = "/api/users/signin", tag = "identity",
     request_body = Credentials,
     responses(
-        (status = 200, description = "Signed in; the `session` cookie is set", body = UserView,
-            headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/"))),
+        (status = 200, description = "Signed in; the `session` cookie is set, and the `device` cookie (90 days) with which the next sign-in to this account from this browser gets a reserved place when password checking is busy", body = UserView,
+            headers(("set-cookie" = String, description = "session=<jwt>; HttpOnly; SameSite=Lax; Path=/ — and device=<token>; HttpOnly; SameSite=Strict; Path=/api/users/signin; Max-Age=7776000"))),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown email or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed sign-ins for this account or from this address; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
@@ -163,6 +164,7 @@ pub(super) async fn signup(
 pub(super) async fn signin(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
+    KnownDevices(devices): KnownDevices,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, IdentityError> {
     let email = Email::normalize(&body.email);
@@ -176,8 +178,10 @@ pub(super) async fn signin(
         Some(row) => (Some(row.password_hash), Some((row.id, row.email, row.admin))),
         None => (None, None),
     };
+    // A browser that signed in to this account before may take a reserved place.
+    let known_device_of = user.as_ref().map(|(id, _, _)| *id).filter(|id| devices.contains(id));
     // Verifies against a dummy hash when there is no such user: same work, same answer.
-    let valid = state.passwords.verify(body.password, stored_hash).await?;
+    let valid = state.passwords.verify(body.password, stored_hash, known_device_of).await?;
     match user {
         Some((id, email, admin)) if valid => {
             state.throttle.succeeded(&state.pool, &email).await?;
@@ -271,7 +275,7 @@ pub(super) async fn change_password(
     // The account may have been deleted since the token was issued: then there is no one
     // to change a password for.
     let row = store::find_by_id(&state.pool, user.id).await?.ok_or(IdentityError::NotSignedIn)?;
-    if !state.passwords.verify(body.current_password, Some(row.password_hash)).await? {
+    if !state.passwords.verify(body.current_password, Some(row.password_hash), None).await? {
         state.throttle.failed(&state.pool, &user.email, address).await?;
         return Err(IdentityError::WrongPassword);
     }
