@@ -205,9 +205,9 @@ impl Markets {
             if let Some(view) = book.fresh(arrived, self.inner.max_age) {
                 return Ok((Some(view), CacheSource::Hit));
             }
-            book.queued.fetch_add(1, Ordering::SeqCst);
+            let waiting = Waiting::count(&book.queued);
             let _turn = book.reading.lock().await;
-            book.queued.fetch_sub(1, Ordering::SeqCst);
+            drop(waiting);
             if let Some(view) = book.fresh(arrived, self.inner.max_age) {
                 return Ok((Some(view), CacheSource::Hit));
             }
@@ -339,6 +339,23 @@ async fn read(pool: &PgPool, product: Uuid, book: &Book) -> anyhow::Result<Optio
         modified
     });
     Ok(Some(view))
+}
+
+/// Counts a request as waiting for its product's turn to read until it is dropped (it got
+/// the turn, or its client went away while it waited).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(queued: &'a AtomicUsize) -> Self {
+        queued.fetch_add(1, Ordering::SeqCst);
+        Self(queued)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Counts a stream as open until it is dropped (the client went away).

@@ -772,7 +772,8 @@ async fn requests_for_a_changed_product_share_one_read() {
         let first = tokio::spawn(page(app.clone(), ctx.product));
         wait_until("the first read to wait", DEADLINE, || async {
             let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM products p%'",
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM products p%'",
             )
             .fetch_one(&ctx.pool)
             .await
