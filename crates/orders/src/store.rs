@@ -98,33 +98,8 @@ pub async fn take_hold(tx: &mut PgConnection, buyer: Uuid, cap: u32) -> anyhow::
 /// the insert fail: [`InsertError::PairHeld`].
 #[tracing::instrument(skip_all, fields(order_id = %placed.order.id), err)]
 pub async fn insert(tx: &mut PgConnection, placed: &Decision) -> Result<(), InsertError> {
-    let order = &placed.order;
-    sqlx::query!(
-        "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at,
-                             traceparent, match_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
-        order.id,
-        order.sneaker_id,
-        order.buyer_id,
-        order.seller_id,
-        order.price_cents,
-        order.status as OrderStatus,
-        order.expires_at,
-        order.created_at,
-        sneakerstop_telemetry::trace::current_traceparent(),
-        order.match_id,
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| {
-        if sneakerstop_db::is_unique_violation(&e, "orders_one_live_order_per_sneaker") {
-            InsertError::PairHeld
-        } else {
-            InsertError::Other(anyhow::Error::new(e).context("insert order"))
-        }
-    })?;
-    publish(tx, placed).await?;
-    Ok(())
+    // A new order's id is new: the only conflict is another live order of the pair.
+    if insert_new(tx, placed).await? { Ok(()) } else { Err(InsertError::PairHeld) }
 }
 
 /// How writing the order of a match went.
@@ -139,11 +114,25 @@ pub enum Filled {
 }
 
 /// Writes the order that fills a match and its `order.created`, unless another live order
-/// holds the pair or the match was filled already. Conflicts are not errors here (`ON
-/// CONFLICT DO NOTHING`), so the consumer's transaction stays usable to announce a refusal.
+/// holds the pair or the match was filled already. Conflicts are not errors (`ON CONFLICT
+/// DO NOTHING`), so the consumer's transaction stays usable to announce a refusal.
 #[tracing::instrument(skip_all, fields(order_id = %filled.order.id), err)]
 pub async fn insert_fill(tx: &mut PgConnection, filled: &Decision) -> anyhow::Result<Filled> {
-    let order = &filled.order;
+    if insert_new(tx, filled).await? {
+        return Ok(Filled::Placed);
+    }
+    let exists = sqlx::query_scalar!(r#"SELECT true AS "exists!" FROM orders WHERE id = $1"#, filled.order.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("find the order of a match")?;
+    Ok(if exists.is_some() { Filled::AlreadyFilled } else { Filled::PairHeld })
+}
+
+/// Writes `decided`'s new order and its `order.created`, unless a unique index refuses it
+/// (this id, or another live order of the pair): then nothing, and `false`. A conflict is
+/// not an error, so the transaction stays usable.
+async fn insert_new(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<bool> {
+    let order = &decided.order;
     let inserted = sqlx::query!(
         "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at,
                              traceparent, match_id)
@@ -162,17 +151,12 @@ pub async fn insert_fill(tx: &mut PgConnection, filled: &Decision) -> anyhow::Re
     )
     .execute(&mut *tx)
     .await
-    .context("insert the order of a match")?
+    .context("insert order")?
     .rows_affected();
     if inserted == 1 {
-        publish(tx, filled).await?;
-        return Ok(Filled::Placed);
+        publish(tx, decided).await?;
     }
-    let exists = sqlx::query_scalar!(r#"SELECT true AS "exists!" FROM orders WHERE id = $1"#, order.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("find the order of a match")?;
-    Ok(if exists.is_some() { Filled::AlreadyFilled } else { Filled::PairHeld })
+    Ok(inserted == 1)
 }
 
 /// Writes an order's new state and its event. The order must still be at the version the
