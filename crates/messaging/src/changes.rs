@@ -8,9 +8,9 @@
 //!
 //! Subscribers register a callback per channel before [`ChangeFeed::run`] connects. They
 //! hear [`Signal::Notified`] for each notification on their channel (with its payload),
-//! [`Signal::Connected`]
-//! each time the listener (re)connects, and [`Signal::Lost`] when it loses its connection —
-//! notifications sent meanwhile are gone, so whoever caches must assume a change.
+//! [`Signal::Connected`] each time the listener (re)connects, and [`Signal::Lost`] when it
+//! loses its connection — notifications sent meanwhile are gone, so whoever caches must
+//! assume a change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
