@@ -80,6 +80,15 @@ impl From<crate::domain::ProductRefusal> for CatalogError {
     }
 }
 
+impl From<crate::store::ProductInsert> for CatalogError {
+    fn from(refusal: crate::store::ProductInsert) -> Self {
+        match refusal {
+            crate::store::ProductInsert::StyleCodeTaken(code) => Self::StyleCodeTaken(code),
+            crate::store::ProductInsert::Other(error) => Self::Internal(error),
+        }
+    }
+}
+
 impl From<FieldError> for CatalogError {
     fn from(error: FieldError) -> Self {
         Self::Invalid(vec![error])

@@ -165,16 +165,16 @@ pub async fn save_product(tx: &mut PgConnection, product: &Product) -> Result<()
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| style_code_taken(e, "write product"))?;
+    .map_err(|e| style_code_taken(e, &product.style_code))?;
     sneakerstop_messaging::enqueue(tx, SOURCE, product.id, product.version, &product.event()).await?;
     Ok(())
 }
 
-fn style_code_taken(error: sqlx::Error, doing: &'static str) -> ProductInsert {
+fn style_code_taken(error: sqlx::Error, style_code: &str) -> ProductInsert {
     if sneakerstop_db::is_unique_violation(&error, "products_style_code_key") {
-        ProductInsert::StyleCodeTaken
+        ProductInsert::StyleCodeTaken(style_code.to_owned())
     } else {
-        ProductInsert::Other(anyhow::Error::new(error).context(doing))
+        ProductInsert::Other(anyhow::Error::new(error).context("write product"))
     }
 }
 
@@ -182,8 +182,8 @@ fn style_code_taken(error: sqlx::Error, doing: &'static str) -> ProductInsert {
 #[derive(Debug, thiserror::Error)]
 pub enum ProductInsert {
     /// Another product has the style code.
-    #[error("style code taken")]
-    StyleCodeTaken,
+    #[error("style code {0} taken")]
+    StyleCodeTaken(String),
     /// Anything else.
     #[error(transparent)]
     Other(#[from] anyhow::Error),

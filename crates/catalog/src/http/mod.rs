@@ -47,6 +47,17 @@ pub fn app(state: AppState) -> Router {
     sneakers::router().merge(products::router()).with_state(state)
 }
 
+/// The `If-Match` header as an OpenAPI parameter: `params(IfMatchHeader)` on every edit
+/// that takes one (read with [`if_match`]).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+struct IfMatchHeader {
+    /// The version you last saw (`"3"` or `3`); 412 if it changed since
+    #[param(rename = "If-Match", nullable = false, pattern = "^(W/)?\"?[0-9]{1,18}\"?$")]
+    #[allow(dead_code, reason = "read by if_match; this type only describes it")]
+    if_match: Option<String>,
+}
+
 /// `If-Match: "3"` (or `3`, or `W/"3"`) → `Some(3)`: the version of a listing or product the
 /// client last saw.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, CatalogError> {

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::{Product, ProductInput, ProductSearch, search_expression};
-use crate::store::{self, ProductInsert};
+use crate::store;
 use crate::{AppState, CatalogError};
 
 pub(super) fn router() -> axum::Router<AppState> {
@@ -87,11 +87,7 @@ pub(super) async fn create(
     let user = user.require_admin("create products").map_err(CatalogError::AdminOnly)?;
     let product =
         Product::create(Uuid::now_v7(), user.id, input, Utc::now().trunc_subsecs(6)).map_err(CatalogError::Invalid)?;
-    match store::insert_product(&state.pool, &product).await {
-        Ok(()) => {}
-        Err(ProductInsert::StyleCodeTaken) => return Err(CatalogError::StyleCodeTaken(product.style_code)),
-        Err(ProductInsert::Other(error)) => return Err(error.into()),
-    }
+    store::insert_product(&state.pool, &product).await?;
     tracing::info!(product_id = %product.id, style_code = %product.style_code, "product created");
     Ok((StatusCode::CREATED, Json(product.into())))
 }
@@ -100,11 +96,7 @@ pub(super) async fn create(
 /// Sizes may be added, never dropped: a size's book may hold bids and asks.
 #[utoipa::path(
     put, path = "/api/products/{id}", tag = "products",
-    params(
-        ("id" = Uuid, Path, description = "The product's id"),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "The version you last saw (`\"3\"` or `3`); 412 if it changed since",
-            pattern = "^(W/)?\"?[0-9]{1,18}\"?$"),
-    ),
+    params(("id" = Uuid, Path, description = "The product's id"), super::IfMatchHeader),
     request_body = ProductInput,
     responses(
         (status = 200, description = "Corrected; version + 1 and `product.updated` is published", body = ProductView),
@@ -132,11 +124,7 @@ pub(super) async fn update(
     let mut tx = state.pool.begin().await.context("begin correcting a product")?;
     let current = store::lock_product(&mut tx, id).await?.ok_or(CatalogError::ProductNotFound)?;
     let revised = current.revise(input, if_match, Utc::now().trunc_subsecs(6))?;
-    match store::save_product(&mut tx, &revised).await {
-        Ok(()) => {}
-        Err(ProductInsert::StyleCodeTaken) => return Err(CatalogError::StyleCodeTaken(revised.style_code)),
-        Err(ProductInsert::Other(error)) => return Err(error.into()),
-    }
+    store::save_product(&mut tx, &revised).await?;
     tx.commit().await.context("commit the correction")?;
     tracing::info!(product_id = %id, version = revised.version, "product corrected");
     Ok(Json(revised.into()))

@@ -251,11 +251,7 @@ pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String
 /// Edit your listing (title, price, size, brand, description).
 #[utoipa::path(
     put, path = "/api/sneakers/{id}", tag = "catalog",
-    params(
-        ("id" = Uuid, Path, description = "The listing's id"),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "The version you last saw (`\"3\"` or `3`); 412 if it changed since",
-            pattern = "^(W/)?\"?[0-9]{1,18}\"?$"),
-    ),
+    params(("id" = Uuid, Path, description = "The listing's id"), super::IfMatchHeader),
     request_body = ListingInput,
     responses(
         (status = 200, description = "Updated; version + 1 and `sneaker.updated` is published", body = SneakerView),
