@@ -19,9 +19,11 @@ FROM chef AS builder
 # Queries are checked against the committed crates/*/.sqlx metadata: no database at build time.
 ENV SQLX_OFFLINE=true
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --recipe-path recipe.json --bin sneakerstop
+# OpenSSL (Kafka's TLS) is built from source and linked in: the distroless image below has no
+# libssl to link against at run time. Debug and test builds use the system's instead.
+RUN cargo chef cook --release --recipe-path recipe.json --bin sneakerstop --features sneakerstop/vendored-openssl
 COPY . .
-RUN cargo build --release --bin sneakerstop && cp target/release/sneakerstop /sneakerstop
+RUN cargo build --release --bin sneakerstop --features sneakerstop/vendored-openssl && cp target/release/sneakerstop /sneakerstop
 
 # distroless/cc: glibc and libgcc, no shell, no package manager; runs as uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
