@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # The compile-time checked SQL's metadata (`crates/<crate>/.sqlx`, committed).
 #
-#   scripts/sqlx.sh install   sqlx-cli, pinned to the sqlx version in Cargo.lock, once per machine
 #   scripts/sqlx.sh prepare   regenerate every crate's .sqlx after changing a query or a migration
 #   scripts/sqlx.sh check     fail if any crate's .sqlx does not match its queries and the migrations
+#   scripts/sqlx.sh lint      clippy -D warnings, with the check above done in the same pass
+#                             (what `make test` runs: one compile of the workspace, not two)
 #
 # Builds compile `sqlx::query!` offline from .sqlx (SQLX_OFFLINE=true in .cargo/config.toml), so
-# no database is needed to build. prepare/check compile each crate against a real database
-# instead: a fresh one, each schema migrated with sqlx-cli from the same migration folders the
-# service's `migrations()` lists (the binary cannot do it: building it needs the metadata
-# this makes), reached with its `search_path` set to the schema the crate's SQL runs in —
-# each service's tables live in a schema of its own name, and two services have tables of
-# the same name (their replicas), so each crate is checked against its own schema.
+# no database is needed to build. The check compiles the crates online instead, against a
+# fresh scratch database whose schemas are migrated (with psql) from the same migration
+# folders each service's `migrations()` lists: the query macros then describe every query to
+# PostgreSQL and write what it said (SQLX_OFFLINE_DIR), which must equal what is committed.
+# Each crate reaches its own schema (a `.env` beside its Cargo.toml names the database with
+# `search_path` set, for the length of the run): each service's tables live in a schema of
+# its own name, and two services have tables of the same name (their replicas).
+#
+# No sqlx-cli: the macros write the metadata themselves, so checking needs nothing but the
+# compile `make test` does anyway. A check that passed is remembered (target/sqlx-check.ok,
+# keyed by a hash of the queries' sources, the migrations, the metadata, Cargo.lock and the
+# server's version); with none of those changed, the next run lints offline and skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-
-SQLX_CLI_VERSION=0.8.6
-root="${SNEAKERSTOP_TOOLS:-$HOME/.cache/sneakerstop}/sqlx-cli-$SQLX_CLI_VERSION"
-export PATH="$root/bin:$PATH"
 
 # schema → its migration folders, in the order its service's `migrations()` applies them.
 SCHEMAS=(
@@ -42,53 +45,149 @@ CRATES=(
   "crates/market:market"
 )
 
-install() {
-  if "$root/bin/cargo-sqlx" sqlx --version 2>/dev/null | grep -q " $SQLX_CLI_VERSION\$"; then return 0; fi
-  log "installing sqlx-cli $SQLX_CLI_VERSION from crates.io into $root (once per machine)"
-  cargo install sqlx-cli --version "$SQLX_CLI_VERSION" --locked --no-default-features \
-    --features postgres,rustls --root "$root" --quiet
-}
-
-# The scratch database, dropped on exit.
+admin="${PG_ADMIN_URL%%\?*}"
 db="sneakerstop_sqlx_$$"
+url() { echo "${admin%/*}/$db?sslmode=disable&options=-c%20search_path%3D$1"; }
+work=""
 cleanup() {
-  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  local entry
+  for entry in "${CRATES[@]}"; do
+    if [ -f "${entry%%:*}/.env" ] && grep -q '^# scripts/sqlx.sh' "${entry%%:*}/.env"; then rm -f "${entry%%:*}/.env"; fi
+  done
+  [ -n "$work" ] && rm -rf "$work"
+  psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   stop_started_services
 }
 
-run() {
-  local mode=$1
-  install
+# A scratch database with every schema migrated as the services migrate theirs: each
+# migration file in version order, each in a transaction of its own.
+scratch_database() {
   require_postgres
   trap cleanup EXIT
-  local base="${PG_ADMIN_URL%/*}/$db?sslmode=disable"
+  work=$(mktemp -d -t sneakerstop-sqlx.XXXXXX)
   log "migrating a scratch database with this tree's migrations"
-  psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $db" >/dev/null
-  local entry dir schema source failed=""
+  psql "$admin" -qc "CREATE DATABASE $db" >/dev/null
+  local entry schema folder file
   for entry in "${SCHEMAS[@]}"; do
     schema=${entry%%:*}
-    psql "${PG_ADMIN_URL%/*}/$db" -qc "CREATE SCHEMA $schema" >/dev/null
-    for source in ${entry#*:}; do
-      cargo-sqlx sqlx migrate run --ignore-missing --source "$source" \
-        --database-url "$base&options=-c%20search_path%3D$schema" >/dev/null
+    psql "${admin%/*}/$db" -qc "CREATE SCHEMA $schema" >/dev/null
+    for folder in ${entry#*:}; do
+      for file in "$folder"/*.sql; do
+        PGOPTIONS="-c search_path=$schema -c client_min_messages=warning" \
+          psql "${admin%/*}/$db" -q -v ON_ERROR_STOP=1 --single-transaction -f "$file" >/dev/null ||
+          die "migration $file failed in schema $schema"
+      done
     done
   done
+}
+
+# What the check's outcome depends on: the crates' sources (every query is in them), the
+# migrations, the committed metadata, the locked sqlx version and the server's version.
+inputs_hash() {
+  {
+    local entry
+    for entry in "${CRATES[@]}"; do
+      find "${entry%%:*}" -path '*/target' -prune -o -type f \( -name '*.rs' -o -name '*.sql' -o -name '*.json' \) -print
+    done | sort | xargs sha256sum
+    sha256sum Cargo.lock
+    psql "$admin" -qtAc 'SHOW server_version'
+  } | sha256sum | cut -d' ' -f1
+}
+
+# Runs `cargo "$@"` with every crate's queries described online, written to $work/queries.
+online() {
+  local entry dir
   for entry in "${CRATES[@]}"; do
     dir=${entry%%:*}
-    schema=${entry##*:}
-    log "sqlx $mode: $dir (schema $schema)"
-    # No other crate is recompiled against this schema: only the package in $dir is.
-    if ! (cd "$dir" && DATABASE_URL="$base&options=-c%20search_path%3D$schema" SQLX_OFFLINE=false \
-        cargo sqlx prepare ${mode/prepare/} -- --all-targets); then
-      failed="$failed $dir"
+    if [ -f "$dir/.env" ] && ! grep -q '^# scripts/sqlx.sh' "$dir/.env"; then
+      die "$dir/.env exists and is not ours; move it away for the check"
     fi
+    printf '# scripts/sqlx.sh: removed when the check ends\nDATABASE_URL=%s\n' "$(url "${entry##*:}")" >"$dir/.env"
+    # A crate the compiler has checked before is not checked again unless a file changed:
+    # its macros would not run. Make them.
+    touch "$dir/src/lib.rs"
   done
-  [ -z "$failed" ] || die "query metadata out of date in:$failed — run scripts/sqlx.sh prepare and commit .sqlx"
+  mkdir -p "$work/queries"
+  SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$work/queries" cargo "$@"
+}
+
+# Every query the compile described must be committed, identical, in each crate's .sqlx
+# that holds it (a crate reads its own), and every committed file must still be a query.
+compare() {
+  "${PYTHON:-python3}" - "$work/queries" "${CRATES[@]%%:*}" <<'PY'
+import json, pathlib, sys
+described = {p.name: json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("query-*.json")}
+problems = []
+committed = {}
+for crate in sys.argv[2:]:
+    for p in pathlib.Path(crate, ".sqlx").glob("query-*.json"):
+        committed.setdefault(p.name, []).append((crate, json.loads(p.read_text())))
+for name, data in sorted(described.items()):
+    copies = committed.get(name)
+    if not copies:
+        problems.append(f"{data['query'].split()[0]} … ({name}) is described by no committed .sqlx")
+    for crate, copy in copies or []:
+        if copy != data:
+            problems.append(f"{crate}/.sqlx/{name} differs from what PostgreSQL describes now")
+for name, copies in sorted(committed.items()):
+    if name not in described:
+        problems.append(f"{', '.join(c for c, _ in copies)}: {name} is no longer a query of this tree")
+for problem in problems:
+    print(f"  {problem}", file=sys.stderr)
+print(f"{len(described)} queries described; {len(problems)} problems")
+sys.exit(1 if problems else 0)
+PY
+}
+
+run_check() {
+  local tool=("$@")
+  local stamp="${CARGO_TARGET_DIR:-target}/sqlx-check.ok" hash
+  trap cleanup EXIT
+  require_postgres
+  hash=$(inputs_hash)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
+    log "SQL metadata: unchanged since the last check that passed ($stamp); not described again"
+    cargo "${tool[@]}"
+    return
+  fi
+  scratch_database
+  log "cargo ${tool[*]}, describing every query to a migrated database"
+  online "${tool[@]}"
+  compare || die "query metadata out of date — run scripts/sqlx.sh prepare and commit crates/*/.sqlx"
+  mkdir -p "$(dirname "$stamp")" && echo "$hash" >"$stamp"
+}
+
+# Regenerates each crate's .sqlx from its own queries only: a compiler wrapper for the
+# workspace's crates gives each its schema's database and its own .sqlx as the output
+# (changing the wrapper recompiles every crate of the workspace, so every macro runs).
+prepare() {
+  scratch_database
+  local wrapper="$work/rustc-wrapper" entry map=""
+  for entry in "${CRATES[@]}"; do
+    rm -f "${entry%%:*}"/.sqlx/query-*.json
+    mkdir -p "${entry%%:*}/.sqlx"
+    map="$map $(printf '%q' "$PWD/${entry%%:*}=$(url "${entry##*:}")")"
+  done
+  cat >"$wrapper" <<EOF
+#!/usr/bin/env bash
+# RUSTC_WORKSPACE_WRAPPER of scripts/sqlx.sh prepare: each crate with queries is compiled
+# online against its schema and writes its own .sqlx.
+for entry in $map; do
+  if [ "\${entry%%=*}" = "\$CARGO_MANIFEST_DIR" ]; then
+    export SQLX_OFFLINE=false DATABASE_URL="\${entry#*=}" SQLX_OFFLINE_DIR="\$CARGO_MANIFEST_DIR/.sqlx"
+  fi
+done
+exec "\$@"
+EOF
+  chmod +x "$wrapper"
+  log "describing every crate's queries into its .sqlx"
+  RUSTC_WORKSPACE_WRAPPER="$wrapper" cargo check --workspace --all-targets --quiet
+  git status --short -- 'crates/*/.sqlx'
 }
 
 case "${1:-}" in
-  install) install ;;
-  prepare) run prepare ;;
-  check) run --check ;;
-  *) die "usage: scripts/sqlx.sh install|prepare|check" ;;
+  prepare) prepare ;;
+  check) run_check check --workspace --all-targets ;;
+  lint) run_check clippy --workspace --all-targets -- -D warnings ;;
+  *) die "usage: scripts/sqlx.sh prepare|check|lint" ;;
 esac
