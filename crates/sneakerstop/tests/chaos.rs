@@ -156,6 +156,8 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
         ("JWT_SECRET", "chaos-secret-0123456789-abcdefghijklmn".to_owned()),
         ("KAFKA_BROKERS", broker.address()),
         ("KAFKA_GROUP_PREFIX", unique("chaos")),
+        // A broker of its own: the contract's topic names, as a deployment has them.
+        ("KAFKA_TOPIC_PREFIX", String::new()),
         ("KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
         ("KAFKA_DELIVERY_TIMEOUT", "10s".to_owned()),
         ("ORDER_RESERVATION_TTL", format!("{}s", TTL.as_secs())),

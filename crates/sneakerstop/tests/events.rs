@@ -67,7 +67,7 @@ async fn listing_and_editing_publish_ordered_cloudevents_with_the_requests_trace
 
     let records = read_topic(
         &shared_brokers(),
-        "catalog.sneakers",
+        &server.topic("catalog.sneakers"),
         Duration::from_secs(30),
         |r| r.key.as_deref() == Some(id.as_str()),
         |rs| rs.len() >= 2,
@@ -97,7 +97,7 @@ async fn listing_and_editing_publish_ordered_cloudevents_with_the_requests_trace
 
     let registered = read_topic(
         &shared_brokers(),
-        "identity.users",
+        &server.topic("identity.users"),
         Duration::from_secs(30),
         |r| r.key.as_deref() == Some(user_id.as_str()),
         |rs| !rs.is_empty(),

@@ -26,6 +26,7 @@ fn settings(db: &TestDb, prefix: &str, extra: &[(&'static str, &str)]) -> Vec<(&
         ("DATABASE_URL", db.url()),
         ("JWT_SECRET", "failover-e2e-secret-0123456789-abcdefgh".to_owned()),
         ("KAFKA_GROUP_PREFIX", prefix.to_owned()),
+        ("KAFKA_TOPIC_PREFIX", format!("{prefix}.")),
         ("KAFKA_SESSION_TIMEOUT", format!("{}s", SESSION_TIMEOUT.as_secs())),
         // One buyer places every order here, many at once.
         ("ORDER_MAX_UNPAID_PER_BUYER", "1000".to_owned()),
@@ -247,7 +248,7 @@ async fn two_servers_one_killed_and_restarted_end_every_purchase_exactly_once() 
         .chain(unpaid.iter().map(|(_, order)| (order.as_str(), false)))
         .collect();
     let mut seen: HashMap<(String, String), HashSet<String>> = HashMap::new();
-    for record in read_to_end(&shared_brokers(), "orders.orders", DEADLINE).await {
+    for record in read_to_end(&shared_brokers(), &format!("{prefix}.orders.orders"), DEADLINE).await {
         let (Some(kind), Some(id), Some(order)) =
             (record.header("ce_type"), record.header("ce_id"), record.json["orderId"].as_str())
         else {

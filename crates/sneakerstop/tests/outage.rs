@@ -32,6 +32,8 @@ async fn writes_go_on_while_the_broker_is_away_and_their_events_follow_when_it_r
             ("DATABASE_URL", db.url()),
             ("JWT_SECRET", "outage-test-secret-0123456789-abcdefgh".into()),
             ("KAFKA_BROKERS", broker.address()),
+            // A broker of its own: the contract's topic names, as a deployment has them.
+            ("KAFKA_TOPIC_PREFIX", String::new()),
             // The producer gives up on a batch quickly and the relay retries it later.
             ("KAFKA_DELIVERY_TIMEOUT", "3s".into()),
         ],

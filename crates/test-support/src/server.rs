@@ -13,6 +13,14 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub base_url: String,
+    /// What its topics' names start with on the brokers (`KAFKA_TOPIC_PREFIX`).
+    topic_prefix: String,
+}
+
+/// The database a `postgres://…/<name>?…` URL names.
+fn database_name(url: &str) -> &str {
+    let path = url.split('?').next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 impl Server {
@@ -43,6 +51,14 @@ impl Server {
         for (key, value) in env {
             command.env(key, value);
         }
+        // Every server on one database is one deployment: it has topics of its own on the
+        // shared broker, named after the database, so that it reads its own events and not
+        // the history of every test before it (a new consumer group reads from the start).
+        // A test that names a prefix keeps it.
+        let named = env.iter().find(|(key, _)| *key == "KAFKA_TOPIC_PREFIX").map(|(_, prefix)| prefix.clone());
+        let database = env.iter().find(|(key, _)| *key == "DATABASE_URL").map(|(_, url)| database_name(url));
+        let topic_prefix = named.or_else(|| database.map(|name| format!("{name}."))).unwrap_or_default();
+        command.env("KAFKA_TOPIC_PREFIX", &topic_prefix);
         let mut child = command.spawn().expect("start the sneakerstop binary");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -65,7 +81,12 @@ impl Server {
                 eprintln!("[server] {line}");
             }
         });
-        Self { child, base_url: format!("http://{addr}") }
+        Self { child, base_url: format!("http://{addr}"), topic_prefix }
+    }
+
+    /// The name the contract's topic `name` has on the brokers for this server.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
     }
 
     /// `base_url` + `path`.
