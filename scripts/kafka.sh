@@ -60,6 +60,12 @@ alive() {
   [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
 }
 
+# A new cluster id, as `kafka-storage random-uuid` makes one (a random UUID in unpadded
+# URL-safe base64), without starting a JVM for it.
+cluster_id() {
+  python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+}
+
 java_cmd() {
   java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$1/log4j2.properties" -cp "$LIBS/*" "${@:2}"
@@ -157,13 +163,14 @@ logger.kafka.level = INFO
 EOF
 }
 
-# Whether the broker answers a metadata request (the port accepting is not enough).
+# Whether the broker started since line $3 of its log: KafkaRaftServer says "Kafka Server
+# started" once the node's broker is registered with its controller and unfenced, that is,
+# when a metadata request would list it (the port accepting connections is not enough).
+# Reading the log costs nothing; asking with Kafka's own tools would start a JVM per look.
 answers() {
-  local port=$1 dir=$2
-  echo "default.api.timeout.ms=3000
-request.timeout.ms=2000" >"$dir/tools.properties"
-  java_cmd "$dir" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" \
-    --command-config "$dir/tools.properties" --list >/dev/null 2>&1
+  local port=$1 dir=$2 from=$3
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+    tail -n +"$((from + 1))" "$dir/broker.log" 2>/dev/null | grep -q 'Kafka Server started'
 }
 
 start() {
@@ -181,21 +188,23 @@ start() {
     local scram=()
     [ -f "$dir/tls/password" ] && scram=(--add-scram "SCRAM-SHA-512=[name=sneakerstop,password=$(cat "$dir/tls/password")]")
     java_cmd "$dir" kafka.tools.StorageTool format --standalone \
-      -t "$(java_cmd "$dir" kafka.tools.StorageTool random-uuid)" \
+      -t "$(cluster_id)" \
       -c "$dir/server.properties" "${scram[@]}" >/dev/null
   fi
   # Its own session: a ctrl-c meant for `make run` must not stop the broker before the
   # server has drained; the script stops it afterwards.
+  local from=0
+  [ -f "$dir/broker.log" ] && from=$(wc -l <"$dir/broker.log")
   setsid bash -c "exec java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile='$dir/log4j2.properties' \
     -cp '$LIBS/*' kafka.Kafka '$dir/server.properties'" >"$dir/stdout.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/broker.pid"
   local deadline=$((SECONDS + 90))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && answers "$port" "$dir"; do
+  until answers "$port" "$dir" "$from"; do
     alive "$pid" || die "Kafka exited; see $dir/broker.log and $dir/stdout.log"
     [ $SECONDS -lt $deadline ] || die "Kafka did not answer on port $port within 90s; see $dir/broker.log"
-    sleep 0.5
+    sleep 0.1
   done
   echo "$pid"
 }
