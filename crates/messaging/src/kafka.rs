@@ -223,7 +223,11 @@ impl Kafka {
             .iter()
             .map(|name| NewTopic::new(name, self.partitions, TopicReplication::Fixed(self.replication_factor)))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        // The request as a whole is bounded too: librdkafka otherwise keeps retrying brokers
+        // that refuse our credentials for its socket timeout (a minute) before saying so.
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(15)));
         let results = admin.create_topics(&new_topics, &options).await.context(self.security.hint())?;
         for result in results {
             match result {
