@@ -9,13 +9,12 @@
 # Needs PostgreSQL at PG_ADMIN_URL and a broker at KAFKA_BROKERS (scripts/test.sh starts
 # both) and a built target/debug/sneakerstop. API_CHECK_EXAMPLES (default 25) bounds the
 # requests per operation and phase; API_CHECK_SEED (default fixed) picks them.
+#
+# `scripts/api-check.sh install` only installs the checker (make test does it in the
+# background while the code compiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-
-: "${KAFKA_BROKERS:?set KAFKA_BROKERS (scripts/test.sh does)}"
-bin=target/debug/sneakerstop
-[ -x "$bin" ] || die "build the binary first (cargo build --bin sneakerstop)"
 
 venv="${SNEAKERSTOP_TOOLS:-$HOME/.cache/sneakerstop}/api-venv"
 stamp="$venv/.requirements"
@@ -26,6 +25,11 @@ if ! cmp -s tests/api/requirements.txt "$stamp" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/api/requirements.txt
   cp tests/api/requirements.txt "$stamp"
 fi
+[ "${1:-}" = install ] && exit 0
+
+: "${KAFKA_BROKERS:?set KAFKA_BROKERS (scripts/test.sh does)}"
+bin=target/debug/sneakerstop
+[ -x "$bin" ] || die "build the binary first (cargo build --bin sneakerstop)"
 
 db="sneakerstop_api_check_$$"
 admin="${PG_ADMIN_URL%%\?*}"

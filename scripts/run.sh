@@ -10,21 +10,26 @@ source scripts/lib.sh
 BROKER_DIR=.data/kafka
 started_broker=""
 cleanup() {
+  stop_background
   if [ -n "$started_broker" ]; then scripts/kafka.sh stop "$BROKER_DIR"; fi
   stop_started_services
 }
 trap cleanup EXIT
+phase "PostgreSQL"
 require_postgres
-[ -n "${KAFKA_BROKERS:-}" ] || scripts/kafka.sh install
-log "building sneakerstop"
-cargo build --bin sneakerstop
-
+# The broker's jars are fetched and the broker started while the code compiles.
 if [ -z "${KAFKA_BROKERS:-}" ]; then
-  log "starting Apache Kafka on 127.0.0.1:9092 (data in $BROKER_DIR)"
   started_broker=1
-  scripts/kafka.sh start 9092 "$BROKER_DIR" >/dev/null
+  background kafka scripts/kafka.sh start 9092 "$BROKER_DIR"
+fi
+phase "building sneakerstop (the first build compiles every dependency: a few minutes)"
+cargo build --bin sneakerstop
+if [ -n "$started_broker" ]; then
+  phase "Apache Kafka on 127.0.0.1:9092 (data in $BROKER_DIR)"
+  await kafka
   export KAFKA_BROKERS=127.0.0.1:9092
 fi
+phase_summary "ready to serve"
 
 export LOG_FORMAT="${LOG_FORMAT:-pretty}"
 log "serving the marketplace at http://${HOST:-127.0.0.1}:${PORT:-8080} (API docs at /docs; ctrl-c stops)"
