@@ -61,9 +61,16 @@ alive() {
 }
 
 # A new cluster id, as `kafka-storage random-uuid` makes one (a random UUID in unpadded
-# URL-safe base64), without starting a JVM for it.
+# URL-safe base64, never starting with "-", which the tool would read as an option), without
+# starting a JVM for it.
 cluster_id() {
-  python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+  python3 -c '
+import base64, uuid
+while True:
+    id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not id.startswith("-"):
+        print(id)
+        break'
 }
 
 java_cmd() {
