@@ -162,10 +162,9 @@ run_check() {
 # (changing the wrapper recompiles every crate of the workspace, so every macro runs).
 prepare() {
   scratch_database
-  local wrapper="$work/rustc-wrapper" entry map=""
+  local wrapper="$work/rustc-wrapper" entry map="" dir
   for entry in "${CRATES[@]}"; do
-    rm -f "${entry%%:*}"/.sqlx/query-*.json
-    mkdir -p "${entry%%:*}/.sqlx"
+    mkdir -p "$work/out/${entry%%:*}"
     map="$map $(printf '%q' "$PWD/${entry%%:*}=$(url "${entry##*:}")")"
   done
   cat >"$wrapper" <<EOF
@@ -174,14 +173,21 @@ prepare() {
 # online against its schema and writes its own .sqlx.
 for entry in $map; do
   if [ "\${entry%%=*}" = "\$CARGO_MANIFEST_DIR" ]; then
-    export SQLX_OFFLINE=false DATABASE_URL="\${entry#*=}" SQLX_OFFLINE_DIR="\$CARGO_MANIFEST_DIR/.sqlx"
+    export SQLX_OFFLINE=false DATABASE_URL="\${entry#*=}" SQLX_OFFLINE_DIR="$work/out/\${CARGO_MANIFEST_DIR#$PWD/}"
   fi
 done
 exec "\$@"
 EOF
   chmod +x "$wrapper"
-  log "describing every crate's queries into its .sqlx"
+  log "describing every crate's queries"
   RUSTC_WORKSPACE_WRAPPER="$wrapper" cargo check --workspace --all-targets --quiet
+  # Only a compile that succeeded replaces what is committed.
+  for entry in "${CRATES[@]}"; do
+    dir=${entry%%:*}
+    mkdir -p "$dir/.sqlx"
+    rm -f "$dir"/.sqlx/query-*.json
+    cp "$work/out/$dir"/query-*.json "$dir/.sqlx/" 2>/dev/null || true
+  done
   git status --short -- 'crates/*/.sqlx'
 }
 
