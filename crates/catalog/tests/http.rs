@@ -498,6 +498,11 @@ async fn an_ask_expires_when_its_time_runs_out_and_the_sweep_says_so() {
     );
     let long = json!({"title": "AJ1", "price": 250, "size": 10, "productId": product_id, "expiresInDays": 91});
     assert_eq!(ctx.create(&seller, long).await.status, StatusCode::BAD_REQUEST);
+    // JSON Schema's integer, as the API document says: 21.0 is 21; 21.5 is no whole number.
+    let spelled = json!({"title": "AJ1", "price": 250, "size": 10, "productId": product_id, "expiresInDays": 21.0});
+    assert_eq!(ctx.create(&seller, spelled).await.status, StatusCode::CREATED);
+    let fraction = json!({"title": "AJ1", "price": 250, "size": 10, "productId": product_id, "expiresInDays": 21.5});
+    assert_eq!(ctx.create(&seller, fraction).await.assert_invalid_field("expiresInDays"), "must be a whole number");
 
     assert_eq!(sneakerstop_catalog::expiry::sweep(&ctx.pool).await.unwrap(), 0, "not yet");
     let id: Uuid = listed.json["id"].as_str().unwrap().parse().unwrap();

@@ -531,6 +531,11 @@ async fn refusals_name_the_field_or_the_rule() {
         Call::post("/api/bids", json!({"productId": ctx.product, "size": 10, "price": 100, "expiresInDays": 91}));
     let long = long.header("authorization", &with_card).send(&ctx.app).await;
     assert_eq!(long.json["errors"][0]["field"], "expiresInDays", "{}", long.text);
+    // JSON Schema's integer, as the API document says: 7.0 is 7, 7.5 is no whole number.
+    let fraction =
+        Call::post("/api/bids", json!({"productId": ctx.product, "size": 10, "price": 100, "expiresInDays": 7.5}));
+    let fraction = fraction.header("authorization", &with_card).send(&ctx.app).await;
+    assert_eq!(fraction.assert_invalid_field("expiresInDays"), "must be a whole number");
     let unknown = Call::post("/api/bids", json!({"productId": Uuid::now_v7(), "size": 10, "price": 100}));
     let unknown = unknown.header("authorization", &with_card).send(&ctx.app).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
@@ -538,6 +543,17 @@ async fn refusals_name_the_field_or_the_rule() {
     assert_eq!(anonymous.send(&ctx.app).await.status, StatusCode::UNAUTHORIZED);
     let written: i64 = sqlx::query_scalar("SELECT count(*) FROM bids").fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(written, 0, "nothing written for a refusal");
+}
+
+#[tokio::test]
+async fn an_integer_field_spelled_with_a_zero_fraction_is_that_integer() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let body = json!({"productId": ctx.product, "size": 10, "price": 240, "expiresInDays": 7.0});
+    let placed = Call::post("/api/bids", body).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text);
+    let expires: chrono::DateTime<Utc> = placed.json["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert!((167..=168).contains(&(expires - Utc::now()).num_hours()), "7 days: {expires}");
 }
 
 #[tokio::test]

@@ -263,6 +263,26 @@ pub fn empty_as_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resul
     Ok(value.filter(|v| !v.is_empty()))
 }
 
+/// For a body's integer fields: a whole number however JSON spells it. JSON Schema's
+/// `integer` (what the OpenAPI document says) counts `21.0` as an integer, and so does this;
+/// `21.5` is refused as "must be a whole number". Use as
+/// `#[serde(default, deserialize_with = ...)]` on an `Option<i64>`.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(number) => number
+            .as_i64()
+            .or_else(|| {
+                let float = number.as_f64()?;
+                #[allow(clippy::cast_possible_truncation, reason = "range and fraction checked first")]
+                (float.fract() == 0.0 && float.abs() < 9.0e15).then_some(float as i64)
+            })
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("must be a whole number")),
+    }
+}
+
 /// Refuses text that PostgreSQL cannot store (U+0000). Every domain type whose text is
 /// stored or queried calls it, so such input is a 400 naming the field, never a failed
 /// statement (a 500).

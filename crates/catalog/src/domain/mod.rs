@@ -56,7 +56,7 @@ pub struct ListingInput {
     pub product_id: Option<Uuid>,
     /// For an ask: days it stays on its book unless sold, 1 to 90 (default 30). Set when
     /// listing; an edit keeps the time it was given.
-    #[serde(rename = "expiresInDays")]
+    #[serde(rename = "expiresInDays", default, deserialize_with = "sneakerstop_problem::whole_number")]
     #[schema(minimum = 1, maximum = 90, example = 30)]
     pub expires_in_days: Option<i64>,
 }

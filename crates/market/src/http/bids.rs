@@ -42,6 +42,7 @@ pub struct NewBidInput {
     pub price: f64,
     /// Days the bid stays on the book unless it matches: 1 to 90 (default 30).
     #[schema(example = 30, minimum = 1, maximum = 90)]
+    #[serde(default, deserialize_with = "sneakerstop_problem::whole_number")]
     pub expires_in_days: Option<i64>,
 }
 
