@@ -181,6 +181,26 @@ async fn a_bid_met_by_a_later_ask_becomes_a_completed_purchase_charged_to_the_sa
 }
 
 #[tokio::test]
+async fn a_product_just_created_has_a_market_and_a_stream_at_once() {
+    let market = Market::start().await;
+    let admin = market.admin().await;
+    for _ in 0..5 {
+        // Asked the moment it is created, before the market has applied `product.created`:
+        // the answer waits for it (REPLICA_WAIT), as a bid does, instead of a 404.
+        let product = market.product(&admin).await;
+        let (status, view) = market.call(Method::GET, &format!("/api/products/{product}/market"), "", None).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["sizes"].as_array().map(Vec::len), Some(2), "{view}");
+        let product = market.product(&admin).await;
+        let stream = market.http.get(market.server.url(&format!("/api/products/{product}/market/stream"))).send().await;
+        assert_eq!(stream.unwrap().status(), StatusCode::OK);
+    }
+    let (status, _) =
+        market.call(Method::GET, &format!("/api/products/{}/market", uuid::Uuid::now_v7()), "", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an unknown product is still unknown, after the wait");
+}
+
+#[tokio::test]
 async fn a_declined_saved_card_puts_the_pair_back_on_the_market_and_tells_the_bidder() {
     let market = Market::start().await;
     let admin = market.admin().await;

@@ -96,12 +96,25 @@ fn product_id(id: &str) -> Result<Uuid, MarketError> {
     Uuid::try_parse(id).map_err(|_| FieldError::new("id", "must be a UUID").into())
 }
 
-/// The product's market now, or 404 if the market has not heard of it.
+/// The product's market now, or 404 if the market has not heard of it. A product created
+/// a moment ago may not have reached the market's replica yet: as for a bid, that waits
+/// (bounded by `REPLICA_WAIT`) for it before answering 404.
 async fn current(state: &AppState, product: Uuid) -> Result<(Arc<MarketView>, CacheSource), MarketError> {
-    match state.markets.market(&state.pool, product).await? {
-        (Some(view), source) => Ok((view, source)),
-        (None, _) => Err(MarketError::ProductNotFound),
-    }
+    let read = || async move {
+        match state.markets.market(&state.pool, product).await? {
+            (Some(view), source) => Ok((view, source)),
+            (None, _) => Err(MarketError::ProductNotFound),
+        }
+    };
+    state
+        .replica
+        .after_arrival(
+            product,
+            read,
+            |error| matches!(error, MarketError::ProductNotFound),
+            || async move { Ok(state.markets.market(&state.pool, product).await?.0.is_some()) },
+        )
+        .await
 }
 
 /// A product's market: per size, the lowest ask, the highest bid, the last sale and how
