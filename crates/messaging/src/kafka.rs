@@ -8,7 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
-use sneakerstop_settings::{KafkaSecurityProtocol, KafkaSettings, Secret};
+use sneakerstop_settings::{KafkaGroupProtocol, KafkaSecurityProtocol, KafkaSettings, Secret};
 
 /// How clients reach the brokers securely. Its `Debug` never shows the password.
 #[derive(Clone, Default)]
@@ -99,8 +99,10 @@ pub struct Kafka {
     pub replication_factor: i32,
     /// Producer delivery timeout.
     pub delivery_timeout: Duration,
-    /// How long the group coordinator waits for a silent member before it reassigns its
-    /// partitions (a crashed process's partitions move after this).
+    /// The consumer group protocol (`KAFKA_GROUP_PROTOCOL`).
+    pub group_protocol: KafkaGroupProtocol,
+    /// With the classic protocol: how long the group coordinator waits for a silent member
+    /// before it reassigns its partitions. With Kafka 4's protocol the brokers decide.
     pub session_timeout: Duration,
     /// TLS and SASL, when the brokers require them.
     pub security: Security,
@@ -119,6 +121,7 @@ impl Kafka {
             partitions: settings.partitions,
             replication_factor: settings.replication_factor,
             delivery_timeout: settings.delivery_timeout,
+            group_protocol: settings.group_protocol,
             session_timeout: settings.session_timeout,
             security: Security::from_settings(settings)?,
             topic_prefix: settings.topic_prefix.clone(),
@@ -132,7 +135,8 @@ impl Kafka {
             partitions: 3,
             replication_factor: 1,
             delivery_timeout: Duration::from_secs(120),
-            session_timeout: Duration::from_secs(45),
+            group_protocol: KafkaGroupProtocol::Consumer,
+            session_timeout: Duration::from_secs(10),
             security: Security::default(),
             topic_prefix: String::new(),
         }
@@ -164,7 +168,21 @@ impl Kafka {
 
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers).set("client.id", "sneakerstop");
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", "sneakerstop")
+            // A broker that went away is asked again within a second of answering, not up to
+            // librdkafka's default of 10 s later: a restarted broker resumes the flow at once.
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "1000")
+            // Never re-bootstrap. librdkafka 2.12 starts its re-bootstrap sequence whenever every
+            // broker it knows is down at once (a one-broker cluster restarting), and a consumer
+            // that re-bootstrapped while the broker was away never finds its group coordinator
+            // again: it reported "no broker available for coordinator query" for minutes after
+            // the broker answered (measured, see docs/reliability.md). Our bootstrap list names
+            // the brokers themselves (or a Service in front of them), so re-bootstrapping could
+            // only ever rediscover the same brokers.
+            .set("metadata.recovery.strategy", "none");
         self.security.apply(&mut config);
         config
     }
@@ -196,9 +214,8 @@ impl Kafka {
             // handler's transaction committed (at-least-once delivery, exactly-once effect).
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
-            .set("auto.commit.interval.ms", "1000")
-            // How long a crashed member holds its partitions (KAFKA_SESSION_TIMEOUT).
-            .set("session.timeout.ms", self.session_timeout.as_millis().to_string())
+            .set("auto.commit.interval.ms", "200")
+            .set("group.protocol", self.group_protocol.as_str())
             // A fetch waits at most this long for data; Kafka answers as soon as any
             // arrives, so this bounds idle polling, not an event's hop.
             .set("fetch.wait.max.ms", "100")
@@ -206,6 +223,19 @@ impl Kafka {
             // that falls behind should not hold the backlog in memory.
             .set("queued.max.messages.kbytes", "4096")
             .set("queued.min.messages", "1000");
+        // How long a crashed member holds its partitions: with Kafka 4's protocol a setting
+        // of the brokers (librdkafka refuses it here), with the classic one of the client.
+        match self.group_protocol {
+            KafkaGroupProtocol::Classic => {
+                config.set("session.timeout.ms", self.session_timeout.as_millis().to_string());
+            }
+            // Each topic's partitions spread over the members, as the classic range assignor
+            // did: the brokers' default ("uniform") balances the count of partitions and
+            // hands a whole topic — all of its traffic — to one member.
+            KafkaGroupProtocol::Consumer => {
+                config.set("group.remote.assignor", "range");
+            }
+        }
         config
     }
 

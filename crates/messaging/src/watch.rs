@@ -38,6 +38,9 @@ use crate::Kafka;
 pub struct GroupHealth {
     /// Partitions this process's member holds.
     pub assigned_partitions: usize,
+    /// Which: `<topic>/<partition>`, by the contract's topic names (so an operator sees
+    /// which instance holds what).
+    pub partitions: Vec<String>,
     /// Events published and not yet committed by the group, over all its partitions.
     pub lag: i64,
     /// How long the group has had lag without committing anything (0 while healthy).
@@ -99,6 +102,12 @@ impl Assignment {
 
     fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// `<topic>/<partition>` of each, the topic as `kafka` names it in the contract.
+    fn names(&self, kafka: &Kafka) -> Vec<String> {
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        held.iter().map(|(topic, partition)| format!("{}/{partition}", kafka.unprefixed(topic))).collect()
     }
 }
 
@@ -189,6 +198,7 @@ impl Watcher {
                 &self.group,
                 GroupHealth {
                     assigned_partitions: assigned,
+                    partitions: self.assignment.names(&self.kafka),
                     lag,
                     seconds_without_progress: if lag > 0 { without_progress.as_secs() } else { 0 },
                     stalled,
@@ -254,11 +264,23 @@ mod tests {
     #[test]
     fn a_stalled_group_is_described_with_its_figures() {
         let health = ConsumerHealth::new(Duration::from_secs(30));
-        let ok =
-            GroupHealth { assigned_partitions: 3, lag: 0, seconds_without_progress: 0, stalled: false, rejoins: 0 };
+        let ok = GroupHealth {
+            assigned_partitions: 3,
+            partitions: vec!["orders.orders/0".into(), "orders.orders/1".into(), "orders.orders/2".into()],
+            lag: 0,
+            seconds_without_progress: 0,
+            stalled: false,
+            rejoins: 0,
+        };
         health.set("g-ok", ok);
-        let stuck =
-            GroupHealth { assigned_partitions: 0, lag: 7, seconds_without_progress: 45, stalled: true, rejoins: 1 };
+        let stuck = GroupHealth {
+            assigned_partitions: 0,
+            partitions: Vec::new(),
+            lag: 7,
+            seconds_without_progress: 45,
+            stalled: true,
+            rejoins: 1,
+        };
         health.set("g-stuck", stuck);
         let (groups, problems) = health.report();
         assert_eq!(groups.len(), 2);

@@ -168,10 +168,15 @@ pub struct KafkaSettings {
     /// Empty by default: the topics are named as in docs/events.md.
     #[arg(long = "kafka-topic-prefix", env = "KAFKA_TOPIC_PREFIX", default_value = "", value_parser = parse_topic_prefix)]
     pub topic_prefix: String,
-    /// How long the group coordinator waits for a silent consumer (a crashed process)
-    /// before giving its partitions to the others. Kafka's default; lower means faster
-    /// failover and more rebalances on a slow network.
-    #[arg(long = "kafka-session-timeout", env = "KAFKA_SESSION_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    /// How consumer groups share partitions: `consumer`, Apache Kafka 4's protocol (KIP-848:
+    /// the brokers assign partitions, move only those that must move, and decide how long a
+    /// silent member keeps its own — the project's brokers say 3 s), or `classic`, for brokers
+    /// older than 4.0, where the client's KAFKA_SESSION_TIMEOUT decides.
+    #[arg(long = "kafka-group-protocol", env = "KAFKA_GROUP_PROTOCOL", default_value = "consumer")]
+    pub group_protocol: KafkaGroupProtocol,
+    /// With `KAFKA_GROUP_PROTOCOL=classic` only: how long the group coordinator waits for a
+    /// silent consumer (a crashed process) before giving its partitions to the others.
+    #[arg(long = "kafka-session-timeout", env = "KAFKA_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub session_timeout: Duration,
     /// A consumer group with lag and no committed progress for this long is reported as
     /// stalled in `/healthz` and `consumer_stalled_seconds`.
@@ -206,6 +211,26 @@ pub struct KafkaSettings {
     /// SASL password.
     #[arg(long = "kafka-sasl-password", env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
     pub sasl_password: Option<Secret>,
+}
+
+/// The consumer group protocol (librdkafka's `group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum KafkaGroupProtocol {
+    /// KIP-848, Apache Kafka 4.0 and later: assignment and session timeout on the brokers.
+    Consumer,
+    /// The protocol before it: join/sync rebalances, the session timeout set by the client.
+    Classic,
+}
+
+impl KafkaGroupProtocol {
+    /// librdkafka's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consumer => "consumer",
+            Self::Classic => "classic",
+        }
+    }
 }
 
 /// How clients talk to the brokers (librdkafka's `security.protocol`).

@@ -101,7 +101,6 @@ async fn a_charge_interrupted_by_a_crash_completes_once(mode: Mode) {
         ("DATABASE_URL", db.url()),
         ("JWT_SECRET", "crash-e2e-secret-0123456789-abcdefghij".to_owned()),
         ("KAFKA_GROUP_PREFIX", unique("crash")),
-        ("KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
         ("PAYMENT_PROVIDER", "stripe".to_owned()),
         ("STRIPE_SECRET", "sk_test_crash".to_owned()),
         ("STRIPE_API_BASE", stripe),

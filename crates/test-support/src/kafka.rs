@@ -130,3 +130,91 @@ pub async fn publish(brokers: &str, topic: &str, key: &str, headers: &[(&str, St
     let record = FutureRecord::to(topic).key(key).payload(&body).headers(owned);
     producer.send(record, Duration::from_secs(10)).await.expect("publish test event");
 }
+
+/// Where some consumer groups are on every partition of every topic they consume, as the
+/// broker sees it from outside: (group, topic, partition) → (committed offset, partition end).
+pub type Positions = std::collections::BTreeMap<(String, String, i32), (i64, i64)>;
+
+/// The committed offsets and partition ends of `groups` on `brokers`, on every topic whose
+/// name starts with `topics` (a deployment's `KAFKA_TOPIC_PREFIX`; internal and dead-letter
+/// topics left out; a partition a group never committed on is left out too).
+pub async fn positions(brokers: &str, groups: &[String], topics: &str) -> Result<Positions, String> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let (brokers, groups, prefix) = (brokers.to_owned(), groups.to_vec(), topics.to_owned());
+    tokio::task::spawn_blocking(move || {
+        const TIMEOUT: Duration = Duration::from_secs(2);
+        let mut positions = Positions::new();
+        let base: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("reconnect.backoff.max.ms", "500")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let metadata = base.fetch_metadata(None, TIMEOUT).map_err(|e| e.to_string())?;
+        let mut all = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        let ours = |name: &str| name.starts_with(&prefix) && !name.starts_with("__") && !name.ends_with(".dlq");
+        for topic in metadata.topics().iter().filter(|t| ours(t.name())) {
+            for partition in topic.partitions() {
+                all.add_partition(topic.name(), partition.id());
+                let (_, high) =
+                    base.fetch_watermarks(topic.name(), partition.id(), TIMEOUT).map_err(|e| e.to_string())?;
+                ends.insert((topic.name().to_owned(), partition.id()), high);
+            }
+        }
+        for group in &groups {
+            let client: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("group.id", group)
+                .set("reconnect.backoff.max.ms", "500")
+                .create()
+                .map_err(|e| e.to_string())?;
+            let committed = client.committed_offsets(all.clone(), TIMEOUT).map_err(|e| e.to_string())?;
+            for element in committed.elements() {
+                if let Offset::Offset(at) = element.offset() {
+                    let end = ends[&(element.topic().to_owned(), element.partition())];
+                    positions.insert((group.clone(), element.topic().to_owned(), element.partition()), (at, end));
+                }
+            }
+        }
+        Ok(positions)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// How long after `since` every partition of `groups` that had work left at `since`, or was
+/// given some after it, was consumed again (its committed offset moved past where it was at
+/// `since`): how long a crash paused those groups. Looks every 100 ms. If some partition did
+/// not move within `max`, the error names them (group, topic, partition, committed, end).
+/// Offsets are committed in the background (every 200 ms), so this may read that much late.
+pub async fn until_every_partition_moves(
+    brokers: &str,
+    groups: &[String],
+    topics: &str,
+    since: Instant,
+    at_since: &Positions,
+    max: Duration,
+) -> Result<Duration, String> {
+    let mut stuck = Vec::new();
+    while since.elapsed() <= max {
+        if let Ok(now) = positions(brokers, groups, topics).await {
+            let looked = since.elapsed();
+            stuck = now
+                .iter()
+                .filter(|(partition, (committed, end))| {
+                    let (then, end_then) = at_since.get(*partition).copied().unwrap_or((0, 0));
+                    (end_then > then || *end > then) && *committed <= then
+                })
+                .map(|((group, topic, partition), (committed, end))| {
+                    format!("{group} {topic}/{partition} at {committed} of {end}")
+                })
+                .collect();
+            if stuck.is_empty() {
+                return Ok(looked);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("not consumed again within {max:?}: {}", stuck.join("; ")))
+}

@@ -23,7 +23,7 @@ use sqlx::Connection;
 use tower::ServiceExt;
 
 pub use broker::{Broker, SecureListener, shared_brokers, unique};
-pub use kafka::{Record, publish, read_to_end, read_topic};
+pub use kafka::{Positions, Record, positions, publish, read_to_end, read_topic, until_every_partition_moves};
 pub use server::Server;
 
 /// A new user with a session signed by `keys`: its id and `Bearer <token>`, as a signed-in
@@ -136,7 +136,17 @@ impl Answer {
 
     /// Asserts a 400 problem naming `field`, and returns its reason.
     pub fn assert_invalid_field(&self, field: &str) -> String {
-        assert_eq!(self.status, StatusCode::BAD_REQUEST, "{}", self.text);
+        self.assert_field_problem(StatusCode::BAD_REQUEST, field)
+    }
+
+    /// Asserts a 422 problem (well-formed, but not something the service can act on) naming
+    /// `field`, and returns its reason.
+    pub fn assert_unprocessable_field(&self, field: &str) -> String {
+        self.assert_field_problem(StatusCode::UNPROCESSABLE_ENTITY, field)
+    }
+
+    fn assert_field_problem(&self, status: StatusCode, field: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.text);
         assert_eq!(self.content_type(), Some("application/problem+json"));
         let errors = self.json["errors"].as_array().unwrap_or_else(|| panic!("no errors in {}", self.text));
         let error = errors
