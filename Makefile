@@ -15,7 +15,7 @@ test: ## Formatting, clippy -D warnings, and every test against real PostgreSQL
 bench: ## Release build under the standard load scenarios; results in bench/results/
 	@scripts/bench.sh
 
-chaos: ## Crash a server, the broker and a server again under load; check nothing was lost or doubled
+chaos: ## Crash each server twice and the broker once under load; report the pauses, check nothing was lost or doubled
 	@scripts/chaos.sh
 
 lint: ## Formatting check and clippy only

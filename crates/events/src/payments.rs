@@ -17,6 +17,12 @@ crate::contract! {
         /// method) was declined: its order is cancelled. Declines of a buyer's own payment
         /// request are answered to the buyer instead, who may try another card.
         Declined("payment.declined", v 1) => PaymentDeclined,
+        /// An order's reservation lapsed with no charge accepted before its deadline: no
+        /// payment of it will be accepted from now on, and orders expires it. Every charge
+        /// accepted in time was announced (`payment.succeeded`) before this, on the same
+        /// partition (both are keyed by the order), so an order is expired only on what
+        /// payments knew at its deadline. Its subject is the order, at version 1.
+        Lapsed("payment.lapsed", v 1) => PaymentLapsed,
     }
 }
 
@@ -39,6 +45,18 @@ pub struct PaymentDeclined {
     pub order_id: Uuid,
     /// The provider's reason, safe to show the buyer.
     pub reason: String,
+}
+
+/// `payment.lapsed` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentLapsed {
+    /// The order (also the key, and the event's subject).
+    pub order_id: Uuid,
+    /// Its deadline, as payments had it from `order.created`.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// When payments closed it: at or after the deadline, once no charge was under way.
+    pub lapsed_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// `payment_method.saved` v1.

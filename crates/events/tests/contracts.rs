@@ -14,7 +14,8 @@ use sneakerstop_events::orders::{
     CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderRefused, RefusedBecause,
 };
 use sneakerstop_events::payments::{
-    PaymentDeclined, PaymentEvent, PaymentMethodEvent, PaymentMethodSaved, PaymentRefunded, PaymentSucceeded,
+    PaymentDeclined, PaymentEvent, PaymentLapsed, PaymentMethodEvent, PaymentMethodSaved, PaymentRefunded,
+    PaymentSucceeded,
 };
 use sneakerstop_events::{Contract, DecodeError};
 use uuid::Uuid;
@@ -251,6 +252,14 @@ fn payment_declined_v1() {
             order_id: ORDER,
             reason: "Your card was declined.".into(),
         }),
+    );
+}
+
+#[test]
+fn payment_lapsed_v1() {
+    check_snapshot(
+        ORDER,
+        &PaymentEvent::Lapsed(PaymentLapsed { order_id: ORDER, expires_at: time(900), lapsed_at: time(901) }),
     );
 }
 

@@ -9,6 +9,8 @@
 //!   outbox rows commit.
 //! - [`dlq`] — list and replay dead letters.
 //! - [`every`] — background rounds on a timer (sweepers, refunds, recovery).
+//! - [`heard`] — whether a consumer group has applied everything published on a topic
+//!   before now, for decisions that must not be made on a replica that is behind.
 //! - [`kafka`] — client configuration, topic creation, broker health.
 //! - [`replica`] — a request for an id a replica has not heard of yet waits, bounded, for
 //!   the replica row to commit instead of answering 404 at once.
@@ -20,6 +22,7 @@ pub mod changes;
 pub mod consumer;
 pub mod dlq;
 pub mod every;
+pub mod heard;
 pub mod kafka;
 pub mod outbox;
 pub mod replica;
@@ -33,6 +36,7 @@ pub use broker::BrokerHealth;
 pub use changes::{CacheSource, ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use every::{every, round_span};
+pub use heard::Heard;
 pub use kafka::{Kafka, Security};
 pub use outbox::{Outgoing, Relay, enqueue};
 pub use replica::ReplicaWait;

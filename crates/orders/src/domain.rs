@@ -302,10 +302,21 @@ impl Order {
         Ok(Decision { order, event })
     }
 
-    /// The reservation lapses: cancelled as `expired`, only once `expires_at` has passed.
-    pub fn expire(&self, now: DateTime<Utc>) -> Result<Decision, Refusal> {
-        if self.status == OrderStatus::Created && now < self.expires_at {
-            return Err(Refusal::NotDue(self.expires_at));
+    /// Payments closed the order's payment window unpaid (`payment.lapsed`): cancelled as
+    /// `expired`. Payments decides at the deadline, by its clock, after announcing every
+    /// charge it accepted before it; orders takes its word rather than its own clock's.
+    pub fn lapse(&self, now: DateTime<Utc>) -> Result<Decision, Refusal> {
+        self.cancel(CancelReason::Expired, now)
+    }
+
+    /// Orders has heard nothing from payments for `grace` past the deadline (payments or its
+    /// events are stuck): the reservation expires anyway, so that no pair is held for ever.
+    /// Not before — a charge accepted in time may still be on its way. A charge accepted in
+    /// time and heard of only after this is refunded.
+    pub fn expire(&self, now: DateTime<Utc>, grace: chrono::Duration) -> Result<Decision, Refusal> {
+        let due = self.expires_at + grace;
+        if self.status == OrderStatus::Created && now < due {
+            return Err(Refusal::NotDue(due));
         }
         self.cancel(CancelReason::Expired, now)
     }
@@ -454,12 +465,20 @@ mod tests {
     }
 
     #[test]
-    fn given_a_created_order_when_its_reservation_lapses_then_it_expires_and_not_before() {
-        let order = placed();
-        assert_eq!(order.expire(at(899)), Err(Refusal::NotDue(at(900))));
-        let decision = order.expire(at(900)).unwrap();
+    fn given_a_created_order_when_payments_says_it_lapsed_then_it_expires() {
+        let decision = placed().lapse(at(901)).unwrap();
         assert_eq!(decision.order.cancel_reason, Some(Cancellation::Expired));
         assert!(matches!(decision.event, OrderEvent::Cancelled(OrderCancelled { reason: CancelReason::Expired, .. })));
+        assert!(decision.order.lapse(at(902)).is_err(), "an order lapses once");
+    }
+
+    #[test]
+    fn given_a_created_order_when_payments_is_silent_then_it_expires_only_after_the_grace() {
+        let order = placed();
+        let grace = chrono::Duration::seconds(120);
+        assert_eq!(order.expire(at(1019), grace), Err(Refusal::NotDue(at(1020))));
+        let decision = order.expire(at(1020), grace).unwrap();
+        assert_eq!(decision.order.cancel_reason, Some(Cancellation::Expired));
     }
 
     #[test]
@@ -476,12 +495,13 @@ mod tests {
             complete.cancel(CancelReason::Buyer, at(121)),
             Err(Refusal::Transition { from: OrderStatus::Complete, to: "cancelled" })
         );
-        assert!(complete.expire(at(10_000)).is_err(), "a paid order never expires");
+        assert!(complete.expire(at(10_000), chrono::Duration::zero()).is_err(), "a paid order never expires");
+        assert!(complete.lapse(at(10_000)).is_err(), "nor lapses");
     }
 
     #[test]
     fn given_a_cancelled_order_when_a_payment_arrives_then_it_stays_cancelled() {
-        let cancelled = placed().expire(at(900)).unwrap().order;
+        let cancelled = placed().lapse(at(900)).unwrap().order;
         let refused = cancelled.complete(Uuid::now_v7(), at(901)).unwrap_err();
         assert_eq!(refused.to_string(), "a cancelled order cannot be completed");
     }

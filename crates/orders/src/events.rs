@@ -5,6 +5,7 @@
 //! - `payments.payments` → `payment.succeeded` completes a `created` order
 //!   (`order.completed`). A payment for an order that was cancelled meanwhile leaves it
 //!   cancelled: payments refunds that charge when it sees the cancellation.
+//!   `payment.lapsed` (no charge accepted before the deadline) expires a `created` order;
 //!   `payment.declined` (a saved method, charged without the buyer) cancels the order of the
 //!   market it was for, as `declined`;
 //! - `market.matches` → `match.made` becomes the bidder's order, under the match's id and at
@@ -16,7 +17,7 @@ use futures::future::BoxFuture;
 use sneakerstop_events::catalog::SneakerEvent;
 use sneakerstop_events::market::{MatchEvent, MatchMade};
 use sneakerstop_events::orders::{CancelReason, OrderRefused, RefusedBecause};
-use sneakerstop_events::payments::{PaymentDeclined, PaymentEvent, PaymentSucceeded};
+use sneakerstop_events::payments::{PaymentDeclined, PaymentEvent, PaymentLapsed, PaymentSucceeded};
 use sneakerstop_events::topics;
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sqlx::PgConnection;
@@ -48,6 +49,7 @@ impl Handler for OrdersHandler {
                     PaymentEvent::Succeeded(paid) => complete(tx, &paid).await,
                     PaymentEvent::Refunded(_) => Ok(()),
                     PaymentEvent::Declined(declined) => cancel_declined(tx, &declined).await,
+                    PaymentEvent::Lapsed(lapsed) => expire(tx, &lapsed).await,
                 },
                 topics::MATCHES => {
                     let MatchEvent::Made(matched) = event.decode::<MatchEvent>()?;
@@ -92,6 +94,25 @@ async fn cancel_declined(tx: &mut PgConnection, declined: &PaymentDeclined) -> a
             metrics::counter!("orders_declined_total").increment(1);
         }
         Err(refused) => tracing::info!(%refused, "decline for an order that cannot be cancelled; ignored"),
+    }
+    Ok(())
+}
+
+/// Payments closed the order's payment window unpaid: the order expires, if it is still
+/// waiting (a buyer who cancelled first, or a completed order, stays as it is).
+#[tracing::instrument(skip_all, fields(order_id = %lapsed.order_id), err)]
+async fn expire(tx: &mut PgConnection, lapsed: &PaymentLapsed) -> anyhow::Result<()> {
+    let Some(order) = store::lock(tx, lapsed.order_id).await? else {
+        tracing::warn!("lapse of an unknown order ignored");
+        return Ok(());
+    };
+    match order.lapse(chrono::Utc::now()) {
+        Ok(expired) => {
+            store::save(tx, &expired).await?;
+            metrics::counter!("orders_cancelled_total", "reason" => "expired").increment(1);
+            tracing::info!(sneaker_id = %order.sneaker_id, "reservation lapsed unpaid; order expired");
+        }
+        Err(refused) => tracing::info!(%refused, "lapse of an order that is no longer waiting; ignored"),
     }
     Ok(())
 }

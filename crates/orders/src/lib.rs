@@ -43,4 +43,7 @@ pub struct AppState {
     pub replica: sneakerstop_messaging::ReplicaWait,
     /// The most unpaid reservations one buyer may hold at once.
     pub max_holds: u32,
+    /// Whether orders has heard every payment published so far (`None`: no broker, as in
+    /// tests of the router alone), and how long a buyer at the cap waits for it.
+    pub heard: Option<(sneakerstop_messaging::Heard, Duration)>,
 }

@@ -260,18 +260,23 @@ pub async fn traces(tx: &mut PgConnection, orders: &[Uuid]) -> anyhow::Result<Ve
     .context("read the orders' traces")
 }
 
-/// Up to `batch` orders whose reservation has lapsed by the database's clock, locked for
+/// Up to `batch` orders `grace` past their deadline by the database's clock, locked for
 /// this transaction, and that clock's time. `SKIP LOCKED` lets several instances sweep at
 /// once without ever touching the same order.
-pub async fn lock_due(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<Order>, DateTime<Utc>)> {
+pub async fn lock_due(
+    tx: &mut PgConnection,
+    batch: i64,
+    grace: chrono::Duration,
+) -> anyhow::Result<(Vec<Order>, DateTime<Utc>)> {
     let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let cutoff = now - grace;
     let due = sqlx::query_as!(
         Order,
         r#"SELECT id, sneaker_id, buyer_id, seller_id, price_cents, status AS "status: OrderStatus",
                   cancel_reason AS "cancel_reason: Cancellation", payment_id, match_id, version, expires_at, created_at, updated_at
              FROM orders WHERE status = 'created' AND expires_at <= $1
             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
-        now,
+        cutoff,
         batch,
     )
     .fetch_all(&mut *tx)

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sneakerstop_auth::SessionKeys;
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
-use sneakerstop_events::payments::{PaymentEvent, PaymentSucceeded};
+use sneakerstop_events::payments::{PaymentEvent, PaymentLapsed, PaymentSucceeded};
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_orders::{AppState, SCHEMA, expiry, store};
 use sneakerstop_settings::Secret;
@@ -34,6 +34,7 @@ async fn ctx_with_ttl(ttl: Duration) -> Ctx {
         reservation_ttl: ttl,
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_secs(2)),
         max_holds: 3,
+        heard: None,
     });
     Ctx { app, pool, keys, _db: db }
 }
@@ -357,6 +358,38 @@ async fn the_state_machine_refuses_completing_a_cancelled_order() {
 }
 
 #[tokio::test]
+async fn a_reservation_past_its_deadline_waits_for_payments_word_and_a_payment_heard_late_completes_it() {
+    let ctx = ctx_with_ttl(Duration::ZERO).await;
+    let (seller, _) = ctx.user();
+    let (_, auth) = ctx.user();
+    let (paid, lapsed) = (ctx.listed(seller).await, ctx.listed(seller).await);
+    let paid: Uuid = ctx.order(&auth, paid).await.json["id"].as_str().unwrap().parse().unwrap();
+    let lapsed: Uuid = ctx.order(&auth, lapsed).await.json["id"].as_str().unwrap().parse().unwrap();
+
+    // Both deadlines have passed, but payments has said nothing yet: within the grace the
+    // sweeper expires neither (a charge accepted in time may still be on its way).
+    assert_eq!(expiry::sweep(&ctx.pool, Duration::from_secs(120)).await.unwrap(), 0);
+    // A payment heard of late completes its order; payments' word that the other lapsed
+    // unpaid expires it.
+    ctx.payment_succeeded(paid).await;
+    let word = PaymentEvent::Lapsed(PaymentLapsed { order_id: lapsed, expires_at: Utc::now(), lapsed_at: Utc::now() });
+    let mut tx = ctx.pool.begin().await.unwrap();
+    handler().handle(&mut tx, &IncomingEvent::from_contract(&word, "/sneakerstop/payments", lapsed, 1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let status = |id: Uuid| {
+        let auth = auth.clone();
+        let app = ctx.app.clone();
+        async move { Call::get(&format!("/api/orders/{id}")).header("authorization", &auth).send(&app).await.json }
+    };
+    assert_eq!(status(paid).await["status"], "complete", "paid in time means sold");
+    let expired = status(lapsed).await;
+    assert_eq!((&expired["status"], &expired["cancelReason"]), (&json!("cancelled"), &json!("expired")));
+    let kinds: Vec<String> = ctx.events().await.into_iter().map(|(kind, _, _)| kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "order.cancelled").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "order.completed").count(), 1, "{kinds:?}");
+}
+
+#[tokio::test]
 async fn lapsed_reservations_expire_once_and_free_the_pair() {
     let ctx = ctx_with_ttl(Duration::ZERO).await;
     let (seller, _) = ctx.user();
@@ -364,8 +397,9 @@ async fn lapsed_reservations_expire_once_and_free_the_pair() {
     let pair = ctx.listed(seller).await;
     let id = ctx.order(&auth, pair).await.json["id"].as_str().unwrap().to_owned();
 
-    // Two sweepers at once, as with two instances: one cancellation, one event.
-    let (a, b) = tokio::join!(expiry::sweep(&ctx.pool), expiry::sweep(&ctx.pool));
+    // Payments said nothing within the grace (none here): two sweepers at once, as with two
+    // instances, make one cancellation, one event.
+    let (a, b) = tokio::join!(expiry::sweep(&ctx.pool, Duration::ZERO), expiry::sweep(&ctx.pool, Duration::ZERO));
     assert_eq!(a.unwrap() + b.unwrap(), 1);
     let order = Call::get(&format!("/api/orders/{id}")).header("authorization", &auth).send(&ctx.app).await;
     assert_eq!(order.json["status"], "cancelled");
@@ -373,7 +407,7 @@ async fn lapsed_reservations_expire_once_and_free_the_pair() {
     let cancels: Vec<_> = ctx.events().await.into_iter().filter(|(t, _, _)| t == "order.cancelled").collect();
     assert_eq!(cancels.len(), 1);
     assert_eq!(cancels[0].2["reason"], "expired");
-    assert_eq!(expiry::sweep(&ctx.pool).await.unwrap(), 0, "nothing left to expire");
+    assert_eq!(expiry::sweep(&ctx.pool, Duration::ZERO).await.unwrap(), 0, "nothing left to expire");
 
     // The pair is free for the next buyer.
     let (_, next) = ctx.user();

@@ -18,7 +18,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sneakerstop_events::payments::{PaymentDeclined, PaymentEvent, PaymentRefunded, PaymentSucceeded};
+use sneakerstop_events::payments::{PaymentDeclined, PaymentEvent, PaymentLapsed, PaymentRefunded, PaymentSucceeded};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -64,12 +64,40 @@ pub struct OrderReplica {
     pub status: OrderState,
     /// The order's version as of the last event applied.
     pub version: i64,
+    /// When its reservation lapses unless paid (unknown for orders replicated before
+    /// payments kept it: those never lapse here, orders' grace expires them).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When payments declared it lapsed unpaid (`payment.lapsed`); no charge starts after.
+    pub lapsed_at: Option<DateTime<Utc>>,
 }
 
 impl OrderReplica {
     /// Only its buyer may pay an order, or hear what became of a payment for it.
     pub fn check_buyer(&self, buyer: Uuid) -> Result<(), Refusal> {
         if self.buyer_id == buyer { Ok(()) } else { Err(Refusal::NotYourOrder) }
+    }
+
+    /// Its deadline has passed at `now`, or payments has closed it already.
+    pub fn lapsed(&self, now: DateTime<Utc>) -> bool {
+        self.lapsed_at.is_some() || self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Closes the payment window of an order whose deadline passed with no charge accepted
+    /// or under way (the caller checked that, holding the order's row): no charge starts
+    /// from now on, and `payment.lapsed` tells orders to expire it. A charge that started
+    /// before the deadline is left to finish: it completes the order, or is declined and the
+    /// order lapses then.
+    pub fn lapse(&self, now: DateTime<Utc>) -> Result<(OrderReplica, PaymentEvent), Refusal> {
+        let expires_at = match (self.status, self.expires_at, self.lapsed_at) {
+            (OrderState::Created, Some(at), None) if at <= now => at,
+            (OrderState::Created, Some(at), None) => return Err(Refusal::NotDue(at)),
+            (OrderState::Created, None, None) => return Err(Refusal::NoDeadline),
+            (OrderState::Created, _, Some(_)) => return Err(Refusal::Lapsed),
+            (OrderState::Cancelled, ..) => return Err(Refusal::OrderCancelled),
+            (OrderState::Complete, ..) => return Err(Refusal::AlreadyPaid),
+        };
+        let lapsed = OrderReplica { lapsed_at: Some(now), ..self.clone() };
+        Ok((lapsed, PaymentEvent::Lapsed(PaymentLapsed { order_id: self.id, expires_at, lapsed_at: now })))
     }
 }
 
@@ -125,6 +153,15 @@ pub enum Refusal {
     /// The order is paid.
     #[error("the order is already paid")]
     AlreadyPaid,
+    /// The order's reservation lapsed before a payment started.
+    #[error("the order's reservation lapsed unpaid")]
+    Lapsed,
+    /// The order's deadline has not come yet.
+    #[error("the order's reservation lapses only at {0}")]
+    NotDue(DateTime<Utc>),
+    /// The order was replicated without its deadline.
+    #[error("the order's deadline is unknown to payments")]
+    NoDeadline,
     /// The payment's status does not allow the command.
     #[error("a {from:?} payment cannot be {to}")]
     Transition {
@@ -148,6 +185,8 @@ impl Payment {
         match order.status {
             OrderState::Cancelled => return Err(Refusal::OrderCancelled),
             OrderState::Complete => return Err(Refusal::AlreadyPaid),
+            // Only a charge that starts before the deadline may complete the order.
+            OrderState::Created if order.lapsed(now) => return Err(Refusal::Lapsed),
             OrderState::Created => {}
         }
         Ok(Payment {
@@ -251,7 +290,15 @@ mod tests {
     const PAYMENT: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002);
 
     fn order(status: OrderState) -> OrderReplica {
-        OrderReplica { id: ORDER, buyer_id: BUYER, amount_cents: 25_000, status, version: 1 }
+        OrderReplica {
+            id: ORDER,
+            buyer_id: BUYER,
+            amount_cents: 25_000,
+            status,
+            version: 1,
+            expires_at: Some(at(900)),
+            lapsed_at: None,
+        }
     }
 
     /// Given a pending attempt for a created order.
@@ -277,6 +324,23 @@ mod tests {
             Err(Refusal::OrderCancelled)
         );
         assert_eq!(Payment::begin(PAYMENT, BUYER, &order(OrderState::Complete), 1, at(0)), Err(Refusal::AlreadyPaid));
+    }
+
+    #[test]
+    fn given_an_order_past_its_deadline_when_paid_then_refused_and_only_then_it_lapses() {
+        let created = order(OrderState::Created);
+        assert_eq!(Payment::begin(PAYMENT, BUYER, &created, 1, at(900)), Err(Refusal::Lapsed), "not at the deadline");
+        assert_eq!(created.lapse(at(899)), Err(Refusal::NotDue(at(900))));
+        let (lapsed, event) = created.lapse(at(901)).unwrap();
+        assert_eq!(lapsed.lapsed_at, Some(at(901)));
+        assert_eq!(
+            event,
+            PaymentEvent::Lapsed(PaymentLapsed { order_id: ORDER, expires_at: at(900), lapsed_at: at(901) })
+        );
+        assert_eq!(lapsed.lapse(at(902)), Err(Refusal::Lapsed), "an order lapses once");
+        let unknown = OrderReplica { expires_at: None, ..created };
+        assert_eq!(unknown.lapse(at(10_000)), Err(Refusal::NoDeadline), "orders' grace expires those");
+        assert!(Payment::begin(PAYMENT, BUYER, &unknown, 1, at(10_000)).is_ok());
     }
 
     #[test]

@@ -10,6 +10,9 @@ pub enum PaymentsError {
     /// Input failed validation.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
+    /// Well-formed input the provider cannot use (a test token or method it does not know).
+    #[error("unprocessable input")]
+    Unprocessable(Vec<FieldError>),
     /// The order is unknown to payments.
     #[error("no such order")]
     OrderNotFound,
@@ -25,6 +28,9 @@ pub enum PaymentsError {
     /// The order is already paid.
     #[error("already paid")]
     AlreadyPaid,
+    /// The order's reservation lapsed before this payment started.
+    #[error("reservation lapsed")]
+    Lapsed,
     /// Another payment for this order is being processed.
     #[error("payment in progress")]
     InProgress,
@@ -49,7 +55,10 @@ impl From<crate::domain::Refusal> for PaymentsError {
             Refusal::NotYourOrder => Self::NotYourOrder,
             Refusal::OrderCancelled => Self::OrderCancelled { refunding: false },
             Refusal::AlreadyPaid => Self::AlreadyPaid,
-            Refusal::Transition { .. } => Self::Internal(anyhow::Error::new(refusal).context("payment state")),
+            Refusal::Lapsed => Self::Lapsed,
+            Refusal::Transition { .. } | Refusal::NotDue(_) | Refusal::NoDeadline => {
+                Self::Internal(anyhow::Error::new(refusal).context("payment state"))
+            }
         }
     }
 }
@@ -64,6 +73,7 @@ impl IntoResponse for PaymentsError {
     fn into_response(self) -> Response {
         match self {
             Self::Invalid(errors) => Problem::validation(errors),
+            Self::Unprocessable(errors) => Problem::unprocessable(errors),
             Self::OrderNotFound => Problem::not_found("no order with this id"),
             Self::NotYourOrder => Problem::forbidden("this order belongs to another buyer"),
             Self::OrderCancelled { refunding: false } => {
@@ -74,6 +84,10 @@ impl IntoResponse for PaymentsError {
                 "the order was cancelled while it was being paid; the charge is being refunded",
             ),
             Self::AlreadyPaid => Problem::conflict("order-paid", "this order is already paid"),
+            Self::Lapsed => Problem::conflict(
+                "reservation-lapsed",
+                "the order's reservation lapsed before it was paid; the pair is released — order it again",
+            ),
             Self::InProgress => Problem::conflict(
                 "payment-in-progress",
                 "a payment for this order is being processed; check back shortly",

@@ -16,7 +16,7 @@ use sneakerstop_events::topics;
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sqlx::PgConnection;
 
-use crate::domain::{OrderReplica, OrderState, Payment};
+use crate::domain::{OrderReplica, OrderState, Payment, Refusal};
 use crate::store;
 
 /// The payments service's event handler.
@@ -38,6 +38,8 @@ impl Handler for PaymentsHandler {
                         amount_cents: created.price_cents,
                         status: OrderState::Created,
                         version,
+                        expires_at: Some(created.expires_at),
+                        lapsed_at: None,
                     };
                     let new = store::order_created(tx, &order, created.match_id).await?;
                     if new && created.match_id.is_some() {
@@ -67,7 +69,16 @@ impl Handler for PaymentsHandler {
 /// method any more.
 #[tracing::instrument(skip_all, fields(order_id = %order.id), err)]
 async fn begin_off_session(tx: &mut PgConnection, order: &OrderReplica) -> anyhow::Result<()> {
-    let payment = Payment::begin_off_session(uuid::Uuid::now_v7(), order, chrono::Utc::now())?;
+    let payment = match Payment::begin_off_session(uuid::Uuid::now_v7(), order, chrono::Utc::now()) {
+        Ok(payment) => payment,
+        // Heard of only after its deadline (payments was far behind): too late to charge;
+        // the lapse task closes it and orders expires it.
+        Err(Refusal::Lapsed) => {
+            tracing::warn!("order of the market heard of after its deadline; not charged");
+            return Ok(());
+        }
+        Err(refused) => return Err(refused.into()),
+    };
     match store::current_method(tx, order.buyer_id).await? {
         Some(method) => {
             if !store::insert_off_session(tx, &payment, &method).await? {

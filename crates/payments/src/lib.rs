@@ -21,6 +21,7 @@ pub mod domain;
 mod error;
 pub mod events;
 pub mod http;
+pub mod lapse;
 pub mod offsession;
 pub mod provider;
 pub mod recovery;

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use anyhow::Context;
 
 use crate::provider::{PaymentProvider, simulated::Simulated, stripe::Stripe};
-use crate::{ApiDoc, AppState, SCHEMA, events, offsession, recovery, refunds};
+use crate::{ApiDoc, AppState, SCHEMA, events, lapse, offsession, recovery, refunds};
 
 /// Payments settings: which provider charges cards.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,6 +41,10 @@ pub struct Settings {
     /// buyers' saved methods.
     #[arg(long = "payment-off-session-interval", env = "PAYMENT_OFF_SESSION_INTERVAL", default_value = "100ms", value_parser = sneakerstop_settings::parse_duration)]
     pub off_session_interval: Duration,
+    /// How often the lapse task looks for orders whose deadline passed unpaid, to close
+    /// their payment window and tell orders (`payment.lapsed`).
+    #[arg(long = "payment-lapse-interval", env = "PAYMENT_LAPSE_INTERVAL", default_value = "1s", value_parser = sneakerstop_settings::parse_duration)]
+    pub lapse_interval: Duration,
     /// How often the refund task looks for charges whose order was cancelled.
     #[arg(long = "payment-refund-interval", env = "PAYMENT_REFUND_INTERVAL", default_value = "1s", value_parser = sneakerstop_settings::parse_duration)]
     pub refund_interval: Duration,
@@ -121,6 +125,7 @@ impl Service for Payments {
         let provider = self.provider()?;
         let (pool, cancel) = (wiring.pool.clone(), wiring.cancel.clone());
         wiring.spawn(refunds::run(pool.clone(), provider.clone(), settings.refund_interval, cancel.clone()));
+        wiring.spawn(lapse::run(pool.clone(), settings.lapse_interval, cancel.clone()));
         wiring.spawn(offsession::run(
             pool.clone(),
             provider.clone(),

@@ -4,6 +4,8 @@
 //! and whether a payment is still in the state a decision was made from.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sneakerstop_events::payments::PaymentEvent;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -43,7 +45,8 @@ pub async fn order_created(
     match_id: Option<Uuid>,
 ) -> anyhow::Result<bool> {
     let inserted = sqlx::query!(
-        "INSERT INTO orders (id, buyer_id, amount_cents, status, version, match_id) VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO orders (id, buyer_id, amount_cents, status, version, match_id, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (id) DO NOTHING",
         order.id,
         order.buyer_id,
@@ -51,6 +54,7 @@ pub async fn order_created(
         order.status as OrderState,
         order.version,
         match_id,
+        order.expires_at,
     )
     .execute(conn)
     .await
@@ -69,7 +73,7 @@ pub struct SavedMethodRow {
     /// The provider's customer.
     pub customer_ref: Option<String>,
     /// When it was saved.
-    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The buyer's current saved payment method, if any.
@@ -222,8 +226,8 @@ pub async fn find_order(conn: &mut PgConnection, id: Uuid, lock: bool) -> anyhow
     if lock {
         sqlx::query_as!(
             OrderReplica,
-            r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version FROM orders WHERE id = $1
-               FOR UPDATE"#,
+            r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version, expires_at, lapsed_at
+                 FROM orders WHERE id = $1 FOR UPDATE"#,
             id,
         )
         .fetch_optional(conn)
@@ -231,13 +235,46 @@ pub async fn find_order(conn: &mut PgConnection, id: Uuid, lock: bool) -> anyhow
     } else {
         sqlx::query_as!(
             OrderReplica,
-            r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version FROM orders WHERE id = $1"#,
+            r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version, expires_at, lapsed_at
+                 FROM orders WHERE id = $1"#,
             id,
         )
         .fetch_optional(conn)
         .await
     }
     .with_context(|| format!("find order {id}"))
+}
+
+/// Up to `batch` payable orders whose deadline has passed by the database's clock, with no
+/// charge accepted or under way, locked (`SKIP LOCKED`: several instances may look at
+/// once), and that clock's time. A charge starts only under the same row lock, so none can
+/// start between this look and the lapse it leads to.
+pub async fn lock_lapsed(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<OrderReplica>, DateTime<Utc>)> {
+    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let due = sqlx::query_as!(
+        OrderReplica,
+        r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version, expires_at, lapsed_at
+             FROM orders o
+            WHERE status = 'created' AND lapsed_at IS NULL AND expires_at <= $1
+              AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.status <> 'declined')
+            ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"#,
+        now,
+        batch,
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("find orders whose payment window closed")?;
+    Ok((due, now))
+}
+
+/// Records that `order`'s payment window closed, and its `payment.lapsed`, on `tx`.
+pub async fn save_lapse(tx: &mut PgConnection, order: &OrderReplica, event: &PaymentEvent) -> anyhow::Result<()> {
+    sqlx::query!("UPDATE orders SET lapsed_at = $2 WHERE id = $1", order.id, order.lapsed_at)
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("close the payment window of order {}", order.id))?;
+    sneakerstop_messaging::enqueue(tx, SOURCE, order.id, 1, event).await?;
+    Ok(())
 }
 
 /// The number the order's next attempt gets.

@@ -17,7 +17,7 @@ use sneakerstop_payments::events::PaymentsHandler;
 use sneakerstop_payments::provider::simulated::Simulated;
 use sneakerstop_payments::provider::{Charge, ChargeRequest, PaymentProvider, ProviderError, Refund};
 use sneakerstop_payments::store;
-use sneakerstop_payments::{AppState, SCHEMA, recovery, refunds};
+use sneakerstop_payments::{AppState, SCHEMA, lapse, recovery, refunds};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
 use sqlx::PgPool;
@@ -56,9 +56,26 @@ impl Ctx {
     async fn order(&self, buyer: Uuid) -> Uuid {
         let id = Uuid::now_v7();
         let mut conn = self.pool.acquire().await.unwrap();
-        let order = OrderReplica { id, buyer_id: buyer, amount_cents: 25_000, status: OrderState::Created, version: 1 };
+        let order = OrderReplica {
+            id,
+            buyer_id: buyer,
+            amount_cents: 25_000,
+            status: OrderState::Created,
+            version: 1,
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(15)),
+            lapsed_at: None,
+        };
         store::order_created(&mut conn, &order, None).await.unwrap();
         id
+    }
+
+    /// Moves `order`'s deadline to now (its reservation has just lapsed).
+    async fn deadline_passes(&self, order: Uuid) {
+        sqlx::query("UPDATE orders SET expires_at = now() WHERE id = $1")
+            .bind(order)
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 
     async fn pay(&self, auth: &str, order: Uuid, token: &str) -> Answer {
@@ -125,6 +142,46 @@ async fn paying_charges_once_and_publishes_payment_succeeded() {
 }
 
 #[tokio::test]
+async fn an_order_lapses_only_once_its_deadline_passed_with_nothing_charged_and_no_charge_starts_after() {
+    let ctx = ctx(Arc::new(Simulated::default())).await;
+    let (buyer, auth) = ctx.user();
+    let (unpaid, under_way, paid) = (ctx.order(buyer).await, ctx.order(buyer).await, ctx.order(buyer).await);
+    assert_eq!(lapse::close_due(&ctx.pool).await.unwrap(), 0, "no deadline has passed");
+    assert_eq!(ctx.pay(&auth, paid, "tok_visa").await.status, StatusCode::CREATED);
+    // A charge that started before the deadline and has no outcome yet (its process is
+    // still asking the provider): the window stays open for it.
+    sqlx::query(
+        "INSERT INTO payments (id, order_id, buyer_id, amount_cents, attempt, status, token)
+         VALUES ($1, $2, $3, 25000, 1, 'pending', 'tok_visa')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(under_way)
+    .bind(buyer)
+    .execute(&ctx.pool)
+    .await
+    .unwrap();
+    for order in [unpaid, under_way, paid] {
+        ctx.deadline_passes(order).await;
+    }
+
+    assert_eq!(lapse::close_due(&ctx.pool).await.unwrap(), 1, "only the order with nothing charged lapses");
+    assert_eq!(lapse::close_due(&ctx.pool).await.unwrap(), 0, "an order lapses once");
+    let lapsed: Vec<Value> = ctx
+        .events()
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "payment.lapsed")
+        .map(|(_, payload)| payload)
+        .collect();
+    assert_eq!(lapsed.len(), 1);
+    assert_eq!(lapsed[0]["orderId"], unpaid.to_string());
+    let late = ctx.pay(&auth, unpaid, "tok_visa").await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.text);
+    assert_eq!(late.json["type"], "https://sneakerstop.dev/problems/reservation-lapsed");
+    assert!(ctx.statuses(unpaid).await.is_empty(), "nothing was charged");
+}
+
+#[tokio::test]
 async fn two_payments_at_once_charge_once() {
     let provider = Arc::new(Simulated::default());
     let ctx = ctx(provider.clone()).await;
@@ -175,7 +232,7 @@ async fn declines_and_provider_errors_record_nothing_as_paid() {
     assert_eq!(ctx.statuses(order).await, ["declined"], "no half-written attempt is left behind");
 
     let bogus = ctx.pay(&auth, order, "tok_bogus").await;
-    assert!(bogus.assert_invalid_field("token").contains("unknown test token"));
+    assert!(bogus.assert_unprocessable_field("token").contains("unknown test token"));
     assert!(ctx.events().await.is_empty(), "nothing was paid, so nothing was published");
 
     let paid = ctx.pay(&auth, order, "tok_visa").await;
@@ -477,7 +534,7 @@ impl Ctx {
             buyer_id: buyer,
             seller_id: Uuid::now_v7(),
             price_cents: 24_000,
-            expires_at: chrono::Utc::now(),
+            expires_at: chrono::Utc::now() + chrono::Duration::minutes(15),
             match_id: Some(id),
         });
         let incoming = IncomingEvent::from_contract(&event, "/test", id, 1);
@@ -528,7 +585,12 @@ async fn a_saved_method_replaces_the_last_and_is_announced() {
         );
     }
     let unknown = ctx.save_method(&auth, "pm_card_bogus").await;
-    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "the provider's refusal names the field: {}", unknown.text);
+    assert_eq!(
+        unknown.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the provider's refusal names the field: {}",
+        unknown.text
+    );
     assert_eq!(ctx.events().await.len(), 2, "nothing saved for a refusal");
 }
 

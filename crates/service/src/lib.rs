@@ -105,6 +105,9 @@ pub struct Wiring<'a> {
     pub changes: &'a ChangeFeed,
     /// How long a request waits for the service's replica to hear of an id.
     pub replica_wait: Duration,
+    /// The service's consumer group as the brokers see it (`None` if it consumes nothing):
+    /// whether it has heard everything another service published.
+    pub heard: Option<sneakerstop_messaging::Heard>,
     /// Where background tasks go; they stop on `cancel`.
     pub tasks: &'a mut JoinSet<()>,
     /// Cancelled when the process shuts down.

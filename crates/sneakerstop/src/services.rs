@@ -128,8 +128,10 @@ pub async fn start(
         .woken_by(&shared.changes);
     tasks.spawn(relay.run(cancel.clone()));
     tasks.spawn(crate::sessions::follow(name, pool.clone(), shared, cancel.clone()));
+    let mut heard = None;
     if let Some((topics, handler)) = crate::sessions::consumer(service) {
         let group = format!("{}-{name}", shared.group_prefix);
+        heard = Some(sneakerstop_messaging::Heard::new(shared.kafka.clone(), &group));
         // Create what we consume too, so a consumer started before its producer subscribes
         // to an existing topic.
         shared.kafka.ensure_topics(&topics).await?;
@@ -163,6 +165,7 @@ pub async fn start(
         proxies: shared.proxies.clone(),
         changes: &shared.changes,
         replica_wait: shared.replica_wait,
+        heard,
         tasks,
         cancel: cancel.clone(),
     };

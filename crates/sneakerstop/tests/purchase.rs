@@ -104,7 +104,7 @@ async fn a_purchase_completes_the_order_and_sells_the_pair() {
     let (seller, buyer) = (shop.server.signup().await, shop.server.signup().await);
     let (sneaker, order) = shop.listed_and_ordered(&seller, &buyer).await;
     shop.pair_is(&sneaker, "reserved").await;
-    shop.payments_knows(&buyer, &order, StatusCode::BAD_REQUEST).await;
+    shop.payments_knows(&buyer, &order, StatusCode::UNPROCESSABLE_ENTITY).await;
 
     let (status, payment) = shop
         .call(reqwest::Method::POST, "/api/payments", &buyer, Some(json!({"orderId": order, "token": "tok_visa"})))
@@ -140,7 +140,7 @@ async fn a_cancelled_order_cannot_be_paid_and_its_pair_is_relisted() {
     let shop = Shop::start(&db).await;
     let (seller, buyer) = (shop.server.signup().await, shop.server.signup().await);
     let (sneaker, order) = shop.listed_and_ordered(&seller, &buyer).await;
-    shop.payments_knows(&buyer, &order, StatusCode::BAD_REQUEST).await;
+    shop.payments_knows(&buyer, &order, StatusCode::UNPROCESSABLE_ENTITY).await;
 
     let (status, _) = shop.call(reqwest::Method::DELETE, &format!("/api/orders/{order}"), &buyer, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -267,11 +267,53 @@ async fn a_collector_that_is_down_or_slow_changes_no_answer() {
 }
 
 #[tokio::test]
+async fn a_lapse_round_is_a_trace_of_its_own_that_the_expiry_continues() {
+    let db = TestDb::new().await;
+    let collector = Collector::start(Duration::ZERO).await;
+    let mut env = exporting_to(&db, &collector.url);
+    env.push(("ORDER_RESERVATION_TTL", "1s".to_owned()));
+    let server = Server::start(BIN, &["serve"], &env).await;
+    let http = Client::new();
+    let (seller, buyer) = (server.signup().await, server.signup().await);
+    let listed =
+        post(&http, &server, "/api/sneakers", &seller, json!({"title": "Dunk Low", "price": 110, "size": 9})).await;
+    let sneaker = listed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    wait_until("orders to know the pair", DEADLINE, || async {
+        let response = post(&http, &server, "/api/orders", &buyer, json!({"sneakerId": sneaker})).await;
+        (response.status() == StatusCode::CREATED).then_some(())
+    })
+    .await;
+
+    // Nobody pays: payments closes the payment window in a round of its own; orders expires
+    // the order and catalog releases the pair in that round's trace.
+    let round = wait_until("a lapse round", DEADLINE, || async {
+        let spans = collector.spans.lock().unwrap().clone();
+        spans.into_iter().find(|r| r.span.name == "close lapsed payment windows")
+    })
+    .await;
+    assert!(round.span.parent_span_id.is_empty(), "a round is a root");
+    assert_eq!(round.service, "sneakerstop-payments");
+    assert_eq!(round.attribute("items").as_deref(), Some("1"));
+    for service in ["sneakerstop-orders", "sneakerstop-catalog"] {
+        wait_until(&format!("{service} to apply the lapse in the round's trace"), DEADLINE, || async {
+            let trace = collector.trace(&round.span.trace_id);
+            trace.iter().any(|r| r.kind() == SpanKind::Consumer && r.service == service).then_some(())
+        })
+        .await;
+    }
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
 async fn an_expiry_round_is_a_trace_of_its_own_linked_to_the_orders_it_expired() {
     let db = TestDb::new().await;
     let collector = Collector::start(Duration::ZERO).await;
     let mut env = exporting_to(&db, &collector.url);
     env.push(("ORDER_RESERVATION_TTL", "1s".to_owned()));
+    // The backstop: payments never says the reservation lapsed, so orders' sweeper expires
+    // it, at once past the deadline.
+    env.push(("PAYMENT_LAPSE_INTERVAL", "1h".to_owned()));
+    env.push(("ORDER_EXPIRY_GRACE", "0s".to_owned()));
     let server = Server::start(BIN, &["serve"], &env).await;
     let http = Client::new();
     let (seller, buyer) = (server.signup().await, server.signup().await);

@@ -113,7 +113,7 @@ pub(super) async fn create(
     // A listing made a moment ago may not have reached this replica yet: wait (bounded) for
     // it to arrive, then place the order as if it had been there.
     let pool = &state.pool;
-    state
+    let placed = state
         .replica
         .after_arrival(
             body.sneaker_id,
@@ -124,7 +124,18 @@ pub(super) async fn create(
                 Ok(store::find_sneaker(&mut conn, body.sneaker_id).await?.is_some())
             },
         )
-        .await
+        .await;
+    // At the cap on unpaid holds: one of them may be paid, its `payment.succeeded` not
+    // applied here yet (a consumer recovering from a crash). Refuse only on what payments
+    // had said by the time this request came: once orders has heard all of it, try again.
+    match (placed, &state.heard) {
+        (Err(OrdersError::TooManyHolds { .. }), Some((heard, wait)))
+            if heard.caught_up(sneakerstop_events::topics::PAYMENTS, *wait).await =>
+        {
+            place(&state, &user, key.as_ref(), &body).await
+        }
+        (placed, _) => placed,
+    }
 }
 
 /// One attempt at placing the order, in one transaction.

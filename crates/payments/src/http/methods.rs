@@ -63,8 +63,9 @@ pub struct PaymentMethods {
     request_body = NewPaymentMethod,
     responses(
         (status = 201, description = "Saved; it replaces your previous one", body = PaymentMethodView),
-        (status = 400, description = "Malformed body, or a method the provider does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body, or `paymentMethod` not of the form pm_…", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "The provider would not save the card for charges without you", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A well-formed `paymentMethod` the provider does not know", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider is unavailable; safe to retry", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
@@ -91,7 +92,9 @@ pub(super) async fn save(
     let request = SaveRequest { buyer_id: user.id, payment_method: method.to_owned(), customer };
     let saved = match state.provider.save_method(&request).instrument(provider_span("save method")).await {
         Ok(saved) => saved,
-        Err(ProviderError::Invalid(reason)) => return Err(FieldError::new("paymentMethod", reason).into()),
+        Err(ProviderError::Invalid(reason)) => {
+            return Err(PaymentsError::Unprocessable(vec![FieldError::new("paymentMethod", reason)]));
+        }
         Err(ProviderError::Declined(reason)) => return Err(PaymentsError::Declined(reason)),
         Err(ProviderError::Unavailable(reason)) => return Err(PaymentsError::ProviderUnavailable(reason)),
     };

@@ -96,7 +96,8 @@ pub type PaymentPage = PageOf<PaymentView>;
         (status = 402, description = "The card was declined (the provider's reason); nothing is recorded as paid", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your order", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order (after waiting up to REPLICA_WAIT for an order placed a moment ago to reach payments)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Order cancelled, already paid, or a payment for it is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Order cancelled, its reservation lapsed unpaid, already paid, or a payment for it is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A well-formed `token` the provider does not know", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider is unavailable; safe to retry", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
@@ -148,7 +149,10 @@ async fn pay(
         Start::Recovered => true,
         Start::New => false,
     };
-    let order = store::find_order(&mut tx, body.order_id, false).await?.ok_or(PaymentsError::OrderNotFound)?;
+    // Locked: the lapse task closes an order's payment window under the same lock, so an
+    // attempt either starts before the window closes (and is announced before any lapse) or
+    // is refused.
+    let order = store::find_order(&mut tx, body.order_id, true).await?.ok_or(PaymentsError::OrderNotFound)?;
     order.check_buyer(user.id)?;
     if recovered {
         // This key's first request committed its attempt and died before answering: answer
@@ -195,7 +199,7 @@ async fn pay(
         Settled::Declined(reason) => Err(PaymentsError::Declined(reason)),
         Settled::Unresolved(ProviderError::Unavailable(reason)) => Err(PaymentsError::ProviderUnavailable(reason)),
         Settled::Unresolved(ProviderError::Invalid(reason) | ProviderError::Declined(reason)) => {
-            Err(FieldError::new("token", reason).into())
+            Err(PaymentsError::Unprocessable(vec![FieldError::new("token", reason)]))
         }
         // Taken too long: the recovery task recorded this attempt first.
         Settled::AlreadySettled => match store::latest_attempt(&mut tx, order.id).await? {
