@@ -7,6 +7,11 @@
 # used as is; otherwise this script starts one on a fresh `sneakerstop_bench` database and a
 # fresh broker (in a temporary directory), and stops both afterwards.
 # BENCH_QUICK=1 runs every scenario briefly.
+#
+# First it measures its yardstick (scripts/yardstick.sh: PostgreSQL's ceiling for the
+# one-statement listing-and-outbox insert, pgbench on a fresh database before the stack
+# starts) and reports every throughput as a ratio to it beside the absolute number, so
+# that runs on machines of different speed compare (docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -19,6 +24,10 @@ cleanup() {
   if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; fi
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   scripts/kafka.sh stop "$workdir/broker"
+  # The servers' logs stay beside the results, for a look at what a run met.
+  if [ -n "${out:-}" ] && ls "$workdir"/server*.log >/dev/null 2>&1; then
+    mkdir -p "$out.logs" && cp "$workdir"/server*.log "$out.logs/" 2>/dev/null || true
+  fi
   rm -rf "$workdir"
   stop_started_services
 }
@@ -28,6 +37,10 @@ scripts/kafka.sh install
 log "building the release binary"
 cargo build --release --bin sneakerstop
 bin=target/release/sneakerstop
+log "the yardstick: PostgreSQL's ceiling for a listing and its outbox row (pgbench, median of 3)"
+if [ -n "${BENCH_QUICK:-}" ]; then export YARDSTICK_SECONDS=${YARDSTICK_SECONDS:-3}; fi
+yardstick=$(scripts/yardstick.sh "$bin")
+log "yardstick: $yardstick tx/s"
 
 # Starts the release server on $port (log: $workdir/$1), with any further VAR=value settings,
 # and waits until it is ready. As make run: no TLS over loopback (see DATABASE_URL in the
@@ -74,12 +87,16 @@ out="bench/results/$stamp-$rev"
 cores=$(nproc)
 mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
 
+# Runs one scenario; its table goes to the terminal and to the report.
 run() {
   local name=$1; shift
   log "scenario $name"
-  "$bin" load --base-url "$base" ${rss_pid:+--server-pid "$rss_pid"} --json-out "$workdir/$name.json" "$@"
-  echo
+  "$bin" load --base-url "$base" ${rss_pid:+--server-pid "$rss_pid"} --yardstick "$yardstick" \
+    --json-out "$workdir/$name.json" "$@" | tee -a "$workdir/tables.txt"
+  echo | tee -a "$workdir/tables.txt"
 }
+# A line of the report.
+note() { echo "$*" | tee -a "$workdir/tables.txt"; }
 
 browse_seed=$listings
 if [ -n "$server_pid" ]; then
@@ -91,40 +108,57 @@ if [ -n "$server_pid" ]; then
   browse_seed=0
 fi
 
-{
-  run browse --scenario browse --duration "$(secs 30s)" --concurrency 64 --users 4 --seed-listings "$browse_seed"
-  run list --scenario list --duration "$(secs 20s)" --concurrency 32 --users 16 --seed-listings 0
-  run purchase --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
-  run drop --scenario drop --duration "$(secs 15s)" --concurrency 64 --users 64 --seed-listings 0 --drop-pairs 20
-  run login-flood --scenario login-flood --duration "$(secs 20s)" --concurrency 64 --users 8 --seed-listings 0
-  # The market needs an admin to create its products: made here on a server this script
-  # started (sign up, `sneakerstop admin grant`, sign in), or given as LOAD_ADMIN_EMAIL and
-  # LOAD_ADMIN_PASSWORD for one that was already running.
-  if [ -n "$server_pid" ] && [ -z "${LOAD_ADMIN_EMAIL:-}" ]; then
-    export LOAD_ADMIN_EMAIL="bench-admin-$stamp@example.com" LOAD_ADMIN_PASSWORD="bench-admin-password"
-    curl -sf -o /dev/null -H 'content-type: application/json' \
-      -d "{\"email\":\"$LOAD_ADMIN_EMAIL\",\"password\":\"$LOAD_ADMIN_PASSWORD\"}" "$base/api/users/signup"
-    DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" "$bin" admin grant "$LOAD_ADMIN_EMAIL" >/dev/null
-  fi
-  if [ -n "${LOAD_ADMIN_EMAIL:-}" ]; then
-    run market --scenario market --duration "$(secs 30s)" --concurrency 64 --users 64 --seed-listings 0 \
-      --market-products 4 --market-streams 50
-    # The same market paced (open loop, 80 iterations/s, about 96 book operations/s): its
-    # latency at a rate the machine keeps up with, where the closed loop above shows how
-    # many it does at most (and latency there is mostly queueing: 64 workers / throughput).
-    run market-paced --scenario market --duration "$(secs 30s)" --rate 80 --users 64 --seed-listings 0 \
-      --market-products 4 --market-streams 50
-  else
-    echo "scenario market skipped: set LOAD_ADMIN_EMAIL and LOAD_ADMIN_PASSWORD (an admin of the running server)"
-  fi
-} | tee "$workdir/tables.txt"
+# Stops the server this script started and starts it again with further VAR=value settings.
+restart_server() {
+  local log_file=$1; shift
+  kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  start_server "$log_file" "$@"
+}
+
+# A paced list: a fixed rate of 0.05 × the yardstick, at which the event hops are measured
+# with the machine far from saturated.
+list_rate=$(python3 -c "print(max(1, round(0.05 * $yardstick)))")
+note "yardstick: PostgreSQL's ceiling for one listing-and-outbox insert, $yardstick tx/s (pgbench, 32 clients, median of 3)"
+note
+run browse --scenario browse --duration "$(secs 30s)" --concurrency 64 --users 4 --seed-listings "$browse_seed"
+if [ -n "$server_pid" ]; then
+  # The same browse with the catalog's read cache off: every page is a PostgreSQL query.
+  log "restarting the server with the catalog read cache off"
+  restart_server server-uncached.log CATALOG_CACHE_MAX_AGE=0s
+  run browse-uncached --scenario browse --duration "$(secs 30s)" --concurrency 64 --users 4 --seed-listings 0
+  restart_server server-2.log
+fi
+run list --scenario list --duration "$(secs 20s)" --concurrency 32 --users 16 --seed-listings 0
+run list-paced --scenario list --duration "$(secs 20s)" --rate "$list_rate" --users 16 --seed-listings 0
+run purchase --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
+run drop --scenario drop --duration "$(secs 15s)" --concurrency 64 --users 64 --seed-listings 0 --drop-pairs 20
+run login-flood --scenario login-flood --duration "$(secs 20s)" --concurrency 64 --users 8 --seed-listings 0
+# The market needs an admin to create its products: made here on a server this script
+# started (sign up, `sneakerstop admin grant`, sign in), or given as LOAD_ADMIN_EMAIL and
+# LOAD_ADMIN_PASSWORD for one that was already running.
+if [ -n "$server_pid" ] && [ -z "${LOAD_ADMIN_EMAIL:-}" ]; then
+  export LOAD_ADMIN_EMAIL="bench-admin-$stamp@example.com" LOAD_ADMIN_PASSWORD="bench-admin-password"
+  curl -sf -o /dev/null -H 'content-type: application/json' \
+    -d "{\"email\":\"$LOAD_ADMIN_EMAIL\",\"password\":\"$LOAD_ADMIN_PASSWORD\"}" "$base/api/users/signup"
+  DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" "$bin" admin grant "$LOAD_ADMIN_EMAIL" >/dev/null
+fi
+if [ -n "${LOAD_ADMIN_EMAIL:-}" ]; then
+  run market --scenario market --duration "$(secs 30s)" --concurrency 64 --users 64 --seed-listings 0 \
+    --market-products 4 --market-streams 50
+  # The same market paced (open loop, 80 iterations/s, about 96 book operations/s): its
+  # latency at a rate the machine keeps up with, where the closed loop above shows how
+  # many it does at most (and latency there is mostly queueing: 64 workers / throughput).
+  run market-paced --scenario market --duration "$(secs 30s)" --rate 80 --users 64 --seed-listings 0 \
+    --market-products 4 --market-streams 50
+else
+  note "scenario market skipped: set LOAD_ADMIN_EMAIL and LOAD_ADMIN_PASSWORD (an admin of the running server)"
+fi
 
 if [ -n "$server_pid" ]; then
   # Tracing's overhead: the same list and purchase runs again with every span exported over
   # OTLP/HTTP to a local receiver (a sink that reads and acknowledges each export, as a
   # collector would), against the runs above with export off.
   log "restarting the server with traces exported to a local OTLP receiver"
-  kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
   sink_port=$(free_port)
   python3 - "$sink_port" >"$workdir/sink.log" 2>&1 <<'PY' &
 import http.server, sys
@@ -140,24 +174,46 @@ class Sink(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 PY
   sink_pid=$!
-  start_server server-traced.log OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
-  {
-    run list-traced --scenario list --duration "$(secs 20s)" --concurrency 32 --users 16 --seed-listings 0
-    run purchase-traced --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
-    echo "spans (traced runs):"
-    curl -s "$base/metrics" | grep -E '^otel_spans_(exported|dropped|export_failed)_total' || echo "  none counted"
-  } | tee -a "$workdir/tables.txt"
+  restart_server server-traced.log OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
+  run list-traced --scenario list --duration "$(secs 20s)" --concurrency 32 --users 16 --seed-listings 0
+  run purchase-traced --scenario purchase --duration "$(secs 60s)" --concurrency 48 --users 48 --seed-listings 0
+  note "spans (traced runs):"
+  note "$(curl -s "$base/metrics" | grep -E '^otel_spans_(exported|dropped|export_failed)_total' || echo "  none counted")"
   kill "$sink_pid" 2>/dev/null || true
 fi
 
-python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" <<'PY'
+python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" "$yardstick" <<'PY'
 import json, sys, os
-work, target, rev, stamp, cores, mem = sys.argv[1:]
-names = ["browse", "list", "purchase", "drop", "login-flood", "market", "market-paced", "list-traced", "purchase-traced"]
+work, target, rev, stamp, cores, mem, yardstick = sys.argv[1:]
+names = ["browse", "browse-uncached", "list", "list-paced", "purchase", "drop", "login-flood", "market", "market-paced", "list-traced", "purchase-traced"]
 reports = {n: json.load(open(os.path.join(work, f"{n}.json"))) for n in names if os.path.exists(os.path.join(work, f"{n}.json"))}
-json.dump({"revision": rev, "date": stamp, "machine": {"cores": int(cores), "memoryGiB": float(mem)}, "reports": reports},
+json.dump({"revision": rev, "date": stamp, "machine": {"cores": int(cores), "memoryGiB": float(mem)},
+           "yardstickTps": float(yardstick), "reports": reports},
           open(target, "w"), indent=2)
 PY
+# The targets (docs/performance.md), each as a ratio to the yardstick of this run.
+python3 - "$out.json" >"$workdir/targets.txt" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+reports, tps = doc["reports"], doc["yardstickTps"]
+def ratio(scenario, name):
+    return reports.get(scenario, {}).get("ratios", {}).get(name)
+rows = [
+    ("uncached GET page of 20 (GET /api/sneakers, cache off)", ratio("browse-uncached", "GET /api/sneakers"), ">=", 1.0),
+    ("signed-in listing POST (list)", ratio("list", "POST /api/sneakers"), ">=", 0.5),
+    ("purchases/s (purchase)", ratio("purchase", "purchases"), ">=", 0.03),
+]
+print(f"targets, as ratios to the yardstick ({tps:.0f} tx/s):")
+for what, value, op, goal in rows:
+    shown = "-" if value is None else f"{value:.3f}"
+    met = value is not None and value >= goal
+    print(f"  {what}: {shown} × PG (target {op} {goal}) {'met' if met else 'NOT met'}")
+hops = reports.get("list-paced", {}).get("eventHops", {})
+for group, hop in sorted(hops.items()):
+    met = hop["p99Ms"] <= 25
+    print(f"  event hop p99, paced list, {group}: <= {hop['p99Ms']:.0f} ms (target <= 25 ms) {'met' if met else 'NOT met'}")
+PY
+cat "$workdir/targets.txt"
 {
   echo "# Benchmark $stamp, revision $rev"
   echo
@@ -165,6 +221,8 @@ PY
   echo "Broker: ${broker:-as configured by the stack that was already running}."
   echo
   echo '```'
+  cat "$workdir/targets.txt"
+  echo
   cat "$workdir/tables.txt"
   echo '```'
 } >"$out.md"

@@ -95,6 +95,12 @@ pub struct LoadArgs {
     /// Market scenario: that admin's password.
     #[arg(long, env = "LOAD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// The yardstick: PostgreSQL's ceiling in transactions/s for the one-statement listing and
+    /// outbox insert, measured on this machine in the same run (`make bench` measures it with
+    /// pgbench). Every throughput is then also reported as a ratio to it, so that runs on
+    /// machines of different speed compare.
+    #[arg(long)]
+    pub yardstick: Option<f64>,
     /// Pid of the server, to report its peak resident memory.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -30,6 +30,13 @@ pub struct Report {
     pub requests_per_purchase: Option<f64>,
     /// Drop scenario: orders refused because the pair was held or sold.
     pub sold_out: u64,
+    /// PostgreSQL's ceiling (tx/s) this run is compared with (`--yardstick`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yardstick_tps: Option<f64>,
+    /// Each throughput divided by the yardstick: `requests`, `purchases`, `bookOperations`
+    /// and one per endpoint (its name).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ratios: BTreeMap<String, f64>,
     /// Event time to applied, per consumer group, from the server's histogram.
     pub event_hops: BTreeMap<String, HopSummary>,
     /// The hop's stages per consumer group (`"<group> <stage>"`): `relay` (outbox write →
@@ -95,7 +102,7 @@ impl Report {
         };
         #[allow(clippy::cast_precision_loss, reason = "MiB for display")]
         let server_peak_rss_mib = peak_rss_kib.map(|kib| kib as f64 / 1024.0);
-        Self {
+        let report = Self {
             scenario: args.scenario,
             seconds: elapsed.as_secs_f64(),
             load,
@@ -114,7 +121,34 @@ impl Report {
             catalog_cache: counter_deltas(before, after, "catalog_cache_requests_total", "result"),
             server_peak_rss_mib,
             market: (args.scenario == Scenario::Market).then(|| market_summary(rec, elapsed, before, after)),
+            yardstick_tps: None,
+            ratios: BTreeMap::new(),
+        };
+        match args.yardstick {
+            Some(tps) => report.against(tps),
+            None => report,
         }
+    }
+
+    /// The same report with every throughput also as a ratio to `tps`, PostgreSQL's ceiling
+    /// measured beside it.
+    #[must_use]
+    pub fn against(mut self, tps: f64) -> Self {
+        if !(tps.is_finite() && tps > 0.0) {
+            return self;
+        }
+        self.yardstick_tps = Some(tps);
+        self.ratios.insert("requests".into(), self.requests_per_second / tps);
+        if self.purchases > 0 {
+            self.ratios.insert("purchases".into(), self.purchases_per_second / tps);
+        }
+        if let Some(market) = &self.market {
+            self.ratios.insert("bookOperations".into(), market.book_operations_per_second / tps);
+        }
+        for endpoint in &self.endpoints {
+            self.ratios.insert(endpoint.endpoint.clone(), endpoint.per_second / tps);
+        }
+        self
     }
 
     /// Adds the live streams' delays the market's probe measured.
@@ -128,25 +162,34 @@ impl Report {
         self
     }
 
+    /// A throughput's ratio to the yardstick, for the table (`-` without one).
+    fn ratio(&self, name: &str) -> String {
+        self.ratios.get(name).map_or_else(|| "-".to_owned(), |r| format!("{r:.3}"))
+    }
+
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let scenario = clap::ValueEnum::to_possible_value(&self.scenario).map(|v| v.get_name().to_owned());
         let scenario = scenario.unwrap_or_default();
         let _ = writeln!(out, "scenario {scenario}, {}, {:.1} s", self.load, self.seconds);
+        if let Some(tps) = self.yardstick_tps {
+            let _ = writeln!(out, "yardstick: PostgreSQL's ceiling {tps:.0} tx/s (× below is req/s ÷ it)");
+        }
         let _ = writeln!(
             out,
-            "{:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}  statuses",
-            "endpoint", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+            "{:<28} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}  statuses",
+            "endpoint", "requests", "req/s", "×PG", "p50 ms", "p95 ms", "p99 ms", "max ms"
         );
         for e in &self.endpoints {
             let statuses: Vec<String> = e.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
             let _ = writeln!(
                 out,
-                "{:<28} {:>9} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}{}",
+                "{:<28} {:>9} {:>9.1} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}{}",
                 e.endpoint,
                 e.requests,
                 e.per_second,
+                self.ratio(&e.endpoint),
                 e.latency_ms.p50,
                 e.latency_ms.p95,
                 e.latency_ms.p99,
@@ -157,8 +200,11 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "total: {} requests, {:.1} req/s, {} errors",
-            self.requests, self.requests_per_second, self.errors
+            "total: {} requests, {:.1} req/s ({} × PG), {} errors",
+            self.requests,
+            self.requests_per_second,
+            self.ratio("requests"),
+            self.errors
         );
         if self.purchases > 0 || matches!(self.scenario, Scenario::Purchase | Scenario::Drop | Scenario::Mixed) {
             let latency = self
@@ -167,8 +213,10 @@ impl Report {
                 .unwrap_or_else(|| "-".into());
             let _ = writeln!(
                 out,
-                "purchases completed: {} ({:.1}/s); pay → complete and sold: {latency}",
-                self.purchases, self.purchases_per_second
+                "purchases completed: {} ({:.1}/s, {} × PG); pay → complete and sold: {latency}",
+                self.purchases,
+                self.purchases_per_second,
+                self.ratio("purchases")
             );
         }
         if let Some(per) = self.requests_per_purchase {
@@ -208,9 +256,10 @@ impl Report {
         if let Some(m) = &self.market {
             let _ = writeln!(
                 out,
-                "book operations: {} ({:.1}/s), slowest p99 {:.1} ms; matches {:.0} ({:.1}/s); sales completed {:.0} ({:.1}/s)",
+                "book operations: {} ({:.1}/s, {} × PG), slowest p99 {:.1} ms; matches {:.0} ({:.1}/s); sales completed {:.0} ({:.1}/s)",
                 m.book_operations,
                 m.book_operations_per_second,
+                self.ratio("bookOperations"),
                 m.book_operation_p99_ms,
                 m.matches,
                 m.matches_per_second,
@@ -333,6 +382,28 @@ fn event_stages(before: &str, after: &str) -> BTreeMap<String, HopSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_throughput_is_also_a_ratio_to_the_yardstick() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: LoadArgs,
+        }
+        let args = <Cli as clap::Parser>::parse_from(["load", "--scenario", "list", "--yardstick", "2000"]);
+        let mut rec = Recorder::default();
+        for _ in 0..500 {
+            rec.record("POST /api/sneakers", Duration::from_millis(3), Some(201), false);
+        }
+        let report = Report::new(&args.args, &rec, Duration::from_secs(1), "", "", None);
+        assert_eq!(report.yardstick_tps, Some(2000.0));
+        assert!((report.ratios["requests"] - 0.25).abs() < 1e-9, "{:?}", report.ratios);
+        assert!((report.ratios["POST /api/sneakers"] - 0.25).abs() < 1e-9);
+        assert!(report.table().contains("0.250"), "{}", report.table());
+        let without =
+            Report::new(&LoadArgs { yardstick: None, ..args.args }, &rec, Duration::from_secs(1), "", "", None);
+        assert!(without.ratios.is_empty() && without.yardstick_tps.is_none());
+    }
 
     #[test]
     fn hop_latency_comes_from_the_bucket_deltas() {
