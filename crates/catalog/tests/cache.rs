@@ -22,6 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Ctx {
     app: Router,
+    feed: ChangeFeed,
     cache: ReadCache,
     pool: PgPool,
     auth: String,
@@ -45,10 +46,10 @@ async fn ctx() -> Ctx {
     // As the server wires it: the cache follows the process's change feed.
     let feed = ChangeFeed::new();
     cache.follow(&feed, &sneakerstop_catalog::change_channel());
-    tokio::spawn(feed.run(pool.clone(), stop.clone()));
+    tokio::spawn(feed.clone().run(pool.clone(), stop.clone()));
     let app = sneakerstop_catalog::app(AppState { pool: pool.clone(), keys: keys.clone(), cache: cache.clone() });
     let auth = format!("Bearer {}", keys.issue(&CurrentUser::member(Uuid::now_v7(), "s@example.com")));
-    let ctx = Ctx { app, cache, pool, auth, stop, _db: db };
+    let ctx = Ctx { app, feed, cache, pool, auth, stop, _db: db };
     // The cache serves nothing until its listener hears changes.
     wait_until("the cache to listen", DEADLINE, || async {
         (ctx.list().await.headers["x-cache"] != "bypass").then_some(())
@@ -68,17 +69,18 @@ impl Ctx {
         (titles.collect(), answer.headers["x-cache"].to_str().unwrap().to_owned())
     }
 
-    /// Lists a pair, then waits until the cache heard its commit's notification too (a
-    /// process's own write starts one generation at once and one more when that arrives).
+    /// Lists a pair as the server does (announcing its commit), then waits until the cache
+    /// heard the announcement's notification too (a process's own write starts one
+    /// generation at once, one more as it announces, and one when the notification arrives).
     async fn create(&self, title: &str) -> Uuid {
         let before = self.cache.generation();
-        let answer = Call::post("/api/sneakers", json!({"title": title, "price": 100, "size": 9}))
+        let request = Call::post("/api/sneakers", json!({"title": title, "price": 100, "size": 9}))
             .header("authorization", &self.auth)
-            .send(&self.app)
-            .await;
+            .send(&self.app);
+        let answer = sneakerstop_messaging::announcing(&self.feed, request).await;
         assert!(self.cache.generation() > before, "the write invalidated at once");
         wait_until("the write's notification", DEADLINE, || async {
-            (self.cache.generation() >= before + 2).then_some(())
+            (self.cache.generation() >= before + 3).then_some(())
         })
         .await;
         answer.json["id"].as_str().unwrap().parse().unwrap()
@@ -142,9 +144,13 @@ async fn a_listing_changed_by_an_event_is_not_served_stale() {
         match_id: None,
     });
     let incoming = IncomingEvent::from_contract(&event, "/test", Uuid::now_v7(), 1);
-    let mut tx = ctx.pool.begin().await.unwrap();
-    CatalogHandler.handle(&mut tx, &incoming).await.unwrap();
-    tx.commit().await.unwrap();
+    // Applied as the consumer runtime applies it: announced once committed.
+    sneakerstop_messaging::announcing(&ctx.feed, async {
+        let mut tx = ctx.pool.begin().await.unwrap();
+        CatalogHandler.handle(&mut tx, &incoming).await.unwrap();
+        tx.commit().await.unwrap();
+    })
+    .await;
 
     let view = wait_until("the reservation to be visible", DEADLINE, || async {
         let view = Call::get(&path).send(&ctx.app).await;

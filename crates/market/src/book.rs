@@ -231,9 +231,10 @@ impl BookQueues {
         drop(withdraw);
         let pool = pool.clone();
         let span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(run_batch(pool, product, size, batch, turn), span))
-            .await
-            .context("the batch on the book stopped")
+        // The batch's outbox rows wake the relays when it ends (a spawned task does not
+        // carry the request's announcer by itself).
+        let run = tracing::Instrument::instrument(run_batch(pool, product, size, batch, turn), span);
+        tokio::spawn(sneakerstop_messaging::announce::inherit(run)).await.context("the batch on the book stopped")
     }
 }
 

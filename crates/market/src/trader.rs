@@ -54,6 +54,8 @@ impl Trader {
                 metrics::counter!("market_trader_failures_total").increment(1);
                 tracing::warn!(error = format!("{error:#}"), "trading pending orders failed; trying again");
             }
+            // What the round committed wakes the relays (it runs under Wiring::spawn).
+            sneakerstop_messaging::announce::flush();
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = self.wake.notified() => {}

@@ -1,6 +1,14 @@
-//! One `LISTEN` connection per process for every channel it follows.
+//! One `LISTEN` connection per process for every channel it follows, and the process's own
+//! announcements of what it committed.
 //!
-//! Outbox inserts `NOTIFY <schema>_outbox` at commit (the outbox trigger). PostgreSQL then
+//! A process that committed outbox rows announces it ([`ChangeFeed::announce`], through
+//! [`crate::announce`]): its own subscribers hear at once, and the other processes by a
+//! `NOTIFY <schema>_outbox` sent *after* the commit, on a connection of its own, at most one
+//! at a time per channel (announcements made meanwhile are folded into one more). The outbox
+//! used to notify from an insert trigger, inside the writing transaction; PostgreSQL then
+//! serialises the commits of every notifying transaction in the cluster on one lock, held
+//! through the commit's WAL flush — no group commit — which capped outbox inserts at a sixth
+//! of what the same inserts do without it (docs/performance.md). PostgreSQL then
 //! signals *every* backend listening in that database, whatever its channels, so a process
 //! with four relays and the catalog's read cache, each on its own connection, cost five
 //! signals and five wake-ups per commit. Following all channels on one connection costs one
@@ -13,7 +21,7 @@
 //! assume a change.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -61,6 +69,10 @@ type Callback = Arc<dyn Fn(Signal<'_>) + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct ChangeFeed {
     subscribers: Arc<Mutex<HashMap<String, Vec<Callback>>>>,
+    /// Where announcements are sent to other processes (set by [`Self::run`]).
+    pool: Arc<OnceLock<PgPool>>,
+    /// Channels with a `NOTIFY` being sent; `true` if another was announced meanwhile.
+    sending: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 impl std::fmt::Debug for ChangeFeed {
@@ -99,8 +111,42 @@ impl ChangeFeed {
         }
     }
 
-    /// Listens on every subscribed channel until `cancel`, reconnecting with backoff.
+    /// Something on `channel` committed in this process: tells this process's subscribers
+    /// now, and the other processes' by a `NOTIFY` on `channel` (one at a time per channel;
+    /// those announced while one is sent become one more). Call it only after the commit.
+    pub fn announce(&self, channel: &str) {
+        self.tell(Some(channel), Signal::Notified(""));
+        let Some(pool) = self.pool.get().cloned() else { return };
+        {
+            let mut sending = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(again) = sending.get_mut(channel) {
+                *again = true;
+                return;
+            }
+            sending.insert(channel.to_owned(), false);
+        }
+        let (sending, channel) = (self.sending.clone(), channel.to_owned());
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = sqlx::query("SELECT pg_notify($1, '')").bind(&channel).execute(&pool).await {
+                    // The others' relays still poll; their caches expire.
+                    tracing::warn!(error = %error, channel, "could not announce a commit to other processes");
+                }
+                let mut sending = sending.lock().unwrap_or_else(PoisonError::into_inner);
+                if sending.get(&channel).copied().unwrap_or(false) {
+                    sending.insert(channel.clone(), false);
+                } else {
+                    sending.remove(&channel);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Listens on every subscribed channel until `cancel`, reconnecting with backoff, and
+    /// sends this process's announcements on `pool` from now on.
     pub async fn run(self, pool: PgPool, cancel: CancellationToken) {
+        let _ = self.pool.set(pool.clone());
         if self.lock().is_empty() {
             return;
         }

@@ -236,8 +236,11 @@ impl ConsumerRuntime {
             for message in &batch {
                 partitions.entry((message.topic(), message.partition())).or_default().push(message);
             }
+            // Each partition's relays are woken as soon as its own share has committed.
             let outcomes = futures::future::join_all(
-                partitions.into_values().map(|messages| self.apply_partition(messages, taken, cancel)),
+                partitions
+                    .into_values()
+                    .map(|messages| crate::announce::inherit(self.apply_partition(messages, taken, cancel))),
             )
             .await;
             let mut cancelled = false;

@@ -15,7 +15,10 @@ where
     Fut: Future<Output = anyhow::Result<usize>>,
 {
     loop {
-        match round().await {
+        let outcome = round().await;
+        // The round committed what it did: wake the relays of the outboxes it wrote.
+        crate::announce::flush();
+        match outcome {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "{did}"),
             Err(error) => tracing::warn!(error = format!("{error:#}"), "{did}: round failed; retrying"),

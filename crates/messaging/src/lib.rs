@@ -8,6 +8,7 @@
 //! - [`changes`] — one `LISTEN` connection per process, telling relays and caches when
 //!   outbox rows commit.
 //! - [`dlq`] — list and replay dead letters.
+//! - [`announce`] — wakes the relays after a commit (no `NOTIFY` inside the transaction).
 //! - [`every`] — background rounds on a timer (sweepers, refunds, recovery).
 //! - [`heard`] — whether a consumer group has applied everything published on a topic
 //!   before now, for decisions that must not be made on a replica that is behind.
@@ -17,6 +18,7 @@
 //! - [`watch`] — each consumer group's lag, assignment and stalls, for metrics and
 //!   `/healthz`; a member left with nothing while its group is stuck joins again.
 
+pub mod announce;
 pub mod broker;
 pub mod changes;
 pub mod consumer;
@@ -32,6 +34,7 @@ use std::sync::LazyLock;
 
 use sqlx::migrate::Migrator;
 
+pub use announce::announcing;
 pub use broker::BrokerHealth;
 pub use changes::{CacheSource, ChangeFeed, Signal};
 pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};

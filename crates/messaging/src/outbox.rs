@@ -71,6 +71,8 @@ impl Outgoing {
             messaging.message.id = tracing::field::Empty,
         );
         let traceparent = span.in_scope(trace::current_traceparent);
+        // `/sneakerstop/<schema>`: the outbox this row goes to, announced after the commit.
+        crate::announce::written(source.rsplit('/').next().unwrap_or(source));
         let envelope = Envelope::new(event, source, subject, version, traceparent);
         span.record("messaging.message.id", tracing::field::display(envelope.id));
         let headers = envelope.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();

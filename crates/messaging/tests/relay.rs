@@ -46,7 +46,7 @@ fn event(id: Uuid, version: i64) -> SneakerEvent {
 /// One committed change: the event goes into the outbox in its own transaction.
 async fn change(pool: &PgPool, id: Uuid, version: i64) {
     let mut tx = pool.begin().await.unwrap();
-    enqueue(&mut tx, "/test", id, version, &event(id, version)).await.unwrap();
+    enqueue(&mut tx, "/sneakerstop/relaytest", id, version, &event(id, version)).await.unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -154,7 +154,7 @@ async fn two_relays_on_one_outbox_publish_each_event_once_in_order() {
     // The published records are CloudEvents in binary mode.
     let record = &records[0];
     assert_eq!(record.header("ce_specversion"), Some("1.0"));
-    assert_eq!(record.header("ce_source"), Some("/test"));
+    assert_eq!(record.header("ce_source"), Some("/sneakerstop/relaytest"));
     assert_eq!(record.header("content-type"), Some("application/json"));
     assert_eq!(record.header("ce_subject"), record.key.as_deref());
     let ce_type = record.header("ce_type").unwrap();
@@ -173,23 +173,31 @@ async fn a_relay_on_the_process_change_feed_publishes_as_soon_as_a_change_commit
     kafka.ensure_topics(&[topics::SNEAKERS]).await.unwrap();
     let (_db, pool) = outbox_db().await;
     let cancel = CancellationToken::new();
-    // Polling alone would take a minute: only the feed's notification can wake it sooner.
+    // Polling alone would take a minute: only an announcement can wake it sooner — this
+    // process's own, or another process's, which arrives as a NOTIFY sent after its commit.
     let feed = ChangeFeed::new();
     let relay =
         Relay::new(pool.clone(), SCHEMA, &kafka, kafka.producer().unwrap(), Duration::from_secs(60)).woken_by(&feed);
     let relaying = tokio::spawn(relay.run(cancel.clone()));
-    let feeding = tokio::spawn(feed.run(pool.clone(), cancel.clone()));
+    let feeding = tokio::spawn(feed.clone().run(pool.clone(), cancel.clone()));
+    let other_process = ChangeFeed::new();
+    let other_feeding = tokio::spawn(other_process.clone().run(pool.clone(), cancel.clone()));
 
-    for version in 1..=3 {
-        change(&pool, Uuid::now_v7(), version).await;
+    for (version, writer) in [(1, &feed), (2, &other_process), (3, &feed), (4, &other_process)] {
+        sneakerstop_messaging::announcing(writer, change(&pool, Uuid::now_v7(), version)).await;
         wait_until("the change to be published", Duration::from_secs(20), || async {
             (backlog(&pool).await == 0).then_some(())
         })
         .await;
     }
+    // Written where nobody announces: left for the relay's poll.
+    change(&pool, Uuid::now_v7(), 5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(backlog(&pool).await, 1, "nothing woke the relay: no NOTIFY inside the transaction");
     cancel.cancel();
     relaying.await.unwrap();
     feeding.await.unwrap();
+    other_feeding.await.unwrap();
 }
 
 /// Records the topic (as the handler is told it) and subject of every event it applies.

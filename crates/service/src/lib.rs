@@ -115,9 +115,12 @@ pub struct Wiring<'a> {
 }
 
 impl Wiring<'_> {
-    /// Runs `task` in the background until the process stops.
+    /// Runs `task` in the background until the process stops. The outboxes it writes are
+    /// announced after each of its rounds ([`sneakerstop_messaging::every`]) or
+    /// [`sneakerstop_messaging::announce::flush`], so the relays wake at once.
     pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
+        let feed = self.changes.clone();
+        self.tasks.spawn(async move { sneakerstop_messaging::announcing(&feed, task).await });
     }
 
     /// A replica wait for `schema`, woken by its replica inserts on the change feed.

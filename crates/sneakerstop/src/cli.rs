@@ -169,8 +169,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             std::future::ready(Ok(0))
         },
     ));
-    let router =
-        router.layer(axum::middleware::from_fn_with_state(write_limit, sneakerstop_auth::limit::WriteLimit::layer));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(write_limit, sneakerstop_auth::limit::WriteLimit::layer))
+        .layer(axum::middleware::from_fn_with_state(shared.changes.clone(), announce_commits));
     let app =
         crate::server::app(router, checks, details, crate::server::openapi(docs), &args.http.cors_allowed_origins);
 
@@ -229,6 +230,16 @@ async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
+}
+
+/// Runs a request so that the outboxes it wrote are announced once it has answered (its
+/// transactions committed before), waking the relays at once (`sneakerstop_messaging::announce`).
+async fn announce_commits(
+    axum::extract::State(feed): axum::extract::State<sneakerstop_messaging::ChangeFeed>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    sneakerstop_messaging::announcing(&feed, next.run(request)).await
 }
 
 #[cfg(test)]

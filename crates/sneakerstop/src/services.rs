@@ -146,7 +146,8 @@ pub async fn start(
         )
         .reporting_to(shared.consumers.clone());
         let cancel = cancel.clone();
-        tasks.spawn(async move {
+        // What the handlers write to the outbox wakes the relays once committed.
+        tasks.spawn(sneakerstop_messaging::announcing(&shared.changes, async move {
             // A consumer that fails (it could not create its client or store an offset) is
             // started again: it resumes from the last committed offset, and the inbox makes
             // anything it sees twice harmless.
@@ -157,7 +158,7 @@ pub async fn start(
                     () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
                 }
             }
-        });
+        }));
     }
     let mut wiring = Wiring {
         pool: pool.clone(),
