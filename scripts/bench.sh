@@ -199,7 +199,7 @@ reports, tps = doc["reports"], doc["yardstickTps"]
 def ratio(scenario, name):
     return reports.get(scenario, {}).get("ratios", {}).get(name)
 rows = [
-    ("uncached GET page of 20 (GET /api/sneakers, cache off)", ratio("browse-uncached", "GET /api/sneakers"), ">=", 1.0),
+    ("uncached browse, a page of 20 and a listing (browse-uncached, all requests)", ratio("browse-uncached", "requests"), ">=", 1.0),
     ("signed-in listing POST (list)", ratio("list", "POST /api/sneakers"), ">=", 0.5),
     ("purchases/s (purchase)", ratio("purchase", "purchases"), ">=", 0.03),
 ]
