@@ -234,8 +234,12 @@ pub async fn products(
 
 /// One page (plus one row, to know whether there is a next page).
 pub async fn list(pool: &PgPool, query: &ListQuery) -> anyhow::Result<Vec<Sneaker>> {
-    let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM sneakers WHERE status = "));
-    sql.push_bind(Status::from(query.status));
+    // The status is part of the statement's text, not a parameter: browsing reads partial
+    // indexes (`WHERE status = 'available'`), which only a plan that knows the status can
+    // use, and after five executions PostgreSQL may run a prepared statement on a generic
+    // plan, which does not know it. `as_str` gives one of four fixed words.
+    let status = Status::from(query.status).as_str();
+    let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM sneakers WHERE status = '{status}'"));
     if let Some(search) = &query.search {
         sql.push(" AND search @@ to_tsquery('simple', ").push_bind(search).push(")");
     }
