@@ -8,10 +8,11 @@
 //! query (the cache's single-flight loading).
 //!
 //! How a change reaches the generation:
-//! - every catalog write commits an outbox row, whose trigger sends `NOTIFY catalog_outbox`
-//!   at commit; [`ReadCache::follow`] hears that channel on the process's change feed and
-//!   starts a new generation for each notification — from this process or any other
-//!   replica, after the commit;
+//! - every catalog write commits an outbox row, and the process that committed it announces
+//!   `catalog_outbox` (`sneakerstop_messaging::announce`: to itself at once, to the others by
+//!   a `NOTIFY` after the commit); [`ReadCache::follow`] hears that channel on the process's
+//!   change feed and starts a new generation for each announcement — from this process or
+//!   any other replica, after the commit;
 //! - this process's own HTTP writes also start one as soon as they commit
 //!   ([`ReadCache::invalidate`]), so a seller sees a new listing at once.
 //!

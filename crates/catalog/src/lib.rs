@@ -50,7 +50,7 @@ impl AppState {
     }
 }
 
-/// The channel on which catalog changes are announced as they commit (the outbox trigger's).
+/// The channel on which committed catalog changes are announced (`sneakerstop_messaging::announce`).
 pub fn change_channel() -> String {
     sneakerstop_messaging::Relay::channel(SCHEMA)
 }
