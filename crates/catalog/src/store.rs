@@ -97,7 +97,7 @@ pub async fn lock_expired(
     tx: &mut PgConnection,
     batch: i64,
 ) -> anyhow::Result<(Vec<Sneaker>, chrono::DateTime<chrono::Utc>)> {
-    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let now = sneakerstop_db::now(&mut *tx).await?;
     let due = sqlx::query_as!(
         Sneaker,
         r#"SELECT id, seller_id, title, brand, description, price_cents, size, product_id, expires_at,

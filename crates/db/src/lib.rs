@@ -176,6 +176,14 @@ where
         .context("read a page")
 }
 
+/// The database's clock (`now()`: inside a transaction, its start). Deadlines are stored and
+/// compared on this one clock, so instances whose clocks drift agree on what is due.
+pub async fn now(
+    conn: &mut sqlx::PgConnection,
+) -> anyhow::Result<sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc>> {
+    sqlx::query_scalar("SELECT now()").fetch_one(conn).await.context("read the clock")
+}
+
 /// Whether the database answers a trivial query; used by `/readyz`.
 /// A client span for one database transaction, named for what it does (`placing an order`),
 /// with OpenTelemetry's `db.*` attributes; it ends when dropped, so bind it for as long as the

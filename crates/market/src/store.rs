@@ -436,7 +436,7 @@ pub async fn end_match(tx: &mut PgConnection, ended: &Match, status: MatchStatus
 /// Up to `batch` open bids whose time has run out by the database's clock, locked (`SKIP
 /// LOCKED`: several sweepers never take one bid), and that clock's time.
 pub async fn lock_expired(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<Bid>, DateTime<Utc>)> {
-    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let now = sneakerstop_db::now(&mut *tx).await?;
     let due = sqlx::query_as!(
         Bid,
         r#"SELECT id, product_id, size, buyer_id, price_cents, status AS "status: BidStatus", match_id, expires_at,

@@ -230,6 +230,30 @@ impl Watcher {
 
 /// Reads the group's committed offsets and the partitions' high watermarks (blocking).
 fn look(client: &BaseConsumer, topics: &[String]) -> anyhow::Result<Look> {
+    let mut look = Look::default();
+    for at in positions(client, topics)? {
+        look.committed += at.committed;
+        look.lag.insert((at.topic, at.partition), (at.end - at.committed).max(0));
+    }
+    Ok(look)
+}
+
+/// Where a consumer group stands on one partition, read from the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// The topic, as the brokers name it.
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset; the partition's start if it never committed (the group
+    /// starts from the beginning: `auto.offset.reset=earliest`).
+    pub committed: i64,
+    /// The partition's end (high watermark).
+    pub end: i64,
+}
+
+/// The group's position on every partition of `topics`, asked with `client` (a client
+/// configured with the group's id that never joins it). Blocking.
+pub(crate) fn positions(client: &BaseConsumer, topics: &[String]) -> anyhow::Result<Vec<Position>> {
     const TIMEOUT: Duration = Duration::from_secs(5);
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
@@ -241,20 +265,23 @@ fn look(client: &BaseConsumer, topics: &[String]) -> anyhow::Result<Look> {
         }
     }
     let committed = client.committed_offsets(partitions, TIMEOUT).context("committed offsets")?;
-    let mut look = Look::default();
+    let mut positions = Vec::new();
     for element in committed.elements() {
         let (low, high) = client
             .fetch_watermarks(element.topic(), element.partition(), TIMEOUT)
             .with_context(|| format!("watermarks of {}/{}", element.topic(), element.partition()))?;
-        // No commit yet: the group starts from the beginning (auto.offset.reset=earliest).
-        let position = match element.offset() {
+        let committed = match element.offset() {
             Offset::Offset(offset) => offset,
             _ => low,
         };
-        look.committed += position;
-        look.lag.insert((element.topic().to_owned(), element.partition()), (high - position).max(0));
+        positions.push(Position {
+            topic: element.topic().to_owned(),
+            partition: element.partition(),
+            committed,
+            end: high,
+        });
     }
-    Ok(look)
+    Ok(positions)
 }
 
 #[cfg(test)]

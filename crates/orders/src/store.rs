@@ -268,7 +268,7 @@ pub async fn lock_due(
     batch: i64,
     grace: chrono::Duration,
 ) -> anyhow::Result<(Vec<Order>, DateTime<Utc>)> {
-    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let now = sneakerstop_db::now(&mut *tx).await?;
     let cutoff = now - grace;
     let due = sqlx::query_as!(
         Order,

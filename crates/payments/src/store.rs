@@ -250,7 +250,7 @@ pub async fn find_order(conn: &mut PgConnection, id: Uuid, lock: bool) -> anyhow
 /// once), and that clock's time. A charge starts only under the same row lock, so none can
 /// start between this look and the lapse it leads to.
 pub async fn lock_lapsed(tx: &mut PgConnection, batch: i64) -> anyhow::Result<(Vec<OrderReplica>, DateTime<Utc>)> {
-    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await.context("read the clock")?;
+    let now = sneakerstop_db::now(&mut *tx).await?;
     let due = sqlx::query_as!(
         OrderReplica,
         r#"SELECT id, buyer_id, amount_cents, status AS "status: OrderState", version, expires_at, lapsed_at

@@ -55,41 +55,40 @@ impl Shop {
     /// A listed pair ordered by `buyer` (waiting for orders to hear of the listing, and then
     /// for payments to hear of the order); returns (sneaker, order).
     async fn ordered(&self, seller: &str, buyer: &str) -> (String, String) {
-        let (status, sneaker) =
-            self.post("/api/sneakers", seller, json!({"title": "Gel-Lyte III", "price": 120, "size": 9})).await;
-        assert_eq!(status, StatusCode::CREATED, "{sneaker}");
-        let sneaker = sneaker["id"].as_str().unwrap().to_owned();
+        let sneaker = self.listed(seller).await;
         let (status, order) = self.post("/api/orders", buyer, json!({"sneakerId": sneaker})).await;
         assert_eq!(status, StatusCode::CREATED, "{order}");
         let order = order["id"].as_str().unwrap().to_owned();
-        wait_until("payments to hear of the order", DEADLINE, || async {
-            let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM payments.orders WHERE id = $1::uuid")
-                .bind(&order)
-                .fetch_optional(&self.pool)
-                .await
-                .unwrap();
-            known.map(|_| ())
-        })
-        .await;
+        self.until_row("payments.orders", &order).await;
         (sneaker, order)
     }
 
     /// A listed pair that orders has heard of.
     async fn listed_and_known(&self, seller: &str) -> String {
+        let sneaker = self.listed(seller).await;
+        self.until_row("orders.sneakers", &sneaker).await;
+        sneaker
+    }
+
+    /// A pair `seller` listed; its id.
+    async fn listed(&self, seller: &str) -> String {
         let (status, sneaker) =
             self.post("/api/sneakers", seller, json!({"title": "Gel-Lyte III", "price": 120, "size": 9})).await;
         assert_eq!(status, StatusCode::CREATED, "{sneaker}");
-        let sneaker = sneaker["id"].as_str().unwrap().to_owned();
-        wait_until("orders to hear of the listing", DEADLINE, || async {
-            let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM orders.sneakers WHERE id = $1::uuid")
-                .bind(&sneaker)
+        sneaker["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until a service's replica `table` has the row `id`.
+    async fn until_row(&self, table: &str, id: &str) {
+        wait_until(&format!("{table} to hold {id}"), DEADLINE, || async {
+            let known: Option<i32> = sqlx::query_scalar(&format!("SELECT 1 FROM {table} WHERE id = $1::uuid"))
+                .bind(id)
                 .fetch_optional(&self.pool)
                 .await
                 .unwrap();
             known.map(|_| ())
         })
         .await;
-        sneaker
     }
 
     /// Stalls orders' consumer until the returned transaction ends: its inbox is locked

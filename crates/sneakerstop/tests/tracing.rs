@@ -266,23 +266,39 @@ async fn a_collector_that_is_down_or_slow_changes_no_answer() {
     assert!(!slow.spans.lock().unwrap().is_empty(), "the slow collector still received the spans");
 }
 
-#[tokio::test]
-async fn a_lapse_round_is_a_trace_of_its_own_that_the_expiry_continues() {
+/// A server exporting its spans to a collector of its own, with 1 s reservations and `extra`
+/// settings, and an order nobody will pay.
+struct Unpaid {
+    collector: Collector,
+    server: Server,
+    /// The answer that placed the order.
+    ordered: reqwest::Response,
+    _db: TestDb,
+}
+
+async fn unpaid_order(extra: &[(&'static str, &str)]) -> Unpaid {
     let db = TestDb::new().await;
     let collector = Collector::start(Duration::ZERO).await;
     let mut env = exporting_to(&db, &collector.url);
     env.push(("ORDER_RESERVATION_TTL", "1s".to_owned()));
+    env.extend(extra.iter().map(|(name, value)| (*name, (*value).to_owned())));
     let server = Server::start(BIN, &["serve"], &env).await;
     let http = Client::new();
     let (seller, buyer) = (server.signup().await, server.signup().await);
     let listed =
         post(&http, &server, "/api/sneakers", &seller, json!({"title": "Dunk Low", "price": 110, "size": 9})).await;
     let sneaker = listed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    wait_until("orders to know the pair", DEADLINE, || async {
+    let ordered = wait_until("orders to know the pair", DEADLINE, || async {
         let response = post(&http, &server, "/api/orders", &buyer, json!({"sneakerId": sneaker})).await;
-        (response.status() == StatusCode::CREATED).then_some(())
+        (response.status() == StatusCode::CREATED).then_some(response)
     })
     .await;
+    Unpaid { collector, server, ordered, _db: db }
+}
+
+#[tokio::test]
+async fn a_lapse_round_is_a_trace_of_its_own_that_the_expiry_continues() {
+    let Unpaid { collector, server, _db, .. } = unpaid_order(&[]).await;
 
     // Nobody pays: payments closes the payment window in a round of its own; orders expires
     // the order and catalog releases the pair in that round's trace.
@@ -306,25 +322,10 @@ async fn a_lapse_round_is_a_trace_of_its_own_that_the_expiry_continues() {
 
 #[tokio::test]
 async fn an_expiry_round_is_a_trace_of_its_own_linked_to_the_orders_it_expired() {
-    let db = TestDb::new().await;
-    let collector = Collector::start(Duration::ZERO).await;
-    let mut env = exporting_to(&db, &collector.url);
-    env.push(("ORDER_RESERVATION_TTL", "1s".to_owned()));
     // The backstop: payments never says the reservation lapsed, so orders' sweeper expires
     // it, at once past the deadline.
-    env.push(("PAYMENT_LAPSE_INTERVAL", "1h".to_owned()));
-    env.push(("ORDER_EXPIRY_GRACE", "0s".to_owned()));
-    let server = Server::start(BIN, &["serve"], &env).await;
-    let http = Client::new();
-    let (seller, buyer) = (server.signup().await, server.signup().await);
-    let listed =
-        post(&http, &server, "/api/sneakers", &seller, json!({"title": "Yeezy 350", "price": 230, "size": 11})).await;
-    let sneaker = listed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let ordered = wait_until("orders to know the pair", DEADLINE, || async {
-        let response = post(&http, &server, "/api/orders", &buyer, json!({"sneakerId": sneaker})).await;
-        (response.status() == StatusCode::CREATED).then_some(response)
-    })
-    .await;
+    let Unpaid { collector, server, ordered, _db } =
+        unpaid_order(&[("PAYMENT_LAPSE_INTERVAL", "1h"), ("ORDER_EXPIRY_GRACE", "0s")]).await;
     let placed_in = ordered.headers()["traceparent"].to_str().unwrap()[3..35].to_owned();
 
     // Nobody pays: the sweeper expires the order in a round of its own, linked to the trace
