@@ -23,6 +23,7 @@ pub mod events;
 pub mod expiry;
 pub mod http;
 pub mod live;
+pub mod matching;
 pub mod service;
 pub mod store;
 pub mod trader;
