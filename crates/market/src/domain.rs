@@ -148,6 +148,8 @@ pub struct Ask {
     pub price_cents: i64,
     /// When it was listed (time priority).
     pub listed_at: DateTime<Utc>,
+    /// When it leaves the book unless sold; `None` never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A bid met an ask.
@@ -477,7 +479,15 @@ mod tests {
 
     fn ask(n: u128, seller: Uuid, price_cents: i64, seconds: i64) -> Ask {
         let id = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_2000 + n);
-        Ask { id, product_id: PRODUCT, size: 10.0, seller_id: seller, price_cents, listed_at: at(seconds) }
+        Ask {
+            id,
+            product_id: PRODUCT,
+            size: 10.0,
+            seller_id: seller,
+            price_cents,
+            listed_at: at(seconds),
+            expires_at: None,
+        }
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub enum MarketError {
     /// The Idempotency-Key cannot be used for this request.
     #[error(transparent)]
     Key(#[from] sneakerstop_idempotency::KeyError),
+    /// The book is owned by another instance now (it moved while the request waited).
+    #[error("the book moved to another instance")]
+    Moved,
+    /// The market cannot take the request now; it may be retried.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// Anything else.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -71,8 +77,19 @@ impl IntoResponse for MarketError {
                 Some(problem) => problem,
                 None => Problem::internal(&error),
             },
+            Self::Moved => {
+                return retry_soon(Problem::unavailable("the book is changing hands between instances; retry"));
+            }
+            Self::Unavailable(detail) => return retry_soon(Problem::unavailable(detail)),
             Self::Internal(error) => Problem::internal(error.as_ref()),
         }
         .into_response()
     }
+}
+
+/// A 503 with `Retry-After: 1`: the request may be sent again in a second.
+fn retry_soon(problem: Problem) -> Response {
+    let mut response = problem.into_response();
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    response
 }

@@ -1,25 +1,26 @@
 //! What the market does with the events it consumes.
 //!
 //! - `catalog.products` → the product replica (which sizes have a book);
-//! - `catalog.sneakers` → the ask replica, by version, for listings that name a product; an
-//!   ask that is (again) on its book is left for the trader, to trade with the best bid it
-//!   crosses;
+//! - `catalog.sneakers` → the ask replica, by version, for listings that name a product;
+//!   every change of an ask is left for its book's writer, which puts it on the book (and
+//!   trades it with the best bid it crosses) or takes it off;
 //! - `orders.orders` → who holds each ask (an order holds its pair from `order.created` until
 //!   it ends), order prices, and sales (`order.completed` of an ask); for an order of the
 //!   market (its id is a match's), the match's outcome: filled, or — refused, lapsed,
 //!   declined, cancelled by its buyer — ended, and its bid back on the book (left for the
-//!   trader) or closed;
+//!   writer) or closed;
 //! - `payments.methods` → who has a saved payment method.
 //!
-//! Nothing here trades: an order that joins its book (an ask listed, cheaper or free again;
-//! a bid back after its match ended) is recorded for the trader ([`crate::trader`]), which
-//! trades it under the book's lock once this transaction has committed. So a batch holds no
-//! book while it applies. It does change asks that requests read and trades hold, so it
+//! Nothing here trades: an order that joins, leaves or changes on its book (an ask listed,
+//! repriced, held or free again; a bid back after its match ended) is recorded in
+//! `pending_trades` for the book's writer ([`crate::engine`]), the only one to change the
+//! book, which takes it once this transaction has committed — on this instance or on the
+//! one that owns the book. The batch changes asks that the writer's matches take, so it
 //! locks those rows first, in one order ([`store::lock_asks`]).
 
 use chrono::Utc;
 use futures::future::BoxFuture;
-use sneakerstop_events::catalog::{ProductEvent, SneakerEvent, SneakerStatus};
+use sneakerstop_events::catalog::{ProductEvent, SneakerEvent};
 use sneakerstop_events::orders::{CancelReason, OrderEvent};
 use sneakerstop_events::payments::PaymentMethodEvent;
 use sneakerstop_events::topics;
@@ -28,14 +29,15 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{BidStatus, MatchStatus};
+use crate::engine::Engine;
 use crate::store::{self, Arrival};
-use crate::trader::Trader;
 
 /// The market service's event handler.
 #[derive(Debug, Clone, Default)]
 pub struct MarketHandler {
-    /// Woken once what the handler recorded for trading has committed.
-    pub trader: Trader,
+    /// This instance's writer, told once what the handler recorded for the books has
+    /// committed (set when the service starts; the writer also looks every 250 ms).
+    pub engine: std::sync::Arc<std::sync::OnceLock<Engine>>,
 }
 
 impl Handler for MarketHandler {
@@ -70,7 +72,9 @@ impl Handler for MarketHandler {
     }
 
     fn committed(&self) {
-        self.trader.wake();
+        if let Some(engine) = self.engine.get() {
+            engine.arrived();
+        }
     }
 
     fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
@@ -85,7 +89,8 @@ impl Handler for MarketHandler {
                     let (SneakerEvent::Listed(listing) | SneakerEvent::Updated(listing)) =
                         event.decode::<SneakerEvent>()?;
                     let Some(product) = listing.product_id else { return Ok(()) };
-                    if store::apply_ask(tx, product, &listing).await? && listing.status == SneakerStatus::Available {
+                    // Listed, repriced, sold, expired: the book's writer reads where it is now.
+                    if store::apply_ask(tx, product, &listing).await? {
                         store::trade_later(tx, product, listing.size, Arrival::Ask(listing.sneaker_id)).await?;
                     }
                     Ok(())
@@ -108,8 +113,12 @@ async fn order(tx: &mut PgConnection, order_event: &OrderEvent) -> anyhow::Resul
     let now = Utc::now();
     match order_event {
         OrderEvent::Created(created) => {
-            // Holding an ask takes it off its book; no lock is needed to take one off.
-            store::order_placed(tx, created.order_id, created.sneaker_id, created.price_cents).await?;
+            // Holding an ask takes it off its book: the writer hears so.
+            if let Some((product, size)) =
+                store::order_placed(tx, created.order_id, created.sneaker_id, created.price_cents).await?
+            {
+                store::trade_later(tx, product, size, Arrival::Ask(created.sneaker_id)).await?;
+            }
             Ok(())
         }
         OrderEvent::Completed(completed) => {

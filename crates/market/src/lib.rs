@@ -3,12 +3,14 @@
 //!
 //! - `domain` — the rules: placing, trading in price-time priority at the resting price,
 //!   cancelling, expiring, and what a match's end does to its bid.
-//! - `book` — trading on a locked book when an order arrives on either side.
+//! - `matching` — one book in memory: price-time priority, trades, no self-trade.
+//! - `owners` — which instance owns which books (shards, leases, fencing epochs).
+//! - `engine` — the writer of the books this instance owns: commands in batches, one
+//!   transaction per batch, answers after its commit.
 //! - `store` — SQL for bids, matches, sales and the replicas (products, asks, order prices,
 //!   payment methods); events go to the outbox in the same transaction.
 //! - `events` — applying `catalog.products`, `catalog.sneakers`, `orders.orders` and
 //!   `payments.methods`.
-//! - `trader` — trades the orders the consumer put on the books, once it has committed.
 //! - `expiry` — the sweeper that expires bids whose time ran out.
 //! - `live` — market data from memory until a book changes, and live as Server-Sent Events.
 //! - `http/` — `/api/bids` and `/api/products/{id}/market|sales|market/stream`.
@@ -16,17 +18,17 @@
 //! Publishes `bid.placed`, `bid.updated` and `match.made` on `market.bids` (keyed by
 //! product); orders turns each match into the bidder's order. See docs/market.md.
 
-pub mod book;
 pub mod domain;
+pub mod engine;
 mod error;
 pub mod events;
 pub mod expiry;
 pub mod http;
 pub mod live;
 pub mod matching;
+pub mod owners;
 pub mod service;
 pub mod store;
-pub mod trader;
 
 use axum::extract::FromRef;
 use sneakerstop_auth::SessionKeys;
@@ -49,8 +51,10 @@ pub struct AppState {
     pub replica: sneakerstop_messaging::ReplicaWait,
     /// Market data: the latest read of each product, and live streams.
     pub markets: live::Markets,
-    /// This process's queue per book (see [`book::BookQueues`]).
-    pub books: book::BookQueues,
+    /// This instance's writer of the books it owns ([`engine::Engine`]).
+    pub engine: engine::Engine,
+    /// Sends requests for books another instance owns to it.
+    pub forward: reqwest::Client,
     /// The most open bids one buyer may have on one book.
     pub max_open_bids: i64,
 }

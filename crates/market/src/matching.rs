@@ -205,6 +205,14 @@ impl<B, A> OrderBook<B, A> {
         }
     }
 
+    /// Puts an ask on the book as it is, trading nothing: a book loaded from storage. (A
+    /// loaded book is crossed only while an arrival that committed waits to be taken, and
+    /// taking it trades.)
+    pub fn load_ask(&mut self, ask: Resting<A>) {
+        self.asks.remove(ask.id);
+        self.asks.insert(ask_key(&ask), ask);
+    }
+
     /// Takes a bid off the book (cancelled, expired); returns it if it rested here.
     pub fn remove_bid(&mut self, id: Uuid) -> Option<Resting<B>> {
         self.bids.remove(id)
@@ -241,40 +249,6 @@ impl<B, A> OrderBook<B, A> {
     /// Whether nothing rests on the book, live or not.
     pub fn is_empty(&self) -> bool {
         self.bids.orders.is_empty() && self.asks.orders.is_empty()
-    }
-
-    /// Trades while the book's best live bid crosses its best live ask (orders loaded from
-    /// storage, or a rule changed while neither side was arriving), best pairs first. After
-    /// it, the book is not crossed.
-    pub fn uncross(&mut self, now: DateTime<Utc>) -> Vec<Trade<B, A>> {
-        let mut trades = Vec::new();
-        // Each ask, best first, takes the best crossing bid not its seller's; the asks that
-        // find none rest again. The resting (earlier) side's price is taken: of two orders
-        // both loaded, the one that was there first.
-        let mut rest = Vec::new();
-        while let Some((_, ask)) = self.asks.orders.first_key_value() {
-            let best_bid = self.bids.orders.values().find(|bid| bid.is_live(now)).map(|bid| bid.price_cents);
-            if best_bid.is_none_or(|bid| bid < ask.price_cents) {
-                break;
-            }
-            let id = ask.id;
-            let Some(ask) = self.asks.remove(id) else { break };
-            if !ask.is_live(now) {
-                continue;
-            }
-            let price = ask.price_cents;
-            match self.bids.best(ask.owner, now, |bid| bid >= price) {
-                Some(bid) => {
-                    let price_cents = if ask.at <= bid.at { ask.price_cents } else { bid.price_cents };
-                    trades.push(Trade { price_cents, bid, ask });
-                }
-                None => rest.push(ask),
-            }
-        }
-        for ask in rest {
-            self.asks.insert(ask_key(&ask), ask);
-        }
-        trades
     }
 }
 
@@ -332,23 +306,6 @@ mod tests {
         assert_eq!(book.bidder(id(200), at(10)).own_lowest_ask, Some(25_000));
         assert!(book.remove_ask(id(2)).is_some());
         assert!(book.is_empty(), "the expired bid was dropped by the walk");
-    }
-
-    #[test]
-    fn a_loaded_crossed_book_is_uncrossed_best_pairs_first_never_with_oneself() {
-        let mut book = OrderBook::<(), ()>::default();
-        for (n, owner, price, seconds) in [(1, 100, 20_000, 0), (2, 200, 25_000, 1), (3, 300, 24_000, 2)] {
-            book.bids.insert(bid_key(&order(n, owner, price, seconds)), order(n, owner, price, seconds));
-        }
-        for (n, owner, price, seconds) in [(10, 200, 19_000, 3), (11, 400, 23_000, 0)] {
-            book.asks.insert(ask_key(&order(n, owner, price, seconds)), order(n, owner, price, seconds));
-        }
-        let trades: Vec<_> = book.uncross(at(5)).into_iter().map(|t| (t.bid.id, t.ask.id, t.price_cents)).collect();
-        // Ask 10 (seller 200) skips bid 2 (buyer 200) and takes bid 3 at its price (the bid
-        // was there first); ask 11 takes bid 2 at its own price (listed first).
-        assert_eq!(trades, [(id(3), id(10), 24_000), (id(2), id(11), 23_000)]);
-        assert_eq!(book.bids(at(5)).map(|bid| bid.id).collect::<Vec<_>>(), [id(1)]);
-        assert_eq!(book.asks(at(5)).count(), 0);
     }
 }
 

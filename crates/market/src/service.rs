@@ -5,11 +5,7 @@ use std::time::Duration;
 use sneakerstop_service::{Service, Wiring};
 use utoipa::OpenApi;
 
-use crate::{ApiDoc, AppState, SCHEMA, events, expiry, live};
-
-/// How often the trader looks for pending trades without being woken: those a process
-/// that died between its consumer's commit and trading them left behind.
-const TRADER_INTERVAL: Duration = Duration::from_secs(1);
+use crate::{ApiDoc, AppState, SCHEMA, engine, events, expiry, live, owners};
 
 /// Market settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,20 +28,25 @@ pub struct Settings {
     /// refused with 409 `too-many-bids`.
     #[arg(long = "max-open-bids-per-book", env = "MAX_OPEN_BIDS_PER_BOOK", default_value_t = crate::domain::DEFAULT_MAX_OPEN_BIDS_PER_BOOK, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub max_open_bids_per_book: i64,
+    /// Where the other market instances reach this one (`http://host:port`), for requests
+    /// on books this instance owns that reach another ([`crate::owners`]). One instance
+    /// alone never uses it; in Kubernetes it is the pod's address.
+    #[arg(long = "market-advertise-url", env = "MARKET_ADVERTISE_URL", default_value = "http://127.0.0.1:8080")]
+    pub advertise_url: String,
 }
 
 /// The market service.
 #[derive(Debug, Clone)]
 pub struct Market {
     settings: Settings,
-    /// Shared by the consumer's handler (which wakes it) and the trader task.
-    trader: crate::trader::Trader,
+    /// The consumer's handler, which tells the writer when arrivals wait.
+    handler: events::MarketHandler,
 }
 
 impl Market {
     /// The market with `settings`.
     pub fn new(settings: Settings) -> Self {
-        Self { settings, trader: crate::trader::Trader::default() }
+        Self { settings, handler: events::MarketHandler::default() }
     }
 }
 
@@ -68,7 +69,7 @@ impl Service for Market {
     }
 
     fn handler(&self) -> Option<std::sync::Arc<dyn sneakerstop_messaging::Handler>> {
-        Some(std::sync::Arc::new(events::MarketHandler { trader: self.trader.clone() }))
+        Some(std::sync::Arc::new(self.handler.clone()))
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
@@ -77,10 +78,17 @@ impl Service for Market {
 
     fn start(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<axum::Router> {
         wiring.spawn(expiry::run(wiring.pool.clone(), self.settings.bid_sweep_interval, wiring.cancel.clone()));
-        let books = crate::book::BookQueues::default();
-        let trader =
-            self.trader.clone().run(wiring.pool.clone(), books.clone(), TRADER_INTERVAL, wiring.cancel.clone());
-        wiring.spawn(trader);
+        let ownership = owners::Ownership::new(self.settings.advertise_url.trim_end_matches('/'));
+        wiring.spawn(ownership.clone().run(wiring.pool.clone(), wiring.cancel.clone()));
+        let (engine, writer) = engine::Engine::start(
+            wiring.pool.clone(),
+            ownership,
+            self.settings.max_open_bids_per_book,
+            wiring.cancel.clone(),
+        );
+        wiring.spawn(writer);
+        // Set once: a second start of the same service value keeps the first writer.
+        let _ = self.handler.engine.set(engine.clone());
         let markets = live::Markets::new(self.settings.market_stream_interval, self.settings.market_cache_max_age);
         markets.follow(wiring.changes);
         Ok(crate::app(AppState {
@@ -88,7 +96,11 @@ impl Service for Market {
             keys: wiring.keys.clone(),
             replica: wiring.replica_wait(SCHEMA),
             markets,
-            books,
+            engine,
+            forward: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|error| anyhow::anyhow!("the client that forwards to other instances: {error}"))?,
             max_open_bids: self.settings.max_open_bids_per_book,
         }))
     }

@@ -1,7 +1,8 @@
 //! Persistence for the market: bids, matches, the replicas it keeps (products, asks, order
 //! prices, payment methods) and the sales. Writes go with their events, on the caller's
-//! transaction. What only the database can decide is decided here: the book's lock (one
-//! crossing at a time per product and size), and the unique indexes on matches.
+//! transaction. The books live in the writer's memory ([`crate::engine`]); what is read
+//! here of a book is read once, when the writer loads it. The unique indexes on matches
+//! and the guard on taking an ask ([`save_bid`]) hold the line should memory be stale.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -13,37 +14,21 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::SOURCE;
-use crate::domain::{Ask, Bid, BidStatus, Bidder, Decision, Match, MatchStatus, Product};
+use crate::domain::{Ask, Bid, BidStatus, Decision, Match, MatchStatus, Product};
+use crate::owners::SHARDS;
 
-/// How many of the best crossing orders a matcher reads from the other side (the domain
-/// picks among them; one is enough unless the best are the trader's own).
-const CANDIDATES: i64 = 8;
-
-/// Locks one book (product and size) until the transaction ends: everything that may cross
-/// it — a bid placed, an ask listed, changed or back, a bid back on the book — takes turns.
-pub async fn lock_book(tx: &mut PgConnection, product: Uuid, size: f64) -> anyhow::Result<()> {
-    sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::float8::text, 0))",
-        product,
-        size
-    )
-    .execute(tx)
-    .await
-    .context("lock the book")?;
-    Ok(())
-}
-
-/// An order that joined its book in a consumer's transaction, to be traded under the
-/// book's lock once that transaction has committed (see the `pending_trades` table).
+/// An order that joined, left or changed on its book in a consumer's transaction, for the
+/// book's writer to take once that transaction has committed (see the `pending_trades`
+/// table and [`crate::engine`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// An ask listed, made cheaper, or free again.
+    /// An ask listed, changed, held or free again: the writer reads where it is now.
     Ask(Uuid),
     /// A bid back on the book after its match ended.
     Bid(Uuid),
 }
 
-/// Records, on the caller's transaction, that `arrival` joined the book and is to trade.
+/// Records, on the caller's transaction, that `arrival` changed on the book, for its writer.
 pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arrival: Arrival) -> anyhow::Result<()> {
     let (ask, bid) = match arrival {
         Arrival::Ask(id) => (Some(id), None),
@@ -62,55 +47,69 @@ pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arri
     Ok(())
 }
 
-/// What waits in `pending_trades`, in one read: the books with trades to make, and how many
-/// trades are set aside (failed for good).
-pub async fn pending_trades(pool: &PgPool) -> anyhow::Result<(Vec<(Uuid, f64)>, i64)> {
-    let rows = sqlx::query!(
-        r#"SELECT product_id, size, bool_or(set_aside_at IS NULL) AS "due!",
-                  count(*) FILTER (WHERE set_aside_at IS NOT NULL) AS "set_aside!"
-             FROM pending_trades GROUP BY product_id, size"#
-    )
-    .fetch_all(pool)
-    .await
-    .context("find books with pending trades")?;
-    let set_aside = rows.iter().map(|row| row.set_aside).sum();
-    let due = rows.into_iter().filter(|row| row.due).map(|row| (row.product_id, row.size)).collect();
-    Ok((due, set_aside))
+/// The shard of a product's books in SQL, its id's last byte modulo the shards
+/// ([`crate::owners::shard`]); the count is bound as `$3`.
+macro_rules! shard_of {
+    ($column:literal) => {
+        concat!("(get_byte(uuid_send(", $column, "), 15) % $3)::int2")
+    };
 }
 
-/// Takes a book's pending trades (or only the one with `id`), in the order they were
-/// recorded, leaving those set aside. The book must be locked.
-pub async fn take_pending_trades(
+/// Takes the pending arrivals of the books of `shards` (or only the one with `id`), in the
+/// order they were recorded, leaving those set aside: (product, size, arrival).
+pub async fn take_arrivals(
     tx: &mut PgConnection,
-    product: Uuid,
-    size: f64,
+    shards: &[i16],
     id: Option<i64>,
-) -> anyhow::Result<Vec<Arrival>> {
-    let mut rows = sqlx::query!(
+) -> anyhow::Result<Vec<(Uuid, f64, Arrival)>> {
+    let sql = concat!(
         "DELETE FROM pending_trades
-          WHERE product_id = $1 AND size = $2 AND set_aside_at IS NULL AND ($3::bigint IS NULL OR id = $3)
-          RETURNING id, ask_id, bid_id",
-        product,
-        size,
-        id
-    )
-    .fetch_all(tx)
-    .await
-    .context("take pending trades")?;
-    rows.sort_by_key(|row| row.id);
-    Ok(rows.into_iter().filter_map(|row| row.ask_id.map(Arrival::Ask).or(row.bid_id.map(Arrival::Bid))).collect())
+          WHERE set_aside_at IS NULL AND ($2::bigint IS NULL OR id = $2) AND ",
+        shard_of!("product_id"),
+        " = ANY($1)
+          RETURNING id, product_id, size, ask_id, bid_id"
+    );
+    type Row = (i64, Uuid, f64, Option<Uuid>, Option<Uuid>);
+    let mut rows: Vec<Row> = sqlx::query_as(sql)
+        .bind(shards)
+        .bind(id)
+        .bind(i32::from(SHARDS))
+        .fetch_all(tx)
+        .await
+        .context("take pending arrivals")?;
+    rows.sort_by_key(|row| row.0);
+    Ok(rows
+        .into_iter()
+        .filter_map(|(_, product, size, ask, bid)| {
+            let arrival = ask.map(Arrival::Ask).or(bid.map(Arrival::Bid))?;
+            Some((product, size, arrival))
+        })
+        .collect())
 }
 
-/// The ids of a book's pending trades (not set aside), oldest first.
-pub async fn pending_trade_ids(pool: &PgPool, product: Uuid, size: f64) -> anyhow::Result<Vec<i64>> {
-    sqlx::query_scalar!(
-        "SELECT id FROM pending_trades WHERE product_id = $1 AND size = $2 AND set_aside_at IS NULL ORDER BY id",
-        product,
-        size
-    )
-    .fetch_all(pool)
-    .await
-    .context("list a book's pending trades")
+/// The ids of the pending arrivals (not set aside) of the books of `shards`, oldest first.
+pub async fn pending_trade_ids(pool: &PgPool, shards: &[i16]) -> anyhow::Result<Vec<i64>> {
+    let sql = concat!(
+        "SELECT id FROM pending_trades WHERE set_aside_at IS NULL AND ",
+        shard_of!("product_id"),
+        " = ANY($1) AND $2::int2 IS NULL ORDER BY id"
+    );
+    let unused: Option<i16> = None;
+    sqlx::query_scalar(sql)
+        .bind(shards)
+        .bind(unused)
+        .bind(i32::from(SHARDS))
+        .fetch_all(pool)
+        .await
+        .context("list pending arrivals")
+}
+
+/// How many pending arrivals are set aside (failed for good), for the gauge.
+pub async fn set_aside_count(pool: &PgPool) -> anyhow::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM pending_trades WHERE set_aside_at IS NOT NULL"#)
+        .fetch_one(pool)
+        .await
+        .context("count set-aside arrivals")
 }
 
 /// Counts a failed attempt at the pending trade `id` and keeps its error; at `max_attempts`
@@ -147,119 +146,59 @@ pub async fn lock_asks(tx: &mut PgConnection, mut ids: Vec<Uuid>) -> anyhow::Res
     Ok(())
 }
 
-/// What placing a bid needs to know, in one round trip: the product (if the replica has
-/// heard of it) and, as far as the replicas know, whether the buyer has a saved payment
-/// method, their own lowest ask on the book and how many open bids they have on it.
-pub async fn bidder(
-    conn: &mut PgConnection,
-    product: Uuid,
-    size: f64,
-    buyer: Uuid,
-) -> anyhow::Result<Option<(Product, Bidder)>> {
+/// What placing a bid needs from the replicas, in one round trip: the product (if the
+/// replica has heard of it) and whether the buyer has a saved payment method. What the
+/// buyer has on the book is the writer's to say, from memory.
+pub async fn bidder(conn: &mut PgConnection, product: Uuid, buyer: Uuid) -> anyhow::Result<Option<(Product, bool)>> {
     let row = sqlx::query!(
         r#"SELECT p.id, p.style_code, p.sizes,
-                  EXISTS (SELECT 1 FROM payment_methods m WHERE m.buyer_id = $3) AS "has_payment_method!",
-                  (SELECT min(a.price_cents) FROM asks a
-                    WHERE a.product_id = p.id AND a.size = $2 AND a.seller_id = $3
-                      AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL
-                      AND (a.expires_at IS NULL OR a.expires_at > now())) AS own_lowest_ask,
-                  (SELECT count(*) FROM bids b
-                    WHERE b.buyer_id = $3 AND b.product_id = p.id AND b.size = $2
-                      AND b.status = 'open' AND b.expires_at > now()) AS "open_bids!"
+                  EXISTS (SELECT 1 FROM payment_methods m WHERE m.buyer_id = $2) AS "has_payment_method!"
              FROM products p WHERE p.id = $1"#,
         product,
-        size,
         buyer
     )
     .fetch_optional(conn)
     .await
     .context("find the product and the bidder")?;
-    Ok(row.map(|row| {
-        let product = Product { id: row.id, style_code: row.style_code, sizes: row.sizes };
-        let bidder = Bidder {
-            has_payment_method: row.has_payment_method,
-            own_lowest_ask: row.own_lowest_ask,
-            open_bids: row.open_bids,
-            ..Bidder::default()
-        };
-        (product, bidder)
-    }))
+    Ok(row.map(|row| (Product { id: row.id, style_code: row.style_code, sizes: row.sizes }, row.has_payment_method)))
 }
 
-/// How many open bids `buyer` has on the book of `product` in `size`. Under the book's lock
-/// (bids are placed only there) the count is exact: it includes every bid placed before,
-/// in this batch or an earlier one.
-pub async fn open_bids(conn: &mut PgConnection, buyer: Uuid, product: Uuid, size: f64) -> anyhow::Result<i64> {
-    sqlx::query_scalar!(
-        r#"SELECT count(*) AS "open!" FROM bids
-            WHERE buyer_id = $1 AND product_id = $2 AND size = $3 AND status = 'open' AND expires_at > now()"#,
-        buyer,
-        product,
-        size
-    )
-    .fetch_one(conn)
-    .await
-    .context("count the buyer's open bids on the book")
-}
-
-/// The best asks on a book at or below `price`, not `buyer`'s, in price-time priority.
-pub async fn crossing_asks(
-    tx: &mut PgConnection,
-    product: Uuid,
-    size: f64,
-    price: i64,
-    buyer: Uuid,
-) -> anyhow::Result<Vec<Ask>> {
-    sqlx::query_as!(
-        Ask,
-        "SELECT id, product_id, size, seller_id, price_cents, listed_at FROM asks
-          WHERE product_id = $1 AND size = $2 AND status = 'available' AND held_by IS NULL AND match_id IS NULL
-            AND (expires_at IS NULL OR expires_at > now())
-            AND price_cents <= $3 AND seller_id <> $4
-          ORDER BY price_cents, listed_at, id LIMIT $5",
-        product,
-        size,
-        price,
-        buyer,
-        CANDIDATES,
-    )
-    .fetch_all(tx)
-    .await
-    .context("find crossing asks")
-}
-
-/// The best live bids on a book at or above `price`, not `seller`'s, in price-time priority.
-pub async fn crossing_bids(
-    tx: &mut PgConnection,
-    product: Uuid,
-    size: f64,
-    price: i64,
-    seller: Uuid,
-) -> anyhow::Result<Vec<Bid>> {
+/// A book's live bids, as the writer loads it.
+pub async fn book_bids(tx: &mut PgConnection, product: Uuid, size: f64) -> anyhow::Result<Vec<Bid>> {
     sqlx::query_as!(
         Bid,
         r#"SELECT id, product_id, size, buyer_id, price_cents, status AS "status: BidStatus", match_id, expires_at,
                   version, created_at, updated_at
-             FROM bids
-            WHERE product_id = $1 AND size = $2 AND status = 'open' AND expires_at > now()
-              AND price_cents >= $3 AND buyer_id <> $4
-            ORDER BY price_cents DESC, id LIMIT $5"#,
+             FROM bids WHERE product_id = $1 AND size = $2 AND status = 'open' AND expires_at > now()"#,
         product,
         size,
-        price,
-        seller,
-        CANDIDATES,
     )
     .fetch_all(tx)
     .await
-    .context("find crossing bids")
+    .context("load a book's bids")
+}
+
+/// A book's asks (listings available, held by no order or match, not expired), as the
+/// writer loads it.
+pub async fn book_asks(tx: &mut PgConnection, product: Uuid, size: f64) -> anyhow::Result<Vec<Ask>> {
+    sqlx::query_as!(
+        Ask,
+        "SELECT id, product_id, size, seller_id, price_cents, listed_at, expires_at FROM asks
+          WHERE product_id = $1 AND size = $2 AND status = 'available' AND held_by IS NULL AND match_id IS NULL
+            AND (expires_at IS NULL OR expires_at > now())",
+        product,
+        size,
+    )
+    .fetch_all(tx)
+    .await
+    .context("load a book's asks")
 }
 
 /// The ask with this id, if it is on its book now.
 pub async fn ask_on_book(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Ask>> {
     sqlx::query_as!(
         Ask,
-        "SELECT id, product_id, size, seller_id, price_cents, listed_at FROM asks
+        "SELECT id, product_id, size, seller_id, price_cents, listed_at, expires_at FROM asks
           WHERE id = $1 AND status = 'available' AND held_by IS NULL AND match_id IS NULL
             AND (expires_at IS NULL OR expires_at > now())",
         id
@@ -309,7 +248,7 @@ pub async fn save_bid(tx: &mut PgConnection, decided: &Decision) -> anyhow::Resu
     let bid = &decided.bid;
     let saved = sqlx::query!(
         "UPDATE bids SET status = $2, match_id = $3, version = $4, updated_at = $5
-          WHERE id = $1 AND version = $4::bigint - 1",
+          WHERE id = $1 AND version = $4::bigint - 1 AND ($2 <> 'matched' OR expires_at > now())",
         bid.id,
         bid.status as BidStatus,
         bid.match_id,
@@ -320,7 +259,9 @@ pub async fn save_bid(tx: &mut PgConnection, decided: &Decision) -> anyhow::Resu
     .await
     .with_context(|| format!("save bid {}", bid.id))?
     .rows_affected();
-    anyhow::ensure!(saved == 1, "bid {} changed under its lock", bid.id);
+    // A bid matched must be live by the database's clock too: a writer whose clock is
+    // behind (or whose memory is stale) fails the batch here and reloads the book.
+    anyhow::ensure!(saved == 1, "bid {} changed, or its time ran out, before this write", bid.id);
     if let Some(made) = &decided.matched {
         insert_match(tx, made).await?;
     }
@@ -347,12 +288,24 @@ async fn insert_match(tx: &mut PgConnection, made: &Match) -> anyhow::Result<()>
     .execute(&mut *tx)
     .await
     .context("insert match")?;
-    let held = sqlx::query!("UPDATE asks SET match_id = $2 WHERE id = $1 AND match_id IS NULL", made.ask_id, made.id)
-        .execute(&mut *tx)
-        .await
-        .context("take the ask off the book")?
-        .rows_affected();
-    anyhow::ensure!(held == 1, "ask {} was in another match", made.ask_id);
+    // The ask as the book saw it: on this book, free, at or below the price. A book in
+    // memory that missed a change (the ask repriced, moved or taken) fails here, and the
+    // writer reloads it.
+    let held = sqlx::query!(
+        "UPDATE asks SET match_id = $2
+          WHERE id = $1 AND match_id IS NULL AND held_by IS NULL AND status = 'available'
+            AND product_id = $3 AND size = $4 AND price_cents <= $5",
+        made.ask_id,
+        made.id,
+        made.product_id,
+        made.size,
+        made.price_cents
+    )
+    .execute(&mut *tx)
+    .await
+    .context("take the ask off the book")?
+    .rows_affected();
+    anyhow::ensure!(held == 1, "ask {} is no longer on its book as the book saw it", made.ask_id);
     Ok(())
 }
 

@@ -14,10 +14,11 @@ use sneakerstop_events::orders::{
     CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderRefused, RefusedBecause,
 };
 use sneakerstop_events::payments::{PaymentMethodEvent, PaymentMethodSaved};
-use sneakerstop_market::book::BookQueues;
 use sneakerstop_market::domain::DEFAULT_MAX_OPEN_BIDS_PER_BOOK;
+use sneakerstop_market::engine::{self, Engine};
 use sneakerstop_market::events::MarketHandler;
-use sneakerstop_market::{AppState, SCHEMA, expiry, live::Markets, trader};
+use sneakerstop_market::owners::Ownership;
+use sneakerstop_market::{AppState, SCHEMA, expiry, live::Markets};
 use sneakerstop_messaging::{Handler, IncomingEvent};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
@@ -30,8 +31,10 @@ struct Ctx {
     app: Router,
     pool: PgPool,
     keys: SessionKeys,
-    books: BookQueues,
+    engine: Engine,
     product: Uuid,
+    /// Stops the writer when the test ends.
+    _writer: tokio_util::sync::DropGuard,
     _db: TestDb,
 }
 
@@ -40,21 +43,27 @@ async fn ctx() -> Ctx {
     let pool =
         sneakerstop_db::connect_and_migrate(&db.config(), SCHEMA, &sneakerstop_market::migrations()).await.unwrap();
     let keys = SessionKeys::new(&Secret::new("market-test-secret-0123456789-abcdef"), Duration::from_secs(3600), false);
-    let books = BookQueues::default();
+    // The only member: it owns every shard of the books.
+    let ownership = Ownership::new("http://127.0.0.1:9");
+    ownership.round(&pool).await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (engine, writer) = Engine::start(pool.clone(), ownership, DEFAULT_MAX_OPEN_BIDS_PER_BOOK, cancel.clone());
+    tokio::spawn(writer);
     // Not following a change feed, these markets read PostgreSQL on every request.
-    let app = app(&pool, &keys, &books, Markets::new(Duration::from_millis(10), Duration::from_secs(60)));
-    let ctx = Ctx { app, pool, keys, books, product: Uuid::now_v7(), _db: db };
+    let app = app(&pool, &keys, &engine, Markets::new(Duration::from_millis(10), Duration::from_secs(60)));
+    let ctx = Ctx { app, pool, keys, engine, product: Uuid::now_v7(), _writer: cancel.drop_guard(), _db: db };
     ctx.new_product(ctx.product).await;
     ctx
 }
 
-fn app(pool: &PgPool, keys: &SessionKeys, books: &BookQueues, markets: Markets) -> Router {
+fn app(pool: &PgPool, keys: &SessionKeys, engine: &Engine, markets: Markets) -> Router {
     sneakerstop_market::app(AppState {
         pool: pool.clone(),
         keys: keys.clone(),
         replica: sneakerstop_messaging::ReplicaWait::new(Duration::from_millis(200)),
         markets,
-        books: books.clone(),
+        engine: engine.clone(),
+        forward: reqwest::Client::new(),
         max_open_bids: DEFAULT_MAX_OPEN_BIDS_PER_BOOK,
     })
 }
@@ -76,15 +85,15 @@ impl Ctx {
             cancel.cancel();
             running.await.unwrap();
         };
-        (app(&self.pool, &self.keys, &self.books, markets.clone()), stop)
+        (app(&self.pool, &self.keys, &self.engine, markets.clone()), stop)
     }
 
     /// Delivers `event` to the market's consumer, as Kafka would, and then — as the running
-    /// service does once the consumer's transaction has committed — trades what it put on
-    /// the books.
+    /// service does once the consumer's transaction has committed — has the writer take
+    /// what it recorded for the books.
     async fn deliver<C: Contract>(&self, event: &C, subject: Uuid, version: i64) {
         self.apply(event, subject, version).await;
-        trader::trade_pending(&self.pool, &self.books).await.unwrap();
+        self.engine.take_arrivals().await.unwrap();
     }
 
     /// Applies `event` as the market's consumer does, on a transaction of its own, and
@@ -129,7 +138,7 @@ impl Ctx {
         id
     }
 
-    /// An ask in size 10 the consumer applied and the trader has not traded yet.
+    /// An ask in size 10 the consumer applied and the writer has not taken yet.
     async fn applied_ask(&self, price_cents: i64) -> Uuid {
         let id = Uuid::now_v7();
         self.apply(&SneakerEvent::Listed(listing(id, self.product, Uuid::now_v7(), 10.0, price_cents, 1)), id, 1).await;
@@ -255,11 +264,12 @@ async fn an_ask_the_consumer_applied_trades_even_if_the_process_stopped_before_t
     let ask = ctx.applied_ask(23_000).await;
     assert!(ctx.matches().await.is_empty(), "nothing traded yet");
     let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_trades").fetch_one(&ctx.pool).await.unwrap();
-    assert_eq!(pending, 1, "the ask waits for the trader, durably");
+    assert_eq!(pending, 1, "the ask waits for the writer, durably");
 
-    // The next trader to run (any instance's, at start or on its round) trades it, once.
-    assert_eq!(trader::trade_pending(&ctx.pool, &ctx.books).await.unwrap(), 1);
-    assert_eq!(trader::trade_pending(&ctx.pool, &ctx.books).await.unwrap(), 0, "taken once");
+    // The book's writer (on this instance or the next owner, told or on its round) takes
+    // it, once.
+    assert_eq!(ctx.engine.take_arrivals().await.unwrap(), 1);
+    assert_eq!(ctx.engine.take_arrivals().await.unwrap(), 0, "taken once");
     let matches = ctx.matches().await;
     assert_eq!(matches.len(), 1);
     assert_eq!((&matches[0].1, &matches[0].2, matches[0].3), (&bid, &ask.to_string(), 24_000), "at the bid's price");
@@ -278,7 +288,7 @@ async fn a_pending_trade_that_keeps_failing_is_set_aside_and_does_not_stop_its_b
     ctx.break_ask(broken, &low_bid).await;
     let sound = ctx.applied_ask(23_000).await;
 
-    let first = trader::trade_pending(&ctx.pool, &ctx.books).await;
+    let first = ctx.engine.take_arrivals().await;
     assert!(first.is_err(), "the broken ask did not trade");
     let matches = ctx.matches().await;
     assert_eq!(matches.len(), 1, "the ask behind it traded all the same");
@@ -294,12 +304,12 @@ async fn a_pending_trade_that_keeps_failing_is_set_aside_and_does_not_stop_its_b
     let (tried, set_aside, error) = attempts().await;
     assert_eq!((tried, set_aside), (1, false));
     assert!(error.contains("matches_one_pending_per_ask"), "{error}");
-    for _ in 1..trader::MAX_ATTEMPTS {
-        assert!(trader::trade_pending(&ctx.pool, &ctx.books).await.is_err());
+    for _ in 1..engine::MAX_ATTEMPTS {
+        assert!(ctx.engine.take_arrivals().await.is_err());
     }
-    assert_eq!(attempts().await.0, trader::MAX_ATTEMPTS);
+    assert_eq!(attempts().await.0, engine::MAX_ATTEMPTS);
     assert!(attempts().await.1, "set aside after its last attempt");
-    assert_eq!(trader::trade_pending(&ctx.pool, &ctx.books).await.unwrap(), 0, "and no longer tried");
+    assert_eq!(ctx.engine.take_arrivals().await.unwrap(), 0, "and no longer tried");
 }
 
 #[tokio::test]
@@ -381,8 +391,8 @@ async fn requests_waiting_for_a_book_are_done_on_one_transaction_each_with_its_o
             .await
     };
 
-    // While something else has the book, requests on it queue; then one batch does them all.
-    let held = ctx.books.turn(ctx.product, 10.0).await;
+    // While the writer is held, requests queue; then one batch does them all.
+    let held = ctx.engine.hold().await;
     let requests = async {
         let uri = format!("/api/bids/{resting}");
         let cancel = Call::new(Method::DELETE, &uri).header("authorization", &early).send(&ctx.app);
@@ -390,7 +400,7 @@ async fn requests_waiting_for_a_book_are_done_on_one_transaction_each_with_its_o
         tokio::join!(cancel, bids, ctx.bid(&resting_only, 10.0, 150.0), keyed(&no_card))
     };
     let release = async {
-        let queued = || async { (ctx.books.waiting(ctx.product, 10.0) == 5).then_some(()) };
+        let queued = || async { (ctx.engine.queued() == 5).then_some(()) };
         wait_until("five requests queued for the book", Duration::from_secs(10), queued).await;
         drop(held);
     };
@@ -435,14 +445,14 @@ async fn a_request_that_fails_in_a_batch_fails_alone() {
     let (_, crossing) = ctx.buyer().await;
     let (_, resting) = ctx.buyer().await;
 
-    let held = ctx.books.turn(ctx.product, 10.0).await;
+    let held = ctx.engine.hold().await;
     let requests = async {
         let uri = format!("/api/bids/{low_bid}");
         let cancel = Call::new(Method::DELETE, &uri).header("authorization", &low).send(&ctx.app);
         tokio::join!(ctx.bid(&crossing, 10.0, 240.0), ctx.bid(&resting, 10.0, 150.0), cancel)
     };
     let release = async {
-        let queued = || async { (ctx.books.waiting(ctx.product, 10.0) == 3).then_some(()) };
+        let queued = || async { (ctx.engine.queued() == 3).then_some(()) };
         wait_until("three requests queued for the book", Duration::from_secs(10), queued).await;
         drop(held);
     };

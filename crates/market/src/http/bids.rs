@@ -3,10 +3,10 @@
 use anyhow::Context;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sneakerstop_auth::CurrentUser;
@@ -14,14 +14,13 @@ use sneakerstop_idempotency::IdempotencyKey;
 use sneakerstop_problem::money::units;
 use sneakerstop_problem::page::{Page, PageOf, PageParams};
 use sneakerstop_problem::{ApiJson, ApiQuery, FieldError, Problem};
-use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{
-    Bid, BidStatus, Bidder, DEFAULT_EXPIRY_DAYS, MAX_BID_CENTS, MAX_EXPIRY_DAYS, MIN_BID_CENTS, NewBid, Product,
-};
-use crate::{AppState, MarketError, book, store};
+use crate::domain::{Bid, BidStatus, DEFAULT_EXPIRY_DAYS, MAX_BID_CENTS, MAX_EXPIRY_DAYS, MIN_BID_CENTS, NewBid};
+use crate::engine::{Placed, Placing};
+use crate::owners::Owner;
+use crate::{AppState, MarketError, store};
 
 pub(super) fn router() -> axum::Router<AppState> {
     axum::Router::new().route("/api/bids", get(list).post(place)).route("/api/bids/{id}", get(get_one).delete(cancel))
@@ -144,30 +143,31 @@ pub(super) async fn place(
     State(state): State<AppState>,
     user: CurrentUser,
     key: Option<IdempotencyKey>,
+    headers: HeaderMap,
     ApiJson(input): ApiJson<NewBidInput>,
 ) -> Result<Response, MarketError> {
     let new = NewBid::try_from(input).map_err(MarketError::Invalid)?;
+    let product_id = new.product_id;
+    if let Some(address) = elsewhere(&state, product_id, &headers)? {
+        let body = json!({"productId": new.product_id, "size": new.size, "price": units(new.price_cents),
+                          "expiresInDays": new.expires_in_days});
+        return forward(&state, &address, Method::POST, "/api/bids", &headers, Some(body)).await;
+    }
     // A product created or a payment method saved a moment ago may not have reached the
-    // market's replicas yet: wait for them (bounded by REPLICA_WAIT) before refusing. What
-    // the refusals need is read before the book is locked, to hold the lock briefly (an own
-    // ask listed meanwhile is never bought: matching skips own asks).
+    // market's replicas yet: wait for them (bounded by REPLICA_WAIT) before refusing.
     let pool = &state.pool;
     let read = || async move {
         let mut conn = pool.acquire().await.context("acquire")?;
-        store::bidder(&mut conn, new.product_id, new.size, user.id).await
+        store::bidder(&mut conn, product_id, user.id).await
     };
-    let ready = state
-        .replica
-        .until(new.product_id, || async { Ok(read().await?.filter(|(_, bidder)| bidder.has_payment_method)) })
-        .await?;
-    let (product, mut bidder) = match ready {
+    let ready =
+        state.replica.until(product_id, || async { Ok(read().await?.filter(|(_, has_method)| *has_method)) }).await?;
+    let (product, has_payment_method) = match ready {
         Some(found) => found,
         None => read().await?.ok_or(MarketError::ProductNotFound)?,
     };
-    bidder.open_bids_allowed = state.max_open_bids;
-    let (product_id, size) = (new.product_id, new.size);
-    let placing = Placing { buyer: user.id, key, new, product, bidder };
-    Ok(match state.books.request(&state.pool, product_id, size, placing).await? {
+    let placing = Placing { buyer: user.id, key, new, product, has_payment_method };
+    Ok(match state.engine.place(placing).await? {
         Placed::Now(view, _, _) => {
             // Committed: the buyer's next look at the market shows it.
             state.markets.changed(product_id);
@@ -177,84 +177,54 @@ pub(super) async fn place(
     })
 }
 
-/// A bid to place, in its book's next batch.
-struct Placing {
-    buyer: Uuid,
-    key: Option<IdempotencyKey>,
-    new: NewBid,
-    product: Product,
-    bidder: Bidder,
+/// Marks a request one instance sent on to another: it is never sent on again.
+const FORWARDED: &str = "x-sneakerstop-forwarded";
+
+/// Where `product`'s books are if not here: the owner's address. A request sent on once
+/// that finds the book moved again is answered 503 (retry), not sent on a second time.
+fn elsewhere(state: &AppState, product: Uuid, headers: &HeaderMap) -> Result<Option<String>, MarketError> {
+    match state.engine.owner(product) {
+        Owner::Here(_) => Ok(None),
+        Owner::There(address) if !headers.contains_key(FORWARDED) => Ok(Some(address)),
+        Owner::There(_) | Owner::Nobody => Err(MarketError::Moved),
+    }
 }
 
-impl book::BookRequest for Placing {
-    type Answer = Placed;
-
-    async fn on_book(&self, tx: &mut PgConnection) -> Result<Placed, MarketError> {
-        place_on(tx, self.buyer, self.key.as_ref(), &self.new, &self.product, self.bidder).await
-    }
-
-    fn committed(answer: &Result<Placed, MarketError>) {
-        if let Ok(Placed::Now(_, bid_id, status)) = answer {
-            metrics::counter!("market_bids_placed_total").increment(1);
-            tracing::info!(%bid_id, status = status.as_str(), "bid placed");
+/// Sends a request on to the instance that owns the book (with the caller's credentials,
+/// key and trace context) and its answer back as it is.
+async fn forward(
+    state: &AppState,
+    address: &str,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Option<serde_json::Value>,
+) -> Result<Response, MarketError> {
+    metrics::counter!("market_requests_forwarded_total").increment(1);
+    let mut request = state.forward.request(method, format!("{address}{path}")).header(FORWARDED, "1");
+    for name in ["cookie", "authorization", "idempotency-key", "traceparent", "tracestate", "x-request-id"] {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value);
         }
     }
-}
-
-/// What placing a bid came to.
-enum Placed {
-    /// Placed now: its view, id and status.
-    Now(serde_json::Value, Uuid, BidStatus),
-    /// The Idempotency-Key's first request placed it: that request's answer.
-    Before(Response),
-}
-
-/// Places one bid, on a transaction that holds its book's lock.
-async fn place_on(
-    tx: &mut PgConnection,
-    buyer: Uuid,
-    key: Option<&IdempotencyKey>,
-    new: &NewBid,
-    product: &Product,
-    bidder: Bidder,
-) -> Result<Placed, MarketError> {
-    // Claimed, used and answered on the batch's transaction: a crash rolls the claim back
-    // too. A retry waits for the book behind the first request, so it finds the first answer.
-    let request = json!({"productId": new.product_id, "size": new.size, "priceCents": new.price_cents,
-                         "expiresInDays": new.expires_in_days});
-    let start =
-        sneakerstop_idempotency::begin(tx, buyer, key, &request, sneakerstop_idempotency::WITHIN_TRANSACTION).await?;
-    if let sneakerstop_idempotency::Start::Answer(answer) = start {
-        return Ok(Placed::Before(answer));
+    if let Some(body) = body {
+        request = request.json(&body);
     }
-    // Counted again on the book's turn: what was read before it does not include the bids
-    // this buyer sent at the same moment (a burst, or a script), and the limit is exact.
-    let bidder = Bidder { open_bids: store::open_bids(tx, buyer, new.product_id, new.size).await?, ..bidder };
-    let now = Utc::now().trunc_subsecs(6);
-    let placed = match Bid::place(Uuid::now_v7(), buyer, new, product, bidder, now) {
-        Ok(placed) => placed,
-        Err(refusal) => {
-            // Others' bids in the batch commit: the claim must not (a retry runs again).
-            if let Some(key) = key {
-                sneakerstop_idempotency::release(tx, buyer, key).await?;
-            }
-            return Err(refusal.into());
+    let unavailable = |_| MarketError::Unavailable("the instance that owns the book did not answer; retry");
+    let answer = request.send().await.map_err(unavailable)?;
+    let status = answer.status();
+    let mut response = Response::builder().status(status.as_u16());
+    for name in ["content-type", "retry-after"] {
+        if let Some(value) = answer.headers().get(name) {
+            response = response.header(name, value.as_bytes());
         }
-    };
-    store::insert_bid(tx, &placed).await?;
-    let bid = match book::trade_bid(tx, &placed.bid, now).await? {
-        Some(traded) => traded.bid,
-        None => placed.bid,
-    };
-    let (bid_id, status) = (bid.id, bid.status);
-    let view = serde_json::to_value(BidView::from(bid)).context("a bid view serializes")?;
-    if let Some(key) = key {
-        sneakerstop_idempotency::store(tx, buyer, key, StatusCode::CREATED.as_u16(), &view).await?;
     }
-    Ok(Placed::Now(view, bid_id, status))
+    let bytes = answer.bytes().await.map_err(unavailable)?;
+    response
+        .body(axum::body::Body::from(bytes))
+        .map_err(|error| MarketError::Internal(anyhow::anyhow!("an answer sent on: {error}")))
 }
 
-/// Your bids, newest first, whatever became of them.
 #[utoipa::path(
     get, path = "/api/bids", tag = "market",
     params(PageParams),
@@ -314,40 +284,18 @@ pub(super) async fn get_one(
 pub(super) async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<BidView>, MarketError> {
+) -> Result<Response, MarketError> {
     let id = parse_id(&id)?;
     let found =
         store::bid(&state.pool, id).await?.filter(|bid| bid.buyer_id == user.id).ok_or(MarketError::BidNotFound)?;
-    let cancelling = Cancelling { id, buyer: user.id };
-    let cancelled = state.books.request(&state.pool, found.product_id, found.size, cancelling).await?;
+    if let Some(address) = elsewhere(&state, found.product_id, &headers)? {
+        return forward(&state, &address, Method::DELETE, &format!("/api/bids/{id}"), &headers, None).await;
+    }
+    let cancelled = state.engine.cancel(id, user.id, found.product_id, found.size).await?;
     state.markets.changed(found.product_id);
-    Ok(Json(cancelled.into()))
-}
-
-/// A bid to cancel, in its book's next batch.
-struct Cancelling {
-    id: Uuid,
-    buyer: Uuid,
-}
-
-impl book::BookRequest for Cancelling {
-    type Answer = Bid;
-
-    async fn on_book(&self, tx: &mut PgConnection) -> Result<Bid, MarketError> {
-        // The book (locked by the batch) first, then the bid: the order every change to a
-        // book takes its locks in.
-        let bid = store::lock_bid(tx, self.id).await?.ok_or(MarketError::BidNotFound)?;
-        let cancelled = bid.cancel(self.buyer, Utc::now().trunc_subsecs(6))?;
-        store::save_bid(tx, &cancelled).await?;
-        Ok(cancelled.bid)
-    }
-
-    fn committed(answer: &Result<Bid, MarketError>) {
-        if answer.is_ok() {
-            metrics::counter!("market_bids_cancelled_total").increment(1);
-        }
-    }
+    Ok(Json(BidView::from(cancelled)).into_response())
 }
 
 fn parse_id(id: &str) -> Result<Uuid, MarketError> {
