@@ -29,10 +29,11 @@ pub struct Settings {
     #[arg(long = "max-open-bids-per-book", env = "MAX_OPEN_BIDS_PER_BOOK", default_value_t = crate::domain::DEFAULT_MAX_OPEN_BIDS_PER_BOOK, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub max_open_bids_per_book: i64,
     /// Where the other market instances reach this one (`http://host:port`), for requests
-    /// on books this instance owns that reach another ([`crate::owners`]). One instance
-    /// alone never uses it; in Kubernetes it is the pod's address.
-    #[arg(long = "market-advertise-url", env = "MARKET_ADVERTISE_URL", default_value = "http://127.0.0.1:8080")]
-    pub advertise_url: String,
+    /// on books this instance owns that reach another ([`crate::owners`]). The address the
+    /// server is bound to unless set (the loopback address if bound to every interface); in
+    /// Kubernetes, the pod's address.
+    #[arg(long = "market-advertise-url", env = "MARKET_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 /// The market service.
@@ -78,7 +79,8 @@ impl Service for Market {
 
     fn start(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<axum::Router> {
         wiring.spawn(expiry::run(wiring.pool.clone(), self.settings.bid_sweep_interval, wiring.cancel.clone()));
-        let ownership = owners::Ownership::new(self.settings.advertise_url.trim_end_matches('/'));
+        let address = self.settings.advertise_url.as_deref().unwrap_or(&wiring.address);
+        let ownership = owners::Ownership::new(address.trim_end_matches('/'));
         wiring.spawn(ownership.clone().run(wiring.pool.clone(), wiring.cancel.clone()));
         let (engine, writer) = engine::Engine::start(
             wiring.pool.clone(),

@@ -112,6 +112,8 @@ pub struct Wiring<'a> {
     pub tasks: &'a mut JoinSet<()>,
     /// Cancelled when the process shuts down.
     pub cancel: CancellationToken,
+    /// Where this process's HTTP server is reached (`http://host:port`, bound already).
+    pub address: String,
 }
 
 impl Wiring<'_> {

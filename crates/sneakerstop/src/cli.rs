@@ -118,7 +118,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.session.write_limit_burst,
         keys.clone(),
     );
+    // Bound before the services start, so they know where this process is reached (the
+    // market tells the other instances); connections wait in the backlog until it serves.
+    let listener = TcpListener::bind((args.http.host, args.http.port))
+        .await
+        .with_context(|| format!("bind {}:{}", args.http.host, args.http.port))?;
+    let addr = listener.local_addr()?;
     let shared = Shared {
+        address: reachable_at(addr),
         db: DbConfig::from_settings(&args.database)?,
         migrate_on_start: args.database.migrate_on_start,
         keys,
@@ -175,10 +182,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app =
         crate::server::app(router, checks, details, crate::server::openapi(docs), &args.http.cors_allowed_origins);
 
-    let listener = TcpListener::bind((args.http.host, args.http.port))
-        .await
-        .with_context(|| format!("bind {}:{}", args.http.host, args.http.port))?;
-    let addr = listener.local_addr()?;
     let names: Vec<_> = selected.iter().map(|s| s.name()).collect();
     tracing::info!(%addr, services = ?names, "listening");
     // Peers' addresses reach the handlers (sign-in throttling per client address).
@@ -206,6 +209,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     served.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `http://` and the address others reach `addr` at: the loopback address for a server
+/// bound to every interface (a deployment says better: MARKET_ADVERTISE_URL).
+fn reachable_at(addr: std::net::SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
 /// Resolves on SIGTERM or ctrl-c; in-flight requests are then drained.

@@ -70,6 +70,8 @@ pub struct Started {
 /// Everything services share.
 #[derive(Clone)]
 pub struct Shared {
+    /// Where this process's HTTP server is reached (`http://host:port`).
+    pub address: String,
     /// PostgreSQL settings.
     pub db: DbConfig,
     /// Whether starting a service applies its migrations (else it waits for them).
@@ -169,6 +171,7 @@ pub async fn start(
         heard,
         tasks,
         cancel: cancel.clone(),
+        address: shared.address.clone(),
     };
     let router = service.start(&mut wiring).with_context(|| format!("start {name}"))?;
     Ok(Started { router, checks: vec![postgres_check(name, pool.clone())], pool })

@@ -10,7 +10,8 @@
 //! for each other's matches. This is what the prefix is for in production too: deployments
 //! sharing a cluster.
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -26,18 +27,25 @@ struct Market {
     http: Client,
     server: Server,
     db: TestDb,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Market {
     async fn start() -> Self {
         let db = TestDb::new().await;
-        let env = [
+        let env = vec![
             ("DATABASE_URL", db.url()),
             ("JWT_SECRET", SECRET.to_owned()),
             ("KAFKA_TOPIC_PREFIX", format!("{}.", unique("market"))),
+            ("KAFKA_GROUP_PREFIX", unique("market")),
         ];
         let server = Server::start(BIN, &["serve"], &env).await;
-        Self { http: Client::builder().pool_max_idle_per_host(64).build().unwrap(), server, db }
+        Self { http: Client::builder().pool_max_idle_per_host(64).build().unwrap(), server, db, env }
+    }
+
+    /// Another instance of the same deployment: the same database, topics and groups.
+    async fn another(&self) -> Server {
+        Server::start(BIN, &["serve"], &self.env).await
     }
 
     async fn call(&self, method: Method, path: &str, auth: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -50,6 +58,64 @@ impl Market {
         }
         let response = request.send().await.unwrap();
         (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A request to the server at `base`, with an Idempotency-Key if given; `None` if it
+    /// did not answer (killed).
+    async fn call_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        auth: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Option<(StatusCode, Value)> {
+        let mut request = self.http.request(method, format!("{base}{path}")).header("authorization", auth);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.ok()?;
+        Some((response.status(), response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// The owner (its address) of each shard of the books with a live lease.
+    async fn owners(&self) -> HashMap<i16, String> {
+        let pool = sneakerstop_db::sqlx::PgPool::connect(&self.db.url()).await.unwrap();
+        let rows: Vec<(i16, String)> = sneakerstop_db::sqlx::query_as(
+            "SELECT shard, address FROM market.book_shards WHERE owner IS NOT NULL AND lease_until > now()",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.into_iter().collect()
+    }
+
+    /// Waits until the servers at `bases` each own their share of the 16 shards.
+    async fn shared_by(&self, bases: &[&str]) -> HashMap<i16, String> {
+        wait_until("the instances to share the books", DEADLINE, || async {
+            let owners = self.owners().await;
+            let shared = owners.len() == 16
+                && bases.iter().all(|base| owners.values().filter(|owner| owner == base).count() == 16 / bases.len());
+            shared.then_some(owners)
+        })
+        .await
+    }
+
+    /// A product whose books the instance at `base` owns (products are made until one is).
+    async fn product_owned_by(&self, admin: &str, owners: &HashMap<i16, String>, base: &str) -> String {
+        for _ in 0..64 {
+            let product = self.product(admin).await;
+            let shard = uuid::Uuid::parse_str(&product).unwrap().as_bytes()[15] % 16;
+            if owners.get(&i16::from(shard)).map(String::as_str) == Some(base) {
+                return product;
+            }
+        }
+        panic!("no product of 64 fell in a shard {base} owns");
     }
 
     /// Signs up with a known email and password; returns the email.
@@ -311,4 +377,168 @@ async fn five_hundred_bids_and_a_buy_now_racing_for_one_ask_make_one_sale_and_on
     }
     let open = market.count("SELECT count(*) FROM market.bids WHERE status = 'open'").await;
     assert_eq!(open, 500 - filled, "every other bid is back on (or still on) the book");
+}
+
+#[tokio::test]
+async fn two_instances_each_own_half_the_books_and_answer_for_each_others() {
+    let market = Market::start().await;
+    let second = market.another().await;
+    let (first_base, second_base) = (market.server.base_url.clone(), second.base_url.clone());
+    let owners = market.shared_by(&[&first_base, &second_base]).await;
+    let admin = market.admin().await;
+    let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
+    let (_, buyer) = sneakerstop_test_support::signed_in(&keys);
+    market.save_card(&buyer, "pm_card_visa").await;
+    let seller = market.server.signup().await;
+
+    for (owner, other) in [(&first_base, &second_base), (&second_base, &first_base)] {
+        let product = market.product_owned_by(&admin, &owners, owner).await;
+        market.bid(&buyer, &product, 10.0, 100.0).await; // the market knows product and card
+        // Placed and cancelled through the instance that does not own the book.
+        let body = json!({"productId": product, "size": 10.0, "price": 240.0});
+        let (status, bid) =
+            market.call_at(other, Method::POST, "/api/bids", &buyer, Some(&unique("key")), Some(body)).await.unwrap();
+        assert_eq!((status, bid["status"].as_str()), (StatusCode::CREATED, Some("open")), "{bid}");
+        let path = format!("/api/bids/{}", bid["id"].as_str().unwrap());
+        let (status, cancelled) = market.call_at(other, Method::DELETE, &path, &buyer, None, None).await.unwrap();
+        assert_eq!((status, cancelled["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{cancelled}");
+        // And traded there: the owner's book has the bid placed through the other.
+        let body = json!({"productId": product, "size": 10.5, "price": 250.0});
+        let (_, bid) = market.call_at(other, Method::POST, "/api/bids", &buyer, None, Some(body)).await.unwrap();
+        market.ask(&seller, &product, 10.5, 245.0).await;
+        market.until_bid(&buyer, bid["id"].as_str().unwrap(), "filled").await;
+    }
+    for server in [&market.server, &second] {
+        let forwarded = server.metric_sum("market_requests_forwarded_total").await.unwrap_or(0.0);
+        assert!(forwarded >= 3.0, "{} sent {forwarded} requests on", server.base_url);
+    }
+}
+
+#[tokio::test]
+async fn the_owner_of_books_killed_while_bids_stream_in_is_succeeded_within_seconds_and_nothing_is_lost() {
+    const BUYERS: usize = 60;
+    const STREAMS: usize = 4;
+    const BIDS_PER_STREAM: usize = 80;
+    let market = Market::start().await;
+    let doomed = market.another().await;
+    let (survivor, doomed_base) = (market.server.base_url.clone(), doomed.base_url.clone());
+    let owners = market.shared_by(&[&survivor, &doomed_base]).await;
+    let admin = market.admin().await;
+    let product = market.product_owned_by(&admin, &owners, &doomed_base).await;
+    let keys = SessionKeys::new(&Secret::new(SECRET), Duration::from_secs(3600), false);
+    let buyers: Vec<String> = (0..BUYERS).map(|_| sneakerstop_test_support::signed_in(&keys).1).collect();
+    for chunk in buyers.chunks(20) {
+        futures::future::join_all(chunk.iter().map(|b| market.save_card(b, "pm_card_visa"))).await;
+    }
+    wait_until("the market to know every card", DEADLINE, || async {
+        (market.count("SELECT count(*) FROM market.payment_methods").await == BUYERS as i64).then_some(())
+    })
+    .await;
+    let seller = market.server.signup().await;
+    for n in 0..8 {
+        market.ask(&seller, &product, 10.0, 190.0 + f64::from(n)).await;
+    }
+
+    // Streams of bids through both instances, each with its key; one that gets no answer
+    // (the instance died, or the book is between owners: 503) is sent again with the same
+    // key to the survivor until it is answered.
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let stream = |stream: usize| {
+        let (market, product, buyers, done) = (&market, &product, &buyers, &done);
+        let (survivor, doomed_base) = (&survivor, &doomed_base);
+        async move {
+            let mut answered = Vec::new();
+            for n in 0..BIDS_PER_STREAM {
+                let key = unique("bid");
+                let buyer = &buyers[(stream * BIDS_PER_STREAM + n) % BUYERS];
+                #[allow(clippy::cast_precision_loss, reason = "small")]
+                let price = 150.0 + ((stream * 7 + n * 13) % 50) as f64;
+                let body = json!({"productId": product, "size": 10.0, "price": price});
+                let mut base = if n % 2 == 0 { survivor } else { doomed_base };
+                let bid = wait_until("the bid to be answered", DEADLINE, || {
+                    let (body, key, this) = (body.clone(), key.clone(), base.clone());
+                    base = survivor;
+                    async move {
+                        match market.call_at(&this, Method::POST, "/api/bids", buyer, Some(&key), Some(body)).await {
+                            Some((StatusCode::CREATED, bid)) => Some(Some(bid)),
+                            Some((StatusCode::CONFLICT, refused)) => {
+                                assert!(refused["type"].as_str().unwrap().ends_with("/own-ask"), "{refused}");
+                                Some(None)
+                            }
+                            Some((StatusCode::SERVICE_UNAVAILABLE, _)) | None => None,
+                            Some((status, other)) => panic!("{status}: {other}"),
+                        }
+                    }
+                })
+                .await;
+                if let Some(bid) = bid {
+                    answered.push((key, bid["id"].as_str().unwrap().to_owned()));
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            answered
+        }
+    };
+    let kill = async {
+        // A third of the way through the streams.
+        let third = || async {
+            (done.load(std::sync::atomic::Ordering::SeqCst) >= STREAMS * BIDS_PER_STREAM / 3).then_some(())
+        };
+        wait_until("a third of the bids", DEADLINE, third).await;
+        let killed = Instant::now();
+        doomed.kill().await;
+        let at_kill = done.load(std::sync::atomic::Ordering::SeqCst);
+        wait_until("the survivor to own every book", DEADLINE, || async {
+            market.owners().await.values().all(|owner| *owner == survivor).then_some(())
+        })
+        .await;
+        let took = killed.elapsed();
+        eprintln!("the survivor owned every book {took:?} after the kill");
+        (took, at_kill)
+    };
+    let (answered, (took, at_kill)) = tokio::join!(futures::future::join_all((0..STREAMS).map(stream)), kill);
+    assert!(took < Duration::from_secs(10), "the books had no owner for {took:?}");
+    assert!(at_kill < STREAMS * BIDS_PER_STREAM, "the owner was killed while bids streamed in");
+    let answered: Vec<(String, String)> = answered.into_iter().flatten().collect();
+
+    // Every answered bid is there, once; no key made two bids.
+    let ids: HashSet<&str> = answered.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids.len(), answered.len(), "two keys were answered with one bid");
+    let placed = market
+        .count(&format!("SELECT count(*) FROM market.bids WHERE product_id = '{product}' AND price_cents >= 15000"))
+        .await;
+    assert_eq!(placed, answered.len() as i64, "every bid answered 201 is stored, and nothing else");
+    // Everything settles: each pair sold once, one order and one charge per match.
+    wait_until("the matches to settle", DEADLINE, || async {
+        let busy = market
+            .count(
+                "SELECT (SELECT count(*) FROM market.bids WHERE status = 'matched')
+                      + (SELECT count(*) FROM payments.payments WHERE status = 'pending')",
+            )
+            .await;
+        (busy == 0).then_some(())
+    })
+    .await;
+    let matches = market.count("SELECT count(*) FROM market.matches WHERE status = 'filled'").await;
+    assert_eq!(matches, 8, "every ask was bought (bids at 190 and more came)");
+    let doubled = market
+        .count(
+            "SELECT count(*) FROM (SELECT ask_id FROM market.matches WHERE status = 'filled'
+                                   GROUP BY ask_id HAVING count(*) > 1) twice",
+        )
+        .await;
+    assert_eq!(doubled, 0, "no pair sold twice");
+    let charges = market
+        .count("SELECT count(*) FROM payments.payments WHERE status IN ('succeeded', 'refund_pending', 'refunded')")
+        .await;
+    assert_eq!(charges, 8, "one charge per match");
+    let filled = market.count("SELECT count(*) FROM market.bids WHERE status = 'filled'").await;
+    assert_eq!(filled, 8);
+    // The survivor's book is the stored one: not crossed, every open bid on it.
+    let size = market.size_market(&product, 10.0).await;
+    let open = market
+        .count(&format!("SELECT count(*) FROM market.bids WHERE product_id = '{product}' AND status = 'open'"))
+        .await;
+    assert_eq!(size["bids"].as_i64(), Some(open));
+    assert!(size["lowestAsk"].is_null(), "{size}");
 }
