@@ -203,6 +203,21 @@ impl Market {
         market["sizes"].as_array().unwrap().iter().find(|s| s["size"] == size).unwrap().clone()
     }
 
+    /// Waits until every consequence of the matches has settled: no bid matched any more,
+    /// no payment pending.
+    async fn settled(&self) {
+        wait_until("the matches to settle", DEADLINE, || async {
+            let busy = self
+                .count(
+                    "SELECT (SELECT count(*) FROM market.bids WHERE status = 'matched')
+                          + (SELECT count(*) FROM payments.payments WHERE status = 'pending')",
+                )
+                .await;
+            (busy == 0).then_some(())
+        })
+        .await;
+    }
+
     async fn count(&self, sql: &str) -> i64 {
         let pool = sneakerstop_db::sqlx::PgPool::connect(&self.db.url()).await.unwrap();
         let count = sneakerstop_db::sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
@@ -354,17 +369,7 @@ async fn five_hundred_bids_and_a_buy_now_racing_for_one_ask_make_one_sale_and_on
     assert_eq!(placed, 499, "every bid is taken: {:?}", answers.iter().find(|(s, _)| *s != StatusCode::CREATED));
 
     market.until_pair(&sneaker, "sold").await;
-    // Let every consequence settle: no bid matched any more, no payment pending.
-    wait_until("the race to settle", DEADLINE, || async {
-        let busy = market
-            .count(
-                "SELECT (SELECT count(*) FROM market.bids WHERE status = 'matched')
-                      + (SELECT count(*) FROM payments.payments WHERE status = 'pending')",
-            )
-            .await;
-        (busy == 0).then_some(())
-    })
-    .await;
+    market.settled().await;
     let sales = market.count("SELECT count(*) FROM orders.orders WHERE status = 'complete'").await;
     let charges = market
         .count("SELECT count(*) FROM payments.payments WHERE status IN ('succeeded', 'refund_pending', 'refunded')")
@@ -509,16 +514,7 @@ async fn the_owner_of_books_killed_while_bids_stream_in_is_succeeded_within_seco
         .await;
     assert_eq!(placed, answered.len() as i64, "every bid answered 201 is stored, and nothing else");
     // Everything settles: each pair sold once, one order and one charge per match.
-    wait_until("the matches to settle", DEADLINE, || async {
-        let busy = market
-            .count(
-                "SELECT (SELECT count(*) FROM market.bids WHERE status = 'matched')
-                      + (SELECT count(*) FROM payments.payments WHERE status = 'pending')",
-            )
-            .await;
-        (busy == 0).then_some(())
-    })
-    .await;
+    market.settled().await;
     let matches = market.count("SELECT count(*) FROM market.matches WHERE status = 'filled'").await;
     assert_eq!(matches, 8, "every ask was bought (bids at 190 and more came)");
     let doubled = market
