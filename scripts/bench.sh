@@ -37,6 +37,19 @@ scripts/kafka.sh install
 log "building the release binary"
 cargo build --release --bin sneakerstop
 bin=target/release/sneakerstop
+# The matching engine alone (crates/market/benches/matching.rs): no database, one core.
+log "the matching engine alone (criterion)"
+rm -rf target/criterion/matching
+cargo bench -p sneakerstop-market --bench matching -- --warm-up-time 1 --measurement-time "$([ -n "${BENCH_QUICK:-}" ] && echo 2 || echo 5)"
+engine_ops=$(python3 - <<'PY'
+import glob, json
+# One measured iteration is 10,000 operations (OPERATIONS in the bench).
+[path] = glob.glob("target/criterion/matching/*/new/estimates.json")
+print(round(10_000 / (json.load(open(path))["mean"]["point_estimate"] / 1e9)))
+PY
+)
+log "matching engine: $engine_ops operations/s"
+
 log "the yardstick: PostgreSQL's ceiling for a listing and its outbox row (pgbench, median of 3)"
 if [ -n "${BENCH_QUICK:-}" ]; then export YARDSTICK_SECONDS=${YARDSTICK_SECONDS:-3}; fi
 yardstick=$(scripts/yardstick.sh "$bin")
@@ -145,11 +158,15 @@ fi
 if [ -n "${LOAD_ADMIN_EMAIL:-}" ]; then
   run market --scenario market --duration "$(secs 30s)" --concurrency 64 --users 64 --seed-listings 0 \
     --market-products 4 --market-streams 50
-  # The same market paced (open loop, 80 iterations/s, about 96 book operations/s): its
-  # latency at a rate the machine keeps up with, where the closed loop above shows how
-  # many it does at most (and latency there is mostly queueing: 64 workers / throughput).
-  run market-paced --scenario market --duration "$(secs 30s)" --rate 80 --users 64 --seed-listings 0 \
-    --market-products 4 --market-streams 50
+  # The same market paced (open loop) at 0.025, 0.05, 0.1 and 0.15 × the yardstick in book
+  # operations (an iteration is 1.2 of them: one in five bids and cancels): its latency at
+  # rates below saturation, where the closed loop above shows how many it does at most
+  # (and latency there is mostly queueing: 64 workers / throughput).
+  for share in 0.025 0.05 0.1 0.15; do
+    rate=$(python3 -c "print(max(1, round($share * $yardstick / 1.2)))")
+    run "market-paced-$share" --scenario market --duration "$(secs 20s)" --rate "$rate" --users 64 \
+      --seed-listings 0 --market-products 4 --market-streams 50
+  done
 else
   note "scenario market skipped: set LOAD_ADMIN_EMAIL and LOAD_ADMIN_PASSWORD (an admin of the running server)"
 fi
@@ -182,13 +199,15 @@ PY
   kill "$sink_pid" 2>/dev/null || true
 fi
 
-python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" "$yardstick" <<'PY'
+python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" "$yardstick" "$engine_ops" <<'PY'
 import json, sys, os
-work, target, rev, stamp, cores, mem, yardstick = sys.argv[1:]
-names = ["browse", "browse-uncached", "list", "list-paced", "purchase", "drop", "login-flood", "market", "market-paced", "list-traced", "purchase-traced"]
+work, target, rev, stamp, cores, mem, yardstick, engine = sys.argv[1:]
+names = ["browse", "browse-uncached", "list", "list-paced", "purchase", "drop", "login-flood", "market",
+         "market-paced-0.025", "market-paced-0.05", "market-paced-0.1", "market-paced-0.15", "list-traced",
+         "purchase-traced"]
 reports = {n: json.load(open(os.path.join(work, f"{n}.json"))) for n in names if os.path.exists(os.path.join(work, f"{n}.json"))}
 json.dump({"revision": rev, "date": stamp, "machine": {"cores": int(cores), "memoryGiB": float(mem)},
-           "yardstickTps": float(yardstick), "reports": reports},
+           "yardstickTps": float(yardstick), "matchingEngineOpsPerSecond": int(engine), "reports": reports},
           open(target, "w"), indent=2)
 PY
 # The targets (docs/performance.md), each as a ratio to the yardstick of this run.
@@ -202,12 +221,30 @@ rows = [
     ("uncached browse, a page of 20 and a listing (browse-uncached, all requests)", ratio("browse-uncached", "requests"), ">=", 1.0),
     ("signed-in listing POST (list)", ratio("list", "POST /api/sneakers"), ">=", 0.5),
     ("purchases/s (purchase)", ratio("purchase", "purchases"), ">=", 0.03),
+    ("book operations/s, closed loop (market)", ratio("market", "bookOperations"), ">=", 0.25),
 ]
+market = reports.get("market", {}).get("market")
+if market:
+    rows.append(("completed matched sales/s (market)", market["salesPerSecond"] / tps, ">=", 0.015))
 print(f"targets, as ratios to the yardstick ({tps:.0f} tx/s):")
 for what, value, op, goal in rows:
     shown = "-" if value is None else f"{value:.3f}"
     met = value is not None and value >= goal
     print(f"  {what}: {shown} × PG (target {op} {goal}) {'met' if met else 'NOT met'}")
+engine = doc.get("matchingEngineOpsPerSecond")
+if engine:
+    print(f"  matching engine alone: {engine:,} operations/s on one core (target >= 1,000,000) {'met' if engine >= 1_000_000 else 'NOT met'}")
+for share in ["0.025", "0.05", "0.1", "0.15"]:
+    paced = reports.get(f"market-paced-{share}")
+    if not paced:
+        continue
+    worst = max((e["latencyMs"]["p99"], e["endpoint"]) for e in paced["endpoints"]
+                if e["endpoint"] in ("POST /api/bids", "POST /api/sneakers (ask)", "DELETE /api/bids/{id}"))
+    done = paced["market"]["bookOperationsPerSecond"] / tps
+    goal = " (target < 50 ms)" + (" met" if worst[0] < 50 else " NOT met") if share == "0.1" else ""
+    print(f"  market paced at {share} × PG ({done:.3f} done): worst p99 {worst[0]:.0f} ms ({worst[1]}){goal}")
+if market and market.get("matchToSale"):
+    print(f"  match to sale p99 bucket (market): <= {market['matchToSale']['p99Ms']:.0f} ms (target < 1000 ms)")
 hops = reports.get("list-paced", {}).get("eventHops", {})
 for group, hop in sorted(hops.items()):
     met = hop["p99Ms"] <= 25

@@ -156,7 +156,7 @@ fn run(scenario: Scenario) -> usize {
 fn matching(c: &mut Criterion) {
     let mut group = c.benchmark_group("matching");
     group.throughput(Throughput::Elements(OPERATIONS as u64));
-    group.bench_function("mixed operations on a book 1,000 deep", |b| {
+    group.bench_function("mixed-1000-deep", |b| {
         b.iter_batched(scenario, |scenario| black_box(run(scenario)), BatchSize::LargeInput);
     });
     group.finish();

@@ -51,6 +51,9 @@ const QUEUE: usize = 10_000;
 /// consumer recorded for this instance's books, and those a process that died left behind.
 pub const ARRIVALS_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The gauges read from the database are set every this many ticks (5 s).
+const REPORT_EVERY: u32 = 20;
+
 /// Rounds in which a pending arrival fails on its own before it is set aside.
 pub const MAX_ATTEMPTS: i32 = 5;
 
@@ -278,6 +281,7 @@ struct Run<'a> {
 impl Writer {
     async fn run(mut self, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(ARRIVALS_INTERVAL);
+        let mut ticks = 0u32;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let gate = self.gate.clone().lock_owned().await;
@@ -287,7 +291,13 @@ impl Writer {
                     Some(command) => command,
                     None => return,
                 },
-                _ = tick.tick() => Command::Arrivals(None),
+                _ = tick.tick() => {
+                    ticks += 1;
+                    if ticks.is_multiple_of(REPORT_EVERY) {
+                        self.report().await;
+                    }
+                    Command::Arrivals(None)
+                }
             };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -301,6 +311,17 @@ impl Writer {
             // What the batch committed wakes the relays (the writer runs under Wiring::spawn).
             sneakerstop_messaging::announce::flush();
         }
+    }
+
+    /// Sets the gauges read from the database (on the writer's tick).
+    async fn report(&self) {
+        match store::set_aside_count(&self.pool).await {
+            #[allow(clippy::cast_precision_loss, reason = "a count of rows")]
+            Ok(count) => metrics::gauge!("market_pending_trades_set_aside").set(count as f64),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "counting set-aside arrivals failed"),
+        }
+        #[allow(clippy::cast_precision_loss, reason = "a count of books")]
+        metrics::gauge!("market_books_in_memory").set(self.books.len() as f64);
     }
 
     /// One batch: the commands for books this instance owns, together on one transaction;
