@@ -111,6 +111,58 @@ run() {
 # A line of the report.
 note() { echo "$*" | tee -a "$workdir/tables.txt"; }
 
+# CPU seconds used so far by the server, PostgreSQL and the broker, and by the whole
+# machine (/proc/stat): "server postgres kafka machine".
+cpu_now() {
+  python3 - "${server_pid:-0}" <<'PY'
+import os, subprocess, sys
+hz = os.sysconf("SC_CLK_TCK")
+def ticks(pid):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError):
+        return 0
+def group(pattern):
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    return sum(ticks(pid) for pid in out)
+server = ticks(sys.argv[1]) if sys.argv[1] != "0" else 0
+cpu = open("/proc/stat").readline().split()[1:]
+busy = sum(int(v) for v in cpu) - int(cpu[3]) - int(cpu[4])
+print(*(round(t / hz, 2) for t in (server, group("^postgres"), group("kafka.Kafka"), busy)))
+PY
+}
+
+# A market run, with where its CPU went and what the writer's batches were: CPU seconds
+# per 1,000 book operations by process (the driver is the machine's rest), batches
+# (commits) per second and their mean size, from the server's metrics.
+market_run() {
+  local name=$1; shift
+  local before after metrics_before
+  before=$(cpu_now)
+  metrics_before=$(curl -s "$base/metrics" | grep -E '^market_book_batch_size_(sum|count) ' || true)
+  run "$name" "$@"
+  after=$(cpu_now)
+  python3 - "$workdir/$name.json" "$before" "$after" "$metrics_before" "$(curl -s "$base/metrics" | grep -E '^market_book_batch_size_(sum|count) ' || true)" \
+    >>"$workdir/$name.cpu" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+before, after = ([float(v) for v in a.split()] for a in sys.argv[2:4])
+server, pg, kafka, machine = (b - a for a, b in zip(before, after))
+ops = report["market"]["bookOperations"] or 1
+def metric(text, name):
+    return next((float(l.split()[1]) for l in text.splitlines() if l.startswith(name + " ")), 0.0)
+batches = metric(sys.argv[5], "market_book_batch_size_count") - metric(sys.argv[4], "market_book_batch_size_count")
+commands = metric(sys.argv[5], "market_book_batch_size_sum") - metric(sys.argv[4], "market_book_batch_size_sum")
+per = lambda cpu: 1000 * cpu / ops
+print(f"  CPU s per 1,000 book operations: server {per(server):.2f}, PostgreSQL {per(pg):.2f}, Kafka {per(kafka):.2f}, "
+      f"driver and the rest {per(machine - server - pg - kafka):.2f}")
+print(f"  writer: {batches / report['seconds']:.0f} batches (commits)/s, {commands / max(batches, 1):.1f} commands per batch")
+PY
+  note "$(cat "$workdir/$name.cpu")"
+  echo | tee -a "$workdir/tables.txt"
+}
+
 browse_seed=$listings
 if [ -n "$server_pid" ]; then
   # Our own fresh database: load the listings first and let PostgreSQL analyse them, as
@@ -156,7 +208,7 @@ if [ -n "$server_pid" ] && [ -z "${LOAD_ADMIN_EMAIL:-}" ]; then
   DATABASE_URL="${PG_ADMIN_URL%/*}/sneakerstop_bench?sslmode=disable" "$bin" admin grant "$LOAD_ADMIN_EMAIL" >/dev/null
 fi
 if [ -n "${LOAD_ADMIN_EMAIL:-}" ]; then
-  run market --scenario market --duration "$(secs 30s)" --concurrency 64 --users 64 --seed-listings 0 \
+  market_run market --scenario market --duration "$(secs 30s)" --concurrency 64 --users 64 --seed-listings 0 \
     --market-products 4 --market-streams 50
   # The same market paced (open loop) at 0.025, 0.05, 0.1 and 0.15 × the yardstick in book
   # operations (an iteration is 1.2 of them: one in five bids and cancels): its latency at
@@ -164,7 +216,7 @@ if [ -n "${LOAD_ADMIN_EMAIL:-}" ]; then
   # (and latency there is mostly queueing: 64 workers / throughput).
   for share in 0.025 0.05 0.1 0.15; do
     rate=$(python3 -c "print(max(1, round($share * $yardstick / 1.2)))")
-    run "market-paced-$share" --scenario market --duration "$(secs 20s)" --rate "$rate" --users 64 \
+    market_run "market-paced-$share" --scenario market --duration "$(secs 20s)" --rate "$rate" --users 64 \
       --seed-listings 0 --market-products 4 --market-streams 50
   done
 else
