@@ -351,10 +351,21 @@ impl Writer {
         if jobs.is_empty() {
             return;
         }
-        #[allow(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
-        metrics::histogram!("market_book_batch_size").record(jobs.len() as f64);
+        // A look for arrivals on the writer's tick, alone, is not a batch of work.
+        if !matches!(jobs.as_slice(), [Job { command: Command::Arrivals(None), .. }]) {
+            #[allow(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
+            metrics::histogram!("market_book_batch_size").record(jobs.len() as f64);
+        }
         match self.run_together(&owned, &mut jobs).await {
             Ok(()) => jobs.into_iter().for_each(Job::answer),
+            // Ownership moved under the batch: nothing of it was written, and its requests
+            // are the new owner's (answered 503, to be retried; the next batch sees the change).
+            Err(error) if error.is::<owners::Fenced>() => {
+                metrics::counter!("market_batches_fenced_total").increment(1);
+                tracing::warn!("a batch on the books was fenced off: this instance lost a shard");
+                self.books.clear();
+                jobs.into_iter().for_each(|job| job.command.moved());
+            }
             Err(error) if jobs.len() > 1 => {
                 metrics::counter!("market_batches_failed_total").increment(1);
                 tracing::warn!(error = format!("{error:#}"), "a batch on the books failed; each command alone");

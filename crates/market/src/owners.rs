@@ -15,7 +15,8 @@
 //! batch reads its shards' rows `FOR SHARE`, requiring its member id, the epoch it claimed
 //! and an unexpired lease ([`fence`]); otherwise the batch rolls back. Since a claim
 //! updates the same row, it waits for a batch in flight, and a batch after it sees the new
-//! epoch.
+//! epoch. Everything that locks several of these rows locks them in shard order, so a batch
+//! and a renewal never wait for each other in a cycle.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -159,7 +160,9 @@ impl Ownership {
         let share = fair_share(member, members);
         let mut owned: HashMap<i16, i64> = sqlx::query!(
             "UPDATE book_shards SET lease_until = now() + make_interval(secs => $2)
-              WHERE owner = $1 AND lease_until > now() RETURNING shard, epoch",
+              WHERE shard IN (SELECT shard FROM book_shards WHERE owner = $1 AND lease_until > now()
+                               ORDER BY shard FOR UPDATE)
+          RETURNING shard, epoch",
             member,
             lease
         )
@@ -261,7 +264,8 @@ async fn give_up(conn: &mut PgConnection, member: Uuid, shards: &[i16]) -> anyho
     }
     sqlx::query!(
         "UPDATE book_shards SET owner = NULL, address = NULL, lease_until = '-infinity'
-          WHERE owner = $1 AND shard = ANY($2)",
+          WHERE shard IN (SELECT shard FROM book_shards WHERE owner = $1 AND shard = ANY($2)
+                           ORDER BY shard FOR UPDATE)",
         member,
         shards
     )
@@ -281,6 +285,7 @@ pub async fn fence(tx: &mut PgConnection, member: Uuid, shards: &HashMap<i16, i6
         "SELECT s.shard FROM book_shards s JOIN unnest($2::int2[], $3::int8[]) AS t(shard, epoch)
             ON s.shard = t.shard AND s.epoch = t.epoch
          WHERE s.owner = $1 AND s.lease_until > now()
+         ORDER BY s.shard
          FOR SHARE OF s",
         member,
         &ids,
@@ -289,9 +294,14 @@ pub async fn fence(tx: &mut PgConnection, member: Uuid, shards: &HashMap<i16, i6
     .fetch_all(tx)
     .await
     .context("fence the batch's shards")?;
-    anyhow::ensure!(held.len() == ids.len(), "this instance no longer owns every shard of the batch");
-    Ok(())
+    if held.len() == ids.len() { Ok(()) } else { Err(Fenced.into()) }
 }
+
+/// A batch's shards are no longer all this instance's at the epochs it claimed them: the
+/// batch must not be written, and its requests belong to the new owner.
+#[derive(Debug, thiserror::Error)]
+#[error("this instance no longer owns every shard of the batch")]
+pub struct Fenced;
 
 #[cfg(test)]
 mod tests {

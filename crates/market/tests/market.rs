@@ -32,6 +32,7 @@ struct Ctx {
     pool: PgPool,
     keys: SessionKeys,
     engine: Engine,
+    ownership: Ownership,
     product: Uuid,
     /// Stops the writer when the test ends.
     _writer: tokio_util::sync::DropGuard,
@@ -47,11 +48,13 @@ async fn ctx() -> Ctx {
     let ownership = Ownership::new("http://127.0.0.1:9");
     ownership.round(&pool).await.unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let (engine, writer) = Engine::start(pool.clone(), ownership, DEFAULT_MAX_OPEN_BIDS_PER_BOOK, cancel.clone());
+    let (engine, writer) =
+        Engine::start(pool.clone(), ownership.clone(), DEFAULT_MAX_OPEN_BIDS_PER_BOOK, cancel.clone());
     tokio::spawn(writer);
     // Not following a change feed, these markets read PostgreSQL on every request.
     let app = app(&pool, &keys, &engine, Markets::new(Duration::from_millis(10), Duration::from_secs(60)));
-    let ctx = Ctx { app, pool, keys, engine, product: Uuid::now_v7(), _writer: cancel.drop_guard(), _db: db };
+    let ctx =
+        Ctx { app, pool, keys, engine, ownership, product: Uuid::now_v7(), _writer: cancel.drop_guard(), _db: db };
     ctx.new_product(ctx.product).await;
     ctx
 }
@@ -310,6 +313,28 @@ async fn a_pending_trade_that_keeps_failing_is_set_aside_and_does_not_stop_its_b
     assert_eq!(attempts().await.0, engine::MAX_ATTEMPTS);
     assert!(attempts().await.1, "set aside after its last attempt");
     assert_eq!(ctx.engine.take_arrivals().await.unwrap(), 0, "and no longer tried");
+}
+
+#[tokio::test]
+async fn a_writer_fenced_off_its_shard_writes_nothing_and_answers_retry() {
+    let ctx = ctx().await;
+    let (auth, resting) = ctx.placed_bid(200.0).await;
+    // Another instance claimed the shard meanwhile (a claim bumps the epoch), and this one
+    // has not heard yet: its batch must not be written.
+    sqlx::query("UPDATE book_shards SET epoch = epoch + 1").execute(&ctx.pool).await.unwrap();
+    let refused = ctx.bid(&auth, 10.0, 210.0).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.text);
+    assert_eq!(refused.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    let bids: i64 = sqlx::query_scalar("SELECT count(*) FROM bids").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(bids, 1, "nothing of the fenced batch was written");
+    // Its next lease round learns the epoch it holds the shard at now; its books are loaded
+    // again, with what is stored.
+    ctx.ownership.round(&ctx.pool).await.unwrap();
+    let placed = ctx.bid(&auth, 10.0, 210.0).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text);
+    let uri = format!("/api/bids/{resting}");
+    let cancelled = Call::new(Method::DELETE, &uri).header("authorization", &auth).send(&ctx.app).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "the stored bid is on the reloaded book: {}", cancelled.text);
 }
 
 #[tokio::test]
