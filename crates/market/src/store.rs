@@ -242,79 +242,74 @@ pub async fn insert_bid(tx: &mut PgConnection, placed: &Decision) -> anyhow::Res
 }
 
 /// Writes a bid's new state, its match if one was made (taking the ask off the book), and
-/// its events. The bid must still be at the version the decision was made from.
+/// its events, in one statement (one round trip of the writer's batch). The bid must still
+/// be at the version the decision was made from.
 #[tracing::instrument(skip_all, fields(bid_id = %decided.bid.id, status = decided.bid.status.as_str()), err)]
 pub async fn save_bid(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let bid = &decided.bid;
-    let saved = sqlx::query!(
-        "UPDATE bids SET status = $2, match_id = $3, version = $4, updated_at = $5
-          WHERE id = $1 AND version = $4::bigint - 1 AND ($2 <> 'matched' OR expires_at > now())",
-        bid.id,
-        bid.status as BidStatus,
-        bid.match_id,
-        bid.version,
-        bid.updated_at,
-    )
-    .execute(&mut *tx)
-    .await
-    .with_context(|| format!("save bid {}", bid.id))?
-    .rows_affected();
+    let mut events: Vec<Outgoing> =
+        decided.events.iter().map(|event| Outgoing::new(SOURCE, bid.id, bid.version, event)).collect();
+    if let Some(MatchEvent::Made(made)) = &decided.announced {
+        events.push(Outgoing::new(SOURCE, made.match_id, 1, &MatchEvent::Made(made.clone())));
+    }
     // A bid matched must be live by the database's clock too: a writer whose clock is
     // behind (or whose memory is stale) fails the batch here and reloads the book.
+    let mut sql = String::from(
+        "WITH saved AS (
+             UPDATE bids SET status = $2, match_id = $3, version = $4, updated_at = $5
+              WHERE id = $1 AND version = $4::bigint - 1 AND ($2 <> 'matched' OR expires_at > now())
+             RETURNING id)",
+    );
+    let mut next = 6;
+    if decided.matched.is_some() {
+        // The ask as the book saw it: on this book, free, at or below the price. A book in
+        // memory that missed a change (the ask repriced, moved or taken) fails here, and
+        // the writer reloads it.
+        sql.push_str(
+            ", made AS (
+                 INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status,
+                                      created_at, updated_at)
+                 VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15))
+             , held AS (
+                 UPDATE asks SET match_id = $6
+                  WHERE id = $8 AND match_id IS NULL AND held_by IS NULL AND status = 'available'
+                    AND product_id = $9 AND size = $10 AND price_cents <= $13
+                 RETURNING id)",
+        );
+        next = 16;
+    }
+    for (n, _) in events.iter().enumerate() {
+        sql.push_str(&format!(", event{n} AS ({})", Outgoing::insert_sql(next)));
+        next += 6;
+    }
+    let held = if decided.matched.is_some() { "(SELECT count(*) FROM held)" } else { "1::bigint" };
+    sql.push_str(&format!(" SELECT (SELECT count(*) FROM saved), {held}"));
+    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql)
+        .bind(bid.id)
+        .bind(bid.status)
+        .bind(bid.match_id)
+        .bind(bid.version)
+        .bind(bid.updated_at);
+    if let Some(made) = &decided.matched {
+        query = query
+            .bind(made.id)
+            .bind(made.bid_id)
+            .bind(made.ask_id)
+            .bind(made.product_id)
+            .bind(made.size)
+            .bind(made.buyer_id)
+            .bind(made.seller_id)
+            .bind(made.price_cents)
+            .bind(made.status)
+            .bind(made.created_at);
+    }
+    for event in events {
+        query = event.bind_as(query);
+    }
+    let (saved, held) = query.fetch_one(&mut *tx).await.with_context(|| format!("save bid {}", bid.id))?;
     anyhow::ensure!(saved == 1, "bid {} changed, or its time ran out, before this write", bid.id);
     if let Some(made) = &decided.matched {
-        insert_match(tx, made).await?;
-    }
-    publish(tx, decided).await
-}
-
-/// Writes a new match and takes its ask off the book.
-async fn insert_match(tx: &mut PgConnection, made: &Match) -> anyhow::Result<()> {
-    sqlx::query!(
-        "INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status, created_at,
-                              updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-        made.id,
-        made.bid_id,
-        made.ask_id,
-        made.product_id,
-        made.size,
-        made.buyer_id,
-        made.seller_id,
-        made.price_cents,
-        made.status as MatchStatus,
-        made.created_at,
-    )
-    .execute(&mut *tx)
-    .await
-    .context("insert match")?;
-    // The ask as the book saw it: on this book, free, at or below the price. A book in
-    // memory that missed a change (the ask repriced, moved or taken) fails here, and the
-    // writer reloads it.
-    let held = sqlx::query!(
-        "UPDATE asks SET match_id = $2
-          WHERE id = $1 AND match_id IS NULL AND held_by IS NULL AND status = 'available'
-            AND product_id = $3 AND size = $4 AND price_cents <= $5",
-        made.ask_id,
-        made.id,
-        made.product_id,
-        made.size,
-        made.price_cents
-    )
-    .execute(&mut *tx)
-    .await
-    .context("take the ask off the book")?
-    .rows_affected();
-    anyhow::ensure!(held == 1, "ask {} is no longer on its book as the book saw it", made.ask_id);
-    Ok(())
-}
-
-async fn publish(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
-    for event in &decided.events {
-        sneakerstop_messaging::enqueue(tx, SOURCE, decided.bid.id, decided.bid.version, event).await?;
-    }
-    if let Some(MatchEvent::Made(made)) = &decided.announced {
-        sneakerstop_messaging::enqueue(tx, SOURCE, made.match_id, 1, &MatchEvent::Made(made.clone())).await?;
+        anyhow::ensure!(held == 1, "ask {} is no longer on its book as the book saw it", made.ask_id);
     }
     Ok(())
 }

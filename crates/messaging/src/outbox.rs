@@ -43,6 +43,20 @@ pub async fn enqueue<C: Contract>(
     Ok(id)
 }
 
+/// Binds an [`Outgoing`]'s six parameters to a query of either kind (sqlx's `Query` and
+/// `QueryAs` share no trait for `bind`).
+macro_rules! bind_outgoing {
+    ($query:expr, $outgoing:expr) => {
+        $query
+            .bind($outgoing.id)
+            .bind($outgoing.topic)
+            .bind($outgoing.key)
+            .bind($outgoing.event_type)
+            .bind(sqlx::types::Json($outgoing.headers))
+            .bind(sqlx::types::Json($outgoing.payload))
+    };
+}
+
 /// An event ready for the outbox, for writing it in the same SQL statement as the change
 /// it describes: `WITH change AS (INSERT ...) ` + [`Outgoing::insert_sql`]. One statement
 /// is one round trip and an implicit transaction, so the change and its event still
@@ -100,13 +114,15 @@ impl Outgoing {
         self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(self.id)
-            .bind(self.topic)
-            .bind(self.key)
-            .bind(self.event_type)
-            .bind(sqlx::types::Json(self.headers))
-            .bind(sqlx::types::Json(self.payload))
+        bind_outgoing!(query, self)
+    }
+
+    /// [`Self::bind`] for a statement that returns rows as `O`.
+    pub fn bind_as<'q, O>(
+        self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        bind_outgoing!(query, self)
     }
 }
 
