@@ -276,6 +276,9 @@ struct Run<'a> {
     now: DateTime<Utc>,
     owned: &'a HashMap<i16, i64>,
     touched: HashSet<BookKey>,
+    /// Bids placed and not yet written: consecutive placements go in one statement
+    /// ([`flush`], before any other write, so the outbox keeps the batch's order).
+    unwritten: Vec<Decision>,
 }
 
 impl Writer {
@@ -428,12 +431,18 @@ impl Writer {
                 .collect()
         };
         owners::fence(&mut tx, self.ownership.member(), &fenced).await?;
-        let mut run = Run { tx: &mut tx, now: Utc::now().trunc_subsecs(6), owned, touched: HashSet::new() };
+        let mut run = Run {
+            tx: &mut tx,
+            now: Utc::now().trunc_subsecs(6),
+            owned,
+            touched: HashSet::new(),
+            unwritten: Vec::new(),
+        };
         let result = async {
             for job in jobs.iter_mut() {
                 job.outcome = Some(self.apply(&mut run, &job.command, only).await?);
             }
-            anyhow::Ok(())
+            flush(&mut run).await
         }
         .await;
         touched.extend(run.touched.drain());
@@ -504,11 +513,12 @@ impl Writer {
                 return Err(refusal.into());
             }
         };
-        store::insert_bid(run.tx, &placed).await?;
         let trade = self.book(run, new.product_id, new.size).await?.place_bid(resting_bid(placed.bid.clone()), now);
+        let bid = placed.bid.clone();
+        run.unwritten.push(placed);
         let bid = match trade {
             Some(trade) => save_trade(run, trade).await?,
-            None => placed.bid,
+            None => bid,
         };
         let (bid_id, status) = (bid.id, bid.status);
         let view = serde_json::to_value(BidView::from(bid)).context("a bid view serializes")?;
@@ -534,6 +544,7 @@ impl Writer {
             None => store::lock_bid(run.tx, id).await?.ok_or(MarketError::BidNotFound)?,
         };
         let cancelled = bid.cancel(buyer, now)?;
+        flush(run).await?;
         store::save_bid(run.tx, &cancelled).await?;
         self.book(run, product, size).await?.remove_bid(id);
         Ok(cancelled.bid)
@@ -544,10 +555,25 @@ impl Writer {
     async fn arrivals(&mut self, run: &mut Run<'_>, only: Option<i64>) -> anyhow::Result<usize> {
         let shards: Vec<i16> = run.owned.keys().copied().collect();
         let arrivals = store::take_arrivals(run.tx, &shards, only).await?;
+        if arrivals.is_empty() {
+            return Ok(0);
+        }
+        // Where each arrived ask and bid is now, in two reads; each is taken once, however
+        // often it changed since the last take.
+        let (mut ask_ids, mut bid_ids) = (Vec::new(), Vec::new());
+        for (_, _, arrival) in &arrivals {
+            match *arrival {
+                Arrival::Ask(id) => ask_ids.push(id),
+                Arrival::Bid(id) => bid_ids.push(id),
+            }
+        }
+        let mut asks = store::asks_on_book(run.tx, &ask_ids).await?;
+        let mut bids = store::bids_by_id(run.tx, &bid_ids).await?;
         let now = run.now;
+        let mut taken = HashSet::new();
         for (product, size, arrival) in &arrivals {
             match *arrival {
-                Arrival::Ask(id) => match store::ask_on_book(run.tx, id).await? {
+                Arrival::Ask(id) if taken.insert(id) => match asks.remove(&id) {
                     Some(ask) => {
                         let (product, size) = (ask.product_id, ask.size);
                         if let Some(trade) = self.book(run, product, size).await?.place_ask(resting_ask(ask), now) {
@@ -561,8 +587,8 @@ impl Writer {
                         }
                     }
                 },
-                Arrival::Bid(id) => {
-                    let Some(bid) = store::lock_bid(run.tx, id).await? else { continue };
+                Arrival::Bid(id) if taken.insert(id) => {
+                    let Some(bid) = bids.remove(&id) else { continue };
                     if bid.is_live(now) {
                         let (product, size) = (bid.product_id, bid.size);
                         if let Some(trade) = self.book(run, product, size).await?.place_bid(resting_bid(bid), now) {
@@ -570,6 +596,7 @@ impl Writer {
                         }
                     }
                 }
+                Arrival::Ask(_) | Arrival::Bid(_) => {}
             }
         }
         Ok(arrivals.len())
@@ -619,9 +646,19 @@ fn internal<T>(outcome: Result<T, MarketError>) -> anyhow::Result<Result<T, Mark
     }
 }
 
+/// Writes the bids placed and not written yet, in one statement.
+async fn flush(run: &mut Run<'_>) -> anyhow::Result<()> {
+    if !run.unwritten.is_empty() {
+        let placed = std::mem::take(&mut run.unwritten);
+        store::insert_bids(run.tx, &placed).await?;
+    }
+    Ok(())
+}
+
 /// Writes a trade the book made: the bid matched, the match, the ask off the book, the
 /// events. Returns the bid as it now is.
 async fn save_trade(run: &mut Run<'_>, trade: Trade<Bid, Ask>) -> anyhow::Result<Bid> {
+    flush(run).await?;
     let Trade { bid, ask, price_cents } = trade;
     let decided = bid
         .payload

@@ -89,7 +89,8 @@ impl Handler for MarketHandler {
                     let (SneakerEvent::Listed(listing) | SneakerEvent::Updated(listing)) =
                         event.decode::<SneakerEvent>()?;
                     let Some(product) = listing.product_id else { return Ok(()) };
-                    // Listed, repriced, sold, expired: the book's writer reads where it is now.
+                    // Listed, repriced, sold, expired: the book's writer reads where it is now
+                    // (unless the change concerns no book).
                     if store::apply_ask(tx, product, &listing).await? {
                         store::trade_later(tx, product, listing.size, Arrival::Ask(listing.sneaker_id)).await?;
                     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Product as ProductSnapshot, Sneaker, SneakerStatus};
 use sneakerstop_events::market::MatchEvent;
-use sneakerstop_messaging::Outgoing;
+use sneakerstop_messaging::{Outgoing, OutgoingBatch};
 use sneakerstop_problem::page::Page;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -194,50 +194,86 @@ pub async fn book_asks(tx: &mut PgConnection, product: Uuid, size: f64) -> anyho
     .context("load a book's asks")
 }
 
-/// The ask with this id, if it is on its book now.
-pub async fn ask_on_book(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Ask>> {
-    sqlx::query_as!(
+/// The asks with these ids that are on their books now, by id (one read for a batch's
+/// arrivals).
+pub async fn asks_on_book(tx: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<std::collections::HashMap<Uuid, Ask>> {
+    let asks = sqlx::query_as!(
         Ask,
         "SELECT id, product_id, size, seller_id, price_cents, listed_at, expires_at FROM asks
-          WHERE id = $1 AND status = 'available' AND held_by IS NULL AND match_id IS NULL
+          WHERE id = ANY($1) AND status = 'available' AND held_by IS NULL AND match_id IS NULL
             AND (expires_at IS NULL OR expires_at > now())",
-        id
+        ids
     )
-    .fetch_optional(tx)
+    .fetch_all(tx)
     .await
-    .context("find ask")
+    .context("find the arrived asks")?;
+    Ok(asks.into_iter().map(|ask| (ask.id, ask)).collect())
 }
 
-/// Writes a new bid and its `bid.placed` in one statement (one round trip, with the book
-/// locked).
-#[tracing::instrument(skip_all, fields(bid_id = %placed.bid.id), err)]
-pub async fn insert_bid(tx: &mut PgConnection, placed: &Decision) -> anyhow::Result<()> {
-    let bid = &placed.bid;
-    let [event] = placed.events.as_slice() else {
-        anyhow::bail!("a placed bid has one event, not {}", placed.events.len());
-    };
-    let event = Outgoing::new(SOURCE, bid.id, bid.version, event);
+/// The bids with these ids, by id (one read for a batch's arrivals).
+pub async fn bids_by_id(tx: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<std::collections::HashMap<Uuid, Bid>> {
+    let bids = sqlx::query_as!(
+        Bid,
+        r#"SELECT id, product_id, size, buyer_id, price_cents, status AS "status: BidStatus", match_id, expires_at,
+                  version, created_at, updated_at
+             FROM bids WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(tx)
+    .await
+    .context("find the arrived bids")?;
+    Ok(bids.into_iter().map(|bid| (bid.id, bid)).collect())
+}
+
+/// Writes new bids and their `bid.placed` events, in the order given, in one statement
+/// (one round trip for every bid a writer's batch placed in a row).
+#[tracing::instrument(skip_all, fields(bids = placed.len()), err)]
+pub async fn insert_bids(tx: &mut PgConnection, placed: &[Decision]) -> anyhow::Result<()> {
+    let mut events = OutgoingBatch::default();
+    let (mut ids, mut products, mut sizes, mut buyers, mut prices, mut statuses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut matches, mut expiries, mut versions, mut created, mut updated) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for decided in placed {
+        let bid = &decided.bid;
+        let [event] = decided.events.as_slice() else {
+            anyhow::bail!("a placed bid has one event, not {}", decided.events.len());
+        };
+        events.push(Outgoing::new(SOURCE, bid.id, bid.version, event))?;
+        ids.push(bid.id);
+        products.push(bid.product_id);
+        sizes.push(bid.size);
+        buyers.push(bid.buyer_id);
+        prices.push(bid.price_cents);
+        statuses.push(bid.status.as_str());
+        matches.push(bid.match_id);
+        expiries.push(bid.expires_at);
+        versions.push(bid.version);
+        created.push(bid.created_at);
+        updated.push(bid.updated_at);
+    }
     let sql = format!(
         "WITH placed AS (
              INSERT INTO bids (id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version,
                                created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::uuid[], $5::int8[], $6::text[],
+                                  $7::uuid[], $8::timestamptz[], $9::int8[], $10::timestamptz[], $11::timestamptz[])
          ) {}",
-        Outgoing::insert_sql(12)
+        OutgoingBatch::insert_sql(12)
     );
     let query = sqlx::query(&sql)
-        .bind(bid.id)
-        .bind(bid.product_id)
-        .bind(bid.size)
-        .bind(bid.buyer_id)
-        .bind(bid.price_cents)
-        .bind(bid.status)
-        .bind(bid.match_id)
-        .bind(bid.expires_at)
-        .bind(bid.version)
-        .bind(bid.created_at)
-        .bind(bid.updated_at);
-    event.bind(query).execute(tx).await.context("insert bid")?;
+        .bind(ids)
+        .bind(products)
+        .bind(sizes)
+        .bind(buyers)
+        .bind(prices)
+        .bind(statuses)
+        .bind(matches)
+        .bind(expiries)
+        .bind(versions)
+        .bind(created)
+        .bind(updated);
+    events.bind(query).execute(tx).await.context("insert bids")?;
     Ok(())
 }
 
@@ -419,7 +455,9 @@ pub async fn apply_product(conn: &mut PgConnection, product: &ProductSnapshot) -
 }
 
 /// Applies a listing of a product (an ask) by version; older or repeated versions change
-/// nothing. Returns whether it changed.
+/// nothing. Returns whether the change may move it on or off its book: it changed, and it
+/// was on a book before or is now (an ask in a match or held by an order being sold, say,
+/// concerns no book: the writer took it off when the match or order began).
 pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker) -> anyhow::Result<bool> {
     let status = match listing.status {
         SneakerStatus::Available => "available",
@@ -427,12 +465,19 @@ pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker
         SneakerStatus::Sold => "sold",
         SneakerStatus::Expired => "expired",
     };
-    let changed = sqlx::query!(
-        "INSERT INTO asks (id, product_id, size, seller_id, price_cents, status, version, listed_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, price_cents = EXCLUDED.price_cents,
-             status = EXCLUDED.status, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
-         WHERE asks.version < EXCLUDED.version",
+    let concerns_a_book = sqlx::query_scalar!(
+        r#"WITH before AS (
+               SELECT status = 'available' AND held_by IS NULL AND match_id IS NULL AS on_book FROM asks WHERE id = $1
+           ), applied AS (
+               INSERT INTO asks (id, product_id, size, seller_id, price_cents, status, version, listed_at, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, price_cents = EXCLUDED.price_cents,
+                   status = EXCLUDED.status, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
+               WHERE asks.version < EXCLUDED.version
+               RETURNING status = 'available' AND held_by IS NULL AND match_id IS NULL AS on_book
+           )
+           SELECT EXISTS (SELECT 1 FROM applied)
+                  AND (COALESCE((SELECT on_book FROM before), false) OR (SELECT on_book FROM applied)) AS "concerns!""#,
         listing.sneaker_id,
         product,
         listing.size,
@@ -443,11 +488,10 @@ pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker
         listing.created_at,
         listing.expires_at,
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await
-    .context("apply ask")?
-    .rows_affected();
-    Ok(changed == 1)
+    .context("apply ask")?;
+    Ok(concerns_a_book)
 }
 
 /// An order was placed for a listing: remember its price (a sale is at the order's price)

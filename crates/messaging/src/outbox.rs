@@ -126,6 +126,56 @@ impl Outgoing {
     }
 }
 
+/// Events for the outbox written by one statement: one `INSERT ... SELECT FROM unnest` of
+/// every row, in the order they were pushed (the relay publishes in that order).
+#[derive(Debug, Default)]
+pub struct OutgoingBatch {
+    ids: Vec<Uuid>,
+    topics: Vec<&'static str>,
+    keys: Vec<String>,
+    event_types: Vec<String>,
+    headers: Vec<String>,
+    payloads: Vec<String>,
+}
+
+impl OutgoingBatch {
+    /// Adds `event` after those pushed before.
+    pub fn push(&mut self, event: Outgoing) -> anyhow::Result<()> {
+        self.headers.push(serde_json::to_string(&event.headers).context("event headers serialize")?);
+        self.payloads.push(serde_json::to_string(&event.payload).context("an event payload serializes")?);
+        self.ids.push(event.id);
+        self.topics.push(event.topic);
+        self.keys.push(event.key);
+        self.event_types.push(event.event_type);
+        Ok(())
+    }
+
+    /// The insert of every row, its six array parameters numbered from `$first`.
+    pub fn insert_sql(first: usize) -> String {
+        let [a, b, c, d, e, f] = std::array::from_fn(|n| first + n);
+        format!(
+            "INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload)
+             SELECT id, topic, message_key, event_type, headers::jsonb, payload::json
+               FROM unnest(${a}::uuid[], ${b}::text[], ${c}::text[], ${d}::text[], ${e}::text[], ${f}::text[])
+                    AS e(id, topic, message_key, event_type, headers, payload)"
+        )
+    }
+
+    /// Binds the six arrays of [`Self::insert_sql`], after those already bound.
+    pub fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.ids)
+            .bind(self.topics)
+            .bind(self.keys)
+            .bind(self.event_types)
+            .bind(self.headers)
+            .bind(self.payloads)
+    }
+}
+
 #[derive(Debug, sqlx::FromRow)]
 struct Row {
     id: i64,
