@@ -51,7 +51,7 @@ const QUEUE: usize = 10_000;
 /// consumer recorded for this instance's books, and those a process that died left behind.
 pub const ARRIVALS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The gauges read from the database are set every this many ticks (5 s).
+/// The gauges read from the database are set every this many ticks (5 s in a service).
 const REPORT_EVERY: u32 = 20;
 
 /// Rounds in which a pending arrival fails on its own before it is set aside.
@@ -169,21 +169,28 @@ impl Command {
 pub struct Engine {
     commands: mpsc::Sender<Command>,
     ownership: Ownership,
-    /// Held by the writer while it takes and runs a batch ([`Engine::hold`]).
-    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Taken by the writer for each batch; whoever holds it keeps the next batch from
+    /// starting ([`Engine::hold`]).
+    gate: Arc<tokio::sync::Semaphore>,
+    /// 1 while the writer holds a command it has taken but not begun (waiting for the gate).
+    in_hand: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Engine {
     /// Starts the writer of the books `ownership` gives this instance, until `cancel`.
     /// Returns the handle and the writer's task, to run in the background.
+    /// It takes pending arrivals whenever told and every `arrivals_every` regardless
+    /// ([`ARRIVALS_INTERVAL`] in a running service).
     pub fn start(
         pool: PgPool,
         ownership: Ownership,
         max_open_bids: i64,
+        arrivals_every: Duration,
         cancel: CancellationToken,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (commands, receiver) = mpsc::channel(QUEUE);
-        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(1));
+        let in_hand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writer = Writer {
             pool,
             ownership: ownership.clone(),
@@ -191,8 +198,10 @@ impl Engine {
             books: HashMap::new(),
             commands: receiver,
             gate: gate.clone(),
+            in_hand: in_hand.clone(),
+            arrivals_every,
         };
-        (Self { commands, ownership, gate }, writer.run(cancel))
+        (Self { commands, ownership, gate, in_hand }, writer.run(cancel))
     }
 
     /// Who owns `product`'s books.
@@ -230,13 +239,13 @@ impl Engine {
 
     /// Keeps the writer from starting another batch until the guard is dropped: what is
     /// sent meanwhile queues, and the next batch takes it all (tests use it to make a batch).
-    pub async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.gate.clone().lock_owned().await
+    pub async fn hold(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.gate.clone().acquire_owned().await.expect("the gate is never closed")
     }
 
-    /// How many commands wait for the writer.
+    /// How many commands wait for the writer (queued, or taken and waiting for the gate).
     pub fn queued(&self) -> usize {
-        self.commands.max_capacity() - self.commands.capacity()
+        self.commands.max_capacity() - self.commands.capacity() + self.in_hand.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn send(&self, command: Command) -> Result<(), MarketError> {
@@ -266,7 +275,9 @@ struct Writer {
     max_open_bids: i64,
     books: HashMap<BookKey, Loaded>,
     commands: mpsc::Receiver<Command>,
-    gate: Arc<tokio::sync::Mutex<()>>,
+    gate: Arc<tokio::sync::Semaphore>,
+    in_hand: Arc<std::sync::atomic::AtomicUsize>,
+    arrivals_every: Duration,
 }
 
 /// What one run of a batch needs: its transaction, its time, the epochs it fenced, and the
@@ -283,11 +294,10 @@ struct Run<'a> {
 
 impl Writer {
     async fn run(mut self, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(ARRIVALS_INTERVAL);
+        let mut tick = tokio::time::interval(self.arrivals_every);
         let mut ticks = 0u32;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let gate = self.gate.clone().lock_owned().await;
             let first = tokio::select! {
                 () = cancel.cancelled() => return,
                 command = self.commands.recv() => match command {
@@ -302,6 +312,10 @@ impl Writer {
                     Command::Arrivals(None)
                 }
             };
+            // Held by a test (or anyone): what arrives meanwhile queues for this batch.
+            self.in_hand.store(1, std::sync::atomic::Ordering::SeqCst);
+            let gate = self.gate.clone().acquire_owned().await.expect("the gate is never closed");
+            self.in_hand.store(0, std::sync::atomic::Ordering::SeqCst);
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match self.commands.try_recv() {

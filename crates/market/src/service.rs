@@ -86,6 +86,7 @@ impl Service for Market {
             wiring.pool.clone(),
             ownership,
             self.settings.max_open_bids_per_book,
+            engine::ARRIVALS_INTERVAL,
             wiring.cancel.clone(),
         );
         wiring.spawn(writer);

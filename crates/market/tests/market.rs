@@ -48,8 +48,11 @@ async fn ctx() -> Ctx {
     let ownership = Ownership::new("http://127.0.0.1:9");
     ownership.round(&pool).await.unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
+    // The writer takes arrivals when a test says (`deliver`), not on a clock of its own, so
+    // a test counts every attempt it makes.
+    let hour = Duration::from_secs(3600);
     let (engine, writer) =
-        Engine::start(pool.clone(), ownership.clone(), DEFAULT_MAX_OPEN_BIDS_PER_BOOK, cancel.clone());
+        Engine::start(pool.clone(), ownership.clone(), DEFAULT_MAX_OPEN_BIDS_PER_BOOK, hour, cancel.clone());
     tokio::spawn(writer);
     // Not following a change feed, these markets read PostgreSQL on every request.
     let app = app(&pool, &keys, &engine, Markets::new(Duration::from_millis(10), Duration::from_secs(60)));
