@@ -109,7 +109,7 @@ impl IntoResponse for CatalogError {
             Self::NotOwner => Problem::forbidden("only the seller can change this listing"),
             Self::NotEditable(status) => Problem::conflict(
                 "listing-locked",
-                format!("the pair is {} and can no longer be edited", status.as_str()),
+                format!("the pair is {} and can no longer be edited or withdrawn", status.as_str()),
             ),
             Self::VersionMismatch { current } => {
                 Problem::new(axum::http::StatusCode::PRECONDITION_FAILED, "version-mismatch", "Precondition failed")

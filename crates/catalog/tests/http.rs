@@ -519,3 +519,49 @@ async fn an_ask_expires_when_its_time_runs_out_and_the_sweep_says_so() {
     let expired = ctx.list("?status=expired").await;
     assert_eq!(expired.json["items"].as_array().unwrap().len(), 1, "{}", expired.text);
 }
+
+#[tokio::test]
+async fn the_seller_withdraws_an_available_pair_for_good_and_it_is_announced() {
+    let ctx = ctx().await;
+    let (_, seller) = ctx.user();
+    let (_, stranger) = ctx.user();
+    let created = ctx.create(&seller, listing("Dunk Low Panda", 110.0, 10.0)).await;
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let withdraw =
+        |auth: &str| Call::new(Method::POST, &format!("/api/sneakers/{id}/withdraw")).header("authorization", auth);
+
+    assert_eq!(withdraw(&stranger).send(&ctx.app).await.status, StatusCode::FORBIDDEN);
+    let stale = withdraw(&seller).header("if-match", "\"7\"").send(&ctx.app).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.text);
+    let anonymous = Call::new(Method::POST, &format!("/api/sneakers/{id}/withdraw")).send(&ctx.app).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    let withdrawn = withdraw(&seller).header("if-match", "\"1\"").send(&ctx.app).await;
+    assert_eq!(withdrawn.status, StatusCode::OK, "{}", withdrawn.text);
+    assert_eq!((withdrawn.json["status"].as_str(), withdrawn.json["version"].as_i64()), (Some("withdrawn"), Some(2)));
+    assert_eq!(withdrawn.headers["etag"], "\"2\"");
+
+    // For good: not again, not edited, not on the default (available) listing.
+    let again = withdraw(&seller).send(&ctx.app).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.json["detail"].as_str().unwrap().contains("withdrawn"), "{}", again.text);
+    let edit = Call::new(Method::PUT, &format!("/api/sneakers/{id}"))
+        .json(listing("Back", 1.0, 10.0))
+        .header("authorization", &seller)
+        .send(&ctx.app)
+        .await;
+    assert_eq!(edit.status, StatusCode::CONFLICT);
+    assert_eq!(ctx.list("").await.json["items"].as_array().unwrap().len(), 0);
+    let listed = ctx.list("?status=withdrawn").await;
+    assert_eq!(listed.json["items"][0]["id"].as_str(), Some(id.as_str()), "{}", listed.text);
+
+    let events = ctx.outbox().await;
+    let (event_type, key, payload) = events.last().unwrap();
+    assert_eq!((event_type.as_str(), key.as_str()), ("sneaker.updated", id.as_str()));
+    assert_eq!((payload["status"].as_str(), payload["version"].as_i64()), (Some("withdrawn"), Some(2)));
+    let missing = Call::new(Method::POST, &format!("/api/sneakers/{}/withdraw", Uuid::now_v7()))
+        .header("authorization", &seller)
+        .send(&ctx.app)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

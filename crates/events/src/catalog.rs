@@ -69,6 +69,8 @@ pub enum SneakerStatus {
     Sold,
     /// An ask whose time ran out before it sold: off the market for good.
     Expired,
+    /// Its seller took it off sale while it was available: off the market for good.
+    Withdrawn,
 }
 
 /// The whole listing, as of `version`.

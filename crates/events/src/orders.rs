@@ -70,6 +70,8 @@ pub enum RefusedBecause {
     Sold,
     /// The ask expired.
     Expired,
+    /// Its seller took the pair off sale.
+    Withdrawn,
 }
 
 /// Why an order was cancelled.

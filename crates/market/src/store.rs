@@ -464,6 +464,7 @@ pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker
         SneakerStatus::Reserved => "reserved",
         SneakerStatus::Sold => "sold",
         SneakerStatus::Expired => "expired",
+        SneakerStatus::Withdrawn => "withdrawn",
     };
     let concerns_a_book = sqlx::query_scalar!(
         r#"WITH before AS (

@@ -736,6 +736,22 @@ async fn an_ask_past_its_time_is_off_the_book_before_any_sweep() {
 }
 
 #[tokio::test]
+async fn an_ask_its_seller_withdraws_leaves_the_book_at_once() {
+    let ctx = ctx().await;
+    let (_, auth) = ctx.buyer().await;
+    let seller = Uuid::now_v7();
+    let ask = ctx.ask(seller, 10.0, 20_000).await;
+    ctx.bid(&auth, 10.0, 150.0).await; // the book is loaded, the ask on it
+    assert_eq!(size_of(&ctx.market().await, 10.0)["lowestAsk"], 200.0);
+    let withdrawn = Sneaker { status: SneakerStatus::Withdrawn, ..listing(ask, ctx.product, seller, 10.0, 20_000, 2) };
+    ctx.deliver(&SneakerEvent::Updated(withdrawn), ask, 2).await;
+    assert_eq!(size_of(&ctx.market().await, 10.0)["asks"], 0, "not shown");
+    let bid = ctx.bid(&auth, 10.0, 250.0).await;
+    assert_eq!(bid.json["status"], "open", "not bought: {}", bid.text);
+    assert!(ctx.matches().await.is_empty());
+}
+
+#[tokio::test]
 async fn many_bids_racing_for_one_ask_make_exactly_one_match() {
     let ctx = ctx().await;
     let mut buyers = Vec::new();

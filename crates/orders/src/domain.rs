@@ -100,6 +100,8 @@ pub enum ListingStatus {
     Sold,
     /// An ask whose time ran out.
     Expired,
+    /// Taken off sale by its seller.
+    Withdrawn,
 }
 
 /// What orders knows of a listing (its replica of `catalog.sneakers`).
@@ -189,6 +191,9 @@ pub enum Refusal {
     /// The ask's time ran out.
     #[error("this ask has expired")]
     Expired,
+    /// Its seller took the pair off sale.
+    #[error("its seller took this pair off sale")]
+    Withdrawn,
     /// The buyer is the pair's seller.
     #[error("you cannot order a pair you are selling")]
     OwnListing,
@@ -222,6 +227,9 @@ impl Order {
         }
         if listing.expired(now) {
             return Err(Refusal::Expired);
+        }
+        if listing.status == ListingStatus::Withdrawn {
+            return Err(Refusal::Withdrawn);
         }
         if listing.seller_id == buyer {
             return Err(Refusal::OwnListing);
@@ -259,6 +267,9 @@ impl Order {
         }
         if listing.is_some_and(|l| l.expired(now)) {
             return Err(Refusal::Expired);
+        }
+        if listing.is_some_and(|l| l.status == ListingStatus::Withdrawn) {
+            return Err(Refusal::Withdrawn);
         }
         if matched.seller_id == matched.buyer_id {
             return Err(Refusal::OwnListing);
@@ -388,6 +399,9 @@ mod tests {
         assert!(Order::place(ORDER, BUYER, &ask, at(9), ttl).is_ok(), "still on the market");
         assert_eq!(Order::place(ORDER, BUYER, &ask, at(10), ttl), Err(Refusal::Expired));
         assert_eq!(Order::fill(&matched(), Some(&ask), at(11), ttl), Err(Refusal::Expired));
+        let withdrawn = listing(ListingStatus::Withdrawn);
+        assert_eq!(Order::place(ORDER, BUYER, &withdrawn, at(0), ttl), Err(Refusal::Withdrawn));
+        assert_eq!(Order::fill(&matched(), Some(&withdrawn), at(0), ttl), Err(Refusal::Withdrawn));
         let swept = listing(ListingStatus::Expired);
         assert_eq!(Order::place(ORDER, BUYER, &swept, at(0), ttl), Err(Refusal::Expired));
     }

@@ -21,6 +21,9 @@ pub enum OrdersError {
     /// The ask expired.
     #[error("ask expired")]
     Expired,
+    /// Its seller took the pair off sale.
+    #[error("listing withdrawn")]
+    Withdrawn,
     /// Another live order holds the pair.
     #[error("pair reserved")]
     Reserved,
@@ -50,6 +53,7 @@ impl From<crate::domain::Refusal> for OrdersError {
         match refusal {
             Refusal::Sold => Self::Sold,
             Refusal::Expired => Self::Expired,
+            Refusal::Withdrawn => Self::Withdrawn,
             Refusal::OwnListing => Self::OwnListing,
             Refusal::Transition { .. } | Refusal::NotDue(_) => Self::Transition(refusal),
         }
@@ -70,6 +74,7 @@ impl IntoResponse for OrdersError {
             Self::SneakerNotFound => Problem::not_found("no sneaker with this id is listed"),
             Self::Sold => Problem::conflict("pair-sold", "this pair has been sold"),
             Self::Expired => Problem::conflict("ask-expired", "this ask's time ran out; it is no longer for sale"),
+            Self::Withdrawn => Problem::conflict("listing-withdrawn", "its seller took this pair off sale"),
             Self::Reserved => Problem::conflict(
                 "pair-reserved",
                 "another order holds this pair; it may be released if that order lapses",

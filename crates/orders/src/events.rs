@@ -134,6 +134,7 @@ async fn fill(tx: &mut PgConnection, made: &MatchMade, ttl: chrono::Duration) ->
         Ok(filled) => filled,
         Err(Refusal::Sold) => return store::refuse(tx, &refuse(RefusedBecause::Sold)).await,
         Err(Refusal::Expired) => return store::refuse(tx, &refuse(RefusedBecause::Expired)).await,
+        Err(Refusal::Withdrawn) => return store::refuse(tx, &refuse(RefusedBecause::Withdrawn)).await,
         Err(other) => {
             tracing::warn!(refused = %other, "a match that cannot become an order; refused as taken");
             return store::refuse(tx, &refuse(RefusedBecause::PairTaken)).await;

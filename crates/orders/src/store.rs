@@ -37,6 +37,7 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
         SneakerStatus::Reserved => ListingStatus::Reserved,
         SneakerStatus::Sold => ListingStatus::Sold,
         SneakerStatus::Expired => ListingStatus::Expired,
+        SneakerStatus::Withdrawn => ListingStatus::Withdrawn,
     };
     let changed = sqlx::query!(
         "INSERT INTO sneakers (id, title, price_cents, seller_id, status, version, expires_at)

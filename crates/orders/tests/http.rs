@@ -243,6 +243,11 @@ async fn orders_that_cannot_be_placed_say_why() {
     let answer = ctx.order(&auth, sold).await;
     assert_eq!(answer.status, StatusCode::CONFLICT);
     assert_eq!(answer.json["type"], "https://sneakerstop.dev/problems/pair-sold");
+    let withdrawn = Uuid::now_v7();
+    store::apply_sneaker(&mut conn, &sneaker(withdrawn, seller, SneakerStatus::Withdrawn, 2)).await.unwrap();
+    let answer = ctx.order(&auth, withdrawn).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.text);
+    assert_eq!(answer.json["type"], "https://sneakerstop.dev/problems/listing-withdrawn");
     assert!(ctx.events().await.is_empty());
 }
 

@@ -322,7 +322,10 @@ impl TryFrom<ListParams> for ListQuery {
                 Some("reserved") => Ok(SneakerStatus::Reserved),
                 Some("sold") => Ok(SneakerStatus::Sold),
                 Some("expired") => Ok(SneakerStatus::Expired),
-                Some(_) => Err(FieldError::new("status", "must be one of available, reserved, sold, expired")),
+                Some("withdrawn") => Ok(SneakerStatus::Withdrawn),
+                Some(_) => {
+                    Err(FieldError::new("status", "must be one of available, reserved, sold, expired, withdrawn"))
+                }
             },
         );
         let seller_id = keep(

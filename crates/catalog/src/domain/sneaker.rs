@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! available ──order.created──▶ reserved ──order.completed (same order)──▶ sold
-//!     ▲                           │
-//!     └──order.cancelled (same order)
+//!  │  │  ▲                        │
+//!  │  │  └──order.cancelled (same order)
+//!  │  └──its seller withdraws it──▶ withdrawn
+//!  └──an ask's time runs out──▶ expired
 //! ```
 //!
 //! Only its seller may edit a listing, and only while it is available (and, with
@@ -30,6 +32,8 @@ pub enum Status {
     Sold,
     /// An ask whose time ran out unsold.
     Expired,
+    /// Taken off sale by its seller.
+    Withdrawn,
 }
 
 impl Status {
@@ -40,6 +44,7 @@ impl Status {
             Self::Reserved => "reserved",
             Self::Sold => "sold",
             Self::Expired => "expired",
+            Self::Withdrawn => "withdrawn",
         }
     }
 }
@@ -51,6 +56,7 @@ impl From<Status> for SneakerStatus {
             Status::Reserved => Self::Reserved,
             Status::Sold => Self::Sold,
             Status::Expired => Self::Expired,
+            Status::Withdrawn => Self::Withdrawn,
         }
     }
 }
@@ -62,6 +68,7 @@ impl From<SneakerStatus> for Status {
             SneakerStatus::Reserved => Self::Reserved,
             SneakerStatus::Sold => Self::Sold,
             SneakerStatus::Expired => Self::Expired,
+            SneakerStatus::Withdrawn => Self::Withdrawn,
         }
     }
 }
@@ -175,15 +182,7 @@ impl Sneaker {
         if_match: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<Decision, Refusal> {
-        if self.seller_id != by {
-            return Err(Refusal::NotOwner);
-        }
-        if self.status != Status::Available {
-            return Err(Refusal::NotEditable(self.status));
-        }
-        if if_match.is_some_and(|version| version != self.version) {
-            return Err(Refusal::VersionMismatch { current: self.version });
-        }
+        self.require_seller_and_available(by, if_match)?;
         if listing.product_id.is_some_and(|product| Some(product) != self.product_id) {
             return Err(Refusal::ProductFixed);
         }
@@ -198,6 +197,13 @@ impl Sneaker {
             },
             now,
         ))
+    }
+
+    /// `by`, its seller, takes the listing off sale (having seen version `if_match`): only
+    /// while it is available — a reserved pair is an order's until that order ends.
+    pub fn withdraw(&self, by: Uuid, if_match: Option<i64>, now: DateTime<Utc>) -> Result<Decision, Refusal> {
+        self.require_seller_and_available(by, if_match)?;
+        Ok(self.changed(Sneaker { status: Status::Withdrawn, ..self.clone() }, now))
     }
 
     /// An ask's time ran out: it leaves the market unsold. Only an available ask, and only
@@ -248,6 +254,21 @@ impl Sneaker {
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
+    }
+
+    /// Only its seller changes a listing, only while it is available, and (with `If-Match`)
+    /// only from the version they saw.
+    fn require_seller_and_available(&self, by: Uuid, if_match: Option<i64>) -> Result<(), Refusal> {
+        if self.seller_id != by {
+            return Err(Refusal::NotOwner);
+        }
+        if self.status != Status::Available {
+            return Err(Refusal::NotEditable(self.status));
+        }
+        if if_match.is_some_and(|version| version != self.version) {
+            return Err(Refusal::VersionMismatch { current: self.version });
+        }
+        Ok(())
     }
 
     fn require_held_by(&self, order: Uuid, to: &'static str) -> Result<(), Refusal> {
@@ -309,6 +330,22 @@ mod tests {
         assert_eq!((decision.sneaker.title.as_str(), decision.sneaker.price_cents), ("Dunk Low Panda", 12_000));
         assert_eq!((decision.sneaker.version, decision.sneaker.updated_at), (2, at(5)));
         assert_eq!(decision.event, SneakerEvent::Updated(decision.sneaker.snapshot()));
+    }
+
+    #[test]
+    fn given_an_available_pair_when_its_seller_withdraws_it_then_it_is_off_sale_for_good() {
+        let withdrawn = listed().withdraw(SELLER, Some(1), at(5)).unwrap();
+        assert_eq!((withdrawn.sneaker.status, withdrawn.sneaker.version), (Status::Withdrawn, 2));
+        assert_eq!(withdrawn.event, SneakerEvent::Updated(withdrawn.sneaker.snapshot()));
+        assert_eq!(withdrawn.sneaker.snapshot().status, SneakerStatus::Withdrawn);
+        let pair = withdrawn.sneaker;
+        assert_eq!(pair.withdraw(SELLER, None, at(6)), Err(Refusal::NotEditable(Status::Withdrawn)));
+        assert_eq!(pair.edit(SELLER, &listing("x", 1), None, at(6)), Err(Refusal::NotEditable(Status::Withdrawn)));
+        assert!(matches!(pair.reserve(ORDER, at(6)), Err(Refusal::DoesNotApply { .. })), "no order takes it");
+        assert_eq!(listed().withdraw(Uuid::now_v7(), None, at(1)), Err(Refusal::NotOwner));
+        assert_eq!(listed().withdraw(SELLER, Some(3), at(1)), Err(Refusal::VersionMismatch { current: 1 }));
+        let reserved = listed().reserve(ORDER, at(1)).unwrap().sneaker;
+        assert_eq!(reserved.withdraw(SELLER, None, at(2)), Err(Refusal::NotEditable(Status::Reserved)));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::{AppState, CatalogError};
         sneakers::list,
         sneakers::get_one,
         sneakers::update,
+        sneakers::withdraw,
         products::create,
         products::list,
         products::get_one,

@@ -27,6 +27,7 @@ pub(super) fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/sneakers", get(list).post(create))
         .route("/api/sneakers/{id}", get(get_one).put(update))
+        .route("/api/sneakers/{id}/withdraw", axum::routing::post(withdraw))
 }
 
 /// A listing as the API shows it.
@@ -246,6 +247,42 @@ pub(super) async fn get_one(State(state): State<AppState>, Path(id): Path<String
     };
     let (entry, source) = state.cache.get_or_load(Key::Listing(id), load).await?;
     Ok(cached(entry, source))
+}
+
+/// Take your listing off sale: an available pair becomes `withdrawn`, for good (an ask
+/// leaves its product's book). A reserved pair belongs to its order until that order ends.
+#[utoipa::path(
+    post, path = "/api/sneakers/{id}/withdraw", tag = "catalog",
+    params(("id" = Uuid, Path, description = "The listing's id"), super::IfMatchHeader),
+    responses(
+        (status = 200, description = "Withdrawn; version + 1 and `sneaker.updated` (status `withdrawn`) is published", body = SneakerView),
+        (status = 400, description = "Malformed id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not your listing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The pair is reserved, sold, expired or withdrawn already", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match the current version", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(sneaker_id = %id, seller_id = %user.id))]
+pub(super) async fn withdraw(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, CatalogError> {
+    let id = parse_id(&id)?;
+    let if_match = super::if_match(&headers)?;
+    let _transaction = sneakerstop_db::transaction_span("withdrawing a listing");
+    let mut tx = state.pool.begin().await.context("begin withdrawing a listing")?;
+    let current = store::lock(&mut tx, id).await?.ok_or(CatalogError::NotFound)?;
+    let withdrawn = current.withdraw(user.id, if_match, now())?;
+    store::save(&mut tx, &withdrawn).await?;
+    tx.commit().await.context("commit the withdrawal")?;
+    state.cache.invalidate();
+    metrics::counter!("catalog_listings_withdrawn_total").increment(1);
+    tracing::info!(sneaker_id = %id, version = withdrawn.sneaker.version, "sneaker withdrawn");
+    Ok(with_etag(StatusCode::OK, withdrawn.sneaker))
 }
 
 /// Edit your listing (title, price, size, brand, description).

@@ -100,7 +100,7 @@ fn view_json(row: Order) -> serde_json::Value {
         (status = 201, description = "Reserved until `expiresAt`; `order.created` is published", body = OrderView),
         (status = 400, description = "Malformed body or sneakerId", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such sneaker (after waiting up to REPLICA_WAIT for a listing made a moment ago to reach orders)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Sold, held by another order, your own listing, or you already hold the most unpaid reservations one buyer may (`ORDER_MAX_UNPAID_PER_BUYER`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Sold, withdrawn by its seller (`listing-withdrawn`), an ask past its time, held by another order, your own listing, or you already hold the most unpaid reservations one buyer may (`ORDER_MAX_UNPAID_PER_BUYER`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []), ("bearer" = []))
 )]
