@@ -638,6 +638,59 @@ pub async fn market(pool: &PgPool, product: Uuid) -> anyhow::Result<Vec<SizeMark
         .collect())
 }
 
+/// A product's market over all its sizes, for a list of products.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductMarket {
+    /// The product.
+    pub product_id: Uuid,
+    /// The lowest ask on any of its books, in cents.
+    pub lowest_ask: Option<i64>,
+    /// The highest live bid on any of its books, in cents.
+    pub highest_bid: Option<i64>,
+    /// Asks on its books.
+    pub asks: i64,
+    /// Live bids on its books.
+    pub bids: i64,
+    /// Its last sale: size, price in cents, when.
+    pub last_sale: Option<(f64, i64, DateTime<Utc>)>,
+}
+
+/// The markets of `products` (those the market has heard of), in one read: for each, the
+/// lowest ask and highest bid over its sizes, how many, and its last sale.
+pub async fn markets(pool: &PgPool, products: &[Uuid]) -> anyhow::Result<Vec<ProductMarket>> {
+    let rows = sqlx::query!(
+        r#"SELECT p.id, ask.lowest, ask.count AS "asks!", bid.highest, bid.count AS "bids!",
+                  sale.size AS "last_size?", sale.price_cents AS "last_price?", sale.sold_at AS "last_sold_at?"
+             FROM products p
+             CROSS JOIN LATERAL (
+                 SELECT min(price_cents) AS lowest, count(*) AS count FROM asks a
+                  WHERE a.product_id = p.id AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL
+                    AND (a.expires_at IS NULL OR a.expires_at > now())) ask
+             CROSS JOIN LATERAL (
+                 SELECT max(price_cents) AS highest, count(*) AS count FROM bids b
+                  WHERE b.product_id = p.id AND b.status = 'open' AND b.expires_at > now()) bid
+             LEFT JOIN LATERAL (
+                 SELECT size, price_cents, sold_at FROM sales x
+                  WHERE x.product_id = p.id ORDER BY sold_at DESC, order_id DESC LIMIT 1) sale ON true
+            WHERE p.id = ANY($1)"#,
+        products
+    )
+    .fetch_all(pool)
+    .await
+    .context("read the markets of products")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| ProductMarket {
+            product_id: row.id,
+            lowest_ask: row.lowest,
+            highest_bid: row.highest,
+            asks: row.asks,
+            bids: row.bids,
+            last_sale: row.last_size.zip(row.last_price).zip(row.last_sold_at).map(|((s, p), at)| (s, p, at)),
+        })
+        .collect())
+}
+
 /// A sale.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Sale {

@@ -752,6 +752,43 @@ async fn an_ask_its_seller_withdraws_leaves_the_book_at_once() {
 }
 
 #[tokio::test]
+async fn a_page_of_products_gets_its_markets_in_one_call() {
+    let ctx = ctx().await;
+    let other = Uuid::now_v7();
+    ctx.new_product(other).await;
+    let (_, auth) = ctx.buyer().await;
+    for (size, price) in [(9.0, 23_000), (10.0, 21_000), (10.5, 22_000)] {
+        ctx.ask(Uuid::now_v7(), size, price).await;
+    }
+    ctx.bid(&auth, 9.0, 150.0).await;
+    ctx.bid(&auth, 10.5, 190.0).await;
+
+    let unknown = Uuid::now_v7();
+    let uri = format!("/api/markets?products={other},{unknown},{}", ctx.product);
+    let answer = Call::get(&uri).send(&ctx.app).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let items = answer.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "the unknown id is left out: {}", answer.text);
+    assert_eq!(items[0]["productId"], other.to_string(), "in the order asked");
+    assert_eq!((items[0]["asks"].as_i64(), items[0]["lowestAsk"].as_f64()), (Some(0), None));
+    let ours = &items[1];
+    assert_eq!(
+        (ours["lowestAsk"].as_f64(), ours["highestBid"].as_f64()),
+        (Some(210.0), Some(190.0)),
+        "over every size"
+    );
+    assert_eq!((ours["asks"].as_i64(), ours["bids"].as_i64()), (Some(3), Some(2)));
+
+    for (query, reason) in [("", "required"), ("?products=nope", "not a UUID")] {
+        let refused = Call::get(&format!("/api/markets{query}")).send(&ctx.app).await;
+        assert!(refused.assert_invalid_field("products").contains(reason), "{}", refused.text);
+    }
+    let many: Vec<String> = (0..101).map(|_| Uuid::now_v7().to_string()).collect();
+    let refused = Call::get(&format!("/api/markets?products={}", many.join(","))).send(&ctx.app).await;
+    assert!(refused.assert_invalid_field("products").contains("at most 100"), "{}", refused.text);
+}
+
+#[tokio::test]
 async fn many_bids_racing_for_one_ask_make_exactly_one_match() {
     let ctx = ctx().await;
     let mut buyers = Vec::new();

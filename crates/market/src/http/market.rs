@@ -26,6 +26,88 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/api/products/{id}/market", get(market))
         .route("/api/products/{id}/market/stream", get(stream))
         .route("/api/products/{id}/sales", get(sales))
+        .route("/api/markets", get(markets))
+}
+
+/// The most products one `GET /api/markets` asks about (a page of a products list).
+const MAX_PRODUCTS: usize = 100;
+
+/// One product's market over all its sizes, for a list of products.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductMarketView {
+    product_id: Uuid,
+    /// The lowest ask in any size: the least a pair of it costs now (in currency units).
+    #[schema(example = 210.0)]
+    lowest_ask: Option<f64>,
+    /// The highest bid in any size.
+    #[schema(example = 190.0)]
+    highest_bid: Option<f64>,
+    /// Asks on its books.
+    asks: i64,
+    /// Bids on its books.
+    bids: i64,
+    /// Its last sale, in whichever size.
+    last_sale: Option<SaleView>,
+}
+
+/// The markets of many products, in one call.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketsView {
+    /// One entry per product the market knows, in the order asked; unknown ids are left out.
+    items: Vec<ProductMarketView>,
+}
+
+/// The markets of a page of products — the lowest ask, highest bid, counts and last sale of
+/// each over all its sizes — in one call (a products list asks once per page, not once per
+/// product). Ids the market has not heard of are left out.
+#[utoipa::path(
+    get, path = "/api/markets", tag = "market",
+    params(super::query::MarketsParams),
+    responses(
+        (status = 200, description = "The markets, in the order asked", body = MarketsView),
+        (status = 400, description = "`products` missing, not UUIDs, or more than 100", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn markets(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<super::query::MarketsParams>,
+) -> Result<Json<MarketsView>, MarketError> {
+    let ids = parse_products(params.products.as_deref())?;
+    let mut found: std::collections::HashMap<Uuid, ProductMarketView> = store::markets(&state.pool, &ids)
+        .await?
+        .into_iter()
+        .map(|m| {
+            let view = ProductMarketView {
+                product_id: m.product_id,
+                lowest_ask: m.lowest_ask.map(units),
+                highest_bid: m.highest_bid.map(units),
+                asks: m.asks,
+                bids: m.bids,
+                last_sale: m.last_sale.map(|(size, price, sold_at)| SaleView { size, price: units(price), sold_at }),
+            };
+            (m.product_id, view)
+        })
+        .collect();
+    Ok(Json(MarketsView { items: ids.iter().filter_map(|id| found.remove(id)).collect() }))
+}
+
+fn parse_products(products: Option<&str>) -> Result<Vec<Uuid>, MarketError> {
+    let field = |reason: &str| MarketError::from(FieldError::new("products", reason));
+    let products =
+        products.filter(|p| !p.trim().is_empty()).ok_or_else(|| field("is required: product ids, comma-separated"))?;
+    let mut ids = Vec::new();
+    for part in products.split(',') {
+        let id = Uuid::try_parse(part.trim()).map_err(|_| field(&format!("{:?} is not a UUID", part.trim())))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() > MAX_PRODUCTS {
+        return Err(field(&format!("at most {MAX_PRODUCTS} products at once")));
+    }
+    Ok(ids)
 }
 
 /// A product's market: one entry per size it is made in.

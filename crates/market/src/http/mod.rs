@@ -16,13 +16,24 @@ pub use market::{MarketView, SaleView, SizeView};
 /// OpenAPI description of the market endpoints.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    paths(bids::place, bids::list, bids::get_one, bids::cancel, market::market, market::sales, market::stream),
+    paths(
+        bids::place,
+        bids::list,
+        bids::get_one,
+        bids::cancel,
+        market::market,
+        market::markets,
+        market::sales,
+        market::stream
+    ),
     components(schemas(
         bids::NewBidInput,
         BidView,
         crate::domain::BidStatus,
         sneakerstop_problem::page::PageOf<BidView>,
         MarketView,
+        market::MarketsView,
+        market::ProductMarketView,
         SizeView,
         SaleView,
         sneakerstop_problem::page::PageOf<SaleView>

@@ -3,6 +3,15 @@
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+/// `GET /api/markets` query parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MarketsParams {
+    /// The products, comma-separated: 1 to 100 ids (a page of a products list).
+    #[param(value_type = String, example = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c")]
+    pub products: Option<String>,
+}
+
 /// `GET /api/products/{id}/sales` query parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
