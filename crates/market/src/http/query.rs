@@ -8,7 +8,12 @@ use utoipa::IntoParams;
 #[into_params(parameter_in = Query)]
 pub struct MarketsParams {
     /// The products, comma-separated: 1 to 100 ids (a page of a products list).
-    #[param(value_type = String, example = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c")]
+    #[param(
+        value_type = String,
+        required = true,
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}){0,99}$",
+        example = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c"
+    )]
     pub products: Option<String>,
 }
 
