@@ -680,6 +680,9 @@ async fn a_match_ends_as_a_sale_or_puts_the_bid_back_or_closes_it() {
     );
     let market = size_of(&ctx.market().await, 10.0);
     assert_eq!(market["lastSale"]["price"], 210.0);
+    let page = Call::get(&format!("/api/markets?products={}", ctx.product)).send(&ctx.app).await;
+    let last = &page.json["items"][0]["lastSale"];
+    assert_eq!((last["price"].as_f64(), last["size"].as_f64()), (Some(210.0), Some(10.0)), "{}", page.text);
     let sales = Call::get(&format!("/api/products/{}/sales?size=10", ctx.product)).send(&ctx.app).await;
     assert_eq!(sales.json["items"].as_array().unwrap().len(), 1, "{}", sales.text);
     assert_eq!(sales.json["items"][0]["price"], 210.0);
