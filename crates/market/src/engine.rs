@@ -389,6 +389,7 @@ impl Writer {
                 for mut job in jobs {
                     match self.run_together(&owned, std::slice::from_mut(&mut job)).await {
                         Ok(()) => job.answer(),
+                        Err(error) if error.is::<owners::Fenced>() => job.command.moved(),
                         Err(error) => self.failed_alone(&owned, job, error).await,
                     }
                 }
