@@ -105,13 +105,24 @@ impl Command {
         }
     }
 
-    /// Answers that the command's book is not this instance's (any more).
+    /// Answers that the command's book is not this instance's (any more): a request is
+    /// refused as moved; a take of arrivals took none.
     fn moved(self) {
-        let moved = || MarketError::Moved;
+        self.refuse(MarketError::Moved, Ok(0));
+    }
+
+    /// Answers that the command failed with `error`.
+    fn failed(self, error: anyhow::Error) {
+        let arrivals = Err(anyhow::anyhow!("{error:#}"));
+        self.refuse(MarketError::Internal(error), arrivals);
+    }
+
+    /// Answers a request with `error`, or a take of arrivals with `arrivals`.
+    fn refuse(self, error: MarketError, arrivals: anyhow::Result<usize>) {
         match self {
-            Self::Place(_, answer) => drop(answer.send(Err(moved()))),
-            Self::Cancel { answer, .. } => drop(answer.send(Err(moved()))),
-            Self::Arrivals(answer) => drop(answer.map(|answer| answer.send(Ok(0)))),
+            Self::Place(_, answer) => drop(answer.send(Err(error))),
+            Self::Cancel { answer, .. } => drop(answer.send(Err(error))),
+            Self::Arrivals(answer) => drop(answer.map(|answer| answer.send(arrivals))),
         }
     }
 }
@@ -150,16 +161,6 @@ impl Job {
                 drop(answer.map(|answer| answer.send(Ok(taken))));
             }
             (command, _) => command.failed(anyhow::anyhow!("the command was not run")),
-        }
-    }
-}
-
-impl Command {
-    fn failed(self, error: anyhow::Error) {
-        match self {
-            Self::Place(_, answer) => drop(answer.send(Err(MarketError::Internal(error)))),
-            Self::Cancel { answer, .. } => drop(answer.send(Err(MarketError::Internal(error)))),
-            Self::Arrivals(answer) => drop(answer.map(|answer| answer.send(Err(error)))),
         }
     }
 }

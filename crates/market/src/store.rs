@@ -48,10 +48,10 @@ pub async fn trade_later(conn: &mut PgConnection, product: Uuid, size: f64, arri
 }
 
 /// The shard of a product's books in SQL, its id's last byte modulo the shards
-/// ([`crate::owners::shard`]); the count is bound as `$3`.
+/// ([`crate::owners::shard`]), the number of shards bound as parameter `$count`.
 macro_rules! shard_of {
-    ($column:literal) => {
-        concat!("(get_byte(uuid_send(", $column, "), 15) % $3)::int2")
+    ($column:literal, $count:literal) => {
+        concat!("(get_byte(uuid_send(", $column, "), 15) % ", $count, ")::int2")
     };
 }
 
@@ -65,7 +65,7 @@ pub async fn take_arrivals(
     let sql = concat!(
         "DELETE FROM pending_trades
           WHERE set_aside_at IS NULL AND ($2::bigint IS NULL OR id = $2) AND ",
-        shard_of!("product_id"),
+        shard_of!("product_id", "$3"),
         " = ANY($1)
           RETURNING id, product_id, size, ask_id, bid_id"
     );
@@ -91,17 +91,10 @@ pub async fn take_arrivals(
 pub async fn pending_trade_ids(pool: &PgPool, shards: &[i16]) -> anyhow::Result<Vec<i64>> {
     let sql = concat!(
         "SELECT id FROM pending_trades WHERE set_aside_at IS NULL AND ",
-        shard_of!("product_id"),
-        " = ANY($1) AND $2::int2 IS NULL ORDER BY id"
+        shard_of!("product_id", "$2"),
+        " = ANY($1) ORDER BY id"
     );
-    let unused: Option<i16> = None;
-    sqlx::query_scalar(sql)
-        .bind(shards)
-        .bind(unused)
-        .bind(i32::from(SHARDS))
-        .fetch_all(pool)
-        .await
-        .context("list pending arrivals")
+    sqlx::query_scalar(sql).bind(shards).bind(i32::from(SHARDS)).fetch_all(pool).await.context("list pending arrivals")
 }
 
 /// How many pending arrivals are set aside (failed for good), for the gauge.
