@@ -582,6 +582,8 @@ pub struct SizeMarket {
     pub size: f64,
     /// The lowest ask on the book, in cents.
     pub lowest_ask: Option<i64>,
+    /// The listing that is the lowest ask (price, then time): the pair "buy now" orders.
+    pub lowest_ask_id: Option<Uuid>,
     /// The highest live bid, in cents.
     pub highest_bid: Option<i64>,
     /// Asks on the book.
@@ -596,7 +598,7 @@ pub struct SizeMarket {
 pub async fn market(pool: &PgPool, product: Uuid) -> anyhow::Result<Vec<SizeMarket>> {
     let rows = sqlx::query!(
         r#"SELECT s.size AS "size!",
-                  ask.lowest, ask.count AS "asks!", bid.highest, bid.count AS "bids!",
+                  ask.lowest, ask.count AS "asks!", first_ask.id AS "lowest_ask_id?", bid.highest, bid.count AS "bids!",
                   sale.price_cents AS "last_price?", sale.sold_at AS "last_sold_at?"
              FROM products p
              CROSS JOIN LATERAL unnest(p.sizes) AS s(size)
@@ -605,6 +607,12 @@ pub async fn market(pool: &PgPool, product: Uuid) -> anyhow::Result<Vec<SizeMark
                   WHERE a.product_id = p.id AND a.size = s.size
                     AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL
                     AND (a.expires_at IS NULL OR a.expires_at > now())) ask
+             LEFT JOIN LATERAL (
+                 SELECT a.id FROM asks a
+                  WHERE a.product_id = p.id AND a.size = s.size
+                    AND a.status = 'available' AND a.held_by IS NULL AND a.match_id IS NULL
+                    AND (a.expires_at IS NULL OR a.expires_at > now())
+                  ORDER BY a.price_cents, a.listed_at, a.id LIMIT 1) first_ask ON true
              CROSS JOIN LATERAL (
                  SELECT max(price_cents) AS highest, count(*) AS count FROM bids b
                   WHERE b.product_id = p.id AND b.size = s.size AND b.status = 'open' AND b.expires_at > now()) bid
@@ -623,6 +631,7 @@ pub async fn market(pool: &PgPool, product: Uuid) -> anyhow::Result<Vec<SizeMark
         .map(|row| SizeMarket {
             size: row.size,
             lowest_ask: row.lowest,
+            lowest_ask_id: row.lowest_ask_id,
             highest_bid: row.highest,
             asks: row.asks,
             bids: row.bids,

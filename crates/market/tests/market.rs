@@ -755,6 +755,26 @@ async fn an_ask_its_seller_withdraws_leaves_the_book_at_once() {
 }
 
 #[tokio::test]
+async fn the_lowest_ask_names_the_pair_buy_now_orders() {
+    let ctx = ctx().await;
+    let (seller, other) = (Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(size_of(&ctx.market().await, 10.0)["lowestAskId"], json!(null), "no ask, no pair");
+    let first = ctx.ask(seller, 10.0, 20_000).await;
+    let later_same_price = ctx.ask(other, 10.0, 20_000).await;
+    ctx.ask(other, 10.0, 25_000).await;
+    let market = size_of(&ctx.market().await, 10.0);
+    assert_eq!(
+        (market["lowestAsk"].as_f64(), market["lowestAskId"].as_str()),
+        (Some(200.0), Some(first.to_string().as_str())),
+        "price, then time"
+    );
+    let withdrawn =
+        Sneaker { status: SneakerStatus::Withdrawn, ..listing(first, ctx.product, seller, 10.0, 20_000, 2) };
+    ctx.deliver(&SneakerEvent::Updated(withdrawn), first, 2).await;
+    assert_eq!(size_of(&ctx.market().await, 10.0)["lowestAskId"], json!(later_same_price.to_string()));
+}
+
+#[tokio::test]
 async fn a_page_of_products_gets_its_markets_in_one_call() {
     let ctx = ctx().await;
     let other = Uuid::now_v7();

@@ -133,6 +133,9 @@ pub struct SizeView {
     size: f64,
     /// The lowest ask: "buy now" buys at this price (in currency units).
     lowest_ask: Option<f64>,
+    /// The listing that is the lowest ask (the first listed at that price): "buy now" orders
+    /// it (`POST /api/orders`).
+    lowest_ask_id: Option<Uuid>,
     /// The highest bid: "sell now" sells at this price.
     highest_bid: Option<f64>,
     /// Asks on the book.
@@ -148,6 +151,7 @@ impl From<SizeMarket> for SizeView {
         Self {
             size: m.size,
             lowest_ask: m.lowest_ask.map(units),
+            lowest_ask_id: m.lowest_ask_id,
             highest_bid: m.highest_bid.map(units),
             asks: m.asks,
             bids: m.bids,
