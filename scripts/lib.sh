@@ -31,7 +31,18 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Debian's chromium, for the test that opens the API documentation in a real browser.
+# The browser tests' tools: Debian's Chromium and, from npm, Playwright's client and axe-core
+# (tests/browser), installed from the lockfile again only when it changed.
+ensure_browser() {
+  ensure_chromium
+  local stamp=tests/browser/node_modules/.installed-from-lock
+  if [ -f "$stamp" ] && cmp -s tests/browser/package-lock.json "$stamp"; then return 0; fi
+  log "installing the browser tests' npm packages (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+  cp tests/browser/package-lock.json "$stamp"
+}
+
+# Debian's chromium, for the tests that open pages in a real browser.
 ensure_chromium() {
   command -v chromium >/dev/null 2>&1 && return 0
   [ "$(id -u)" = 0 ] || die "the browser test needs Chromium; run: sudo apt-get install -y chromium"

@@ -7,9 +7,9 @@
 # started, it stops.
 #
 # The compiler is what takes time here, so everything that does not need its output runs
-# beside it: Chromium's install, fetching and starting Kafka, the checkers' installs and the
-# deployment checks. Each phase says when it starts; the last line lists their times
-# (docs/development.md explains them).
+# beside it: Chromium's and the browser tests' installs, fetching and starting Kafka, the
+# checkers' installs and the deployment checks. Each phase says when it starts; the last line
+# lists their times (docs/development.md explains them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -27,7 +27,7 @@ trap cleanup EXIT
 
 phase "set-up"
 require_postgres
-background chromium ensure_chromium
+background browser ensure_browser
 port=$(free_port)
 background broker scripts/kafka.sh start "$port" "$BROKER_DIR" test
 background api-checker scripts/api-check.sh install
@@ -42,9 +42,9 @@ scripts/sqlx.sh lint
 phase "building the tests"
 cargo test --workspace --no-run
 
-phase "waiting for the broker and Chromium"
+phase "waiting for the broker and the browser"
 await broker
-await chromium
+await browser
 export KAFKA_BROKERS="127.0.0.1:$port"
 # No TLS to the local server (libpq's default would negotiate it even over loopback).
 export TEST_DATABASE_URL="${PG_ADMIN_URL%%\?*}?sslmode=disable"

@@ -36,10 +36,14 @@ enum Command {
     Admin(crate::admin::AdminArgs),
 }
 
+/// The storefront's name on the command line.
+const STOREFRONT: &str = "storefront";
+
 /// Arguments of `sneakerstop serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Services to run (identity, catalog, orders, payments, market); all of them when none are named.
+    /// Services to run (identity, catalog, orders, payments, market, storefront); all of them
+    /// when none are named.
     services: Vec<String>,
     /// Local development: without JWT_SECRET, sign sessions with a random per-process secret
     /// instead of refusing to start.
@@ -55,6 +59,8 @@ pub struct ServeArgs {
     kafka: KafkaSettings,
     #[command(flatten)]
     service: ServiceSettings,
+    #[command(flatten)]
+    storefront: sneakerstop_storefront::Settings,
 }
 
 /// Arguments of `sneakerstop migrate`.
@@ -144,7 +150,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let all = args.service.services();
-    let selected = services::selected(&all, &args.services)?;
+    // The storefront owns no data (no schema, topics or consumer): it is routes only.
+    let storefront = args.services.is_empty() || args.services.iter().any(|name| name == STOREFRONT);
+    let named: Vec<String> = args.services.iter().filter(|name| *name != STOREFRONT).cloned().collect();
+    let selected =
+        if named.is_empty() && !args.services.is_empty() { Vec::new() } else { services::selected(&all, &named)? };
     let mut router = axum::Router::new();
     let mut checks = Vec::new();
     let broker = sneakerstop_messaging::BrokerHealth::default();
@@ -179,10 +189,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let router = router
         .layer(axum::middleware::from_fn_with_state(write_limit, sneakerstop_auth::limit::WriteLimit::layer))
         .layer(axum::middleware::from_fn_with_state(shared.changes.clone(), announce_commits));
-    let app =
-        crate::server::app(router, checks, details, crate::server::openapi(docs), &args.http.cors_allowed_origins);
+    let router = if storefront {
+        let pages = sneakerstop_storefront::router(
+            &args.storefront,
+            &shared.address,
+            shared.keys.clone(),
+            &secret,
+            args.session.cookie_secure,
+            args.dev,
+        )?;
+        router.merge(pages)
+    } else {
+        router
+    };
+    let app = crate::server::app(
+        router,
+        checks,
+        details,
+        crate::server::openapi(docs),
+        &args.http.cors_allowed_origins,
+        !storefront,
+    );
 
-    let names: Vec<_> = selected.iter().map(|s| s.name()).collect();
+    let mut names: Vec<_> = selected.iter().map(|s| s.name()).collect();
+    if storefront {
+        names.push(STOREFRONT);
+    }
     tracing::info!(%addr, services = ?names, "listening");
     // Peers' addresses reach the handlers (sign-in throttling per client address).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -104,13 +104,15 @@ fn document_write_limit(doc: &mut OpenApi) {
 }
 
 /// The whole application: `services` plus health, metrics, docs and the shared layers;
-/// browsers on `cors_origins` may call it with credentials.
+/// browsers on `cors_origins` may call it with credentials. Without a storefront serving
+/// `/`, `home_to_docs` sends `/` to the API documentation.
 pub fn app(
     services: Router,
     checks: Vec<Check>,
     details: Vec<Detail>,
     doc: OpenApi,
     cors_origins: &[String],
+    home_to_docs: bool,
 ) -> Router {
     let spec = doc.to_json().unwrap_or_else(|e| unreachable!("an OpenAPI document always serializes: {e}"));
     let docs = swagger_ui_dist::generate_routes(ApiDefinition {
@@ -118,6 +120,8 @@ pub fn app(
         api_definition: OpenApiSource::Uri(OPENAPI_PATH),
         title: Some("SneakerStop API"),
     });
+    let services =
+        if home_to_docs { services.route("/", get(|| async { Redirect::temporary("/docs") })) } else { services };
     let api = services
         .route(
             OPENAPI_PATH,
@@ -126,7 +130,6 @@ pub fn app(
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], spec) }
             }),
         )
-        .route("/", get(|| async { Redirect::temporary("/docs") }))
         .route("/docs/index.html", get(docs_canonical))
         .merge(docs)
         .merge(sneakerstop_health::router(checks, details))

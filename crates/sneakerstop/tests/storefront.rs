@@ -1,0 +1,99 @@
+//! The storefront in a real browser: the real binary (every service and the storefront, real
+//! PostgreSQL and Kafka) and a storefront run apart whose API is gone; then
+//! `tests/browser/storefront.test.mjs` drives Debian's Chromium through them with Playwright
+//! — sign-up, the admin's product, a seller's listing, a live product page, buy now and pay,
+//! a bid sold into, CSRF refusals, 404 and 503 pages — auditing each page with axe-core.
+//!
+//! `make test` installs Chromium and the browser tests' npm packages. Pictures of the pages
+//! go to `target/storefront-screenshots/`, or, with `UPDATE_SCREENSHOTS=1`, to
+//! `docs/storefront/` (what docs/storefront.md shows).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use sneakerstop_test_support::{Server, TestDb, unique};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
+const SECRET: &str = "storefront-browser-secret-0123456789-abcdef";
+const ADMIN_PASSWORD: &str = "admin password!";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An account with the admin role, made as an operator makes one (`sneakerstop admin grant`).
+async fn admin(server: &Server, db: &TestDb) -> String {
+    let email = format!("{}@example.com", unique("admin"));
+    let response = reqwest::Client::new()
+        .post(server.url("/api/users/signup"))
+        .json(&json!({"email": email, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let granted =
+        tokio::process::Command::new(BIN).args(["admin", "grant", &email]).env("DATABASE_URL", db.url()).output().await;
+    let granted = granted.unwrap();
+    assert!(granted.status.success(), "{}", String::from_utf8_lossy(&granted.stderr));
+    email
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn shoppers_sellers_and_admins_use_the_storefront_in_a_real_browser() {
+    let tests = workspace().join("tests/browser");
+    assert!(
+        tests.join("node_modules/playwright-core").is_dir(),
+        "the browser tests' packages are missing: `make test` installs them (or `npm ci --prefix tests/browser`)"
+    );
+    let db = TestDb::new().await;
+    let env = [
+        ("DATABASE_URL", db.url()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("KAFKA_TOPIC_PREFIX", format!("{}.", unique("storefront"))),
+        ("STOREFRONT_TEST_CARDS", "true".to_owned()),
+    ];
+    let server = Server::start(BIN, &["serve"], &env).await;
+    // The storefront alone, as it runs apart from the services, with its API unreachable.
+    let apart_env = [
+        ("DATABASE_URL", db.url()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("STOREFRONT_API_URL", format!("http://127.0.0.1:{}", closed_port())),
+    ];
+    let apart = Server::start(BIN, &["serve", "storefront"], &apart_env).await;
+    let admin = admin(&server, &db).await;
+
+    let screenshots = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        workspace().join("docs/storefront")
+    } else {
+        workspace().join("target/storefront-screenshots")
+    };
+    let mut node = tokio::process::Command::new("node");
+    if let Some(chromium) = std::env::var_os("CHROMIUM_BIN") {
+        node.env("CHROMIUM_BIN", chromium);
+    }
+    let run = node
+        .args(["--test", "--test-reporter=tap", "--test-concurrency=1", "storefront.test.mjs"])
+        .current_dir(&tests)
+        .env("BASE_URL", server.url(""))
+        .env("UNAVAILABLE_URL", apart.url(""))
+        .env("ADMIN_EMAIL", &admin)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("SCREENSHOT_DIR", &screenshots)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("the browser tests finished within 10 minutes")
+        .expect("run node (installed on this machine)");
+    let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    println!("{report}");
+    assert!(output.status.success(), "the browser tests failed:\n{report}");
+    // The runner ran every test (a file that failed to load would report none).
+    assert!(report.contains("# pass 7"), "not every browser test ran:\n{report}");
+}

@@ -1,0 +1,181 @@
+//! What a buyer has going: orders (a reserved one shows its deadline and the pay step) and
+//! bids (and why one was declined).
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::{Done, done, path_id};
+use crate::api::Write;
+use crate::page::{Ctx, FormState, Layout, form_failure, refused_status, see_other};
+use crate::views::{Bid, Listing, Order, Page, Payment};
+
+/// Orders or bids per page of the account's lists.
+const PER_PAGE: u32 = 50;
+
+#[derive(Template)]
+#[template(path = "orders.html")]
+struct OrdersPage {
+    l: Layout,
+    orders: Vec<Order>,
+}
+
+/// `/account/orders`: the buyer's orders, newest first.
+pub(crate) async fn list(ctx: Ctx, Query(done): Query<Done>) -> Response {
+    if let Err(redirect) = ctx.require_viewer() {
+        return redirect;
+    }
+    match ctx.shop.api.get::<Page<Order>>(&ctx.caller, &format!("/api/orders?limit={PER_PAGE}")).await {
+        Ok(page) => {
+            ctx.ok(&OrdersPage { l: ctx.layout("Your orders").with_notice(done.done.as_deref()), orders: page.items })
+        }
+        Err(failure) => ctx.failed(failure),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "order.html")]
+struct OrderPage {
+    l: Layout,
+    order: Order,
+    /// The pair's listing, when it could be read.
+    listing: Option<Listing>,
+    f: FormState,
+    test_cards: bool,
+    /// The pay form's `Idempotency-Key`: a double click pays once.
+    pay_key: String,
+}
+
+/// `/account/orders/{id}`: one order; while reserved, its deadline and the pay form.
+pub(crate) async fn show(ctx: Ctx, Path(id): Path<String>, Query(done): Query<Done>) -> Response {
+    let id = match path_id(&ctx, &id) {
+        Ok(id) => id,
+        Err(page) => return page,
+    };
+    order_page(&ctx, id, FormState::default(), StatusCode::OK, done.done.as_deref()).await
+}
+
+async fn order_page(ctx: &Ctx, id: uuid::Uuid, f: FormState, status: StatusCode, done: Option<&str>) -> Response {
+    if let Err(redirect) = ctx.require_viewer() {
+        return redirect;
+    }
+    let order = match ctx.shop.api.get::<Order>(&ctx.caller, &format!("/api/orders/{id}")).await {
+        Ok(order) => order,
+        Err(failure) => return ctx.failed(failure),
+    };
+    let listing = ctx.shop.api.get::<Listing>(&ctx.caller, &format!("/api/sneakers/{}", order.sneaker_id)).await.ok();
+    ctx.page(
+        status,
+        &OrderPage {
+            l: ctx.layout("Order").with_notice(done),
+            order,
+            listing,
+            f,
+            test_cards: ctx.shop.test_cards,
+            pay_key: super::form_key(),
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PayForm {
+    token: String,
+    #[serde(default, rename = "idempotencyKey")]
+    idempotency_key: String,
+}
+
+/// Pays a reserved order with the card token typed (a declined card is shown by the field).
+pub(crate) async fn pay(ctx: Ctx, Path(id): Path<String>, Form(form): Form<PayForm>) -> Response {
+    let id = match path_id(&ctx, &id) {
+        Ok(id) => id,
+        Err(page) => return page,
+    };
+    let body = serde_json::json!({ "orderId": id, "token": form.token.trim() });
+    let write =
+        Write { idempotency_key: Some(form.idempotency_key.as_str()).filter(|k| !k.is_empty()), if_match: None };
+    match ctx.shop.api.send::<Payment, _>(&ctx.caller, Method::POST, "/api/payments", Some(&body), write).await {
+        Ok(sent) if sent.value.status == "declined" => {
+            let reason = sent.value.failure_reason.unwrap_or_else(|| "declined".to_owned());
+            let f = FormState::filled([("token", form.token)]).with_error("token", &format!("declined: {reason}"));
+            order_page(&ctx, id, f, StatusCode::PAYMENT_REQUIRED, None).await
+        }
+        Ok(_) => see_other(&done(&format!("/account/orders/{id}"), "paid"), Vec::new()),
+        Err(failure) if failure.is_unauthorized() => ctx.sign_in_first(),
+        Err(failure) => {
+            let f = form_failure(FormState::filled([("token", form.token)]), &failure, &["token"]);
+            // A declined card's reason is the refusal itself: put it by the card field.
+            let f = match (&failure, f.error("token")) {
+                (crate::api::Failure::Refused(problem), None) if problem.status == 402 => {
+                    let reason = problem.detail.clone().unwrap_or_else(|| problem.title.clone());
+                    f.with_error("token", &reason)
+                }
+                _ => f,
+            };
+            order_page(&ctx, id, f, refused_status(&failure), None).await
+        }
+    }
+}
+
+/// Only the CSRF token.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Confirm {}
+
+/// Cancels a reserved order: the pair goes back on sale.
+pub(crate) async fn cancel(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirm>) -> Response {
+    let id = match path_id(&ctx, &id) {
+        Ok(id) => id,
+        Err(page) => return page,
+    };
+    let path = format!("/api/orders/{id}");
+    match ctx.shop.api.send::<serde_json::Value, ()>(&ctx.caller, Method::DELETE, &path, None, Write::default()).await {
+        Ok(_) => see_other(&done(&format!("/account/orders/{id}"), "order-cancelled"), Vec::new()),
+        Err(failure) if failure.is_unauthorized() => ctx.sign_in_first(),
+        Err(failure) => {
+            let f = form_failure(FormState::default(), &failure, &[]);
+            order_page(&ctx, id, f, refused_status(&failure), None).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "bids.html")]
+struct BidsPage {
+    l: Layout,
+    bids: Vec<Bid>,
+    f: FormState,
+}
+
+/// `/account/bids`: the buyer's bids and what became of each.
+pub(crate) async fn bids(ctx: Ctx, Query(done): Query<Done>) -> Response {
+    bids_page(&ctx, FormState::default(), StatusCode::OK, done.done.as_deref()).await
+}
+
+async fn bids_page(ctx: &Ctx, f: FormState, status: StatusCode, done: Option<&str>) -> Response {
+    if let Err(redirect) = ctx.require_viewer() {
+        return redirect;
+    }
+    match ctx.shop.api.get::<Page<Bid>>(&ctx.caller, &format!("/api/bids?limit={PER_PAGE}")).await {
+        Ok(page) => ctx.page(status, &BidsPage { l: ctx.layout("Your bids").with_notice(done), bids: page.items, f }),
+        Err(failure) => ctx.failed(failure),
+    }
+}
+
+/// Takes an open bid off its book.
+pub(crate) async fn cancel_bid(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirm>) -> Response {
+    let id = match path_id(&ctx, &id) {
+        Ok(id) => id,
+        Err(page) => return page,
+    };
+    let path = format!("/api/bids/{id}");
+    match ctx.shop.api.send::<serde_json::Value, ()>(&ctx.caller, Method::DELETE, &path, None, Write::default()).await {
+        Ok(_) => see_other(&done("/account/bids", "bid-cancelled"), Vec::new()),
+        Err(failure) if failure.is_unauthorized() => ctx.sign_in_first(),
+        Err(failure) => {
+            let f = form_failure(FormState::default(), &failure, &[]);
+            bids_page(&ctx, f, refused_status(&failure), None).await
+        }
+    }
+}
