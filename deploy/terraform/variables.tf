@@ -51,8 +51,8 @@ variable "replicas" {
   default     = {}
 
   validation {
-    condition     = alltrue([for name in keys(var.replicas) : contains(["identity", "catalog", "orders", "payments", "market"], name)])
-    error_message = "Replica counts are for identity, catalog, orders, payments or market."
+    condition     = alltrue([for name in keys(var.replicas) : contains(["identity", "catalog", "orders", "payments", "market", "storefront"], name)])
+    error_message = "Replica counts are for identity, catalog, orders, payments, market or storefront."
   }
 }
 

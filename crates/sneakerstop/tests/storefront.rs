@@ -59,9 +59,9 @@ async fn shoppers_sellers_and_admins_use_the_storefront_in_a_real_browser() {
         ("STOREFRONT_TEST_CARDS", "true".to_owned()),
     ];
     let server = Server::start(BIN, &["serve"], &env).await;
-    // The storefront alone, as it runs apart from the services, with its API unreachable.
+    // The storefront alone, as it runs apart from the services (no database), with its API
+    // unreachable.
     let apart_env = [
-        ("DATABASE_URL", db.url()),
         ("JWT_SECRET", SECRET.to_owned()),
         ("STOREFRONT_API_URL", format!("http://127.0.0.1:{}", closed_port())),
     ];
