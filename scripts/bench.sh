@@ -219,8 +219,12 @@ if [ -n "${LOAD_ADMIN_EMAIL:-}" ]; then
     market_run "market-paced-$share" --scenario market --duration "$(secs 20s)" --rate "$rate" --users 64 \
       --seed-listings 0 --market-products 4 --market-streams 50
   done
+  # The storefront: shoppers opening product pages (three API reads and a render each), and
+  # what a browser downloads for each page.
+  run storefront --scenario storefront --duration "$(secs 20s)" --concurrency 32 --users 4 --seed-listings 0 \
+    --market-products 4
 else
-  note "scenario market skipped: set LOAD_ADMIN_EMAIL and LOAD_ADMIN_PASSWORD (an admin of the running server)"
+  note "scenarios market and storefront skipped: set LOAD_ADMIN_EMAIL and LOAD_ADMIN_PASSWORD (an admin of the running server)"
 fi
 
 if [ -n "$server_pid" ]; then
@@ -255,8 +259,8 @@ python3 - "$workdir" "$out.json" "$rev" "$stamp" "$cores" "$mem_gib" "$yardstick
 import json, sys, os
 work, target, rev, stamp, cores, mem, yardstick, engine = sys.argv[1:]
 names = ["browse", "browse-uncached", "list", "list-paced", "purchase", "drop", "login-flood", "market",
-         "market-paced-0.025", "market-paced-0.05", "market-paced-0.1", "market-paced-0.15", "list-traced",
-         "purchase-traced"]
+         "market-paced-0.025", "market-paced-0.05", "market-paced-0.1", "market-paced-0.15", "storefront",
+         "list-traced", "purchase-traced"]
 reports = {n: json.load(open(os.path.join(work, f"{n}.json"))) for n in names if os.path.exists(os.path.join(work, f"{n}.json"))}
 json.dump({"revision": rev, "date": stamp, "machine": {"cores": int(cores), "memoryGiB": float(mem)},
            "yardstickTps": float(yardstick), "matchingEngineOpsPerSecond": int(engine), "reports": reports},
@@ -278,6 +282,7 @@ rows = [
 market = reports.get("market", {}).get("market")
 if market:
     rows.append(("completed matched sales/s (market)", market["salesPerSecond"] / tps, ">=", 0.015))
+rows.append(("storefront product pages/s (storefront)", ratio("storefront", "GET /products/{id} (page)"), ">=", 0.3))
 print(f"targets, as ratios to the yardstick ({tps:.0f} tx/s):")
 for what, value, op, goal in rows:
     shown = "-" if value is None else f"{value:.3f}"
@@ -295,6 +300,15 @@ for share in ["0.025", "0.05", "0.1", "0.15"]:
     done = paced["market"]["bookOperationsPerSecond"] / tps
     goal = " (target < 50 ms)" + (" met" if worst[0] < 50 else " NOT met") if share == "0.1" else ""
     print(f"  market paced at {share} × PG ({done:.3f} done): worst p99 {worst[0]:.0f} ms ({worst[1]}){goal}")
+storefront = reports.get("storefront")
+if storefront:
+    page = next(e for e in storefront["endpoints"] if e["endpoint"] == "GET /products/{id} (page)")
+    p99 = page["latencyMs"]["p99"]
+    print(f"  storefront product page p99: {p99:.1f} ms (target < 50 ms) {'met' if p99 < 50 else 'NOT met'}")
+    heaviest = max(storefront.get("pages", []), key=lambda p: p["htmlBytes"] + p["assetBytes"], default=None)
+    if heaviest:
+        total = (heaviest["htmlBytes"] + heaviest["assetBytes"]) / 1000
+        print(f"  heaviest storefront page: {heaviest['page']} {total:.1f} KB with its CSS and script (target < 100 KB) {'met' if total < 100 else 'NOT met'}")
 if market and market.get("matchToSale"):
     print(f"  match to sale p99 bucket (market): <= {market['matchToSale']['p99Ms']:.0f} ms (target < 1000 ms)")
 hops = reports.get("list-paced", {}).get("eventHops", {})

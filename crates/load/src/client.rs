@@ -26,6 +26,38 @@ pub struct User {
     pub device: Option<String>,
 }
 
+/// What a browser downloads for one storefront page: its HTML and the stylesheets and
+/// scripts it links (uncompressed).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageWeight {
+    /// The page's path.
+    pub page: String,
+    pub html_bytes: usize,
+    pub asset_bytes: usize,
+}
+
+impl PageWeight {
+    /// Everything the page needs.
+    pub fn total_bytes(&self) -> usize {
+        self.html_bytes + self.asset_bytes
+    }
+}
+
+/// The stylesheets and scripts a page links (`href="/static/…"`, `src="/static/…"`).
+fn linked_assets(html: &str) -> Vec<String> {
+    let mut assets: Vec<String> = html
+        .match_indices("=\"/static/")
+        .filter_map(|(at, _)| {
+            let rest = &html[at + 2..];
+            rest.find('"').map(|end| rest[..end].to_owned())
+        })
+        .collect();
+    assets.sort();
+    assets.dedup();
+    assets
+}
+
 /// The password of every user the driver creates.
 pub const PASSWORD: &str = "load-test-password";
 
@@ -41,6 +73,23 @@ impl Api {
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(1024).build()?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned() })
+    }
+
+    /// What a browser downloads for the page at `path` (as `user`, with their session cookie).
+    pub async fn page_weight(&self, path: &str, user: Option<&User>) -> anyhow::Result<PageWeight> {
+        let get = |path: &str| {
+            let request = self.http.get(format!("{}{path}", self.base));
+            match user {
+                Some(user) => request.header("cookie", format!("session={}", user.auth.trim_start_matches("Bearer "))),
+                None => request,
+            }
+        };
+        let html = get(path).send().await?.error_for_status()?.text().await?;
+        let mut asset_bytes = 0;
+        for asset in linked_assets(&html) {
+            asset_bytes += get(&asset).send().await?.error_for_status()?.bytes().await?.len();
+        }
+        Ok(PageWeight { page: path.to_owned(), html_bytes: html.len(), asset_bytes })
     }
 
     /// Sends one request and records it under `endpoint`. A status in `expected` is not an
@@ -169,4 +218,16 @@ fn signed_in(response: &reqwest::Response, email: &str) -> anyhow::Result<User> 
         .ok_or_else(|| anyhow::anyhow!("no session cookie set"))?;
     let device = cookies.iter().find(|c| c.starts_with("device=")).map(|c| (*c).to_owned());
     Ok(User { auth: format!("Bearer {session}"), email: email.to_owned(), device })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_links_its_stylesheets_and_scripts_once_each() {
+        let html = r#"<link rel="stylesheet" href="/static/site.css"><script src="/static/product.js" defer></script>
+            <a href="/products/1">x</a><link href="/static/site.css">"#;
+        assert_eq!(linked_assets(html), ["/static/product.js", "/static/site.css"]);
+    }
 }

@@ -54,6 +54,11 @@ pub enum Scenario {
     /// rising bid on a product of its own every half second and measures how long until
     /// every one of `--market-streams` live streams (SSE) shows it.
     Market,
+    /// Shoppers open the storefront's product pages (HTML rendered from three API reads) of
+    /// a few products whose books hold asks, bids and a sale. Before the run, the weight of
+    /// each storefront page (HTML and the CSS and script it links) is measured. Needs an
+    /// admin, as the market does.
+    Storefront,
 }
 
 /// Arguments of `sneakerstop load`.
@@ -154,18 +159,27 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
     } else {
         Vec::new()
     };
-    let (products, probe_product) = if args.scenario == Scenario::Market {
+    let (products, probe_product) = if matches!(args.scenario, Scenario::Market | Scenario::Storefront) {
         let (Some(email), Some(password)) = (&args.admin_email, &args.admin_password) else {
-            anyhow::bail!("the market scenario needs an admin to create products: --admin-email and --admin-password");
+            anyhow::bail!("this scenario needs an admin to create products: --admin-email and --admin-password");
         };
         let admin = api.signin_user(email, password).await.context("sign the admin in")?;
         let mut products = scenarios::seed_market(&api, &admin, &users, args.market_products + 1).await?;
-        let probe = products.pop();
-        (products, probe)
+        if args.scenario == Scenario::Storefront {
+            scenarios::seed_books(&api, &users, &products).await?;
+            (products, None)
+        } else {
+            let probe = products.pop();
+            (products, probe)
+        }
     } else {
         (Vec::new(), None)
     };
     settle(&api).await?;
+    let pages = match (args.scenario, products.first()) {
+        (Scenario::Storefront, Some(product)) => scenarios::page_weights(&api, &users[0], product).await?,
+        _ => Vec::new(),
+    };
     // Counted from here: set-up's events are not the run's.
     let before = api.metrics().await.context("read the server's /metrics")?;
 
@@ -200,7 +214,7 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
         None => None,
     };
     let after = run.api.metrics().await.context("read the server's /metrics after the run")?;
-    Ok(Report::new(args, &recorder, elapsed, &before, &after, peak_rss).with_fanout(fanout.as_ref()))
+    Ok(Report::new(args, &recorder, elapsed, &before, &after, peak_rss).with_fanout(fanout.as_ref()).with_pages(pages))
 }
 
 /// Waits until the set-up has rippled through: every outbox empty and every consumer caught

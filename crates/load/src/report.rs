@@ -49,6 +49,9 @@ pub struct Report {
     /// Market scenario: the book, matching and live streams.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub market: Option<MarketSummary>,
+    /// Storefront scenario: what a browser downloads for each page.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<crate::client::PageWeight>,
 }
 
 /// What the market scenario measured.
@@ -123,6 +126,7 @@ impl Report {
             market: (args.scenario == Scenario::Market).then(|| market_summary(rec, elapsed, before, after)),
             yardstick_tps: None,
             ratios: BTreeMap::new(),
+            pages: Vec::new(),
         };
         match args.yardstick {
             Some(tps) => report.against(tps),
@@ -159,6 +163,13 @@ impl Report {
         {
             market.stream_delay_ms = Some(Quantiles::of(histogram));
         }
+        self
+    }
+
+    /// Adds the storefront pages' weights.
+    #[must_use]
+    pub fn with_pages(mut self, pages: Vec<crate::client::PageWeight>) -> Self {
+        self.pages = pages;
         self
     }
 
@@ -217,6 +228,16 @@ impl Report {
                 self.purchases,
                 self.purchases_per_second,
                 self.ratio("purchases")
+            );
+        }
+        for page in &self.pages {
+            let _ = writeln!(
+                out,
+                "page {}: {:.1} KB (HTML {:.1} KB, CSS and script {:.1} KB)",
+                page.page,
+                kb(page.total_bytes()),
+                kb(page.html_bytes),
+                kb(page.asset_bytes)
             );
         }
         if let Some(per) = self.requests_per_purchase {
@@ -377,6 +398,11 @@ fn event_hops(before: &str, after: &str) -> BTreeMap<String, HopSummary> {
 /// The hop split into its stages (relay, delivery, apply), per consumer group.
 fn event_stages(before: &str, after: &str) -> BTreeMap<String, HopSummary> {
     histogram_deltas(before, after, "event_stage_seconds", &["group", "stage"])
+}
+
+#[allow(clippy::cast_precision_loss, reason = "kilobytes for display")]
+fn kb(bytes: usize) -> f64 {
+    bytes as f64 / 1000.0
 }
 
 #[cfg(test)]

@@ -83,6 +83,7 @@ pub async fn iteration(run: &Run, rec: &mut Recorder, worker: usize, i: usize) {
         Scenario::Drop => drop(run, rec, worker, i).await,
         Scenario::LoginFlood => login_flood(run, rec, worker, i).await,
         Scenario::Market => market(run, rec, worker, i).await,
+        Scenario::Storefront => product_page(run, rec, i).await,
         Scenario::Mixed => unreachable!("mixed picks one of the others"),
     }
 }
@@ -425,4 +426,62 @@ pub async fn stream_probe(
     }
     let histogram = seen.lock().map_err(|_| anyhow::anyhow!("probe histogram poisoned"))?.clone();
     Ok(histogram)
+}
+
+/// A shopper opens a product's page in the storefront.
+async fn product_page(run: &Run, rec: &mut Recorder, i: usize) {
+    let product = &run.products[i % run.products.len()];
+    call(run, rec, "GET /products/{id} (page)", Method::GET, &format!("/products/{product}"), None, None, OK).await;
+}
+
+/// Fills each product's books so its page shows all it can: per size, two asks and a bid
+/// resting, and a sale (a bid met the lower ask).
+pub async fn seed_books(api: &Api, users: &[User], products: &[String]) -> anyhow::Result<()> {
+    let (seller, buyer) = (&users[0], &users[1]);
+    let mut rec = Recorder::default();
+    for product in products {
+        for size in MARKET_SIZES {
+            let ask =
+                |price: u32| json!({"title": "Release Day pair", "price": price, "size": size, "productId": product});
+            let bid = |price: u32| json!({"productId": product, "size": size, "price": price});
+            for (path, body) in [
+                ("/api/sneakers", ask(300)),
+                ("/api/sneakers", ask(320)),
+                ("/api/bids", bid(200)),
+                ("/api/bids", bid(300)),
+            ] {
+                let reply = api
+                    .call(
+                        &mut rec,
+                        "seed",
+                        Method::POST,
+                        path,
+                        Some(if path == "/api/bids" { buyer } else { seller }),
+                        Some(body),
+                        CREATED,
+                    )
+                    .await;
+                anyhow::ensure!(
+                    reply.is_some_and(|r| r.status == StatusCode::CREATED),
+                    "seeding the books failed at {path}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a browser downloads for each storefront page, anonymous pages and a signed-in
+/// shopper's (`user`), `product` standing for any product page.
+pub async fn page_weights(api: &Api, user: &User, product: &str) -> anyhow::Result<Vec<super::client::PageWeight>> {
+    let anonymous = ["/".to_owned(), format!("/products/{product}"), "/listings".to_owned(), "/signin".to_owned()];
+    let signed_in = ["/account", "/account/orders", "/account/bids", "/account/listings", "/account/card", "/sell"];
+    let mut pages = Vec::new();
+    for page in &anonymous {
+        pages.push(api.page_weight(page, None).await?);
+    }
+    for page in signed_in {
+        pages.push(api.page_weight(page, Some(user)).await?);
+    }
+    Ok(pages)
 }

@@ -190,9 +190,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .layer(axum::middleware::from_fn_with_state(write_limit, sneakerstop_auth::limit::WriteLimit::layer))
         .layer(axum::middleware::from_fn_with_state(shared.changes.clone(), announce_commits));
     let router = if storefront {
+        anyhow::ensure!(
+            !selected.is_empty() || args.storefront.api_url.is_some(),
+            "the storefront alone needs STOREFRONT_API_URL: the address of the API it shows"
+        );
         let pages = sneakerstop_storefront::router(
             &args.storefront,
-            &shared.address,
+            router.clone(),
             shared.keys.clone(),
             &secret,
             args.session.cookie_secure,

@@ -61,10 +61,8 @@ async fn shoppers_sellers_and_admins_use_the_storefront_in_a_real_browser() {
     let server = Server::start(BIN, &["serve"], &env).await;
     // The storefront alone, as it runs apart from the services (no database), with its API
     // unreachable.
-    let apart_env = [
-        ("JWT_SECRET", SECRET.to_owned()),
-        ("STOREFRONT_API_URL", format!("http://127.0.0.1:{}", closed_port())),
-    ];
+    let apart_env =
+        [("JWT_SECRET", SECRET.to_owned()), ("STOREFRONT_API_URL", format!("http://127.0.0.1:{}", closed_port()))];
     let apart = Server::start(BIN, &["serve", "storefront"], &apart_env).await;
     let admin = admin(&server, &db).await;
 

@@ -1,9 +1,9 @@
 //! The storefront: the marketplace as pages a person uses in a browser, at `/`.
 //!
 //! It owns no business data. Every page is rendered on the server from the **public API**
-//! (the same JSON, sessions and problem+json refusals any client sees), called over HTTP at
-//! `STOREFRONT_API_URL` — this process's own address when it runs beside the services, the
-//! ingress when it runs apart. So the storefront holds no table, consumes no topic, and a
+//! (the same JSON, sessions and problem+json refusals any client sees): beside the services,
+//! by handing the request to this process's API router; run apart, over HTTP at
+//! `STOREFRONT_API_URL` (the ingress). So the storefront holds no table, consumes no topic, and a
 //! rule lives in exactly one place: the service that owns it.
 //!
 //! - Every form works without JavaScript (POST, then a redirect to the page that shows the
@@ -36,8 +36,8 @@ use sneakerstop_settings::Secret;
 /// The storefront's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Where the storefront calls the public API (`http://host:port`); this process's own
-    /// address when unset (the storefront runs beside the services).
+    /// Where the storefront calls the public API (`http://host:port`). Unset, it calls the
+    /// services of its own process directly (required when it runs alone).
     #[arg(long = "storefront-api-url", env = "STOREFRONT_API_URL")]
     pub api_url: Option<String>,
     /// Show the simulated payment provider's test cards on the pay and card pages (`serve
@@ -59,20 +59,24 @@ pub(crate) struct Shop {
     pub test_cards: bool,
 }
 
-/// The storefront's routes. `own_address` is where this process serves the API (used when
-/// `STOREFRONT_API_URL` is not set); `secret` is the session secret, from which the CSRF key
-/// is derived; `secure_cookies` marks its cookie `Secure` as the session cookie is.
+/// The storefront's routes. Its API is `local` — this process's API router — unless
+/// `STOREFRONT_API_URL` names another; `secret` is the session secret, from which the CSRF
+/// key is derived; `secure_cookies` marks its cookie `Secure` as the session cookie is; `dev`
+/// shows the simulated provider's test cards.
 pub fn router(
     settings: &Settings,
-    own_address: &str,
+    local: Router,
     keys: SessionKeys,
     secret: &Secret,
     secure_cookies: bool,
     dev: bool,
 ) -> anyhow::Result<Router> {
-    let base = settings.api_url.as_deref().unwrap_or(own_address);
+    let api = match &settings.api_url {
+        Some(base) => api::Api::remote(base)?,
+        None => api::Api::local(local),
+    };
     let shop = Arc::new(Shop {
-        api: api::Api::new(base)?,
+        api,
         keys,
         csrf: csrf::CsrfKeys::new(secret, secure_cookies),
         test_cards: settings.test_cards || dev,

@@ -88,13 +88,12 @@ impl Ctx {
             }
         };
         let csrf = shop.csrf.token(&cookie_value, &session_id(shop, &parts.headers));
-        let peer = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
-        let before = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let forwarded_for = match (before, peer) {
-            (Some(before), Some(peer)) => Some(format!("{before}, {peer}")),
-            (before, peer) => before.or(peer),
+        let caller = Caller {
+            session,
+            peer: parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0),
+            forwarded: parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            traceparent: parts.headers.get("traceparent").cloned(),
         };
-        let caller = Caller { session, forwarded_for, traceparent: parts.headers.get("traceparent").cloned() };
         let here = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         Self { shop: shop.clone(), viewer, caller, csrf, new_cookie, here }
     }

@@ -92,6 +92,26 @@ pub(crate) struct Done {
     pub done: Option<String>,
 }
 
+/// A page of one of the account's lists: where it continues and the confirmation to show.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Paged {
+    pub cursor: Option<String>,
+    pub done: Option<String>,
+}
+
+/// `path` (which has a query) continued at `cursor`.
+pub(crate) fn at_cursor(path: &str, cursor: Option<&str>) -> String {
+    match cursor {
+        Some(cursor) => format!("{path}&cursor={}", encode(cursor)),
+        None => path.to_owned(),
+    }
+}
+
+/// The link to the next page of a list shown at `page` (which has a query), if there is one.
+pub(crate) fn next_page(page: &str, next_cursor: Option<String>) -> Option<String> {
+    next_cursor.map(|cursor| format!("{page}&cursor={}", encode(&cursor)))
+}
+
 /// `path` with `?done=key` (or `&done=key`) for the page to confirm what happened.
 pub(crate) fn done(path: &str, key: &str) -> String {
     let separator = if path.contains('?') { '&' } else { '?' };

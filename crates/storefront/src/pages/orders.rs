@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Done, done, path_id};
+use super::{Done, Paged, at_cursor, done, next_page, path_id};
 use crate::api::Write;
 use crate::page::{Ctx, FormState, Layout, form_failure, refused_status, see_other};
 use crate::views::{Bid, Listing, Order, Page, Payment};
@@ -21,17 +21,21 @@ const PER_PAGE: u32 = 50;
 struct OrdersPage {
     l: Layout,
     orders: Vec<Order>,
+    next: Option<String>,
 }
 
 /// `/account/orders`: the buyer's orders, newest first.
-pub(crate) async fn list(ctx: Ctx, Query(done): Query<Done>) -> Response {
+pub(crate) async fn list(ctx: Ctx, Query(paged): Query<Paged>) -> Response {
     if let Err(redirect) = ctx.require_viewer() {
         return redirect;
     }
-    match ctx.shop.api.get::<Page<Order>>(&ctx.caller, &format!("/api/orders?limit={PER_PAGE}")).await {
-        Ok(page) => {
-            ctx.ok(&OrdersPage { l: ctx.layout("Your orders").with_notice(done.done.as_deref()), orders: page.items })
-        }
+    let path = at_cursor(&format!("/api/orders?limit={PER_PAGE}"), paged.cursor.as_deref());
+    match ctx.shop.api.get::<Page<Order>>(&ctx.caller, &path).await {
+        Ok(page) => ctx.ok(&OrdersPage {
+            l: ctx.layout("Your orders").with_notice(paged.done.as_deref()),
+            orders: page.items,
+            next: next_page("/account/orders?", page.next_cursor),
+        }),
         Err(failure) => ctx.failed(failure),
     }
 }
@@ -146,19 +150,29 @@ struct BidsPage {
     l: Layout,
     bids: Vec<Bid>,
     f: FormState,
+    next: Option<String>,
 }
 
 /// `/account/bids`: the buyer's bids and what became of each.
-pub(crate) async fn bids(ctx: Ctx, Query(done): Query<Done>) -> Response {
-    bids_page(&ctx, FormState::default(), StatusCode::OK, done.done.as_deref()).await
+pub(crate) async fn bids(ctx: Ctx, Query(paged): Query<Paged>) -> Response {
+    bids_page(&ctx, paged, FormState::default(), StatusCode::OK).await
 }
 
-async fn bids_page(ctx: &Ctx, f: FormState, status: StatusCode, done: Option<&str>) -> Response {
+async fn bids_page(ctx: &Ctx, paged: Paged, f: FormState, status: StatusCode) -> Response {
     if let Err(redirect) = ctx.require_viewer() {
         return redirect;
     }
-    match ctx.shop.api.get::<Page<Bid>>(&ctx.caller, &format!("/api/bids?limit={PER_PAGE}")).await {
-        Ok(page) => ctx.page(status, &BidsPage { l: ctx.layout("Your bids").with_notice(done), bids: page.items, f }),
+    let path = at_cursor(&format!("/api/bids?limit={PER_PAGE}"), paged.cursor.as_deref());
+    match ctx.shop.api.get::<Page<Bid>>(&ctx.caller, &path).await {
+        Ok(page) => ctx.page(
+            status,
+            &BidsPage {
+                l: ctx.layout("Your bids").with_notice(paged.done.as_deref()),
+                bids: page.items,
+                f,
+                next: next_page("/account/bids?", page.next_cursor),
+            },
+        ),
         Err(failure) => ctx.failed(failure),
     }
 }
@@ -175,7 +189,7 @@ pub(crate) async fn cancel_bid(ctx: Ctx, Path(id): Path<String>, Form(_): Form<C
         Err(failure) if failure.is_unauthorized() => ctx.sign_in_first(),
         Err(failure) => {
             let f = form_failure(FormState::default(), &failure, &[]);
-            bids_page(&ctx, f, refused_status(&failure), None).await
+            bids_page(&ctx, Paged::default(), f, refused_status(&failure)).await
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{done, form_key, number, optional_number, optional_text, path_id};
+use super::{Paged, at_cursor, done, form_key, next_page, number, optional_number, optional_text, path_id};
 use crate::api::Write;
 use crate::page::{Ctx, FormState, Layout, form_failure, refused_status, see_other};
 use crate::views::{Listing, Page, amount, size};
@@ -22,7 +22,11 @@ struct MyListingsPage {
     statuses: &'static [&'static str],
     listings: Vec<Listing>,
     f: FormState,
+    next: Option<String>,
 }
+
+/// Listings per page of a seller's list.
+const PER_PAGE: u32 = 50;
 
 /// The statuses a listing can be in, in the order a seller looks for them.
 const STATUSES: &[&str] = &["available", "reserved", "sold", "expired", "withdrawn"];
@@ -30,6 +34,7 @@ const STATUSES: &[&str] = &["available", "reserved", "sold", "expired", "withdra
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct MineQuery {
     status: Option<String>,
+    cursor: Option<String>,
     done: Option<String>,
 }
 
@@ -37,24 +42,26 @@ pub(crate) struct MineQuery {
 /// another is asked for), newest first.
 pub(crate) async fn mine(ctx: Ctx, Query(query): Query<MineQuery>) -> Response {
     let status = STATUSES.iter().find(|s| Some(**s) == query.status.as_deref()).copied().unwrap_or("available");
-    mine_page(&ctx, status, FormState::default(), StatusCode::OK, query.done.as_deref()).await
+    let paged = Paged { cursor: query.cursor, done: query.done };
+    mine_page(&ctx, status, paged, FormState::default(), StatusCode::OK).await
 }
 
-async fn mine_page(ctx: &Ctx, status: &'static str, f: FormState, code: StatusCode, done: Option<&str>) -> Response {
+async fn mine_page(ctx: &Ctx, status: &'static str, paged: Paged, f: FormState, code: StatusCode) -> Response {
     let viewer = match ctx.require_viewer() {
         Ok(viewer) => viewer,
         Err(redirect) => return redirect,
     };
-    let path = format!("/api/sneakers?sellerId={}&status={status}&limit=100", viewer.id);
-    match ctx.shop.api.get::<Page<Listing>>(&ctx.caller, &path).await {
+    let path = format!("/api/sneakers?sellerId={}&status={status}&limit={PER_PAGE}", viewer.id);
+    match ctx.shop.api.get::<Page<Listing>>(&ctx.caller, &at_cursor(&path, paged.cursor.as_deref())).await {
         Ok(page) => ctx.page(
             code,
             &MyListingsPage {
-                l: ctx.layout("Your listings").with_notice(done),
+                l: ctx.layout("Your listings").with_notice(paged.done.as_deref()),
                 status,
                 statuses: STATUSES,
                 listings: page.items,
                 f,
+                next: next_page(&format!("/account/listings?status={status}"), page.next_cursor),
             },
         ),
         Err(failure) => ctx.failed(failure),
@@ -222,7 +229,7 @@ pub(crate) async fn withdraw(ctx: Ctx, Path(id): Path<String>, Form(form): Form<
         Err(failure) if failure.is_unauthorized() => ctx.sign_in_first(),
         Err(failure) => {
             let f = form_failure(FormState::default(), &failure, &[]);
-            mine_page(&ctx, "available", f, refused_status(&failure), None).await
+            mine_page(&ctx, "available", Paged::default(), f, refused_status(&failure)).await
         }
     }
 }
