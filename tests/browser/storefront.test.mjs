@@ -161,12 +161,16 @@ test("a seller lists a pair, edits it and withdraws it", async () => {
   await signUp(page);
   await page.goto("/sell");
   await audit(page, "sell");
-  await page.fill("#listing-title", "Worn twice, box included");
+  // Markup in what people type is shown as text, never run or rendered.
+  const title = `Worn twice <script>window.injected = 1</script> & "box"`;
+  await page.fill("#listing-title", title);
   await page.fill("#listing-price", "120");
   await page.fill("#listing-size", "10");
   await page.click("main button[type=submit]");
   await page.waitForURL(/\/listings\/[0-9a-f-]{36}\?done=listed/);
   const listing = new URL(page.url()).pathname.split("/")[2];
+  assert.equal(await page.textContent("h1"), title);
+  assert.equal(await page.evaluate(() => window.injected), undefined, "the title's script did not run");
   await audit(page, "listing");
 
   await page.goto("/account/listings");
@@ -306,6 +310,33 @@ test("a form without a valid CSRF token is refused with 403, even with a valid s
   assert.equal((await page.textContent("#saved-card")).trim(), "pm_card_visa");
   const own = await page.inputValue('input[name="_csrf"]');
   assert.equal((await send({ paymentMethod: "pm_card_visa", _csrf: own })).status(), 303);
+});
+
+test("a shopper changes their password, refused reasons shown, and signs out everywhere", async () => {
+  const { page } = shared.shopper;
+  await page.goto("/account");
+  await page.fill("#password-currentPassword", PASSWORD);
+  await page.fill("#password-newPassword", "short");
+  await page.click('form[aria-label="Change your password"] button[type=submit]');
+  await page.locator("#password-newPassword-error").waitFor();
+  assert.equal(await page.getAttribute("#password-newPassword", "aria-invalid"), "true");
+
+  await page.fill("#password-currentPassword", "not the password");
+  await page.fill("#password-newPassword", "a new long password");
+  await page.click('form[aria-label="Change your password"] button[type=submit]');
+  await page.locator("#password-problem").waitFor();
+
+  await page.fill("#password-currentPassword", PASSWORD);
+  await page.fill("#password-newPassword", "a new long password");
+  await page.click('form[aria-label="Change your password"] button[type=submit]');
+  await page.waitForURL(/\/account\?done=password-changed/);
+
+  await page.click('form[action="/signout/everywhere"] button');
+  await page.waitForURL(/done=signed-out-everywhere/);
+  await page.locator("header a", { hasText: "Sign in" }).waitFor();
+  const away = await page.goto("/account/orders");
+  assert.match(away.url(), /\/signin\?next=%2Faccount%2Forders/, "signed out: the account asks to sign in");
+  await signIn(page, shared.shopperEmail, "a new long password");
 });
 
 test("the other pages pass the audit; unknown pages and an unreachable API get pages of their own", async () => {

@@ -93,5 +93,5 @@ async fn shoppers_sellers_and_admins_use_the_storefront_in_a_real_browser() {
     println!("{report}");
     assert!(output.status.success(), "the browser tests failed:\n{report}");
     // The runner ran every test (a file that failed to load would report none).
-    assert!(report.contains("# pass 7"), "not every browser test ran:\n{report}");
+    assert!(report.contains("# pass 8"), "not every browser test ran:\n{report}");
 }
