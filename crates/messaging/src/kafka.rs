@@ -222,7 +222,14 @@ impl Kafka {
             // Prefetch a little, not librdkafka's default 64 MiB per consumer: a consumer
             // that falls behind should not hold the backlog in memory.
             .set("queued.max.messages.kbytes", "4096")
-            .set("queued.min.messages", "1000");
+            .set("queued.min.messages", "1000")
+            // A request to the group coordinator left without an answer across a broker
+            // restart blocks the heartbeats queued behind it until it times out: seen as
+            // "ConsumerGroupHeartbeatRequest ... held back by preceding OffsetCommitRequest
+            // with timeout in 59 s", a group that consumed nothing for a minute after the
+            // broker was back (the chaos test, under load). 10 s instead of 60 s bounds that
+            // stall; every request we make is answered in milliseconds when the broker is up.
+            .set("socket.timeout.ms", "10000");
         // How long a crashed member holds its partitions: with Kafka 4's protocol a setting
         // of the brokers (librdkafka refuses it here), with the classic one of the client.
         match self.group_protocol {
