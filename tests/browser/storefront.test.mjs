@@ -175,6 +175,7 @@ test("a seller lists a pair, edits it and withdraws it", async () => {
 
   await page.goto("/account/listings");
   await page.click(`tr[data-listing="${listing}"] a:has-text("Edit")`);
+  await audit(page, "edit-listing");
   await page.fill("#listing-price", "130");
   await page.click("main button[type=submit]");
   await page.waitForURL(new RegExp(`/listings/${listing}\\?done=listing-saved`));
@@ -217,7 +218,15 @@ test("a product page shows a new lowest ask placed from another browser without 
 
 test("a shopper buys now with the keyboard alone; a declined card is shown by its field; the order completes", async () => {
   const { page } = shared.shopper;
-  await page.goto(`/products/${shared.product}`);
+  // Finds the product from the home page's search, by keyboard.
+  await page.goto("/");
+  await tabTo(page, "#search-q");
+  await page.keyboard.type(shared.productName);
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\?q=Storefront/);
+  await tabTo(page, `.cards a[href="/products/${shared.product}"]`);
+  await page.keyboard.press("Enter");
+  await page.waitForURL(new RegExp(`/products/${shared.product}$`));
   await tabTo(page, '#market tr[data-size="9"] button[data-action="buy"]');
   await page.keyboard.press("Enter");
   await page.waitForURL(/\/account\/orders\/[0-9a-f-]{36}\?done=ordered/);
