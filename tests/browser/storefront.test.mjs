@@ -303,6 +303,29 @@ test("a bidder bids, a seller sells now into the bid, and each sees the outcome"
   await reloadUntil(seller, "/account/listings?status=sold", "the pair selling", async (p) =>
     (await p.locator(`tr[data-listing="${sold}"] .status-sold`).count()) === 1,
   );
+
+  // A card that is refused when a bid matches: the bid says so, and why.
+  await page.goto("/account/card");
+  await page.fill("#card-paymentMethod", "pm_card_chargeDeclined");
+  await page.click("main button[type=submit]");
+  await page.waitForURL(/done=card-saved/);
+  await page.goto(`/products/${shared.product}`);
+  await page.selectOption("#bid-size", "10");
+  await page.fill("#bid-price", "140");
+  await page.click('form[aria-label="Place a bid"] button[type=submit]');
+  await page.waitForURL(/\/account\/bids\?done=bid-placed/);
+  await seller.goto(`/products/${shared.product}`);
+  await cell(seller, "10", "bid").filter({ hasText: "$140.00" }).waitFor();
+  await seller.click('#market tr[data-size="10"] button[data-action="sell"]');
+  await seller.waitForURL(/\/listings\/[0-9a-f-]{36}\?done=listed/);
+  await reloadUntil(page, "/account/bids", "the bid being declined", async (p) =>
+    (await p.locator("td.status-declined").count()) === 1,
+  );
+  assert.match(await page.textContent("td.status-declined"), /declined — your saved card was refused/);
+  await page.goto("/account/card");
+  await page.fill("#card-paymentMethod", "pm_card_visa");
+  await page.click("main button[type=submit]");
+  await page.waitForURL(/done=card-saved/);
 });
 
 test("a form without a valid CSRF token is refused with 403, even with a valid session", async () => {
