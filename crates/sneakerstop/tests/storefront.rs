@@ -4,6 +4,9 @@
 //! — sign-up, the admin's product, a seller's listing, a live product page, buy now and pay,
 //! a bid sold into, CSRF refusals, 404 and 503 pages — auditing each page with axe-core.
 //!
+//! Then the storefront run apart, calling the API over HTTP, lists the products and signs
+//! the admin in through its own form.
+//!
 //! `make test` installs Chromium and the browser tests' npm packages. Pictures of the pages
 //! go to `target/storefront-screenshots/`, or, with `UPDATE_SCREENSHOTS=1`, to
 //! `docs/storefront/` (what docs/storefront.md shows).
@@ -94,4 +97,57 @@ async fn shoppers_sellers_and_admins_use_the_storefront_in_a_real_browser() {
     assert!(output.status.success(), "the browser tests failed:\n{report}");
     // The runner ran every test (a file that failed to load would report none).
     assert!(report.contains("# pass 8"), "not every browser test ran:\n{report}");
+
+    // Run apart with its API reachable over HTTP, the storefront shows what the browser
+    // tests made and signs people in through it.
+    let remote = Server::start(
+        BIN,
+        &["serve", "storefront"],
+        &[("JWT_SECRET", SECRET.to_owned()), ("STOREFRONT_API_URL", server.url(""))],
+    )
+    .await;
+    signs_in_and_shows_products_over_http(&remote, &admin).await;
+}
+
+/// `GET /` lists the browser tests' product; a sign-in form posted with its CSRF token
+/// answers 303 with the API's session cookie, and the next page knows who is signed in.
+async fn signs_in_and_shows_products_over_http(storefront: &Server, email: &str) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let home = http.get(storefront.url("/")).send().await.unwrap();
+    assert_eq!(home.status(), reqwest::StatusCode::OK);
+    assert!(home.text().await.unwrap().contains("Storefront Runner"), "the product is listed");
+
+    let form = http.get(storefront.url("/signin")).send().await.unwrap();
+    let csrf_cookie = cookie(&form, "csrf").expect("the sign-in page sets the CSRF cookie");
+    let page = form.text().await.unwrap();
+    let token = page.split("name=\"_csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+    let signed_in = http
+        .post(storefront.url("/signin"))
+        .header("cookie", format!("csrf={csrf_cookie}"))
+        .form(&[("_csrf", token), ("email", email), ("password", ADMIN_PASSWORD), ("next", "/account")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.headers()["location"], "/account?done=signed-in");
+    let session = cookie(&signed_in, "session").expect("the API's session cookie, handed on");
+    let account = http
+        .get(storefront.url("/account"))
+        .header("cookie", format!("csrf={csrf_cookie}; session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(account.status(), reqwest::StatusCode::OK);
+    assert!(account.text().await.unwrap().contains(email), "signed in as the admin");
+}
+
+fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
 }
