@@ -253,6 +253,7 @@ test("a shopper buys now with the keyboard alone; a declined card is shown by it
   await page.goto("/account/orders");
   await page.locator(`a[href="/account/orders/${order}"]`).waitFor();
   assert.match(await page.textContent("td.status-complete"), /complete/);
+  assert.equal(await page.locator("tbody td", { hasText: shared.productName }).count(), 1, "the pair's title");
   await audit(page, "orders");
 });
 
@@ -289,6 +290,7 @@ test("a bidder bids, a seller sells now into the bid, and each sees the outcome"
   await page.click('form[aria-label="Place a bid"] button[type=submit]');
   await page.waitForURL(/\/account\/bids\?done=bid-placed/);
   assert.match(await page.textContent("td.status-open"), /open/);
+  assert.equal(await page.textContent(`td a[href="/products/${shared.product}"]`), shared.productName);
 
   // The seller sees the bid and sells into it.
   const seller = shared.seller.page;

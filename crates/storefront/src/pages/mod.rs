@@ -112,6 +112,29 @@ pub(crate) fn next_page(page: &str, next_cursor: Option<String>) -> Option<Strin
     next_cursor.map(|cursor| format!("{page}&cursor={}", encode(&cursor)))
 }
 
+/// What to call each of `ids` on a list page, read at once (`path_of` each id, then
+/// `name_of` the answer): a list shows what a row is about, not "the product". An id whose
+/// read failed is left out and its row says so generically.
+pub(crate) async fn names<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    ids: impl IntoIterator<Item = uuid::Uuid>,
+    path_of: impl Fn(uuid::Uuid) -> String,
+    name_of: impl Fn(T) -> String,
+) -> std::collections::HashMap<uuid::Uuid, String> {
+    let mut distinct: Vec<uuid::Uuid> = ids.into_iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let reads = distinct.iter().map(|id| {
+        let path = path_of(*id);
+        async move { (*id, ctx.shop.api.get::<T>(&ctx.caller, &path).await) }
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter_map(|(id, read)| read.ok().map(|value| (id, name_of(value))))
+        .collect()
+}
+
 /// `path` with `?done=key` (or `&done=key`) for the page to confirm what happened.
 pub(crate) fn done(path: &str, key: &str) -> String {
     let separator = if path.contains('?') { '&' } else { '?' };

@@ -8,10 +8,10 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Done, Paged, at_cursor, done, next_page, path_id};
+use super::{Done, Paged, at_cursor, done, names, next_page, path_id};
 use crate::api::Write;
 use crate::page::{Ctx, FormState, Layout, form_failure, refused_status, see_other};
-use crate::views::{Bid, Listing, Order, Page, Payment};
+use crate::views::{Bid, Listing, Order, Page, Payment, Product};
 
 /// Orders or bids per page of the account's lists.
 const PER_PAGE: u32 = 50;
@@ -20,7 +20,8 @@ const PER_PAGE: u32 = 50;
 #[template(path = "orders.html")]
 struct OrdersPage {
     l: Layout,
-    orders: Vec<Order>,
+    /// Each order and what it bought (the listing's title).
+    orders: Vec<(Order, String)>,
     next: Option<String>,
 }
 
@@ -30,14 +31,26 @@ pub(crate) async fn list(ctx: Ctx, Query(paged): Query<Paged>) -> Response {
         return redirect;
     }
     let path = at_cursor(&format!("/api/orders?limit={PER_PAGE}"), paged.cursor.as_deref());
-    match ctx.shop.api.get::<Page<Order>>(&ctx.caller, &path).await {
-        Ok(page) => ctx.ok(&OrdersPage {
-            l: ctx.layout("Your orders").with_notice(paged.done.as_deref()),
-            orders: page.items,
-            next: next_page("/account/orders?", page.next_cursor),
-        }),
-        Err(failure) => ctx.failed(failure),
-    }
+    let page = match ctx.shop.api.get::<Page<Order>>(&ctx.caller, &path).await {
+        Ok(page) => page,
+        Err(failure) => return ctx.failed(failure),
+    };
+    let titles =
+        names(&ctx, page.items.iter().map(|o| o.sneaker_id), |id| format!("/api/sneakers/{id}"), |l: Listing| l.title)
+            .await;
+    let orders = page
+        .items
+        .into_iter()
+        .map(|o| {
+            let title = titles.get(&o.sneaker_id).cloned().unwrap_or_else(|| "a pair".to_owned());
+            (o, title)
+        })
+        .collect();
+    ctx.ok(&OrdersPage {
+        l: ctx.layout("Your orders").with_notice(paged.done.as_deref()),
+        orders,
+        next: next_page("/account/orders?", page.next_cursor),
+    })
 }
 
 #[derive(Template)]
@@ -148,7 +161,8 @@ pub(crate) async fn cancel(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confi
 #[template(path = "bids.html")]
 struct BidsPage {
     l: Layout,
-    bids: Vec<Bid>,
+    /// Each bid and its product's name.
+    bids: Vec<(Bid, String)>,
     f: FormState,
     next: Option<String>,
 }
@@ -163,18 +177,30 @@ async fn bids_page(ctx: &Ctx, paged: Paged, f: FormState, status: StatusCode) ->
         return redirect;
     }
     let path = at_cursor(&format!("/api/bids?limit={PER_PAGE}"), paged.cursor.as_deref());
-    match ctx.shop.api.get::<Page<Bid>>(&ctx.caller, &path).await {
-        Ok(page) => ctx.page(
-            status,
-            &BidsPage {
-                l: ctx.layout("Your bids").with_notice(paged.done.as_deref()),
-                bids: page.items,
-                f,
-                next: next_page("/account/bids?", page.next_cursor),
-            },
-        ),
-        Err(failure) => ctx.failed(failure),
-    }
+    let page = match ctx.shop.api.get::<Page<Bid>>(&ctx.caller, &path).await {
+        Ok(page) => page,
+        Err(failure) => return ctx.failed(failure),
+    };
+    let products =
+        names(ctx, page.items.iter().map(|b| b.product_id), |id| format!("/api/products/{id}"), |p: Product| p.name)
+            .await;
+    let bids = page
+        .items
+        .into_iter()
+        .map(|b| {
+            let name = products.get(&b.product_id).cloned().unwrap_or_else(|| "the product".to_owned());
+            (b, name)
+        })
+        .collect();
+    ctx.page(
+        status,
+        &BidsPage {
+            l: ctx.layout("Your bids").with_notice(paged.done.as_deref()),
+            bids,
+            f,
+            next: next_page("/account/bids?", page.next_cursor),
+        },
+    )
 }
 
 /// Takes an open bid off its book.
