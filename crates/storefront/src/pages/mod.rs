@@ -112,26 +112,35 @@ pub(crate) fn next_page(page: &str, next_cursor: Option<String>) -> Option<Strin
     next_cursor.map(|cursor| format!("{page}&cursor={}", encode(&cursor)))
 }
 
-/// What to call each of `ids` on a list page, read at once (`path_of` each id, then
-/// `name_of` the answer): a list shows what a row is about, not "the product". An id whose
-/// read failed is left out and its row says so generically.
-pub(crate) async fn names<T: serde::de::DeserializeOwned>(
+/// Each of a list page's `items` with what it is about, read at once: the distinct ids
+/// (`id_of`) are read from the API (`path_of`) and named (`name_of`), so a row says
+/// "Storefront Runner", not "the product". A row whose read failed gets `fallback`.
+pub(crate) async fn labelled<I, T: serde::de::DeserializeOwned>(
     ctx: &Ctx,
-    ids: impl IntoIterator<Item = uuid::Uuid>,
+    items: Vec<I>,
+    id_of: impl Fn(&I) -> uuid::Uuid,
     path_of: impl Fn(uuid::Uuid) -> String,
     name_of: impl Fn(T) -> String,
-) -> std::collections::HashMap<uuid::Uuid, String> {
-    let mut distinct: Vec<uuid::Uuid> = ids.into_iter().collect();
+    fallback: &str,
+) -> Vec<(I, String)> {
+    let mut distinct: Vec<uuid::Uuid> = items.iter().map(&id_of).collect();
     distinct.sort_unstable();
     distinct.dedup();
     let reads = distinct.iter().map(|id| {
         let path = path_of(*id);
         async move { (*id, ctx.shop.api.get::<T>(&ctx.caller, &path).await) }
     });
-    futures::future::join_all(reads)
+    let names: std::collections::HashMap<uuid::Uuid, String> = futures::future::join_all(reads)
         .await
         .into_iter()
         .filter_map(|(id, read)| read.ok().map(|value| (id, name_of(value))))
+        .collect();
+    items
+        .into_iter()
+        .map(|item| {
+            let name = names.get(&id_of(&item)).cloned().unwrap_or_else(|| fallback.to_owned());
+            (item, name)
+        })
         .collect()
 }
 

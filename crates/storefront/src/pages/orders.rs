@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Done, Paged, at_cursor, done, names, next_page, path_id};
+use super::{Done, Paged, at_cursor, done, labelled, next_page, path_id};
 use crate::api::Write;
 use crate::page::{Ctx, FormState, Layout, form_failure, refused_status, see_other};
 use crate::views::{Bid, Listing, Order, Page, Payment, Product};
@@ -35,17 +35,15 @@ pub(crate) async fn list(ctx: Ctx, Query(paged): Query<Paged>) -> Response {
         Ok(page) => page,
         Err(failure) => return ctx.failed(failure),
     };
-    let titles =
-        names(&ctx, page.items.iter().map(|o| o.sneaker_id), |id| format!("/api/sneakers/{id}"), |l: Listing| l.title)
-            .await;
-    let orders = page
-        .items
-        .into_iter()
-        .map(|o| {
-            let title = titles.get(&o.sneaker_id).cloned().unwrap_or_else(|| "a pair".to_owned());
-            (o, title)
-        })
-        .collect();
+    let orders = labelled(
+        &ctx,
+        page.items,
+        |o: &Order| o.sneaker_id,
+        |id| format!("/api/sneakers/{id}"),
+        |l: Listing| l.title,
+        "a pair",
+    )
+    .await;
     ctx.ok(&OrdersPage {
         l: ctx.layout("Your orders").with_notice(paged.done.as_deref()),
         orders,
@@ -181,17 +179,15 @@ async fn bids_page(ctx: &Ctx, paged: Paged, f: FormState, status: StatusCode) ->
         Ok(page) => page,
         Err(failure) => return ctx.failed(failure),
     };
-    let products =
-        names(ctx, page.items.iter().map(|b| b.product_id), |id| format!("/api/products/{id}"), |p: Product| p.name)
-            .await;
-    let bids = page
-        .items
-        .into_iter()
-        .map(|b| {
-            let name = products.get(&b.product_id).cloned().unwrap_or_else(|| "the product".to_owned());
-            (b, name)
-        })
-        .collect();
+    let bids = labelled(
+        ctx,
+        page.items,
+        |b: &Bid| b.product_id,
+        |id| format!("/api/products/{id}"),
+        |p: Product| p.name,
+        "the product",
+    )
+    .await;
     ctx.page(
         status,
         &BidsPage {
