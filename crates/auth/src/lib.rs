@@ -269,8 +269,17 @@ fn tokens_of(parts: &Parts) -> Option<Vec<String>> {
 
 /// The values of the request's cookies called `name`.
 fn cookies_named<'a>(parts: &'a Parts, name: &'a str) -> impl Iterator<Item = String> + 'a {
-    parts
-        .headers
+    cookie_values(&parts.headers, name)
+}
+
+/// The value of the first cookie called `name` in `headers` (the storefront's cookies, the
+/// session cookie it hands on).
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    cookie_values(headers, name).next()
+}
+
+fn cookie_values<'a>(headers: &'a axum::http::HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -61,14 +61,14 @@ impl CsrfKeys {
     /// The token for forms shown to the browser holding `cookie`, in `session` (its id, or
     /// empty when signed out).
     pub fn token(&self, cookie: &str, session: &str) -> String {
-        hex(&self.mac(cookie, session).finalize().into_bytes())
+        hex::encode(self.mac(cookie, session).finalize().into_bytes())
     }
 
     /// Whether `token` is the one for `cookie` and `session` (compared in constant time).
     pub fn verify(&self, cookie: &str, session: &str, token: &str) -> bool {
-        match unhex(token) {
-            Some(bytes) => self.mac(cookie, session).verify_slice(&bytes).is_ok(),
-            None => false,
+        match hex::decode(token) {
+            Ok(bytes) => self.mac(cookie, session).verify_slice(&bytes).is_ok(),
+            Err(_) => false,
         }
     }
 
@@ -80,17 +80,6 @@ impl CsrfKeys {
             .expect("hex digits and ASCII attributes are a valid header");
         (value, header)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
 }
 
 /// Refuses (403) any request but GET and HEAD whose form lacks the right `_csrf`. The form

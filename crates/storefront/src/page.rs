@@ -15,17 +15,7 @@ use sneakerstop_problem::Problem;
 use crate::Shop;
 use crate::api::{Caller, Failure};
 
-/// The value of the request's cookie `name`.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-}
+pub use sneakerstop_auth::cookie_value as cookie;
 
 /// The id of the session the request's cookie names (ended or not), or "" — what CSRF
 /// tokens are bound to.
@@ -75,11 +65,14 @@ impl Ctx {
     /// The context of the request `parts`.
     pub fn of(shop: &Arc<Shop>, parts: &Parts) -> Self {
         let session = cookie(&parts.headers, sneakerstop_auth::SESSION_COOKIE);
-        let viewer = session.as_deref().and_then(|token| shop.keys.verify(token)).map(|user| Viewer {
-            id: user.id,
-            email: user.email,
-            admin: user.admin,
-        });
+        let user = session.as_deref().and_then(|token| shop.keys.verify(token));
+        // The session forms are bound to: a verified user's, read once; an ended session's
+        // id is read again only then (signing out twice is not an error, nor its form).
+        let session_id = match &user {
+            Some(user) => user.session.to_string(),
+            None => session_id(shop, &parts.headers),
+        };
+        let viewer = user.map(|user| Viewer { id: user.id, email: user.email, admin: user.admin });
         let (cookie_value, new_cookie) = match cookie(&parts.headers, crate::csrf::COOKIE) {
             Some(value) if value.len() == 64 => (value, None),
             _ => {
@@ -87,7 +80,7 @@ impl Ctx {
                 (value, Some(header))
             }
         };
-        let csrf = shop.csrf.token(&cookie_value, &session_id(shop, &parts.headers));
+        let csrf = shop.csrf.token(&cookie_value, &session_id);
         let caller = Caller {
             session,
             peer: parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0),
@@ -235,7 +228,7 @@ impl FormState {
         self.errors.get(field).map(String::as_str)
     }
 
-    /// `aria-invalid` and `aria-describedby` for `field` when it was refused.
+    /// `aria-invalid` of `field`: whether it was refused.
     pub fn invalid(&self, field: &str) -> &'static str {
         if self.errors.contains_key(field) { "true" } else { "false" }
     }

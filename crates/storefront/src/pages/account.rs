@@ -85,15 +85,11 @@ async fn enter(ctx: Ctx, action: &'static str, form: Credentials) -> Response {
     }
 }
 
-/// Only the CSRF token.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Confirm {}
-
-pub(crate) async fn signout(ctx: Ctx, Form(_): Form<Confirm>) -> Response {
+pub(crate) async fn signout(ctx: Ctx) -> Response {
     leave(ctx, "/api/users/signout", "signed-out").await
 }
 
-pub(crate) async fn signout_everywhere(ctx: Ctx, Form(_): Form<Confirm>) -> Response {
+pub(crate) async fn signout_everywhere(ctx: Ctx) -> Response {
     leave(ctx, "/api/users/signout/everywhere", "signed-out-everywhere").await
 }
 

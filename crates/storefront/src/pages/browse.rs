@@ -2,7 +2,6 @@
 //! the API's filters, and one listing's page with its "buy" button.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -206,12 +205,8 @@ async fn show_listing(ctx: &Ctx, id: uuid::Uuid, form: FormState, status: Status
     }
 }
 
-/// The "buy" form: only its CSRF token (checked before the handler runs).
-#[derive(Debug, Deserialize)]
-pub(crate) struct BuyForm {}
-
 /// Buys a listing: an order that reserves the pair until its payment deadline.
-pub(crate) async fn buy(ctx: Ctx, Path(id): Path<String>, Form(_): Form<BuyForm>) -> Response {
+pub(crate) async fn buy(ctx: Ctx, Path(id): Path<String>) -> Response {
     let id = match path_id(&ctx, &id) {
         Ok(id) => id,
         Err(page) => return page,

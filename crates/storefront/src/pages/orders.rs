@@ -134,12 +134,8 @@ pub(crate) async fn pay(ctx: Ctx, Path(id): Path<String>, Form(form): Form<PayFo
     }
 }
 
-/// Only the CSRF token.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Confirm {}
-
 /// Cancels a reserved order: the pair goes back on sale.
-pub(crate) async fn cancel(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirm>) -> Response {
+pub(crate) async fn cancel(ctx: Ctx, Path(id): Path<String>) -> Response {
     let id = match path_id(&ctx, &id) {
         Ok(id) => id,
         Err(page) => return page,
@@ -200,7 +196,7 @@ async fn bids_page(ctx: &Ctx, paged: Paged, f: FormState, status: StatusCode) ->
 }
 
 /// Takes an open bid off its book.
-pub(crate) async fn cancel_bid(ctx: Ctx, Path(id): Path<String>, Form(_): Form<Confirm>) -> Response {
+pub(crate) async fn cancel_bid(ctx: Ctx, Path(id): Path<String>) -> Response {
     let id = match path_id(&ctx, &id) {
         Ok(id) => id,
         Err(page) => return page,
