@@ -5,19 +5,23 @@
 //! consumed again. Once the load has settled, every guarantee of docs/reliability.md is
 //! checked against the databases and the broker, and the figures are printed.
 //!
-//! `make test` runs it briefly (`CHAOS_SECONDS`, default 30 s of load, `CHAOS_TTL` 10 s
-//! reservations); `make chaos` runs it for three minutes with 30 s reservations and prints
-//! the figures docs/reliability.md records.
+//! `make test` runs it briefly (`CHAOS_SECONDS`, default 30: the crashes a sixth of that
+//! apart, and the load at least that long; `CHAOS_TTL` 10 s reservations); `make chaos` runs
+//! it for three minutes with 30 s reservations and prints the figures docs/reliability.md
+//! records.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use sneakerstop_db::sqlx::{self, PgPool};
-use sneakerstop_test_support::{Broker, Server, TestDb, read_to_end, unique, wait_until};
+use sneakerstop_test_support::{
+    Broker, PAST_SESSION, PositionReader, Positions, Server, TestDb, read_to_end, unique, until_every_partition_moves,
+    wait_until,
+};
 use tokio::sync::RwLock;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
@@ -216,16 +220,19 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
 
     // The load: eight sellers each listing for a buyer of their own, who orders at once.
     // Six buyers pay for every order; two never pay and so keep as many reservations as the
-    // cap on unpaid holds allows (the shipped ORDER_MAX_UNPAID_PER_BUYER).
-    let deadline = Instant::now() + load_for;
-    let settle_by = deadline + Duration::from_secs(120);
+    // cap on unpaid holds allows (the shipped ORDER_MAX_UNPAID_PER_BUYER). It goes on until
+    // a step after the last crash was measured, so every crash meets purchases under way
+    // (a broker slow to start again delays the crashes after it).
+    let loading = Arc::new(AtomicBool::new(true));
+    let load_started = Instant::now();
     let workers: Vec<_> = (0..8)
         .map(|worker| {
             let (chaos, seller, buyer) = (chaos.clone(), users[worker].clone(), users[(worker + 1) % 8].clone());
-            let pay = worker < 6;
+            let (pay, loading) = (worker < 6, loading.clone());
             tokio::spawn(async move {
                 let mut attempts = Vec::new();
-                while Instant::now() < deadline {
+                while loading.load(Ordering::Relaxed) {
+                    let settle_by = Instant::now() + Duration::from_secs(120);
                     if let Some(attempt) = chaos.purchase(&seller, &buyer, pay, settle_by).await {
                         attempts.push(attempt);
                     }
@@ -235,16 +242,27 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
         })
         .collect();
 
-    // The crashes, spread over the load: each server twice, the broker once. After each,
-    // the time until every partition with work moved again (read from the broker), before
-    // the next crash.
+    // The crashes, a step apart: each server twice, the broker once. After each, the time
+    // until every partition with work moved again (read from the broker), before the next
+    // crash. A killed server is started again at once, beside the measurement (as
+    // Kubernetes would), so neither waits for the other.
     let mut servers = [Some(a), Some(b)];
     let schedule = ["server 0", "server 1", "broker", "server 0", "server 1"];
     let step = load_for / u32::try_from(schedule.len() + 1).unwrap();
     let mut crashes: Vec<(&str, Duration)> = Vec::new();
+    let reader = PositionReader::new(&broker.address(), &groups, "").unwrap();
+    let until_moved = |victim: &'static str, since: Instant, at_since: Positions| {
+        let reader = reader.clone();
+        async move {
+            until_every_partition_moves(&reader, since, &at_since, PAST_SESSION, Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|stuck| panic!("{victim}: {stuck}"))
+        }
+    };
+    let mut next = Instant::now() + step;
     for (at, victim) in schedule.into_iter().enumerate() {
-        tokio::time::sleep_until((deadline - load_for + step * (u32::try_from(at).unwrap() + 1)).into()).await;
-        let (since, at_since) = match victim {
+        tokio::time::sleep_until(next.into()).await;
+        let paused = match victim {
             "broker" => {
                 broker.stop().await;
                 tokio::time::sleep(Duration::from_secs(3)).await; // an outage, not a blip
@@ -252,10 +270,10 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
                 // From the moment it answers again.
                 let since = Instant::now();
                 let at_since = wait_until("the broker's positions", Duration::from_secs(30), || async {
-                    sneakerstop_test_support::positions(&broker.address(), &groups, "").await.ok()
+                    reader.read().await.ok()
                 })
                 .await;
-                (since, at_since)
+                until_moved(victim, since, at_since).await
             }
             _ => {
                 let slot = usize::from(victim == "server 1");
@@ -263,26 +281,20 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
                 servers[slot].take().unwrap().kill().await;
                 // From the kill; read after it, so the dead member's last commits are in.
                 let since = Instant::now();
-                let at_since = sneakerstop_test_support::positions(&broker.address(), &groups, "").await.unwrap();
-                let restarted = start(&env).await;
+                let measured = async { until_moved(victim, since, reader.read().await.unwrap()).await };
+                let (paused, restarted) = tokio::join!(measured, start(&env));
                 fleet.write().await[slot] = Some(restarted.base_url.clone());
                 servers[slot] = Some(restarted);
-                (since, at_since)
+                paused
             }
         };
-        let paused = sneakerstop_test_support::until_every_partition_moves(
-            &broker.address(),
-            &groups,
-            "",
-            since,
-            &at_since,
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap_or_else(|stuck| panic!("{victim}: {stuck}"));
         println!("crash {}: {victim}; every partition with work consumed again after {paused:.1?}", at + 1);
         crashes.push((victim, paused));
+        next = (next + step).max(Instant::now() + Duration::from_secs(1));
     }
+    tokio::time::sleep_until(next.into()).await;
+    loading.store(false, Ordering::Relaxed);
+    let loaded = load_started.elapsed().as_secs();
     let mut attempts = Vec::new();
     for worker in workers {
         attempts.extend(worker.await.unwrap());
@@ -429,7 +441,7 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     let mut server_pauses: Vec<Duration> =
         crashes.iter().filter(|(victim, _)| *victim != "broker").map(|(_, paused)| *paused).collect();
     server_pauses.sort();
-    println!("\nchaos figures ({seconds} s of load, {ttl} s reservations, 2 servers, 8 buyers):");
+    println!("\nchaos figures ({loaded} s of load, {ttl} s reservations, 2 servers, 8 buyers):");
     println!(
         "  crashes injected: {}",
         crashes.iter().map(|(victim, paused)| format!("{victim} ({paused:.1?})")).collect::<Vec<_>>().join(", ")

@@ -17,7 +17,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sneakerstop_db::sqlx::{self, PgPool};
 use sneakerstop_test_support::{
-    Server, TestDb, positions, read_to_end, shared_brokers, unique, until_every_partition_moves, wait_until,
+    PAST_SESSION, PositionReader, Server, TestDb, read_to_end, shared_brokers, unique, until_every_partition_moves,
+    wait_until,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_sneakerstop");
@@ -313,11 +314,11 @@ async fn a_killed_servers_partitions_move_to_the_survivor_in_seconds_and_a_stopp
     // kill -9: no goodbye; the brokers give its partitions away when its session lapses.
     // Measured from the broker: until every partition with work has its committed offset
     // moved (which trails consumption by up to the 200 ms commit interval).
+    let reader = PositionReader::new(&brokers, &groups, &format!("{prefix}.")).unwrap();
     doomed.kill().await;
     let killed = Instant::now();
-    let topics = format!("{prefix}.");
-    let at_kill = positions(&brokers, &groups, &topics).await.unwrap();
-    let paused = until_every_partition_moves(&brokers, &groups, &topics, killed, &at_kill, DEADLINE).await;
+    let at_kill = reader.read().await.unwrap();
+    let paused = until_every_partition_moves(&reader, killed, &at_kill, PAST_SESSION, DEADLINE).await;
     let paused = paused.unwrap_or_else(|stuck| panic!("{stuck}"));
     println!("kill -9: every partition with work consumed again {paused:.1?} after the kill");
     assert!(paused <= RECOVERY_BOUND, "{paused:?} after the kill, beyond {RECOVERY_BOUND:?}");

@@ -137,38 +137,77 @@ pub type Positions = std::collections::BTreeMap<(String, String, i32), (i64, i64
 
 /// The committed offsets and partition ends of `groups` on `brokers`, on every topic whose
 /// name starts with `topics` (a deployment's `KAFKA_TOPIC_PREFIX`; internal and dead-letter
-/// topics left out; a partition a group never committed on is left out too).
+/// topics left out; a partition a group never committed on is left out too). One look with
+/// clients of its own; to look repeatedly, keep a [`PositionReader`].
 pub async fn positions(brokers: &str, groups: &[String], topics: &str) -> Result<Positions, String> {
-    use rdkafka::consumer::BaseConsumer;
-    use rdkafka::{Offset, TopicPartitionList};
-    let (brokers, groups, prefix) = (brokers.to_owned(), groups.to_vec(), topics.to_owned());
-    tokio::task::spawn_blocking(move || {
+    PositionReader::new(brokers, groups, topics)?.read().await
+}
+
+/// Reads [`Positions`] again and again with the same clients. Making clients (a connection,
+/// the group coordinator's address) is most of a look's cost: on a loaded machine a look
+/// with fresh clients took seconds, which a pause measured by looking would include.
+#[derive(Clone)]
+pub struct PositionReader {
+    clients: std::sync::Arc<Clients>,
+}
+
+struct Clients {
+    /// Metadata and partition ends.
+    base: rdkafka::consumer::BaseConsumer,
+    /// One client per group (committed offsets are asked with the group's id); none joins.
+    groups: Vec<(String, rdkafka::consumer::BaseConsumer)>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for PositionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let groups: Vec<&str> = self.clients.groups.iter().map(|(group, _)| group.as_str()).collect();
+        f.debug_struct("PositionReader").field("groups", &groups).field("topics", &self.clients.prefix).finish()
+    }
+}
+
+impl PositionReader {
+    /// Clients for `groups` on `brokers`; `topics` as for [`positions`].
+    pub fn new(brokers: &str, groups: &[String], topics: &str) -> Result<Self, String> {
+        let client = |group: Option<&str>| {
+            let mut config = ClientConfig::new();
+            config.set("bootstrap.servers", brokers).set("reconnect.backoff.max.ms", "500");
+            if let Some(group) = group {
+                config.set("group.id", group);
+            }
+            config.create().map_err(|e: rdkafka::error::KafkaError| e.to_string())
+        };
+        let groups =
+            groups.iter().map(|group| Ok((group.clone(), client(Some(group))?))).collect::<Result<Vec<_>, String>>()?;
+        let clients = Clients { base: client(None)?, groups, prefix: topics.to_owned() };
+        Ok(Self { clients: std::sync::Arc::new(clients) })
+    }
+
+    /// Where the groups stand now.
+    pub async fn read(&self) -> Result<Positions, String> {
+        let clients = self.clients.clone();
+        tokio::task::spawn_blocking(move || clients.read()).await.map_err(|e| e.to_string())?
+    }
+}
+
+impl Clients {
+    fn read(&self) -> Result<Positions, String> {
+        use rdkafka::{Offset, TopicPartitionList};
         const TIMEOUT: Duration = Duration::from_secs(2);
-        let mut positions = Positions::new();
-        let base: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("reconnect.backoff.max.ms", "500")
-            .create()
-            .map_err(|e| e.to_string())?;
-        let metadata = base.fetch_metadata(None, TIMEOUT).map_err(|e| e.to_string())?;
+        let metadata = self.base.fetch_metadata(None, TIMEOUT).map_err(|e| e.to_string())?;
         let mut all = TopicPartitionList::new();
         let mut ends = HashMap::new();
-        let ours = |name: &str| name.starts_with(&prefix) && !name.starts_with("__") && !name.ends_with(".dlq");
+        let ours = |name: &str| name.starts_with(&self.prefix) && !name.starts_with("__") && !name.ends_with(".dlq");
         for topic in metadata.topics().iter().filter(|t| ours(t.name())) {
             for partition in topic.partitions() {
                 all.add_partition(topic.name(), partition.id());
                 let (_, high) =
-                    base.fetch_watermarks(topic.name(), partition.id(), TIMEOUT).map_err(|e| e.to_string())?;
+                    self.base.fetch_watermarks(topic.name(), partition.id(), TIMEOUT).map_err(|e| e.to_string())?;
                 ends.insert((topic.name().to_owned(), partition.id()), high);
             }
         }
-        for group in &groups {
-            let client: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &brokers)
-                .set("group.id", group)
-                .set("reconnect.backoff.max.ms", "500")
-                .create()
-                .map_err(|e| e.to_string())?;
+        let mut positions = Positions::new();
+        for (group, client) in &self.groups {
             let committed = client.committed_offsets(all.clone(), TIMEOUT).map_err(|e| e.to_string())?;
             for element in committed.elements() {
                 if let Offset::Offset(at) = element.offset() {
@@ -178,27 +217,33 @@ pub async fn positions(brokers: &str, groups: &[String], topics: &str) -> Result
             }
         }
         Ok(positions)
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    }
 }
 
-/// How long after `since` every partition of `groups` that had work left at `since`, or was
-/// given some after it, was consumed again (its committed offset moved past where it was at
-/// `since`): how long a crash paused those groups. Looks every 100 ms. If some partition did
-/// not move within `max`, the error names them (group, topic, partition, committed, end).
-/// Offsets are committed in the background (every 200 ms), so this may read that much late.
+/// Longer than the consumer session the brokers are given (3 s, scripts/kafka.sh): watched
+/// this long after a crash, a dead member's partitions with work have been seen waiting.
+pub const PAST_SESSION: Duration = Duration::from_secs(5);
+
+/// How long after `since` every partition of the reader's groups that had work left at
+/// `since`, or was given some after it, was consumed again (its committed offset moved past
+/// where it was at `since`): how long a crash paused those groups. Looks every 100 ms for at
+/// least `watch` (longer than the brokers take to notice a dead member, so that work given
+/// after the crash to a partition nobody consumes any more is seen waiting too), and answers
+/// with the end of the first look after which nothing was seen waiting: late by up to a look
+/// and 100 ms, and by up to the 200 ms background commit interval. If some partition did not
+/// move within `max`, the error names them (group, topic, partition, committed, end).
 pub async fn until_every_partition_moves(
-    brokers: &str,
-    groups: &[String],
-    topics: &str,
+    reader: &PositionReader,
     since: Instant,
     at_since: &Positions,
+    watch: Duration,
     max: Duration,
 ) -> Result<Duration, String> {
     let mut stuck = Vec::new();
+    // The end of the first look of the current run of looks that saw nothing waiting.
+    let mut moved = None;
     while since.elapsed() <= max {
-        if let Ok(now) = positions(brokers, groups, topics).await {
+        if let Ok(now) = reader.read().await {
             let looked = since.elapsed();
             stuck = now
                 .iter()
@@ -210,8 +255,13 @@ pub async fn until_every_partition_moves(
                     format!("{group} {topic}/{partition} at {committed} of {end}")
                 })
                 .collect();
-            if stuck.is_empty() {
-                return Ok(looked);
+            if !stuck.is_empty() {
+                moved = None;
+            } else {
+                let first = *moved.get_or_insert(looked);
+                if looked >= watch {
+                    return Ok(first);
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -23,7 +23,10 @@ use sqlx::Connection;
 use tower::ServiceExt;
 
 pub use broker::{Broker, SecureListener, shared_brokers, unique};
-pub use kafka::{Positions, Record, positions, publish, read_to_end, read_topic, until_every_partition_moves};
+pub use kafka::{
+    PAST_SESSION, PositionReader, Positions, Record, positions, publish, read_to_end, read_topic,
+    until_every_partition_moves,
+};
 pub use server::Server;
 
 /// A new user with a session signed by `keys`: its id and `Bearer <token>`, as a signed-in
