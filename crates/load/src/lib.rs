@@ -260,19 +260,28 @@ async fn open_loop(run: Arc<Run>, rate: f64) -> Recorder {
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // Recorders are reused, one per iteration in flight: a recorder's histograms take a few
+    // hundred KB each, and making them at the rate (and keeping them all to the end) was
+    // once most of the driver's CPU — the kernel zeroing fresh pages — taken from the
+    // system it measures.
+    let idle: Arc<std::sync::Mutex<Vec<Recorder>>> = Arc::default();
+    let take = |idle: &std::sync::Mutex<Vec<Recorder>>| idle.lock().map(|mut idle| idle.pop()).ok().flatten();
     let mut tasks = Vec::new();
     let mut iteration = 0;
     while Instant::now() < run.deadline {
         ticker.tick().await;
-        let run = run.clone();
+        let (run, idle) = (run.clone(), idle.clone());
         tasks.push(tokio::spawn(async move {
-            let mut rec = Recorder::default();
+            let mut rec = take(&idle).unwrap_or_default();
             scenarios::iteration(&run, &mut rec, iteration, iteration).await;
-            rec
+            if let Ok(mut idle) = idle.lock() {
+                idle.push(rec);
+            }
         }));
         iteration += 1;
     }
-    merge(futures::future::join_all(tasks).await)
+    futures::future::join_all(tasks).await;
+    merge(std::iter::from_fn(|| take(&idle)).map(Ok).collect())
 }
 
 fn merge(results: Vec<Result<Recorder, tokio::task::JoinError>>) -> Recorder {
