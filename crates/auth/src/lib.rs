@@ -267,6 +267,18 @@ fn tokens_of(parts: &Parts) -> Option<Vec<String>> {
     Some(tokens)
 }
 
+/// `set_cookie` (a `Set-Cookie` value) with its path made `path`, if it sets the
+/// known-device cookie; `None` for any other cookie. For a site in front of the API (the
+/// storefront) whose own sign-in is where the browser should send the cookie back.
+pub fn device_cookie_at(set_cookie: &str, path: &str) -> Option<String> {
+    let mut cookie = cookie::Cookie::parse(set_cookie).ok()?;
+    if cookie.name() != DEVICE_COOKIE {
+        return None;
+    }
+    cookie.set_path(path.to_owned());
+    Some(cookie.to_string())
+}
+
 /// The values of the request's cookies called `name`.
 fn cookies_named<'a>(parts: &'a Parts, name: &'a str) -> impl Iterator<Item = String> + 'a {
     cookie_values(&parts.headers, name)
@@ -278,7 +290,9 @@ pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<Strin
     cookie_values(headers, name).next()
 }
 
-fn cookie_values<'a>(headers: &'a axum::http::HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
+/// The values of every cookie called `name` in `headers` (a browser may send several: the
+/// storefront hands the API all of its known-device cookies).
+pub fn cookie_values<'a>(headers: &'a axum::http::HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
     headers
         .get_all(COOKIE)
         .iter()
@@ -517,6 +531,21 @@ mod tests {
         let other = SessionKeys::new(&Secret::new("another-secret-0123456789-abcdef"), Duration::from_secs(60), false);
         let forged = other.device_cookie(user);
         assert!(keys.known_devices(&parts(("cookie", forged.split(';').next().unwrap()))).is_empty());
+    }
+
+    #[test]
+    fn a_known_device_cookie_moved_to_another_path_keeps_everything_else() {
+        let keys = SessionKeys::new(&Secret::new("test-secret-test-secret-test-secret"), Duration::from_secs(60), true);
+        let user = Uuid::now_v7();
+        let moved = device_cookie_at(&keys.device_cookie(user), "/signin").expect("a device cookie");
+        for part in ["Path=/signin", "HttpOnly", "SameSite=Strict", "Secure", "Max-Age=7776000"] {
+            assert!(moved.contains(part), "{moved} lacks {part}");
+        }
+        assert!(!moved.contains("/api/users/signin"), "{moved}");
+        let token = moved.split(';').next().unwrap().strip_prefix("device=").unwrap().to_owned();
+        assert_eq!(keys.known_devices(&parts(("cookie", &format!("device={token}")))), [user]);
+        assert_eq!(device_cookie_at(&keys.session_cookie("tok".into()), "/signin"), None, "only the device cookie");
+        assert_eq!(device_cookie_at("not a cookie", "/signin"), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! a bid sold into, CSRF refusals, 404 and 503 pages — auditing each page with axe-core.
 //!
 //! Then the storefront run apart, calling the API over HTTP, lists the products and signs
-//! the admin in through its own form.
+//! the admin in through its own form; and, in one process or apart, a browser that signed in
+//! through the storefront is a known device of the account when it signs in there again.
 //!
 //! `make test` installs Chromium and the browser tests' npm packages. Pictures of the pages
 //! go to `target/storefront-screenshots/`, or, with `UPDATE_SCREENSHOTS=1`, to
@@ -107,6 +108,9 @@ async fn shoppers_sellers_and_admins_use_the_storefront_in_a_real_browser() {
     )
     .await;
     signs_in_and_shows_products_over_http(&remote, &admin).await;
+    // Known devices, whether the storefront calls the API in its process or over HTTP.
+    a_browser_that_signed_in_here_is_a_known_device(&server, &server, &admin).await;
+    a_browser_that_signed_in_here_is_a_known_device(&remote, &server, &admin).await;
 }
 
 /// `GET /` lists the browser tests' product; a sign-in form posted with its CSRF token
@@ -117,28 +121,91 @@ async fn signs_in_and_shows_products_over_http(storefront: &Server, email: &str)
     assert_eq!(home.status(), reqwest::StatusCode::OK);
     assert!(home.text().await.unwrap().contains("Storefront Runner"), "the product is listed");
 
-    let form = http.get(storefront.url("/signin")).send().await.unwrap();
-    let csrf_cookie = cookie(&form, "csrf").expect("the sign-in page sets the CSRF cookie");
-    let page = form.text().await.unwrap();
-    let token = page.split("name=\"_csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
-    let signed_in = http
-        .post(storefront.url("/signin"))
-        .header("cookie", format!("csrf={csrf_cookie}"))
-        .form(&[("_csrf", token), ("email", email), ("password", ADMIN_PASSWORD), ("next", "/account")])
-        .send()
-        .await
-        .unwrap();
+    let form = SignInForm::open(&http, storefront).await;
+    let signed_in = form.send(&http, storefront, email, None).await;
     assert_eq!(signed_in.status(), reqwest::StatusCode::SEE_OTHER);
     assert_eq!(signed_in.headers()["location"], "/account?done=signed-in");
     let session = cookie(&signed_in, "session").expect("the API's session cookie, handed on");
     let account = http
         .get(storefront.url("/account"))
-        .header("cookie", format!("csrf={csrf_cookie}; session={session}"))
+        .header("cookie", format!("csrf={}; session={session}", form.cookie))
         .send()
         .await
         .unwrap();
     assert_eq!(account.status(), reqwest::StatusCode::OK);
     assert!(account.text().await.unwrap().contains(email), "signed in as the admin");
+}
+
+/// Signed in through `storefront`, a browser keeps the API's known-device cookie for the
+/// storefront's sign-in (the API's own path would never see it again), and when it signs in
+/// there again `api` counts it as a known device (a reserved place in the hashing queue);
+/// a sign-in without it is not counted.
+async fn a_browser_that_signed_in_here_is_a_known_device(storefront: &Server, api: &Server, email: &str) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = SignInForm::open(&http, storefront).await;
+    let first = form.send(&http, storefront, email, None).await;
+    assert_eq!(first.status(), reqwest::StatusCode::SEE_OTHER);
+    let set = first
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("device="))
+        .expect("the API's known-device cookie, handed on")
+        .to_owned();
+    assert!(set.contains("Path=/signin;") || set.ends_with("Path=/signin"), "kept for the storefront's sign-in: {set}");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "its protections kept: {set}");
+    let device = cookie(&first, "device").unwrap();
+
+    let known = || async { api.metric_sum("password_hashing_known_device_total").await.unwrap_or_default() };
+    let before = known().await;
+    let again = form.send(&http, storefront, email, Some(&device)).await;
+    assert_eq!(again.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(known().await, before + 1.0, "the sign-in with the cookie came from a known device");
+    let stranger = form.send(&http, storefront, email, None).await;
+    assert_eq!(stranger.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(known().await, before + 1.0, "a sign-in without it did not");
+}
+
+/// The storefront's sign-in form, as a browser fetched it: its CSRF cookie and token.
+struct SignInForm {
+    cookie: String,
+    token: String,
+}
+
+impl SignInForm {
+    async fn open(http: &reqwest::Client, storefront: &Server) -> Self {
+        let form = http.get(storefront.url("/signin")).send().await.unwrap();
+        let cookie = cookie(&form, "csrf").expect("the sign-in page sets the CSRF cookie");
+        let page = form.text().await.unwrap();
+        let token = page.split("name=\"_csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+        Self { cookie, token: token.to_owned() }
+    }
+
+    /// Posts the form for `email` (with the admin's password), with a `device` cookie if given.
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        storefront: &Server,
+        email: &str,
+        device: Option<&str>,
+    ) -> reqwest::Response {
+        let mut cookies = format!("csrf={}", self.cookie);
+        if let Some(device) = device {
+            cookies.push_str(&format!("; device={device}"));
+        }
+        http.post(storefront.url("/signin"))
+            .header("cookie", cookies)
+            .form(&[
+                ("_csrf", self.token.as_str()),
+                ("email", email),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/account"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {

@@ -42,6 +42,10 @@ enum Transport {
 pub struct Caller {
     /// The browser's `session` cookie, if any.
     pub session: Option<String>,
+    /// The browser's known-device cookies: it sends them only to the storefront's sign-in
+    /// (see [`crate::pages`]), which hands them to the API's sign-in as a browser calling it
+    /// directly would.
+    pub devices: Vec<String>,
     /// The browser's address as this server saw it.
     pub peer: Option<SocketAddr>,
     /// The `X-Forwarded-For` the browser's request arrived with (from a proxy in front).
@@ -149,8 +153,12 @@ impl Api {
 /// The headers every call carries, by name.
 fn headers(caller: &Caller, write: Write<'_>, json: bool) -> Vec<(header::HeaderName, String)> {
     let mut headers = Vec::new();
-    if let Some(session) = &caller.session {
-        headers.push((header::COOKIE, format!("{}={session}", sneakerstop_auth::SESSION_COOKIE)));
+    let cookies: Vec<String> = (caller.session.iter().map(|session| (sneakerstop_auth::SESSION_COOKIE, session)))
+        .chain(caller.devices.iter().map(|device| (sneakerstop_auth::DEVICE_COOKIE, device)))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    if !cookies.is_empty() {
+        headers.push((header::COOKIE, cookies.join("; ")));
     }
     if let Some(key) = write.idempotency_key {
         headers.push((header::HeaderName::from_static("idempotency-key"), key.to_owned()));

@@ -83,6 +83,7 @@ impl Ctx {
         let csrf = shop.csrf.token(&cookie_value, &session_id);
         let caller = Caller {
             session,
+            devices: sneakerstop_auth::cookie_values(&parts.headers, sneakerstop_auth::DEVICE_COOKIE).collect(),
             peer: parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0),
             forwarded: parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned),
             traceparent: parts.headers.get("traceparent").cloned(),

@@ -1,11 +1,12 @@
 //! The account: signing up, in and out (here or everywhere), the password, the saved card.
-//! Sessions are the API's own: its `Set-Cookie` answers are handed to the browser as they
-//! are, so a session made here is the same one every API call sees.
+//! Sessions are the API's own: its `Set-Cookie` answers are handed to the browser (the
+//! known-device cookie re-scoped to this site's sign-in), so a session made here is the same
+//! one every API call sees.
 
 use askama::Template;
 use axum::Form;
 use axum::extract::Query;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -13,6 +14,9 @@ use super::{Done, done};
 use crate::api::Write;
 use crate::page::{Ctx, FormState, Layout, encode, form_failure, local_path, refused_status, see_other};
 use crate::views::{Page, PaymentMethod};
+
+/// Where the sign-in form is, and the path the browser's known-device cookie is kept for.
+pub(crate) const SIGN_IN: &str = "/signin";
 
 #[derive(Template)]
 #[template(path = "signin.html")]
@@ -75,7 +79,7 @@ async fn enter(ctx: Ctx, action: &'static str, form: Credentials) -> Response {
     {
         Ok(sent) => {
             let key = if action == "signup" { "signed-up" } else { "signed-in" };
-            see_other(&done(&next, key), sent.cookies)
+            see_other(&done(&next, key), handed_on(sent.cookies))
         }
         Err(failure) => {
             // The password is never sent back into the page.
@@ -83,6 +87,24 @@ async fn enter(ctx: Ctx, action: &'static str, form: Credentials) -> Response {
             credentials_page(&ctx, action, f, &next, refused_status(&failure))
         }
     }
+}
+
+/// The API's cookies as this site hands them on: the known-device cookie, which the API
+/// scopes to its own sign-in path, is scoped to this site's sign-in instead, so the browser
+/// sends it back when it signs in here again (and its sign-in keeps a reserved place in the
+/// password-hashing queue during a credential-stuffing flood, as the API's own does).
+fn handed_on(cookies: Vec<HeaderValue>) -> Vec<HeaderValue> {
+    cookies
+        .into_iter()
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| sneakerstop_auth::device_cookie_at(text, SIGN_IN))
+                .and_then(|text| HeaderValue::from_str(&text).ok())
+                .unwrap_or(value)
+        })
+        .collect()
 }
 
 pub(crate) async fn signout(ctx: Ctx) -> Response {

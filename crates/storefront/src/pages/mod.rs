@@ -40,7 +40,7 @@ pub(crate) fn router(shop: Arc<Shop>) -> Router {
         .route("/products/{id}/bid", post(product::bid))
         .route("/products/{id}/ask", post(product::ask))
         .route("/signup", get(account::signup_form).post(account::signup))
-        .route("/signin", get(account::signin_form).post(account::signin))
+        .route(account::SIGN_IN, get(account::signin_form).post(account::signin))
         .route("/signout", post(account::signout))
         .route("/signout/everywhere", post(account::signout_everywhere))
         .route("/account", get(account::overview))
