@@ -323,7 +323,13 @@ impl Relay {
         let result = async {
             let mut checked = None::<Instant>;
             loop {
-                while self.publish_batch(cancel).await? {}
+                // Rows the broker acknowledged are deleted by the read after them, one round
+                // trip for both; the last read of a wake finds nothing, or whatever committed
+                // while the batch before it was in flight.
+                let mut sent = Vec::new();
+                while !cancel.is_cancelled() && (self.publish_batch(&mut sent, cancel).await? || !sent.is_empty()) {}
+                // Stopping: what the broker acknowledged is marked sent all the same.
+                self.mark_sent(&mut sent).await?;
                 // Leadership at most once per poll interval.
                 if checked.is_none_or(|at| at.elapsed() >= self.poll_interval) {
                     // Losing the lock connection means losing leadership.
@@ -347,19 +353,26 @@ impl Relay {
         result
     }
 
-    /// Publishes up to one batch in order; returns whether more rows may be waiting (the
-    /// batch was full, or the producer's queue was).
-    pub async fn publish_batch(&self, cancel: &CancellationToken) -> anyhow::Result<bool> {
+    /// Deletes the rows in `sent` (acknowledged by the broker) and publishes up to one batch
+    /// of the rest in order; afterwards `sent` holds the rows this batch had acknowledged.
+    /// Returns whether more rows may be waiting (the batch was full, or the producer's queue
+    /// was).
+    pub async fn publish_batch(&self, sent: &mut Vec<i64>, cancel: &CancellationToken) -> anyhow::Result<bool> {
+        // The read sees the outbox as it was before the delete (one snapshot for the whole
+        // statement), so the rows being deleted are left out by id.
         let rows = sqlx::query_as!(
             Row,
-            r#"SELECT id, topic, message_key, event_type, headers AS "headers: sqlx::types::Json<Vec<(String, String)>>",
+            r#"WITH sent AS (DELETE FROM outbox WHERE id = ANY($1))
+               SELECT id, topic, message_key, event_type, headers AS "headers: sqlx::types::Json<Vec<(String, String)>>",
                       payload::text AS "payload!"
-                 FROM outbox ORDER BY id LIMIT $1"#,
+                 FROM outbox WHERE id <> ALL($1) ORDER BY id LIMIT $2"#,
+            sent.as_slice(),
             self.batch_size,
         )
         .fetch_all(&self.pool)
         .await
-        .context("read the outbox")?;
+        .context("mark outbox rows sent and read the next")?;
+        sent.clear();
         if rows.is_empty() {
             return Ok(false);
         }
@@ -420,16 +433,29 @@ impl Relay {
                 }
             }
         }
-        if !delivered.is_empty() {
-            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &delivered,)
+        let more = full || delivered.len() < rows.len();
+        *sent = delivered;
+        match failure {
+            // What was acknowledged before the failure is still marked sent.
+            Some(error) => {
+                self.mark_sent(sent).await?;
+                Err(error)
+            }
+            None => Ok(more),
+        }
+    }
+
+    /// Deletes `sent` from the outbox on its own (the statement that reads the next batch
+    /// does it otherwise).
+    async fn mark_sent(&self, sent: &mut Vec<i64>) -> anyhow::Result<()> {
+        if !sent.is_empty() {
+            sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", sent.as_slice())
                 .execute(&self.pool)
                 .await
                 .context("mark outbox rows sent")?;
+            sent.clear();
         }
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(full || delivered.len() < rows.len()),
-        }
+        Ok(())
     }
 
     /// The producer span of publishing `row`, per OpenTelemetry's messaging conventions, the
