@@ -160,8 +160,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let broker = sneakerstop_messaging::BrokerHealth::default();
     tasks.spawn(broker.clone().watch(producer.clone(), cancel.clone()));
     let mut feed_pool = None;
-    for service in &selected {
-        let started = services::start(service.as_ref(), &shared, &mut tasks, &cancel)
+    // Migrations and topics for every service at once (a restarted pod is back in the
+    // consumer groups sooner); then each service starts, in order.
+    let pools = futures::future::try_join_all(selected.iter().map(|service| async {
+        services::prepare(service.as_ref(), &shared)
+            .await
+            .with_context(|| format!("prepare the {} service", service.name()))
+    }))
+    .await?;
+    for (service, pool) in selected.iter().zip(pools) {
+        let started = services::start(service.as_ref(), pool, &shared, &mut tasks, &cancel)
             .await
             .with_context(|| format!("start the {} service", service.name()))?;
         router = router.merge(started.router);

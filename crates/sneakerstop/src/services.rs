@@ -1,8 +1,9 @@
 //! The services this binary can run, and how any one of them is started.
 //!
 //! [`ServiceSettings::services`] is the one list of services. Starting one: migrate its
-//! schema (its tables plus the outbox/inbox and the other shared tables it lists), create
-//! its topics if missing, start its outbox relay, the follower of its ended sessions, its
+//! schema (its tables plus the outbox/inbox and the other shared tables it lists) and create
+//! its topics if missing ([`prepare`], for all of a process's services at once), then start
+//! its outbox relay, the follower of its ended sessions, its
 //! consumer (one group per service) and then [`Service::start`], which adds its own
 //! background tasks and hands back its routes.
 
@@ -112,20 +113,35 @@ pub async fn migrate(service: &dyn Service, db: &DbConfig) -> anyhow::Result<PgP
     sneakerstop_db::connect_and_migrate(db, service.name(), &service.migrations()).await
 }
 
-/// Migrates and starts `service`; its background tasks go into `tasks` and stop on `cancel`.
+/// The slow part of starting `service` — round trips to PostgreSQL and Kafka — which the
+/// services of a process do at once: its schema migrated (or, with `MIGRATE_ON_START=false`,
+/// found migrated by someone else) and the topics it publishes and consumes created if
+/// missing, so a consumer started before its producer subscribes to an existing topic.
+/// Returns its pool.
+pub async fn prepare(service: &dyn Service, shared: &Shared) -> anyhow::Result<PgPool> {
+    let pool = if shared.migrate_on_start {
+        migrate(service, &shared.db).await?
+    } else {
+        sneakerstop_db::connect_when_migrated(&shared.db, service.name(), &service.migrations()).await?
+    };
+    let mut topics = service.publishes().to_vec();
+    if let Some((consumed, _)) = crate::sessions::consumer(service) {
+        topics.extend(consumed.into_iter().filter(|topic| !topics.contains(topic)).collect::<Vec<_>>());
+    }
+    shared.kafka.ensure_topics(&topics).await?;
+    Ok(pool)
+}
+
+/// Starts `service` on its prepared `pool` ([`prepare`]); its background tasks go into
+/// `tasks` and stop on `cancel`.
 pub async fn start(
     service: &dyn Service,
+    pool: PgPool,
     shared: &Shared,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Started> {
     let name = service.name();
-    let pool = if shared.migrate_on_start {
-        migrate(service, &shared.db).await?
-    } else {
-        sneakerstop_db::connect_when_migrated(&shared.db, name, &service.migrations()).await?
-    };
-    shared.kafka.ensure_topics(service.publishes()).await?;
     let relay = Relay::new(pool.clone(), name, &shared.kafka, shared.producer.clone(), shared.poll_interval)
         .woken_by(&shared.changes);
     tasks.spawn(relay.run(cancel.clone()));
@@ -134,9 +150,6 @@ pub async fn start(
     if let Some((topics, handler)) = crate::sessions::consumer(service) {
         let group = format!("{}-{name}", shared.group_prefix);
         heard = Some(sneakerstop_messaging::Heard::new(shared.kafka.clone(), &group));
-        // Create what we consume too, so a consumer started before its producer subscribes
-        // to an existing topic.
-        shared.kafka.ensure_topics(&topics).await?;
         let runtime = ConsumerRuntime::new(
             &group,
             &topics,
