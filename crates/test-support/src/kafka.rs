@@ -135,14 +135,6 @@ pub async fn publish(brokers: &str, topic: &str, key: &str, headers: &[(&str, St
 /// broker sees it from outside: (group, topic, partition) → (committed offset, partition end).
 pub type Positions = std::collections::BTreeMap<(String, String, i32), (i64, i64)>;
 
-/// The committed offsets and partition ends of `groups` on `brokers`, on every topic whose
-/// name starts with `topics` (a deployment's `KAFKA_TOPIC_PREFIX`; internal and dead-letter
-/// topics left out; a partition a group never committed on is left out too). One look with
-/// clients of its own; to look repeatedly, keep a [`PositionReader`].
-pub async fn positions(brokers: &str, groups: &[String], topics: &str) -> Result<Positions, String> {
-    PositionReader::new(brokers, groups, topics)?.read().await
-}
-
 /// Reads [`Positions`] again and again with the same clients. Making clients (a connection,
 /// the group coordinator's address) is most of a look's cost: on a loaded machine a look
 /// with fresh clients took seconds, which a pause measured by looking would include.
@@ -167,7 +159,8 @@ impl std::fmt::Debug for PositionReader {
 }
 
 impl PositionReader {
-    /// Clients for `groups` on `brokers`; `topics` as for [`positions`].
+    /// Clients for `groups` on `brokers`, reading every topic whose name starts with `topics`
+    /// (a deployment's `KAFKA_TOPIC_PREFIX`; internal and dead-letter topics left out).
     pub fn new(brokers: &str, groups: &[String], topics: &str) -> Result<Self, String> {
         let client = |group: Option<&str>| {
             let mut config = ClientConfig::new();
@@ -183,7 +176,8 @@ impl PositionReader {
         Ok(Self { clients: std::sync::Arc::new(clients) })
     }
 
-    /// Where the groups stand now.
+    /// Where the groups stand now: their committed offsets and the partitions' ends (a
+    /// partition a group never committed on is left out).
     pub async fn read(&self) -> Result<Positions, String> {
         let clients = self.clients.clone();
         tokio::task::spawn_blocking(move || clients.read()).await.map_err(|e| e.to_string())?

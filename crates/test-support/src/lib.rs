@@ -24,8 +24,7 @@ use tower::ServiceExt;
 
 pub use broker::{Broker, SecureListener, shared_brokers, unique};
 pub use kafka::{
-    PAST_SESSION, PositionReader, Positions, Record, positions, publish, read_to_end, read_topic,
-    until_every_partition_moves,
+    PAST_SESSION, PositionReader, Positions, Record, publish, read_to_end, read_topic, until_every_partition_moves,
 };
 pub use server::Server;
 
