@@ -292,6 +292,15 @@ test("a bidder bids, a seller sells now into the bid, and each sees the outcome"
   assert.match(await page.textContent("td.status-open"), /open/);
   assert.equal(await page.textContent(`td a[href="/products/${shared.product}"]`), shared.productName);
 
+  // A shopper watches size 11's sales chart meanwhile, without reloading.
+  const watcher = shared.shopper.page;
+  await watcher.goto(`/products/${shared.product}?size=11`);
+  await watcher.locator("#market-live", { hasText: "Live" }).waitFor();
+  assert.match(await watcher.textContent("#sales-chart"), /No sales of size 11 yet/);
+  await watcher.evaluate(() => {
+    window.stillTheSamePage = true;
+  });
+
   // The seller sees the bid and sells into it.
   const seller = shared.seller.page;
   await seller.goto(`/products/${shared.product}`);
@@ -302,6 +311,8 @@ test("a bidder bids, a seller sells now into the bid, and each sees the outcome"
 
   await reloadUntil(page, "/account/bids", "the bid filling", async (p) => (await p.locator("td.status-filled").count()) === 1);
   await audit(page, "bids");
+  await watcher.locator("#sales-chart", { hasText: "One sale of size 11: $150.00" }).waitFor();
+  assert.equal(await watcher.evaluate(() => window.stillTheSamePage), true, "the chart changed without a reload");
   await reloadUntil(seller, "/account/listings?status=sold", "the pair selling", async (p) =>
     (await p.locator(`tr[data-listing="${sold}"] .status-sold`).count()) === 1,
   );

@@ -36,6 +36,7 @@ pub(crate) fn router(shop: Arc<Shop>) -> Router {
         .route("/listings/{id}", get(browse::listing))
         .route("/listings/{id}/buy", post(browse::buy))
         .route("/products/{id}", get(product::show))
+        .route("/products/{id}/chart", get(product::chart))
         .route("/products/{id}/buy", post(product::buy))
         .route("/products/{id}/bid", post(product::bid))
         .route("/products/{id}/ask", post(product::ask))

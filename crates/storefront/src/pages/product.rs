@@ -38,6 +38,9 @@ struct Chart {
     high: String,
     /// The sales, newest first, as a table beneath.
     sales: Vec<Sale>,
+    /// When the newest sale drawn was made (milliseconds since the epoch; "" for none):
+    /// `product.js` fetches the chart again when the market stream reports a newer one.
+    latest: String,
 }
 
 impl Chart {
@@ -45,7 +48,12 @@ impl Chart {
     const HEIGHT: f64 = 180.0;
     const PAD: f64 = 20.0;
 
-    fn of(mut sales: Vec<Sale>, of_size: &str) -> Self {
+    fn of(sales: Vec<Sale>, of_size: &str) -> Self {
+        let latest = sales.first().map(|sale| sale.sold_at.timestamp_millis().to_string()).unwrap_or_default();
+        Self { latest, ..Self::drawn(sales, of_size) }
+    }
+
+    fn drawn(mut sales: Vec<Sale>, of_size: &str) -> Self {
         if sales.is_empty() {
             let summary =
                 if of_size == EVERY_SIZE { "No sales yet.".to_owned() } else { format!("No sales of {of_size} yet.") };
@@ -78,7 +86,7 @@ impl Chart {
             money(sales[0].price)
         );
         sales.truncate(10);
-        Self { points, summary, low: money(low), high: money(high), sales }
+        Self { points, summary, low: money(low), high: money(high), sales, latest: String::new() }
     }
 }
 
@@ -101,6 +109,15 @@ struct ProductPage {
     signed_in: bool,
 }
 
+/// The chart alone, for `product.js` to put in place of the one a page shows.
+#[derive(Template)]
+#[template(path = "chart.html")]
+struct ChartFragment {
+    /// The size the chart shows, or "" for all.
+    chosen: String,
+    chart: Chart,
+}
+
 /// The forms' states when the page is shown again after one of them failed.
 #[derive(Debug, Default)]
 struct Forms {
@@ -118,6 +135,39 @@ pub(crate) async fn show(ctx: Ctx, Path(id): Path<String>, Query(query): Query<P
     render(&ctx, id, query.size.as_deref(), Forms::default(), StatusCode::OK, query.done.as_deref()).await
 }
 
+/// `/products/{id}/chart`: the sales chart of `/products/{id}` alone, as `product.js`
+/// fetches it when a sale is made while the page is open.
+pub(crate) async fn chart(ctx: Ctx, Path(id): Path<String>, Query(query): Query<ProductQuery>) -> Response {
+    let id = match path_id(&ctx, &id) {
+        Ok(id) => id,
+        Err(page) => return page,
+    };
+    let chosen = chosen_size(query.size.as_deref());
+    match ctx.shop.api.get::<Page<Sale>>(&ctx.caller, &sales_path(id, &chosen)).await {
+        Ok(sales) => ctx.ok(&ChartFragment { chart: Chart::of(sales.items, &of_size(&chosen)), chosen }),
+        Err(failure) => ctx.failed(failure),
+    }
+}
+
+/// The size a page's chart shows ("" for every size), from the query's `size`.
+fn chosen_size(query: Option<&str>) -> String {
+    query.and_then(|s| s.trim().parse::<f64>().ok()).map(size).unwrap_or_default()
+}
+
+/// The API read of the sales the chart draws.
+fn sales_path(id: uuid::Uuid, chosen: &str) -> String {
+    if chosen.is_empty() {
+        format!("/api/products/{id}/sales?limit={CHART_SALES}")
+    } else {
+        format!("/api/products/{id}/sales?limit={CHART_SALES}&size={chosen}")
+    }
+}
+
+/// What the chart is of, in words.
+fn of_size(chosen: &str) -> String {
+    if chosen.is_empty() { EVERY_SIZE.to_owned() } else { format!("size {chosen}") }
+}
+
 async fn render(
     ctx: &Ctx,
     id: uuid::Uuid,
@@ -126,12 +176,8 @@ async fn render(
     status: StatusCode,
     done: Option<&str>,
 ) -> Response {
-    let chosen = chosen.and_then(|s| s.trim().parse::<f64>().ok()).map(size).unwrap_or_default();
-    let sales_path = if chosen.is_empty() {
-        format!("/api/products/{id}/sales?limit={CHART_SALES}")
-    } else {
-        format!("/api/products/{id}/sales?limit={CHART_SALES}&size={chosen}")
-    };
+    let chosen = chosen_size(chosen);
+    let sales_path = sales_path(id, &chosen);
     let api = &ctx.shop.api;
     let (product_path, market_path) = (format!("/api/products/{id}"), format!("/api/products/{id}/market"));
     // The three reads of the page, at once.
@@ -151,7 +197,6 @@ async fn render(
         Err(failure) => return ctx.failed(failure),
     };
     let sales = sales.map(|page| page.items).unwrap_or_default();
-    let of_size = if chosen.is_empty() { EVERY_SIZE.to_owned() } else { format!("size {chosen}") };
     let sizes = product.sizes.iter().map(|s| size(*s)).collect();
     let forms = Forms {
         bid: with_default_size(forms.bid, &chosen, &product),
@@ -162,7 +207,7 @@ async fn render(
         status,
         &ProductPage {
             l: ctx.layout(product.name.clone()).with_notice(done),
-            chart: Chart::of(sales, &of_size),
+            chart: Chart::of(sales, &of_size(&chosen)),
             rows,
             sizes,
             chosen,
@@ -339,5 +384,14 @@ mod tests {
         assert!(chart.summary.contains("the latest $300.00"), "{}", chart.summary);
         assert!(Chart::of(vec![sale(150.0)], "size 10").points.is_empty(), "one sale is no line");
         assert_eq!(Chart::of(Vec::new(), EVERY_SIZE).summary, "No sales yet.");
+    }
+
+    #[test]
+    fn the_chart_says_when_its_newest_sale_was_made_for_the_script_to_compare() {
+        let newest = sale(300.0);
+        let at = newest.sold_at.timestamp_millis().to_string();
+        assert_eq!(Chart::of(vec![newest.clone(), sale(100.0)], "size 10").latest, at);
+        assert_eq!(Chart::of(vec![newest], "size 10").latest, at, "one sale, no line, still a time");
+        assert_eq!(Chart::of(Vec::new(), EVERY_SIZE).latest, "");
     }
 }
