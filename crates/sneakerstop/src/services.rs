@@ -125,8 +125,10 @@ pub async fn prepare(service: &dyn Service, shared: &Shared) -> anyhow::Result<P
         sneakerstop_db::connect_when_migrated(&shared.db, service.name(), &service.migrations()).await?
     };
     let mut topics = service.publishes().to_vec();
-    if let Some((consumed, _)) = crate::sessions::consumer(service) {
-        topics.extend(consumed.into_iter().filter(|topic| !topics.contains(topic)).collect::<Vec<_>>());
+    for topic in crate::sessions::consumer(service).map(|(consumed, _)| consumed).unwrap_or_default() {
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
     }
     shared.kafka.ensure_topics(&topics).await?;
     Ok(pool)

@@ -153,7 +153,10 @@ impl Api {
 /// The headers every call carries, by name.
 fn headers(caller: &Caller, write: Write<'_>, json: bool) -> Vec<(header::HeaderName, String)> {
     let mut headers = Vec::new();
-    let cookies: Vec<String> = (caller.session.iter().map(|session| (sneakerstop_auth::SESSION_COOKIE, session)))
+    let cookies: Vec<String> = caller
+        .session
+        .iter()
+        .map(|session| (sneakerstop_auth::SESSION_COOKIE, session))
         .chain(caller.devices.iter().map(|device| (sneakerstop_auth::DEVICE_COOKIE, device)))
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
