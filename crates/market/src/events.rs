@@ -71,6 +71,18 @@ impl Handler for MarketHandler {
         })
     }
 
+    fn concerns(&self, event: &IncomingEvent) -> bool {
+        // A listing that names no product is no ask: no book ever hears of it (`handle`
+        // skips it too, and a listing's product never changes).
+        match event.topic.as_str() {
+            topics::SNEAKERS => match event.decode::<SneakerEvent>() {
+                Ok(SneakerEvent::Listed(listing) | SneakerEvent::Updated(listing)) => listing.product_id.is_some(),
+                Err(_) => true,
+            },
+            _ => true,
+        }
+    }
+
     fn committed(&self) {
         if let Some(engine) = self.engine.get() {
             engine.arrived();
@@ -171,4 +183,48 @@ async fn end_match(tx: &mut PgConnection, order: Uuid, outcome: MatchStatus) -> 
         Err(refused) => tracing::warn!(match_id = %found.id, %refused, "match ended for a bid that was not matched"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
+    use sneakerstop_events::orders::{OrderCancelled, OrderEvent};
+
+    use super::*;
+
+    fn listing(product_id: Option<Uuid>) -> Sneaker {
+        Sneaker {
+            sneaker_id: Uuid::now_v7(),
+            seller_id: Uuid::now_v7(),
+            title: "Air Jordan 1".into(),
+            brand: None,
+            description: None,
+            price_cents: 20_000,
+            size: 10.0,
+            product_id,
+            expires_at: None,
+            status: SneakerStatus::Available,
+            version: 1,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn only_listings_that_name_a_product_concern_the_books() {
+        let handler = MarketHandler::default();
+        let event = |e: &SneakerEvent| IncomingEvent::from_contract(e, "/test", Uuid::now_v7(), 1);
+        assert!(handler.concerns(&event(&SneakerEvent::Listed(listing(Some(Uuid::now_v7()))))), "an ask");
+        assert!(handler.concerns(&event(&SneakerEvent::Updated(listing(Some(Uuid::now_v7()))))), "an ask changed");
+        assert!(!handler.concerns(&event(&SneakerEvent::Listed(listing(None)))), "a plain listing");
+        assert!(!handler.concerns(&event(&SneakerEvent::Updated(listing(None)))), "a plain listing changed");
+        // Orders are looked up: whether one is the market's is in the database.
+        let cancelled = OrderEvent::Cancelled(OrderCancelled {
+            order_id: Uuid::now_v7(),
+            sneaker_id: Uuid::now_v7(),
+            reason: CancelReason::Buyer,
+        });
+        assert!(handler.concerns(&IncomingEvent::from_contract(&cancelled, "/test", Uuid::now_v7(), 1)));
+    }
 }

@@ -12,6 +12,11 @@
 //! consumer moves on. An event whose headers are not a valid envelope is dead-lettered at
 //! once. Nothing is acknowledged and dropped.
 //!
+//! An event the handler says cannot change anything (`Handler::concerns`: the market and a
+//! listing that names no product, a service other than identity and a new user) is
+//! acknowledged without a transaction or an inbox row: applying nothing twice is still
+//! nothing, and a busy topic of mostly such events costs its group no commits.
+//!
 //! For throughput the consumer takes everything already fetched (up to 200 events) at
 //! once and applies each partition's share on one transaction — one commit for many
 //! events — with the partitions' transactions running concurrently. A key always maps to
@@ -95,6 +100,15 @@ pub trait Handler: Send + Sync + 'static {
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         let _ = (tx, events);
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Whether `event` could change anything here, decided from the event alone. One that
+    /// cannot (the market and a listing that names no product) is acknowledged without a
+    /// transaction or an inbox row: applying nothing twice is still nothing. Every event may,
+    /// by default; an event this cannot decode may too (its handler says why it fails).
+    fn concerns(&self, event: &IncomingEvent) -> bool {
+        let _ = event;
+        true
     }
 
     /// After a transaction of this handler's events has committed (a batch, or one event):
@@ -265,8 +279,9 @@ impl ConsumerRuntime {
         Ok(again)
     }
 
-    /// Applies one partition's share of a batch, in order: on one transaction when every
-    /// message is a valid event, else (or when that fails) one at a time, each with its
+    /// Applies one partition's share of a batch, in order: the events that concern the
+    /// handler on one transaction when every message is a valid event (those that do not
+    /// need none), else (or when that fails) one at a time, each with its
     /// retries and, finally, the dead-letter queue. Returns the messages handled, whose
     /// offsets may now be stored, and whether it stopped because of `cancel`.
     async fn apply_partition<'b, 'c>(
@@ -276,10 +291,22 @@ impl ConsumerRuntime {
         cancel: &CancellationToken,
     ) -> (Vec<&'b BorrowedMessage<'c>>, bool) {
         let events: Option<Vec<IncomingEvent>> = messages.iter().map(|m| incoming(&self.kafka, m).ok()).collect();
-        if let Some(events) = &events {
-            self.record_delivery(&messages, events, taken);
-            if events.len() > 1 {
-                match self.apply_batch(events, taken).await {
+        // Events that cannot change anything here are acknowledged in their place, without a
+        // transaction; the offsets handed back stay in partition order either way.
+        let mut ignored = vec![false; messages.len()];
+        if let Some(events) = events {
+            self.record_delivery(&messages, &events, taken);
+            let mut concerned = Vec::with_capacity(events.len());
+            for (event, ignored) in events.into_iter().zip(ignored.iter_mut()) {
+                if self.handler.concerns(&event) {
+                    concerned.push(event);
+                } else {
+                    *ignored = true;
+                    self.record(&event, "events_ignored_total", Duration::ZERO, taken);
+                }
+            }
+            if concerned.len() > 1 {
+                match self.apply_batch(&concerned, taken).await {
                     Ok(()) => return (messages, false),
                     Err(error) => {
                         tracing::debug!(group = %self.group, error = format!("{error:#}"), "batch failed; applying one by one");
@@ -288,8 +315,8 @@ impl ConsumerRuntime {
             }
         }
         let mut handled = Vec::with_capacity(messages.len());
-        for message in messages {
-            if self.process(message, taken, cancel).await == Outcome::Cancelled {
+        for (message, ignored) in messages.into_iter().zip(ignored) {
+            if !ignored && self.process(message, taken, cancel).await == Outcome::Cancelled {
                 return (handled, true);
             }
             handled.push(message);
@@ -354,7 +381,7 @@ impl ConsumerRuntime {
         for attempt in 1..=self.max_attempts {
             match self.apply_once(event).await {
                 Ok(applied) => {
-                    self.record(event, applied, started.elapsed(), taken);
+                    self.record(event, outcome(applied), started.elapsed(), taken);
                     return if applied { Outcome::Applied } else { Outcome::Duplicate };
                 }
                 Err(error) => {
@@ -421,7 +448,7 @@ impl ConsumerRuntime {
         self.handler.committed();
         let each = started.elapsed() / u32::try_from(events.len()).unwrap_or(u32::MAX).max(1);
         for (event, applied) in events.iter().zip(outcomes) {
-            self.record(event, applied, each, taken);
+            self.record(event, outcome(applied), each, taken);
         }
         Ok(())
     }
@@ -444,8 +471,9 @@ impl ConsumerRuntime {
         }
     }
 
-    /// Metrics for one handled event; `taken` is when the consumer took it from its queue.
-    fn record(&self, event: &IncomingEvent, applied: bool, took: Duration, taken: DateTime<Utc>) {
+    /// Metrics for one handled event, counted by `counter` (applied, a duplicate, or of no
+    /// concern here); `taken` is when the consumer took it from its queue.
+    fn record(&self, event: &IncomingEvent, counter: &'static str, took: Duration, taken: DateTime<Utc>) {
         let labels = [
             ("group", self.group.clone()),
             ("topic", event.topic.clone()),
@@ -458,8 +486,7 @@ impl ConsumerRuntime {
         metrics::histogram!("event_stage_seconds", "group" => self.group.clone(), "stage" => "apply")
             .record(apply.as_secs_f64());
         metrics::histogram!("event_handle_seconds", &labels).record(took.as_secs_f64());
-        let name = if applied { "events_consumed_total" } else { "events_duplicate_total" };
-        metrics::counter!(name, &labels).increment(1);
+        metrics::counter!(counter, &labels).increment(1);
     }
 
     async fn dead_letter(
@@ -508,6 +535,11 @@ async fn claim(tx: &mut PgConnection, events: &[IncomingEvent]) -> anyhow::Resul
     .await
     .context("record events in inbox")?;
     Ok(fresh.into_iter().collect())
+}
+
+/// The counter of an event applied (`true`) or recognised as a duplicate.
+fn outcome(applied: bool) -> &'static str {
+    if applied { "events_consumed_total" } else { "events_duplicate_total" }
 }
 
 /// Most events applied in one transaction.

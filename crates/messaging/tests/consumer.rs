@@ -64,16 +64,19 @@ fn traced_envelope(id: Uuid, traceparent: Option<String>) -> Vec<(&'static str, 
 }
 
 fn start(pool: &PgPool, kafka: &Kafka, topic: &str, group: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    start_with(pool, kafka, topic, group, Arc::new(Recorder))
+}
+
+fn start_with(
+    pool: &PgPool,
+    kafka: &Kafka,
+    topic: &str,
+    group: &str,
+    handler: Arc<dyn Handler>,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let cancel = CancellationToken::new();
-    let runtime = ConsumerRuntime::new(
-        group,
-        &[topic],
-        pool.clone(),
-        kafka.clone(),
-        kafka.producer().unwrap(),
-        Arc::new(Recorder),
-        3,
-    );
+    let runtime =
+        ConsumerRuntime::new(group, &[topic], pool.clone(), kafka.clone(), kafka.producer().unwrap(), handler, 3);
     let task = tokio::spawn({
         let cancel = cancel.clone();
         async move { runtime.run(cancel).await.unwrap() }
@@ -155,6 +158,70 @@ async fn offsets_are_committed_so_a_restarted_consumer_resumes_where_it_stopped(
     })
     .await;
     assert_eq!(effects_of(&pool, first).await, 1, "the committed offset kept the first event from coming back");
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+/// Records events as [`Recorder`] does, but says events whose payload has `"skip": true`
+/// cannot concern it.
+struct Choosy;
+
+impl Handler for Choosy {
+    fn concerns(&self, event: &IncomingEvent) -> bool {
+        serde_json::from_slice::<Value>(&event.payload).map_or(true, |payload| payload["skip"] != json!(true))
+    }
+
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a IncomingEvent) -> BoxFuture<'a, anyhow::Result<()>> {
+        Recorder.handle(tx, event)
+    }
+}
+
+async fn in_inbox(pool: &PgPool, id: Uuid) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM inbox WHERE event_id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn events_of_no_concern_are_acknowledged_in_their_place_without_a_transaction() {
+    let (_db, pool, kafka, topic) = setup().await;
+    let brokers = shared_brokers();
+    let group = unique("group");
+    // Published before the consumer starts, so they come as one batch: two to apply with an
+    // event of no concern between them, and one of no concern last.
+    let (first, between, second, last) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    publish(&brokers, &topic, "k", &envelope(first), &json!({"n": 1})).await;
+    publish(&brokers, &topic, "k", &envelope(between), &json!({"n": 2, "skip": true})).await;
+    publish(&brokers, &topic, "k", &envelope(second), &json!({"n": 3})).await;
+    publish(&brokers, &topic, "k", &envelope(last), &json!({"n": 4, "skip": true})).await;
+    let reader = sneakerstop_test_support::PositionReader::new(&brokers, std::slice::from_ref(&group), &topic).unwrap();
+    let (cancel, task) = start_with(&pool, &kafka, &topic, &group, Arc::new(Choosy));
+    // Every offset acknowledged, the last event's (of no concern) too.
+    wait_until("the group to commit all four offsets", Duration::from_secs(30), || async {
+        let positions = reader.read().await.ok()?;
+        positions.values().any(|(committed, end)| *committed == 4 && *end == 4).then_some(())
+    })
+    .await;
+    for (id, applied) in [(first, true), (between, false), (second, true), (last, false)] {
+        assert_eq!(effects_of(&pool, id).await, i64::from(applied), "{id}: applied {applied}");
+        assert_eq!(in_inbox(&pool, id).await, applied, "{id}: an inbox row only for what was applied");
+    }
+    cancel.cancel();
+    task.await.unwrap();
+
+    // One at a time too: an event of no concern alone is acknowledged, the next applied.
+    let (alone, after) = (Uuid::now_v7(), Uuid::now_v7());
+    let (cancel, task) = start_with(&pool, &kafka, &topic, &group, Arc::new(Choosy));
+    publish(&brokers, &topic, "k", &envelope(alone), &json!({"n": 5, "skip": true})).await;
+    publish(&brokers, &topic, "k", &envelope(after), &json!({"n": 6})).await;
+    wait_until("the event after it is applied", Duration::from_secs(30), || async {
+        (effects_of(&pool, after).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(effects_of(&pool, alone).await, 0);
+    assert!(!in_inbox(&pool, alone).await);
     cancel.cancel();
     task.await.unwrap();
 }

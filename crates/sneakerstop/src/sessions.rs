@@ -52,6 +52,14 @@ impl Handler for WithRevocations {
         }
     }
 
+    fn concerns(&self, event: &IncomingEvent) -> bool {
+        if event.topic != topics::USERS {
+            return self.0.as_ref().is_none_or(|handler| handler.concerns(event));
+        }
+        // Of identity's events only an ended session is recorded here; a new user is not.
+        !matches!(event.decode::<UserEvent>(), Ok(UserEvent::Registered(_)))
+    }
+
     fn committed(&self) {
         if let Some(handler) = &self.0 {
             handler.committed();
@@ -94,4 +102,36 @@ pub fn follow(
         Signal::Lost => {}
     });
     follower.run(cancel)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sneakerstop_events::identity::{RevokeReason, SessionRevoked, UserRegistered};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn users(event: &UserEvent) -> IncomingEvent {
+        IncomingEvent::from_contract(event, "/sneakerstop/identity", Uuid::now_v7(), 1)
+    }
+
+    #[test]
+    fn of_identity_s_events_only_an_ended_session_concerns_a_service() {
+        let wrapped = WithRevocations(Some(Arc::new(sneakerstop_market::events::MarketHandler::default())));
+        let registered = UserEvent::Registered(UserRegistered {
+            user_id: Uuid::now_v7(),
+            email: "ann@example.com".into(),
+            registered_at: Utc::now(),
+        });
+        assert!(!wrapped.concerns(&users(&registered)), "a new user changes nothing here");
+        let ended = UserEvent::SessionRevoked(SessionRevoked {
+            session_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            expires_at: Utc::now(),
+            revoked_at: Utc::now(),
+            reason: RevokeReason::SignedOut,
+        });
+        assert!(wrapped.concerns(&users(&ended)), "an ended session is recorded");
+    }
 }
