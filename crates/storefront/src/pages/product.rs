@@ -38,9 +38,6 @@ struct Chart {
     high: String,
     /// The sales, newest first, as a table beneath.
     sales: Vec<Sale>,
-    /// When the newest sale drawn was made (milliseconds since the epoch; "" for none):
-    /// `product.js` fetches the chart again when the market stream reports a newer one.
-    latest: String,
 }
 
 impl Chart {
@@ -48,12 +45,13 @@ impl Chart {
     const HEIGHT: f64 = 180.0;
     const PAD: f64 = 20.0;
 
-    fn of(sales: Vec<Sale>, of_size: &str) -> Self {
-        let latest = sales.first().map(|sale| sale.sold_at.timestamp_millis().to_string()).unwrap_or_default();
-        Self { latest, ..Self::drawn(sales, of_size) }
+    /// When the newest sale drawn was made (milliseconds since the epoch; "" for none):
+    /// `product.js` fetches the chart again when the market stream reports a newer one.
+    fn latest(&self) -> String {
+        self.sales.first().map(|sale| sale.sold_at.timestamp_millis().to_string()).unwrap_or_default()
     }
 
-    fn drawn(mut sales: Vec<Sale>, of_size: &str) -> Self {
+    fn of(mut sales: Vec<Sale>, of_size: &str) -> Self {
         if sales.is_empty() {
             let summary =
                 if of_size == EVERY_SIZE { "No sales yet.".to_owned() } else { format!("No sales of {of_size} yet.") };
@@ -86,7 +84,7 @@ impl Chart {
             money(sales[0].price)
         );
         sales.truncate(10);
-        Self { points, summary, low: money(low), high: money(high), sales, latest: String::new() }
+        Self { points, summary, low: money(low), high: money(high), sales }
     }
 }
 
@@ -390,8 +388,8 @@ mod tests {
     fn the_chart_says_when_its_newest_sale_was_made_for_the_script_to_compare() {
         let newest = sale(300.0);
         let at = newest.sold_at.timestamp_millis().to_string();
-        assert_eq!(Chart::of(vec![newest.clone(), sale(100.0)], "size 10").latest, at);
-        assert_eq!(Chart::of(vec![newest], "size 10").latest, at, "one sale, no line, still a time");
-        assert_eq!(Chart::of(Vec::new(), EVERY_SIZE).latest, "");
+        assert_eq!(Chart::of(vec![newest.clone(), sale(100.0)], "size 10").latest(), at);
+        assert_eq!(Chart::of(vec![newest], "size 10").latest(), at, "one sale, no line, still a time");
+        assert_eq!(Chart::of(Vec::new(), EVERY_SIZE).latest(), "");
     }
 }
