@@ -8,14 +8,15 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Product as ProductSnapshot, Sneaker, SneakerStatus};
 use sneakerstop_events::market::MatchEvent;
-use sneakerstop_messaging::{Outgoing, OutgoingBatch};
+use sneakerstop_messaging::{Outgoing, OutgoingBatch, ReplicaWait};
 use sneakerstop_problem::page::Page;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::SOURCE;
 use crate::domain::{Ask, Bid, BidStatus, Decision, Match, MatchStatus, Product};
+use crate::live::book_changed;
 use crate::owners::SHARDS;
+use crate::{SCHEMA, SOURCE};
 
 /// An order that joined, left or changed on its book in a consumer's transaction, for the
 /// book's writer to take once that transaction has committed (see the `pending_trades`
@@ -267,6 +268,9 @@ pub async fn insert_bids(tx: &mut PgConnection, placed: &[Decision]) -> anyhow::
         .bind(created)
         .bind(updated);
     events.bind(query).execute(tx).await.context("insert bids")?;
+    for decided in placed {
+        book_changed(decided.bid.product_id);
+    }
     Ok(())
 }
 
@@ -340,6 +344,7 @@ pub async fn save_bid(tx: &mut PgConnection, decided: &Decision) -> anyhow::Resu
     if let Some(made) = &decided.matched {
         anyhow::ensure!(held == 1, "ask {} is no longer on its book as the book saw it", made.ask_id);
     }
+    book_changed(bid.product_id);
     Ok(())
 }
 
@@ -407,6 +412,7 @@ pub async fn end_match(tx: &mut PgConnection, ended: &Match, status: MatchStatus
         .execute(&mut *tx)
         .await
         .context("release the ask from its match")?;
+    book_changed(ended.product_id);
     Ok(())
 }
 
@@ -444,6 +450,8 @@ pub async fn apply_product(conn: &mut PgConnection, product: &ProductSnapshot) -
     .execute(conn)
     .await
     .context("apply product")?;
+    // Bids waiting for this product re-check once the event's transaction commits.
+    ReplicaWait::inserted(SCHEMA);
     Ok(())
 }
 
@@ -485,6 +493,9 @@ pub async fn apply_ask(conn: &mut PgConnection, product: Uuid, listing: &Sneaker
     .fetch_one(conn)
     .await
     .context("apply ask")?;
+    if concerns_a_book {
+        book_changed(product);
+    }
     Ok(concerns_a_book)
 }
 
@@ -510,7 +521,10 @@ pub async fn order_placed(
         .fetch_optional(conn)
         .await
         .context("hold the ask")?;
-    Ok(book.map(|row| (row.product_id, row.size)))
+    Ok(book.map(|row| {
+        book_changed(row.product_id);
+        (row.product_id, row.size)
+    }))
 }
 
 /// An order ended unpaid: it no longer holds its listing, and its price is forgotten.
@@ -525,7 +539,10 @@ pub async fn order_ended(conn: &mut PgConnection, order: Uuid, sneaker: Uuid) ->
     .fetch_optional(conn)
     .await
     .context("release the ask")?;
-    Ok(book.map(|row| (row.product_id, row.size)))
+    Ok(book.map(|row| {
+        book_changed(row.product_id);
+        (row.product_id, row.size)
+    }))
 }
 
 /// An order completed: if its listing is an ask, a sale at the order's price (which is
@@ -536,22 +553,25 @@ pub async fn record_sale(
     sneaker: Uuid,
     sold_at: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let recorded = sqlx::query!(
+    let product = sqlx::query_scalar!(
         "WITH price AS (DELETE FROM order_prices WHERE order_id = $1 RETURNING price_cents)
          INSERT INTO sales (order_id, product_id, size, price_cents, sold_at)
          SELECT $1, a.product_id, a.size, p.price_cents, $3
            FROM asks a, price p
           WHERE a.id = $2
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING
+         RETURNING product_id",
         order,
         sneaker,
         sold_at
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await
-    .context("record sale")?
-    .rows_affected();
-    Ok(recorded == 1)
+    .context("record sale")?;
+    if let Some(product) = product {
+        book_changed(product);
+    }
+    Ok(product.is_some())
 }
 
 /// Applies `payment_method.saved` by version.
@@ -572,6 +592,8 @@ pub async fn apply_payment_method(
     .execute(conn)
     .await
     .context("apply payment method")?;
+    // Bids waiting for this buyer's card re-check once the event's transaction commits.
+    ReplicaWait::inserted(SCHEMA);
     Ok(())
 }
 

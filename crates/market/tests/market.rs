@@ -19,7 +19,7 @@ use sneakerstop_market::engine::{self, Engine};
 use sneakerstop_market::events::MarketHandler;
 use sneakerstop_market::owners::Ownership;
 use sneakerstop_market::{AppState, SCHEMA, expiry, live::Markets};
-use sneakerstop_messaging::{Handler, IncomingEvent};
+use sneakerstop_messaging::{ChangeFeed, Handler, IncomingEvent};
 use sneakerstop_settings::Secret;
 use sneakerstop_test_support::{Answer, Call, TestDb, wait_until};
 use sqlx::PgPool;
@@ -33,6 +33,8 @@ struct Ctx {
     keys: SessionKeys,
     engine: Engine,
     ownership: Ownership,
+    /// Where the writer and the consumer announce what they committed.
+    changes: ChangeFeed,
     product: Uuid,
     /// Stops the writer when the test ends.
     _writer: tokio_util::sync::DropGuard,
@@ -53,11 +55,25 @@ async fn ctx() -> Ctx {
     let hour = Duration::from_secs(3600);
     let (engine, writer) =
         Engine::start(pool.clone(), ownership.clone(), DEFAULT_MAX_OPEN_BIDS_PER_BOOK, hour, cancel.clone());
-    tokio::spawn(writer);
+    // What the writer and the consumer commit is announced as in the service: after the
+    // commit, by a NOTIFY that other processes' feeds hear (`following`). Nothing listens
+    // on this feed; it only sends.
+    let changes = ChangeFeed::new();
+    changes.clone().run(pool.clone(), cancel.child_token()).await;
+    tokio::spawn(sneakerstop_messaging::announcing(&changes, writer));
     // Not following a change feed, these markets read PostgreSQL on every request.
     let app = app(&pool, &keys, &engine, Markets::new(Duration::from_millis(10), Duration::from_secs(60)));
-    let ctx =
-        Ctx { app, pool, keys, engine, ownership, product: Uuid::now_v7(), _writer: cancel.drop_guard(), _db: db };
+    let ctx = Ctx {
+        app,
+        pool,
+        keys,
+        engine,
+        ownership,
+        changes,
+        product: Uuid::now_v7(),
+        _writer: cancel.drop_guard(),
+        _db: db,
+    };
     ctx.new_product(ctx.product).await;
     ctx
 }
@@ -83,7 +99,7 @@ impl Ctx {
     /// This test's app with `markets` that follow a change feed of their own, and a stop
     /// for the feed: it returns once the feed hears nothing more.
     fn following(&self, markets: &Markets) -> (Router, impl AsyncFnOnce()) {
-        let feed = sneakerstop_messaging::ChangeFeed::new();
+        let feed = ChangeFeed::new();
         markets.follow(&feed);
         let cancel = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn(feed.run(self.pool.clone(), cancel.clone()));
@@ -106,9 +122,12 @@ impl Ctx {
     /// nothing more: a process that stops right after that commit.
     async fn apply<C: Contract>(&self, event: &C, subject: Uuid, version: i64) {
         let incoming = IncomingEvent::from_contract(event, "/sneakerstop/test", subject, version);
-        let mut tx = self.pool.begin().await.unwrap();
-        MarketHandler::default().handle(&mut tx, &incoming).await.unwrap();
-        tx.commit().await.unwrap();
+        sneakerstop_messaging::announcing(&self.changes, async {
+            let mut tx = self.pool.begin().await.unwrap();
+            MarketHandler::default().handle(&mut tx, &incoming).await.unwrap();
+            tx.commit().await.unwrap();
+        })
+        .await;
     }
 
     /// Leaves `ask` in a state no trade can be made of, as a bug would: already in a pending

@@ -1,34 +1,48 @@
-//! Waking the relays after a commit, without a `NOTIFY` inside the writing transaction.
+//! Telling whoever follows a change after its commit, without a `NOTIFY` inside the writing
+//! transaction.
 //!
 //! Whatever runs a unit of work that may write outbox rows — an HTTP request, a consumer's
 //! batch, a background round — runs it [`announcing`] on the process's [`ChangeFeed`]. Each
-//! outbox row built in it ([`crate::Outgoing::new`]) records its schema; once the work has
-//! committed, [`flush`] (or the end of [`announcing`]) announces each schema's outbox
-//! channel once: the local relay wakes at once, the other processes by a `NOTIFY` sent after
-//! the commit ([`ChangeFeed::announce`]).
+//! outbox row built in it ([`crate::Outgoing::new`]) records its schema, and each other
+//! change that others follow is recorded by whoever writes it ([`changed`]: a replica row,
+//! a market book); once the work has committed, [`flush`] (or the end of [`announcing`])
+//! announces each channel and payload once: this process's subscribers (the local relay)
+//! hear at once, the other processes by a `NOTIFY` sent after the commit
+//! ([`ChangeFeed::announce`]).
 //!
-//! An announcement for work that rolled back only costs a relay pass that finds nothing. A
-//! row written where nobody announces is still published: the relay also polls
-//! (`OUTBOX_POLL_INTERVAL`).
+//! An announcement for work that rolled back only costs a wake-up that finds nothing new.
+//! Every follower has a backstop for one that never comes (a process that dies between its
+//! commit and its announcement, a write where nobody announces): the relay also polls
+//! (`OUTBOX_POLL_INTERVAL`), a replica wait ends at its bound, a cached market read at its
+//! age.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::{ChangeFeed, Relay};
 
-/// The feed to announce on and the schemas written since the last flush.
+/// What a unit of work changed since its last flush.
+#[derive(Default)]
+struct Written {
+    /// Schemas whose outbox has new rows.
+    outboxes: BTreeSet<String>,
+    /// Other channels, with the payloads to announce on each.
+    changes: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The feed to announce on and what was written since the last flush.
 #[derive(Clone)]
 struct Announcer {
     feed: ChangeFeed,
-    written: Arc<Mutex<BTreeSet<String>>>,
+    written: Arc<Mutex<Written>>,
 }
 
 tokio::task_local! {
     static ANNOUNCER: Announcer;
 }
 
-/// Runs `work` so that the outboxes it writes are announced on `feed` when it ends (and at
+/// Runs `work` so that the outboxes it writes (and what else it says [`changed`]) are announced on `feed` when it ends (and at
 /// each [`flush`] inside it).
 pub fn announcing<F: Future>(feed: &ChangeFeed, work: F) -> impl Future<Output = F::Output> + use<F> {
     let announcer = Announcer { feed: feed.clone(), written: Arc::default() };
@@ -59,13 +73,18 @@ pub fn inherit<F: Future>(work: F) -> impl Future<Output = F::Output> {
     }
 }
 
-/// Announces every outbox written so far in the current unit of work. Call it after the
+/// Announces everything written so far in the current unit of work. Call it after the
 /// commit; a no-op outside [`announcing`].
 pub fn flush() {
     let _ = ANNOUNCER.try_with(|announcer| {
         let written = std::mem::take(&mut *announcer.written.lock().unwrap_or_else(PoisonError::into_inner));
-        for schema in written {
-            announcer.feed.announce(&Relay::channel(&schema));
+        for schema in written.outboxes {
+            announcer.feed.announce(&Relay::channel(&schema), "");
+        }
+        for (channel, payloads) in written.changes {
+            for payload in payloads {
+                announcer.feed.announce(&channel, &payload);
+            }
         }
     });
 }
@@ -74,8 +93,21 @@ pub fn flush() {
 pub(crate) fn written(schema: &str) {
     let _ = ANNOUNCER.try_with(|announcer| {
         let mut written = announcer.written.lock().unwrap_or_else(PoisonError::into_inner);
-        if !written.contains(schema) {
-            written.insert(schema.to_owned());
+        if !written.outboxes.contains(schema) {
+            written.outboxes.insert(schema.to_owned());
+        }
+    });
+}
+
+/// Records that the current unit of work changed something followed on `channel` (`payload`
+/// says what, or is empty), to be announced once the work has committed ([`flush`]).
+/// Repeats within a unit of work are announced once; a no-op outside [`announcing`].
+pub fn changed(channel: &str, payload: &str) {
+    let _ = ANNOUNCER.try_with(|announcer| {
+        let mut written = announcer.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let payloads = written.changes.entry(channel.to_owned()).or_default();
+        if !payloads.contains(payload) {
+            payloads.insert(payload.to_owned());
         }
     });
 }
@@ -111,6 +143,27 @@ mod tests {
         .await;
         assert_eq!(orders.load(Ordering::SeqCst), 2);
         assert_eq!(catalog.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn each_change_is_announced_once_with_its_payload_after_the_work() {
+        let feed = ChangeFeed::new();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        feed.subscribe("market_book", move |signal| {
+            if let crate::Signal::Notified(payload) = signal {
+                log.lock().unwrap().push(payload.to_owned());
+            }
+        });
+        announcing(&feed, async {
+            changed("market_book", "b");
+            changed("market_book", "a");
+            changed("market_book", "b");
+            changed("orders_replica", "");
+            assert!(heard.lock().unwrap().is_empty(), "not before the work says it committed");
+        })
+        .await;
+        assert_eq!(*heard.lock().unwrap(), ["a", "b"], "each payload once");
     }
 
     #[tokio::test]

@@ -1,16 +1,18 @@
 //! One `LISTEN` connection per process for every channel it follows, and the process's own
 //! announcements of what it committed.
 //!
-//! A process that committed outbox rows announces it ([`ChangeFeed::announce`], through
-//! [`crate::announce`]): its own subscribers hear at once, and the other processes by a
-//! `NOTIFY <schema>_outbox` sent *after* the commit, on a connection of its own, at most one
-//! at a time per channel (announcements made meanwhile are folded into one more). The outbox
-//! used to notify from an insert trigger, inside the writing transaction; PostgreSQL then
-//! serialises the commits of every notifying transaction in the cluster on one lock, held
-//! through the commit's WAL flush — no group commit — which capped outbox inserts at a sixth
-//! of what the same inserts do without it (docs/performance.md). PostgreSQL then
-//! signals *every* backend listening in that database, whatever its channels, so a process
-//! with four relays and the catalog's read cache, each on its own connection, cost five
+//! A process that committed something others follow — outbox rows for the relays, replica
+//! rows for requests waiting on them, a change to a market book — announces it
+//! ([`ChangeFeed::announce`], through [`crate::announce`]): its own subscribers hear at once,
+//! and the other processes by a `NOTIFY` sent *after* the commit, on a connection of its
+//! own, one statement at a time per channel (announcements made meanwhile go together in
+//! the next). These used to be insert triggers, notifying inside the writing transaction;
+//! PostgreSQL then serialises the commits of every notifying transaction in the cluster on
+//! one lock, held through the commit's WAL flush — no group commit — which capped outbox
+//! inserts at a sixth of what the same inserts do without it, and made the consumers that
+//! write replicas and books wait on each other's flushes (docs/performance.md).
+//! A `NOTIFY` signals *every* backend listening in that database, whatever its channels, so
+//! a process with four relays and the catalog's read cache, each on its own connection, cost five
 //! signals and five wake-ups per commit. Following all channels on one connection costs one
 //! (listings/s rose by a tenth on the bench machine; see docs/performance.md).
 //!
@@ -20,7 +22,7 @@
 //! loses its connection — notifications sent meanwhile are gone, so whoever caches must
 //! assume a change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -32,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 /// What a subscriber hears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal<'a> {
-    /// A transaction that notified on the channel committed; its payload (what changed,
-    /// when the channel's trigger says so; empty otherwise).
+    /// Something announced on the channel committed; its payload (what changed, when the
+    /// channel's announcements say so; empty otherwise).
     Notified(&'a str),
     /// The listener is (again) connected and listening: from now on nothing is missed.
     Connected,
@@ -71,8 +73,8 @@ pub struct ChangeFeed {
     subscribers: Arc<Mutex<HashMap<String, Vec<Callback>>>>,
     /// Where announcements are sent to other processes (set by [`Self::run`]).
     pool: Arc<OnceLock<PgPool>>,
-    /// Channels with a `NOTIFY` being sent; `true` if another was announced meanwhile.
-    sending: Arc<Mutex<HashMap<String, bool>>>,
+    /// Channels with a `NOTIFY` being sent, and the payloads announced meanwhile (sent next).
+    sending: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
 }
 
 impl std::fmt::Debug for ChangeFeed {
@@ -111,33 +113,42 @@ impl ChangeFeed {
         }
     }
 
-    /// Something on `channel` committed in this process: tells this process's subscribers
-    /// now, and the other processes' by a `NOTIFY` on `channel` (one at a time per channel;
-    /// those announced while one is sent become one more). Call it only after the commit.
-    pub fn announce(&self, channel: &str) {
-        self.tell(Some(channel), Signal::Notified(""));
+    /// Something on `channel` committed in this process (`payload` says what, or is empty):
+    /// tells this process's subscribers now, and the other processes' by a `NOTIFY` on
+    /// `channel` with that payload. One statement at a time per channel: payloads announced
+    /// while one is sent go together in the next. Call it only after the commit.
+    pub fn announce(&self, channel: &str, payload: &str) {
+        self.tell(Some(channel), Signal::Notified(payload));
         let Some(pool) = self.pool.get().cloned() else { return };
         {
             let mut sending = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(again) = sending.get_mut(channel) {
-                *again = true;
+            if let Some(next) = sending.get_mut(channel) {
+                next.insert(payload.to_owned());
                 return;
             }
-            sending.insert(channel.to_owned(), false);
+            sending.insert(channel.to_owned(), BTreeSet::from([payload.to_owned()]));
         }
         let (sending, channel) = (self.sending.clone(), channel.to_owned());
         tokio::spawn(async move {
             loop {
-                if let Err(error) = sqlx::query("SELECT pg_notify($1, '')").bind(&channel).execute(&pool).await {
-                    // The others' relays still poll; their caches expire.
+                // Whatever was announced until now, in one statement.
+                let payloads: Vec<String> = {
+                    let mut sending = sending.lock().unwrap_or_else(PoisonError::into_inner);
+                    let next = sending.get_mut(&channel).map(std::mem::take).unwrap_or_default();
+                    if next.is_empty() {
+                        sending.remove(&channel);
+                        return;
+                    }
+                    next.into_iter().collect()
+                };
+                let sent = sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+                    .bind(&channel)
+                    .bind(&payloads)
+                    .execute(&pool)
+                    .await;
+                if let Err(error) = sent {
+                    // The others' relays still poll; their caches expire; replica waits end.
                     tracing::warn!(error = %error, channel, "could not announce a commit to other processes");
-                }
-                let mut sending = sending.lock().unwrap_or_else(PoisonError::into_inner);
-                if sending.get(&channel).copied().unwrap_or(false) {
-                    sending.insert(channel.clone(), false);
-                } else {
-                    sending.remove(&channel);
-                    return;
                 }
             }
         });

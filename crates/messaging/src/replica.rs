@@ -6,8 +6,10 @@
 //! waits — a bounded time, [`ReplicaWait::max`] (`REPLICA_WAIT`, 2 s by default) — to be
 //! woken when a replica row commits, and answers then; 404 only after the wait.
 //!
-//! The wake-up is the process's change feed: the replica table's insert trigger notifies
-//! `<schema>_replica` at commit, and every waiter re-checks its own id. No polling loop.
+//! The wake-up is the process's change feed: whoever writes the replica says so
+//! ([`ReplicaWait::inserted`]), the unit of work announces `<schema>_replica` once it has
+//! committed ([`crate::announce`]; to other processes by a `NOTIFY` after the commit), and
+//! every waiter re-checks its own id. No polling loop.
 //! While the feed is not connected nothing would wake a waiter, so it does not wait. An id
 //! that can never arrive is answered at once: ours are UUIDv7 (time-ordered), so an id that
 //! is not v7, or that says it was made in the future, names nothing.
@@ -43,6 +45,12 @@ impl ReplicaWait {
     /// The notification channel of `schema`'s replica inserts.
     pub fn channel(schema: &str) -> String {
         format!("{schema}_replica")
+    }
+
+    /// Records that the current unit of work wrote rows of `schema`'s replica: its waiters
+    /// (on every process) are woken once the work has committed.
+    pub fn inserted(schema: &str) {
+        crate::announce::changed(&Self::channel(schema), "");
     }
 
     /// Wakes waiters whenever `channel` is notified on `feed`.
@@ -99,8 +107,8 @@ impl ReplicaWait {
         }
     }
 
-    /// Runs `check` now and after each replica commit until it finds something or `max`
-    /// has passed; `Ok(None)` then. Does not wait for an id that cannot arrive, or while the
+    /// Runs `check` now, after each replica commit and once more when `max` has passed,
+    /// until it finds something; `Ok(None)` if the last look found nothing. Does not wait for an id that cannot arrive, or while the
     /// change feed is not listening.
     pub async fn until<T, F, Fut>(&self, id: Uuid, mut check: F) -> anyhow::Result<Option<T>>
     where
@@ -122,7 +130,9 @@ impl ReplicaWait {
             }
             tokio::select! {
                 () = committed => {}
-                () = tokio::time::sleep_until(deadline) => return Ok(None),
+                // A last look: an announcement can be lost (its process died between the
+                // commit and the announcement), and the row may be there all the same.
+                () = tokio::time::sleep_until(deadline) => return check().await,
             }
         }
     }
@@ -164,5 +174,16 @@ mod tests {
 
         let short = ReplicaWait { max: Duration::from_millis(100), ..wait.clone() };
         assert_eq!(short.until(Uuid::now_v7(), || async { Ok(None::<()>) }).await.unwrap(), None);
+
+        // A row whose announcement never came is found by the last look at the bound.
+        let looks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let found = short
+            .until(Uuid::now_v7(), || {
+                let look = looks.fetch_add(1, Ordering::SeqCst);
+                async move { Ok((look > 0).then_some(7)) }
+            })
+            .await
+            .unwrap();
+        assert_eq!((found, looks.load(Ordering::SeqCst)), (Some(7), 2));
     }
 }

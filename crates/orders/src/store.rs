@@ -7,6 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
 use sneakerstop_events::orders::{OrderEvent, OrderRefused};
+use sneakerstop_messaging::ReplicaWait;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -58,6 +59,10 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
     .await
     .context("apply sneaker to replica")?
     .rows_affected();
+    if changed == 1 {
+        // Requests waiting for this listing re-check once the event's transaction commits.
+        ReplicaWait::inserted(crate::SCHEMA);
+    }
     Ok(changed == 1)
 }
 

@@ -6,6 +6,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::payments::PaymentEvent;
+use sneakerstop_messaging::ReplicaWait;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -60,6 +61,10 @@ pub async fn order_created(
     .await
     .with_context(|| format!("record order {}", order.id))?
     .rows_affected();
+    if inserted == 1 {
+        // Requests waiting for this order re-check once the event's transaction commits.
+        ReplicaWait::inserted(crate::SCHEMA);
+    }
     Ok(inserted == 1)
 }
 
