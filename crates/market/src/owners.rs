@@ -12,11 +12,15 @@
 //! shards up at once.
 //!
 //! The epoch fences a writer that lost a shard without knowing (paused, cut off): every
-//! batch reads its shards' rows `FOR SHARE`, requiring its member id, the epoch it claimed
-//! and an unexpired lease ([`fence`]); otherwise the batch rolls back. Since a claim
-//! updates the same row, it waits for a batch in flight, and a batch after it sees the new
-//! epoch. Everything that locks several of these rows locks them in shard order, so a batch
-//! and a renewal never wait for each other in a cycle.
+//! batch reads its shards' rows `FOR KEY SHARE`, requiring its member id, the epoch it
+//! claimed and an unexpired lease ([`fence`]); otherwise the batch rolls back. A claim and a
+//! give-up lock the rows `FOR UPDATE`, which that lock holds off: a claim skips a shard with
+//! a batch in flight (and takes it at a later heartbeat), a give-up waits for the batch,
+//! and a batch after either sees the new owner or epoch. The owner's own renewal changes
+//! only the lease and locks `FOR NO KEY UPDATE`, which does not conflict with the batches'
+//! lock: four times a second it would otherwise wait for the batch in flight, and the next
+//! batch for it. Everything that locks several of these rows locks them in shard order, so
+//! nothing waits for another in a cycle.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -161,7 +165,7 @@ impl Ownership {
         let mut owned: HashMap<i16, i64> = sqlx::query!(
             "UPDATE book_shards SET lease_until = now() + make_interval(secs => $2)
               WHERE shard IN (SELECT shard FROM book_shards WHERE owner = $1 AND lease_until > now()
-                               ORDER BY shard FOR UPDATE)
+                               ORDER BY shard FOR NO KEY UPDATE)
           RETURNING shard, epoch",
             member,
             lease
@@ -177,7 +181,7 @@ impl Ownership {
             extra.sort_unstable();
             let extra = extra.split_off(share);
             // Off the map first, so no new batch starts on them; the release waits for a
-            // batch in flight (it holds the rows FOR SHARE).
+            // batch in flight (it holds the rows FOR KEY SHARE).
             for shard in &extra {
                 owned.remove(shard);
             }
@@ -286,7 +290,7 @@ pub async fn fence(tx: &mut PgConnection, member: Uuid, shards: &HashMap<i16, i6
             ON s.shard = t.shard AND s.epoch = t.epoch
          WHERE s.owner = $1 AND s.lease_until > now()
          ORDER BY s.shard
-         FOR SHARE OF s",
+         FOR KEY SHARE OF s",
         member,
         &ids,
         &epochs
