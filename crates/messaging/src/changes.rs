@@ -5,8 +5,9 @@
 //! rows for requests waiting on them, a change to a market book — announces it
 //! ([`ChangeFeed::announce`], through [`crate::announce`]): its own subscribers hear at once,
 //! and the other processes by a `NOTIFY` sent *after* the commit, on a connection of its
-//! own, one statement at a time per channel (announcements made meanwhile go together in
-//! the next). These used to be insert triggers, notifying inside the writing transaction;
+//! own, one statement at a time for every channel (announcements made meanwhile go
+//! together in the next). The listener knows that connection's backend by its pid and
+//! does not tell its own announcements a second time. These used to be insert triggers, notifying inside the writing transaction;
 //! PostgreSQL then serialises the commits of every notifying transaction in the cluster on
 //! one lock, held through the commit's WAL flush — no group commit — which capped outbox
 //! inserts at a sixth of what the same inserts do without it, and made the consumers that
@@ -23,12 +24,13 @@
 //! assume a change.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 /// What a subscriber hears.
@@ -67,14 +69,27 @@ impl CacheSource {
 
 type Callback = Arc<dyn Fn(Signal<'_>) + Send + Sync>;
 
+/// This process's announcements on their way to the other processes.
+#[derive(Default)]
+struct Outgoing {
+    /// Whether a task is sending them.
+    sending: bool,
+    /// The channel and payload of each announcement not sent yet.
+    waiting: BTreeSet<(String, String)>,
+}
+
 /// The process's change feed. Cheap to clone; clones share subscribers.
 #[derive(Clone, Default)]
 pub struct ChangeFeed {
     subscribers: Arc<Mutex<HashMap<String, Vec<Callback>>>>,
     /// Where announcements are sent to other processes (set by [`Self::run`]).
     pool: Arc<OnceLock<PgPool>>,
-    /// Channels with a `NOTIFY` being sent, and the payloads announced meanwhile (sent next).
-    sending: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    outgoing: Arc<Mutex<Outgoing>>,
+    /// The one connection announcements are sent on (by one task at a time), so that the
+    /// listener can tell this process's own notifications by its backend's pid.
+    sender: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// That backend's pid; 0 while there is none.
+    sender_pid: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for ChangeFeed {
@@ -115,43 +130,69 @@ impl ChangeFeed {
 
     /// Something on `channel` committed in this process (`payload` says what, or is empty):
     /// tells this process's subscribers now, and the other processes' by a `NOTIFY` on
-    /// `channel` with that payload. One statement at a time per channel: payloads announced
-    /// while one is sent go together in the next. Call it only after the commit.
+    /// `channel` with that payload. One statement at a time carries every announcement
+    /// waiting (whatever the channel); those made while it is sent go in the next. Call it
+    /// only after the commit.
     pub fn announce(&self, channel: &str, payload: &str) {
         self.tell(Some(channel), Signal::Notified(payload));
         let Some(pool) = self.pool.get().cloned() else { return };
         {
-            let mut sending = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(next) = sending.get_mut(channel) {
-                next.insert(payload.to_owned());
+            let mut outgoing = self.outgoing.lock().unwrap_or_else(PoisonError::into_inner);
+            outgoing.waiting.insert((channel.to_owned(), payload.to_owned()));
+            if std::mem::replace(&mut outgoing.sending, true) {
                 return;
             }
-            sending.insert(channel.to_owned(), BTreeSet::from([payload.to_owned()]));
         }
-        let (sending, channel) = (self.sending.clone(), channel.to_owned());
-        tokio::spawn(async move {
-            loop {
-                // Whatever was announced until now, in one statement.
-                let payloads: Vec<String> = {
-                    let mut sending = sending.lock().unwrap_or_else(PoisonError::into_inner);
-                    let next = sending.get_mut(&channel).map(std::mem::take).unwrap_or_default();
-                    if next.is_empty() {
-                        sending.remove(&channel);
-                        return;
-                    }
-                    next.into_iter().collect()
-                };
-                let sent = sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
-                    .bind(&channel)
-                    .bind(&payloads)
-                    .execute(&pool)
-                    .await;
-                if let Err(error) = sent {
-                    // The others' relays still poll; their caches expire; replica waits end.
-                    tracing::warn!(error = %error, channel, "could not announce a commit to other processes");
+        let feed = self.clone();
+        tokio::spawn(async move { feed.send_waiting(&pool).await });
+    }
+
+    /// Sends the waiting announcements until none is left.
+    async fn send_waiting(&self, pool: &PgPool) {
+        loop {
+            let waiting = {
+                let mut outgoing = self.outgoing.lock().unwrap_or_else(PoisonError::into_inner);
+                if outgoing.waiting.is_empty() {
+                    outgoing.sending = false;
+                    return;
                 }
+                std::mem::take(&mut outgoing.waiting)
+            };
+            let (channels, payloads): (Vec<String>, Vec<String>) = waiting.into_iter().unzip();
+            if let Err(error) = self.notify(pool, &channels, &payloads).await {
+                // The others' relays still poll; their caches expire; replica waits end.
+                tracing::warn!(error = format!("{error:#}"), "could not announce commits to other processes");
             }
-        });
+        }
+    }
+
+    /// One `NOTIFY` per channel and payload, in one statement on the sender's connection.
+    async fn notify(&self, pool: &PgPool, channels: &[String], payloads: &[String]) -> anyhow::Result<()> {
+        let mut sender = self.sender.lock().await;
+        let connection = match &mut *sender {
+            Some(connection) => connection,
+            None => {
+                let mut connection =
+                    PgConnection::connect_with(&pool.connect_options()).await.context("connect the announcer")?;
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut connection)
+                    .await
+                    .context("the announcer's pid")?;
+                self.sender_pid.store(pid.unsigned_abs(), Ordering::SeqCst);
+                sender.insert(connection)
+            }
+        };
+        let sent = sqlx::query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)")
+            .bind(channels)
+            .bind(payloads)
+            .execute(connection)
+            .await;
+        if sent.is_err() {
+            // Connect again next time.
+            self.sender_pid.store(0, Ordering::SeqCst);
+            *sender = None;
+        }
+        sent.map(drop).context("NOTIFY")
     }
 
     /// Listens on every subscribed channel until `cancel`, reconnecting with backoff, and
@@ -192,6 +233,8 @@ impl ChangeFeed {
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 notification = listener.try_recv() => match notification.context("change feed")? {
+                    // This process's own announcements were told when they were made.
+                    Some(notification) if notification.process_id() == self.sender_pid.load(Ordering::SeqCst) => {}
                     Some(notification) => {
                         self.tell(Some(notification.channel()), Signal::Notified(notification.payload()));
                     }

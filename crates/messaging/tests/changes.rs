@@ -78,3 +78,50 @@ async fn each_subscriber_hears_its_channel_and_every_reconnection() {
     cancel.cancel();
     running.await.unwrap();
 }
+
+#[tokio::test]
+async fn announcements_reach_other_processes_once_and_are_not_heard_back() {
+    let db = TestDb::new().await;
+    let pool = PgPool::connect(&db.url()).await.unwrap();
+    let (here, there) = (ChangeFeed::new(), ChangeFeed::new());
+    let (ours, theirs) = (follow(&here, "market_book"), follow(&there, "market_book"));
+    let (our_outbox, their_outbox) = (follow(&here, "catalog_outbox"), follow(&there, "catalog_outbox"));
+    let cancel = CancellationToken::new();
+    let running = [
+        tokio::spawn(here.clone().run(pool.clone(), cancel.clone())),
+        tokio::spawn(there.clone().run(pool.clone(), cancel.clone())),
+    ];
+    wait_until("both feeds to connect", DEADLINE, || async {
+        (count(&ours, "connected") == 1 && count(&theirs, "connected") == 1).then_some(())
+    })
+    .await;
+
+    // A burst on two channels, as a unit of work's flush makes it.
+    here.announce("market_book", "p1");
+    here.announce("catalog_outbox", "");
+    here.announce("market_book", "p2");
+    here.announce("market_book", "p1");
+    assert_eq!(count(&ours, "notified"), 3, "this process hears each at once");
+    wait_until("the other process to hear them", DEADLINE, || async {
+        (count(&theirs, "notified") >= 2 && count(&their_outbox, "notified") == 1).then_some(())
+    })
+    .await;
+    let mut heard: Vec<String> = theirs.lock().unwrap().iter().filter(|s| s.starts_with("notified")).cloned().collect();
+    heard.sort();
+    heard.dedup();
+    assert_eq!(heard, ["notified p1", "notified p2"], "every payload reaches the other process");
+
+    // The other way round, so that everything `here` sent has surely come back by then.
+    there.announce("catalog_outbox", "");
+    wait_until("the other process's announcement", DEADLINE, || async {
+        (count(&our_outbox, "notified") == 2).then_some(())
+    })
+    .await;
+    assert_eq!(count(&ours, "notified"), 3, "its own notifications are not told twice");
+    assert_eq!(count(&our_outbox, "notified"), 2, "its own once, the other process's once");
+
+    cancel.cancel();
+    for feed in running {
+        feed.await.unwrap();
+    }
+}
