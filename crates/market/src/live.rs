@@ -3,9 +3,10 @@
 //!
 //! A product page is the market's most asked-for read, and on release day thousands ask for
 //! the same product while its book changes many times a second. Every change to a book — an
-//! ask or bid written, a sale — notifies `market_book` with the product's id when it commits
-//! (a trigger), on whichever instance made it. Each process hears those on its one `LISTEN`
-//! connection and starts a new *generation* of that product (of that product only).
+//! ask or bid written, a sale — is announced on `market_book` with the product's id once
+//! it has committed ([`book_changed`]), by whichever instance made it: at once to itself,
+//! by a `NOTIFY` to the others. Each process hears those on its one `LISTEN` connection and
+//! starts a new *generation* of that product (of that product only).
 //!
 //! - A read of a product's market is kept with the generation it began in, and answers
 //!   requests until the product's next change (or until `max_age` has passed: the backstop,

@@ -7,13 +7,15 @@
 //! and the other processes by a `NOTIFY` sent *after* the commit, on a connection of its
 //! own, one statement at a time for every channel (announcements made meanwhile go
 //! together in the next). The listener knows that connection's backend by its pid and
-//! does not tell its own announcements a second time. These used to be insert triggers, notifying inside the writing transaction;
-//! PostgreSQL then serialises the commits of every notifying transaction in the cluster on
-//! one lock, held through the commit's WAL flush — no group commit — which capped outbox
-//! inserts at a sixth of what the same inserts do without it, and made the consumers that
-//! write replicas and books wait on each other's flushes (docs/performance.md).
-//! A `NOTIFY` signals *every* backend listening in that database, whatever its channels, so
-//! a process with four relays and the catalog's read cache, each on its own connection, cost five
+//! does not tell its own announcements a second time.
+//!
+//! These used to be insert triggers, notifying inside the writing transaction; PostgreSQL
+//! then serialises the commits of every notifying transaction in the cluster on one lock,
+//! held through the commit's WAL flush — no group commit — which capped outbox inserts at a
+//! sixth of what the same inserts do without it, and made the consumers that write replicas
+//! and books wait on each other's flushes (docs/performance.md). A `NOTIFY` signals *every*
+//! backend listening in that database, whatever its channels, so a process with four
+//! relays and the catalog's read cache, each on its own connection, cost five
 //! signals and five wake-ups per commit. Following all channels on one connection costs one
 //! (listings/s rose by a tenth on the bench machine; see docs/performance.md).
 //!
