@@ -360,6 +360,41 @@ async fn a_writer_fenced_off_its_shard_writes_nothing_and_answers_retry() {
 }
 
 #[tokio::test]
+async fn a_batch_in_flight_holds_off_a_claim_but_not_its_owners_renewal() {
+    let ctx = ctx().await;
+    // A batch in flight holds every shard's row until it commits.
+    let mut batch = ctx.pool.begin().await.unwrap();
+    sneakerstop_market::owners::fence(&mut batch, ctx.ownership.member(), &ctx.ownership.owned()).await.unwrap();
+    // The owner renews its leases meanwhile, without waiting for the batch (four times a
+    // second, that wait used to stall the writer).
+    tokio::time::timeout(Duration::from_secs(2), ctx.ownership.round(&ctx.pool))
+        .await
+        .expect("the renewal does not wait for the batch in flight")
+        .unwrap();
+
+    // The leases lapse (the owner paused, say) and another instance looks for shards to
+    // take: none while the batch that may still write them holds them.
+    sqlx::query("UPDATE book_shards SET lease_until = now() - interval '1 second'").execute(&ctx.pool).await.unwrap();
+    let other = Ownership::new("http://127.0.0.1:8");
+    tokio::time::timeout(Duration::from_secs(2), other.round(&ctx.pool))
+        .await
+        .expect("a claim skips, never waits")
+        .unwrap();
+    assert!(other.owned().is_empty(), "claimed {:?} under a batch in flight", other.owned());
+
+    batch.commit().await.unwrap();
+    other.round(&ctx.pool).await.unwrap();
+    let claimed = other.owned();
+    assert_eq!(
+        claimed.len(),
+        usize::from(sneakerstop_market::owners::SHARDS) / 2,
+        "its fair share, once the batch ended"
+    );
+    let before = ctx.ownership.owned();
+    assert!(claimed.iter().all(|(shard, epoch)| *epoch == before[shard] + 1), "each claim a new epoch");
+}
+
+#[tokio::test]
 async fn a_new_bid_buys_the_lowest_ask_listed_first_at_the_asks_price_never_its_own() {
     let ctx = ctx().await;
     let (buyer, auth) = ctx.buyer().await;
