@@ -42,8 +42,8 @@ tokio::task_local! {
     static ANNOUNCER: Announcer;
 }
 
-/// Runs `work` so that the outboxes it writes (and what else it says [`changed`]) are announced on `feed` when it ends (and at
-/// each [`flush`] inside it).
+/// Runs `work` so that the outboxes it writes (and what else it says [`changed`]) are
+/// announced on `feed` when it ends (and at each [`flush`] inside it).
 pub fn announcing<F: Future>(feed: &ChangeFeed, work: F) -> impl Future<Output = F::Output> + use<F> {
     let announcer = Announcer { feed: feed.clone(), written: Arc::default() };
     ANNOUNCER.scope(announcer, async {

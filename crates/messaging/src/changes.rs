@@ -161,7 +161,12 @@ impl ChangeFeed {
                 std::mem::take(&mut outgoing.waiting)
             };
             let (channels, payloads): (Vec<String>, Vec<String>) = waiting.into_iter().unzip();
-            if let Err(error) = self.notify(pool, &channels, &payloads).await {
+            // Once more on a new connection if the first failed (one closed while idle).
+            let mut sent = self.notify(pool, &channels, &payloads).await;
+            if sent.is_err() {
+                sent = self.notify(pool, &channels, &payloads).await;
+            }
+            if let Err(error) = sent {
                 // The others' relays still poll; their caches expire; replica waits end.
                 tracing::warn!(error = format!("{error:#}"), "could not announce commits to other processes");
             }

@@ -120,6 +120,22 @@ async fn announcements_reach_other_processes_once_and_are_not_heard_back() {
     assert_eq!(count(&ours, "notified"), 3, "its own notifications are not told twice");
     assert_eq!(count(&our_outbox, "notified"), 2, "its own once, the other process's once");
 
+    // The connection announcements go on is closed under it (as an idle one may be): the
+    // next announcement still gets through, on a new one.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'SELECT pg_notify(c, p)%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 2, "one announcer connection per feed");
+    here.announce("market_book", "p3");
+    wait_until("the announcement after the lost connection", DEADLINE, || async {
+        theirs.lock().unwrap().iter().any(|s| s == "notified p3").then_some(())
+    })
+    .await;
+
     cancel.cancel();
     for feed in running {
         feed.await.unwrap();
