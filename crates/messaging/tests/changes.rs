@@ -35,6 +35,19 @@ async fn notify(pool: &PgPool, channel: &str, payload: &str) {
     sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(pool).await.unwrap();
 }
 
+/// Ends the other connections to the test database whose last statement is `LIKE` `query`;
+/// returns how many.
+async fn terminate(pool: &PgPool, query: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE $1",
+    )
+    .bind(query)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn each_subscriber_hears_its_channel_and_every_reconnection() {
     let db = TestDb::new().await;
@@ -58,13 +71,7 @@ async fn each_subscriber_hears_its_channel_and_every_reconnection() {
     assert_eq!(notified, ["notified first", "notified second"], "each with its payload, in order");
 
     // One connection listens for both; when it dies, both hear it, and again when it is back.
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN %feed_%'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let killed = terminate(&pool, "LISTEN %feed_%").await;
     assert_eq!(killed, 1, "one listening connection for every channel");
     wait_until("the loss and the reconnection", DEADLINE, || async {
         let both = |heard: &Heard| count(heard, "lost") == 1 && count(heard, "connected") == 2;
@@ -122,13 +129,7 @@ async fn announcements_reach_other_processes_once_and_are_not_heard_back() {
 
     // The connection announcements go on is closed under it (as an idle one may be): the
     // next announcement still gets through, on a new one.
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'SELECT pg_notify(c, p)%'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let killed = terminate(&pool, "SELECT pg_notify(c, p)%").await;
     assert_eq!(killed, 2, "one announcer connection per feed");
     here.announce("market_book", "p3");
     wait_until("the announcement after the lost connection", DEADLINE, || async {
