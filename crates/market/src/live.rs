@@ -49,6 +49,8 @@ use crate::store;
 pub const MAX_STREAMS: usize = 10_000;
 /// The notification channel of book changes; the payload is the product's id.
 pub const CHANNEL: &str = "market_book";
+/// Products whose market a process remembers; past it, those nobody watches are forgotten.
+const MAX_PRODUCTS: usize = 10_000;
 
 /// Records that the current unit of work changed `product`'s book (an ask or bid written, a
 /// sale): once it has committed, every process's reads of the product are stale
@@ -56,8 +58,6 @@ pub const CHANNEL: &str = "market_book";
 pub fn book_changed(product: Uuid) {
     sneakerstop_messaging::announce::changed(CHANNEL, &product.to_string());
 }
-/// Products whose market a process remembers; past it, those nobody watches are forgotten.
-const MAX_PRODUCTS: usize = 10_000;
 
 /// A read of a product's market.
 #[derive(Debug, Clone)]

@@ -521,10 +521,11 @@ pub async fn order_placed(
         .fetch_optional(conn)
         .await
         .context("hold the ask")?;
-    Ok(book.map(|row| {
-        book_changed(row.product_id);
-        (row.product_id, row.size)
-    }))
+    let book = book.map(|row| (row.product_id, row.size));
+    if let Some((product, _)) = book {
+        book_changed(product);
+    }
+    Ok(book)
 }
 
 /// An order ended unpaid: it no longer holds its listing, and its price is forgotten.
@@ -539,10 +540,11 @@ pub async fn order_ended(conn: &mut PgConnection, order: Uuid, sneaker: Uuid) ->
     .fetch_optional(conn)
     .await
     .context("release the ask")?;
-    Ok(book.map(|row| {
-        book_changed(row.product_id);
-        (row.product_id, row.size)
-    }))
+    let book = book.map(|row| (row.product_id, row.size));
+    if let Some((product, _)) = book {
+        book_changed(product);
+    }
+    Ok(book)
 }
 
 /// An order completed: if its listing is an ask, a sale at the order's price (which is

@@ -105,9 +105,15 @@ pub(crate) fn written(schema: &str) {
 pub fn changed(channel: &str, payload: &str) {
     let _ = ANNOUNCER.try_with(|announcer| {
         let mut written = announcer.written.lock().unwrap_or_else(PoisonError::into_inner);
-        let payloads = written.changes.entry(channel.to_owned()).or_default();
-        if !payloads.contains(payload) {
-            payloads.insert(payload.to_owned());
+        // A unit of work repeats the same few channels: no allocation for one seen before.
+        match written.changes.get_mut(channel) {
+            Some(payloads) if payloads.contains(payload) => {}
+            Some(payloads) => {
+                payloads.insert(payload.to_owned());
+            }
+            None => {
+                written.changes.insert(channel.to_owned(), BTreeSet::from([payload.to_owned()]));
+            }
         }
     });
 }

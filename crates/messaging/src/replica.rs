@@ -108,8 +108,8 @@ impl ReplicaWait {
     }
 
     /// Runs `check` now, after each replica commit and once more when `max` has passed,
-    /// until it finds something; `Ok(None)` if the last look found nothing. Does not wait for an id that cannot arrive, or while the
-    /// change feed is not listening.
+    /// until it finds something; `Ok(None)` if the last look found nothing. Does not wait
+    /// for an id that cannot arrive, or while the change feed is not listening.
     pub async fn until<T, F, Fut>(&self, id: Uuid, mut check: F) -> anyhow::Result<Option<T>>
     where
         F: FnMut() -> Fut,
