@@ -307,6 +307,7 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     // lag figure read before the last events were published cannot pass for settled.
     let pool = PgPool::connect(&db.url()).await.unwrap();
     let settled_since = std::sync::Mutex::new(None::<Instant>);
+    let last_state = std::sync::Mutex::new(None::<String>);
     wait_until("the marketplace to settle after the load", Duration::from_secs(180), || async {
         let mut lag = 0.0;
         for server in servers.iter().flatten() {
@@ -335,6 +336,14 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
             && reserved_without_order == 0
             && replicas_behind == 0
             && lag == 0.0;
+        // What is still moving, each time it changes: what a timeout here would need.
+        let state = format!(
+            "outbox rows {backlog}, live orders {live}, pending payments {unsettled}, reserved without an order \
+             {reserved_without_order}, replica rows behind {replicas_behind}, consumer lag {lag}"
+        );
+        if last_state.lock().unwrap().replace(state.clone()).as_ref() != Some(&state) {
+            println!("settling: {state}");
+        }
         let mut since = settled_since.lock().unwrap();
         *since = if settled { Some(since.unwrap_or_else(Instant::now)) } else { None };
         since.filter(|since| since.elapsed() > Duration::from_secs(5)).map(|_| ())
