@@ -111,6 +111,8 @@ pub struct Kafka {
     /// and the inbox use the contract's names ([`sneakerstop_events::topics`]); only the
     /// brokers see prefixed ones ([`Self::topic`], [`Self::unprefixed`]).
     pub topic_prefix: String,
+    /// librdkafka's debug contexts (`KAFKA_DEBUG`), empty for none.
+    pub debug: String,
 }
 
 impl Kafka {
@@ -125,6 +127,7 @@ impl Kafka {
             session_timeout: settings.session_timeout,
             security: Security::from_settings(settings)?,
             topic_prefix: settings.topic_prefix.clone(),
+            debug: settings.debug.clone(),
         })
     }
 
@@ -139,6 +142,7 @@ impl Kafka {
             session_timeout: Duration::from_secs(10),
             security: Security::default(),
             topic_prefix: String::new(),
+            debug: String::new(),
         }
     }
 
@@ -183,6 +187,9 @@ impl Kafka {
             // the brokers themselves (or a Service in front of them), so re-bootstrapping could
             // only ever rediscover the same brokers.
             .set("metadata.recovery.strategy", "none");
+        if !self.debug.is_empty() {
+            config.set("debug", &self.debug);
+        }
         self.security.apply(&mut config);
         config
     }

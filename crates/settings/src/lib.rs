@@ -155,6 +155,11 @@ pub struct KafkaSettings {
     /// relay backs off and tries the batch again.
     #[arg(long = "kafka-delivery-timeout", env = "KAFKA_DELIVERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub delivery_timeout: Duration,
+    /// librdkafka's debug contexts for every Kafka client (`cgrp,broker`, `all`; empty: none),
+    /// logged at DEBUG under the `librdkafka` target — so `RUST_LOG` must let it through
+    /// (`info,librdkafka=debug`). For looking into how the clients behave, never left on.
+    #[arg(long = "kafka-debug", env = "KAFKA_DEBUG", default_value = "")]
+    pub debug: String,
     /// Attempts a consumer makes at one event before sending it to `<topic>.dlq`.
     #[arg(long = "event-max-attempts", env = "EVENT_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,

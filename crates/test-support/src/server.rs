@@ -34,7 +34,9 @@ impl Server {
             .env("PORT", "0")
             .env("HOST", "127.0.0.1")
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
+            // The test's own filter, if it was given one (`RUST_LOG=info,librdkafka=debug`
+            // with `KAFKA_DEBUG`, which the server inherits).
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
             // Tests share one broker: each server gets consumer groups of its own, and the
             // shared broker unless the test names another.
             .env("KAFKA_GROUP_PREFIX", crate::unique("test"))
