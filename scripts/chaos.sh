@@ -5,6 +5,9 @@
 # who pay and buyers who never do, kill -9 of each server twice and of the broker once, the
 # pause each crash caused, then every guarantee of docs/reliability.md checked and the
 # figures printed. `make test` runs the same suite for 30 s with 10 s reservations.
+# CHAOS_CRASHES replaces the schedule (e.g. `broker,broker,broker`); with
+# KAFKA_DEBUG=cgrp,broker and RUST_LOG=info,librdkafka=debug the servers log what their
+# Kafka clients do through each crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

@@ -224,8 +224,11 @@ pub const PAST_SESSION: Duration = Duration::from_secs(5);
 /// least `watch` (longer than the brokers take to notice a dead member, so that work given
 /// after the crash to a partition nobody consumes any more is seen waiting too), and answers
 /// with the end of the first look after which nothing was seen waiting: late by up to a look
-/// and 100 ms, and by up to the 200 ms background commit interval. If some partition did not
-/// move within `max`, the error names them (group, topic, partition, committed, end).
+/// and 100 ms, and by up to the 200 ms background commit interval. Prints the partitions
+/// that moved last, each with when its work was first seen waiting, so that a long pause
+/// says whether consumers were slow to resume or work only reached a partition late. If
+/// some partition did not move within `max`, the error names them (group, topic, partition,
+/// committed, end).
 pub async fn until_every_partition_moves(
     reader: &PositionReader,
     since: Instant,
@@ -233,32 +236,62 @@ pub async fn until_every_partition_moves(
     watch: Duration,
     max: Duration,
 ) -> Result<Duration, String> {
-    let mut stuck = Vec::new();
+    type Key = (String, String, i32);
+    // Partitions seen waiting, with the look at which each was first seen so; and those
+    // that moved since, with when they were first seen waiting and the look that saw them
+    // moved.
+    let mut waiting: HashMap<Key, (Duration, i64, i64)> = HashMap::new();
+    let mut moved_at: Vec<(Key, Duration, Duration)> = Vec::new();
     // The end of the first look of the current run of looks that saw nothing waiting.
     let mut moved = None;
+    let mut first_look = true;
     while since.elapsed() <= max {
         if let Ok(now) = reader.read().await {
             let looked = since.elapsed();
-            stuck = now
-                .iter()
+            let stuck: HashMap<Key, (i64, i64)> = now
+                .into_iter()
                 .filter(|(partition, (committed, end))| {
-                    let (then, end_then) = at_since.get(*partition).copied().unwrap_or((0, 0));
+                    let (then, end_then) = at_since.get(partition).copied().unwrap_or((0, 0));
                     (end_then > then || *end > then) && *committed <= then
                 })
-                .map(|((group, topic, partition), (committed, end))| {
-                    format!("{group} {topic}/{partition} at {committed} of {end}")
-                })
                 .collect();
-            if !stuck.is_empty() {
+            waiting.retain(|key, (from, _, _)| {
+                let still = stuck.contains_key(key);
+                if !still {
+                    moved_at.push((key.clone(), *from, looked));
+                }
+                still
+            });
+            for (key, (committed, end)) in stuck {
+                let from = if first_look { Duration::ZERO } else { looked };
+                waiting.entry(key).or_insert((from, committed, end)).2 = end;
+            }
+            first_look = false;
+            if !waiting.is_empty() {
                 moved = None;
             } else {
                 let first = *moved.get_or_insert(looked);
                 if looked >= watch {
+                    moved_at.sort_by_key(|(_, _, at)| std::cmp::Reverse(*at));
+                    let last: Vec<String> = moved_at
+                        .iter()
+                        .take(3)
+                        .map(|((group, topic, partition), from, at)| {
+                            format!("{group} {topic}/{partition} waiting from {from:.1?}, moved by {at:.1?}")
+                        })
+                        .collect();
+                    println!("moved last (after the crash): {}", last.join("; "));
                     return Ok(first);
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let stuck: Vec<String> = waiting
+        .iter()
+        .map(|((group, topic, partition), (from, committed, end))| {
+            format!("{group} {topic}/{partition} at {committed} of {end} (waiting from {from:.1?})")
+        })
+        .collect();
     Err(format!("not consumed again within {max:?}: {}", stuck.join("; ")))
 }
