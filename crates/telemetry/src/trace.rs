@@ -51,7 +51,7 @@ impl TraceContext {
 
     /// The trace id as 32 lower-case hex digits.
     pub fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
+        format!("{:032x}", TraceId::from_bytes(self.trace_id))
     }
 
     /// The context of `span` (its trace, itself as the parent), if spans have ids here (the
@@ -86,7 +86,9 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.span_id), self.flags)
+        // OpenTelemetry's ids print as lower-case hex without a string per byte.
+        let (trace_id, span_id) = (TraceId::from_bytes(self.trace_id), SpanId::from_bytes(self.span_id));
+        write!(f, "00-{trace_id:032x}-{span_id:016x}-{:02x}", self.flags)
     }
 }
 
@@ -115,10 +117,6 @@ pub fn link(span: &tracing::Span, traceparents: &[String]) {
 /// The caller's trace context from a request's headers, if it sent a valid one.
 pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
     headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -157,6 +155,11 @@ mod tests {
         let remote = remote.span();
         assert_eq!(remote.span_context().trace_id().to_bytes(), context.trace_id);
         assert!(remote.span_context().is_remote());
+        // Leading zeros are kept: ids print at their full width.
+        let text = "00-0af7651916cd43dd8448eb211c80319c-0000006b7169203f-00";
+        let context = TraceContext::parse(text).unwrap();
+        assert_eq!(context.to_string(), text);
+        assert_eq!(context.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
     }
 
     #[test]
