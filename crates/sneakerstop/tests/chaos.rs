@@ -326,6 +326,9 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
     let pool = PgPool::connect(&db.url()).await.unwrap();
     let settled_since = std::sync::Mutex::new(None::<Instant>);
     let last_state = std::sync::Mutex::new(None::<String>);
+    // What the broker says is still unconsumed, looked at once a second while unsettled:
+    // a partition a member holds but does not consume shows here and nowhere else.
+    let at_broker = std::sync::Mutex::new((Instant::now() - Duration::from_secs(1), String::new()));
     wait_until("the marketplace to settle after the load", Duration::from_secs(180), || async {
         let mut lag = 0.0;
         for server in servers.iter().flatten() {
@@ -354,10 +357,31 @@ async fn purchases_survive_killed_servers_and_a_killed_broker_with_nothing_lost_
             && reserved_without_order == 0
             && replicas_behind == 0
             && lag == 0.0;
+        let look = at_broker.lock().unwrap().0.elapsed() >= Duration::from_secs(1);
+        if !settled && look {
+            let behind: Vec<String> = match reader.read().await {
+                Ok(positions) => positions
+                    .iter()
+                    .filter(|(_, (committed, end))| committed < end)
+                    .map(|((group, topic, partition), (committed, end))| {
+                        format!("{} {topic}/{partition} at {committed} of {end}", group.rsplit('-').next().unwrap_or(group))
+                    })
+                    .collect(),
+                Err(error) => vec![format!("unread: {error}")],
+            };
+            let more = behind.len().saturating_sub(8);
+            let mut said = behind.into_iter().take(8).collect::<Vec<_>>().join("; ");
+            if more > 0 {
+                said.push_str(&format!("; {more} more"));
+            }
+            *at_broker.lock().unwrap() = (Instant::now(), said);
+        }
+        let unconsumed = if settled { String::new() } else { at_broker.lock().unwrap().1.clone() };
         // What is still moving, each time it changes: what a timeout here would need.
         let state = format!(
             "outbox rows {backlog}, live orders {live}, pending payments {unsettled}, reserved without an order \
-             {reserved_without_order}, replica rows behind {replicas_behind}, consumer lag {lag}"
+             {reserved_without_order}, replica rows behind {replicas_behind}, consumer lag {lag}; \
+             unconsumed at the broker: [{unconsumed}]"
         );
         if last_state.lock().unwrap().replace(state.clone()).as_ref() != Some(&state) {
             println!("settling: {state}");
