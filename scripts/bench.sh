@@ -140,10 +140,10 @@ market_run() {
   local name=$1; shift
   local before after metrics_before
   before=$(cpu_now)
-  metrics_before=$(curl -s "$base/metrics" | grep -E '^market_book_batch_size_(sum|count) ' || true)
+  metrics_before=$(curl -s "$base/metrics" | grep -E '^market_book_batch_(size|seconds)_(sum|count) ' || true)
   run "$name" "$@"
   after=$(cpu_now)
-  python3 - "$workdir/$name.json" "$before" "$after" "$metrics_before" "$(curl -s "$base/metrics" | grep -E '^market_book_batch_size_(sum|count) ' || true)" \
+  python3 - "$workdir/$name.json" "$before" "$after" "$metrics_before" "$(curl -s "$base/metrics" | grep -E '^market_book_batch_(size|seconds)_(sum|count) ' || true)" \
     >>"$workdir/$name.cpu" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
@@ -157,7 +157,9 @@ commands = metric(sys.argv[5], "market_book_batch_size_sum") - metric(sys.argv[4
 per = lambda cpu: 1000 * cpu / ops
 print(f"  CPU s per 1,000 book operations: server {per(server):.2f}, PostgreSQL {per(pg):.2f}, Kafka {per(kafka):.2f}, "
       f"driver and the rest {per(machine - server - pg - kafka):.2f}")
-print(f"  writer: {batches / report['seconds']:.0f} batches (commits)/s, {commands / max(batches, 1):.1f} commands per batch")
+took = metric(sys.argv[5], "market_book_batch_seconds_sum") - metric(sys.argv[4], "market_book_batch_seconds_sum")
+print(f"  writer: {batches / report['seconds']:.0f} batches (commits)/s, {commands / max(batches, 1):.1f} commands per batch, "
+      f"{1000 * took / max(batches, 1):.1f} ms per batch from its start to its commit")
 PY
   note "$(cat "$workdir/$name.cpu")"
   echo | tee -a "$workdir/tables.txt"

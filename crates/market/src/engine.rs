@@ -370,11 +370,19 @@ impl Writer {
             return;
         }
         // A look for arrivals on the writer's tick, alone, is not a batch of work.
-        if !matches!(jobs.as_slice(), [Job { command: Command::Arrivals(None), .. }]) {
+        let work = !matches!(jobs.as_slice(), [Job { command: Command::Arrivals(None), .. }]);
+        if work {
             #[allow(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
             metrics::histogram!("market_book_batch_size").record(jobs.len() as f64);
         }
-        match self.run_together(&owned, &mut jobs).await {
+        let started = std::time::Instant::now();
+        let together = self.run_together(&owned, &mut jobs).await;
+        if work {
+            // What every request of the batch waited for once the batch began: matching in
+            // memory, the writes and the commit.
+            metrics::histogram!("market_book_batch_seconds").record(started.elapsed().as_secs_f64());
+        }
+        match together {
             Ok(()) => jobs.into_iter().for_each(Job::answer),
             // Ownership moved under the batch: nothing of it was written, and its requests
             // are the new owner's (answered 503, to be retried; the next batch sees the change).

@@ -259,6 +259,13 @@ async fn a_bid_met_by_a_later_ask_becomes_a_completed_purchase_charged_to_the_sa
     );
     let (_, sales) = market.call(Method::GET, &format!("/api/products/{product}/sales?size=10.5"), "", None).await;
     assert_eq!(sales["items"].as_array().unwrap().len(), 1, "{sales}");
+
+    // The writer says how many batches it did and how long each took, every batch in both.
+    let batches = market.server.metric_sum("market_book_batch_size_count").await.unwrap_or(0.0);
+    let timed = market.server.metric_sum("market_book_batch_seconds_count").await.unwrap_or(0.0);
+    assert!(batches >= 1.0 && timed == batches, "{batches} batches, {timed} timed");
+    let took = market.server.metric_sum("market_book_batch_seconds_sum").await.unwrap_or(0.0);
+    assert!(took > 0.0, "batches that took no time: {took}");
 }
 
 #[tokio::test]
