@@ -31,8 +31,8 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 /// And the flow resumes within this after a restarted broker answers. The members' sessions
 /// lapsed while the broker was away, so the members are fenced, rejoin and are given their
 /// partitions again, revoked from whichever member rejoined first — by a broker whose JVM
-/// has just started: 1.2–3.4 s on an idle machine, 10.6 s once with two
-/// other suites' brokers starting beside it (docs/reliability.md).
+/// has just started: 1.2–3.4 s in every run here (busy loops beside it or not), 10.6 s once
+/// in CI with two other suites' brokers starting beside it (docs/reliability.md).
 const BROKER_RECOVERY_BOUND: Duration = Duration::from_secs(20);
 /// The services, whose consumer groups are `<prefix>-<service>`.
 const SERVICES: [&str; 5] = ["identity", "catalog", "orders", "payments", "market"];
