@@ -105,6 +105,19 @@ pub enum MatchStatus {
     Cancelled,
 }
 
+impl MatchStatus {
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Filled => "filled",
+            Self::Refused => "refused",
+            Self::Declined => "declined",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// A bid.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Bid {

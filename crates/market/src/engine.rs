@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::batch::{self, Writes};
 use crate::domain::{Ask, Bid, BidStatus, Bidder, Decision, NewBid, Product};
 use crate::matching::{OrderBook, Resting, Trade};
 use crate::owners::{self, Owner, Ownership};
@@ -288,9 +289,8 @@ struct Run<'a> {
     now: DateTime<Utc>,
     owned: &'a HashMap<i16, i64>,
     touched: HashSet<BookKey>,
-    /// Bids placed and not yet written: consecutive placements go in one statement
-    /// ([`flush`], before any other write, so the outbox keeps the batch's order).
-    unwritten: Vec<Decision>,
+    /// What the batch changed, written at its end in one statement.
+    writes: Writes,
 }
 
 impl Writer {
@@ -444,7 +444,7 @@ impl Writer {
         only: Option<i64>,
     ) -> anyhow::Result<()> {
         let _transaction = sneakerstop_db::transaction_span("a batch on the books");
-        let mut tx = self.pool.begin().await.context("begin a batch on the books")?;
+        let mut tx = self.pool.begin_with(batch::BEGIN).await.context("begin a batch on the books")?;
         let fenced: HashMap<i16, i64> = if jobs.iter().any(|job| matches!(job.command, Command::Arrivals(_))) {
             owned.clone()
         } else {
@@ -460,13 +460,13 @@ impl Writer {
             now: Utc::now().trunc_subsecs(6),
             owned,
             touched: HashSet::new(),
-            unwritten: Vec::new(),
+            writes: Writes::default(),
         };
         let result = async {
             for job in jobs.iter_mut() {
                 job.outcome = Some(self.apply(&mut run, &job.command, only).await?);
             }
-            flush(&mut run).await
+            std::mem::take(&mut run.writes).write(run.tx).await
         }
         .await;
         touched.extend(run.touched.drain());
@@ -538,11 +538,10 @@ impl Writer {
             }
         };
         let trade = self.book(run, new.product_id, new.size).await?.place_bid(resting_bid(placed.bid.clone()), now);
-        let bid = placed.bid.clone();
-        run.unwritten.push(placed);
+        run.writes.place(&placed)?;
         let bid = match trade {
-            Some(trade) => save_trade(run, trade).await?,
-            None => bid,
+            Some(trade) => save_trade(run, trade)?,
+            None => placed.bid,
         };
         let (bid_id, status) = (bid.id, bid.status);
         let view = serde_json::to_value(BidView::from(bid)).context("a bid view serializes")?;
@@ -564,12 +563,15 @@ impl Writer {
         let book = self.book(run, product, size).await?;
         let bid = match book.bid(id) {
             Some(resting) => resting.payload.clone(),
-            // Not on the book: matched, closed, or past its time and not swept yet.
-            None => store::lock_bid(run.tx, id).await?.ok_or(MarketError::BidNotFound)?,
+            // Not on the book: matched or closed (by this batch, or before it), or past its
+            // time and not swept yet.
+            None => match run.writes.bid(id) {
+                Some(written) => written.clone(),
+                None => store::lock_bid(run.tx, id).await?.ok_or(MarketError::BidNotFound)?,
+            },
         };
         let cancelled = bid.cancel(buyer, now)?;
-        flush(run).await?;
-        store::save_bid(run.tx, &cancelled).await?;
+        run.writes.change(&cancelled)?;
         self.book(run, product, size).await?.remove_bid(id);
         Ok(cancelled.bid)
     }
@@ -591,8 +593,15 @@ impl Writer {
                 Arrival::Bid(id) => bid_ids.push(id),
             }
         }
+        // As this batch left them: its writes are not in the database yet.
         let mut asks = store::asks_on_book(run.tx, &ask_ids).await?;
+        asks.retain(|id, _| !run.writes.ask_taken(*id));
         let mut bids = store::bids_by_id(run.tx, &bid_ids).await?;
+        for (id, bid) in &mut bids {
+            if let Some(written) = run.writes.bid(*id) {
+                written.clone_into(bid);
+            }
+        }
         let now = run.now;
         let mut taken = HashSet::new();
         for (product, size, arrival) in &arrivals {
@@ -601,7 +610,7 @@ impl Writer {
                     Some(ask) => {
                         let (product, size) = (ask.product_id, ask.size);
                         if let Some(trade) = self.book(run, product, size).await?.place_ask(resting_ask(ask), now) {
-                            save_trade(run, trade).await?;
+                            save_trade(run, trade)?;
                         }
                     }
                     // Off its book (held, sold, expired, withdrawn), if it rested here.
@@ -616,7 +625,7 @@ impl Writer {
                     if bid.is_live(now) {
                         let (product, size) = (bid.product_id, bid.size);
                         if let Some(trade) = self.book(run, product, size).await?.place_bid(resting_bid(bid), now) {
-                            save_trade(run, trade).await?;
+                            save_trade(run, trade)?;
                         }
                     }
                 }
@@ -670,25 +679,15 @@ fn internal<T>(outcome: Result<T, MarketError>) -> anyhow::Result<Result<T, Mark
     }
 }
 
-/// Writes the bids placed and not written yet, in one statement.
-async fn flush(run: &mut Run<'_>) -> anyhow::Result<()> {
-    if !run.unwritten.is_empty() {
-        let placed = std::mem::take(&mut run.unwritten);
-        store::insert_bids(run.tx, &placed).await?;
-    }
-    Ok(())
-}
-
-/// Writes a trade the book made: the bid matched, the match, the ask off the book, the
-/// events. Returns the bid as it now is.
-async fn save_trade(run: &mut Run<'_>, trade: Trade<Bid, Ask>) -> anyhow::Result<Bid> {
-    flush(run).await?;
+/// Records a trade the book made, for the batch's write: the bid matched, the match, the
+/// ask off the book, the events. Returns the bid as it now is.
+fn save_trade(run: &mut Run<'_>, trade: Trade<Bid, Ask>) -> anyhow::Result<Bid> {
     let Trade { bid, ask, price_cents } = trade;
     let decided = bid
         .payload
         .trade(&ask.payload, Uuid::now_v7(), price_cents, run.now)
         .map_err(|refusal| anyhow::anyhow!("the book traded a bid the rules refuse: {refusal}"))?;
-    store::save_bid(run.tx, &decided).await?;
+    run.writes.change(&decided)?;
     matched(&decided);
     Ok(decided.bid)
 }

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::batch::{self, Writes};
 use crate::store;
 
 /// Bids expired per transaction.
@@ -26,7 +27,7 @@ pub async fn run(pool: PgPool, interval: Duration, cancel: CancellationToken) {
 pub async fn sweep(pool: &PgPool) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
-        let mut tx = pool.begin().await.context("begin a bid expiry round")?;
+        let mut tx = pool.begin_with(batch::BEGIN).await.context("begin a bid expiry round")?;
         let (due, now) = store::lock_expired(&mut tx, BATCH).await?;
         if due.is_empty() {
             return Ok(total);
@@ -34,10 +35,11 @@ pub async fn sweep(pool: &PgPool) -> anyhow::Result<usize> {
         let round = sneakerstop_messaging::round_span("expire bids", "market", due.len());
         let expired = async {
             let _transaction = sneakerstop_db::transaction_span("expiring bids");
+            let mut writes = Writes::default();
             for bid in &due {
-                let expired = bid.expire(now).with_context(|| format!("expire bid {}", bid.id))?;
-                store::save_bid(&mut tx, &expired).await?;
+                writes.change(&bid.expire(now).with_context(|| format!("expire bid {}", bid.id))?)?;
             }
+            writes.write(&mut tx).await?;
             tx.commit().await.context("commit a bid expiry round")?;
             anyhow::Ok(due.len())
         }

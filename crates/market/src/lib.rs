@@ -7,6 +7,7 @@
 //! - `owners` — which instance owns which books (shards, leases, fencing epochs).
 //! - `engine` — the writer of the books this instance owns: commands in batches, one
 //!   transaction per batch, answers after its commit.
+//! - `batch` — what a batch changed, written in one statement at its end.
 //! - `store` — SQL for bids, matches, sales and the replicas (products, asks, order prices,
 //!   payment methods); events go to the outbox in the same transaction.
 //! - `events` — applying `catalog.products`, `catalog.sneakers`, `orders.orders` and
@@ -18,6 +19,7 @@
 //! Publishes `bid.placed`, `bid.updated` and `match.made` on `market.bids` (keyed by
 //! product); orders turns each match into the bidder's order. See docs/market.md.
 
+mod batch;
 pub mod domain;
 pub mod engine;
 mod error;

@@ -2,21 +2,20 @@
 //! prices, payment methods) and the sales. Writes go with their events, on the caller's
 //! transaction. The books live in the writer's memory ([`crate::engine`]); what is read
 //! here of a book is read once, when the writer loads it. The unique indexes on matches
-//! and the guard on taking an ask ([`save_bid`]) hold the line should memory be stale.
+//! and the guards of a batch's write (`crate::batch`) hold the line should memory be stale.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Product as ProductSnapshot, Sneaker, SneakerStatus};
-use sneakerstop_events::market::MatchEvent;
-use sneakerstop_messaging::{Outgoing, OutgoingBatch, ReplicaWait};
+use sneakerstop_messaging::ReplicaWait;
 use sneakerstop_problem::page::Page;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{Ask, Bid, BidStatus, Decision, Match, MatchStatus, Product};
+use crate::SCHEMA;
+use crate::domain::{Ask, Bid, BidStatus, Match, MatchStatus, Product};
 use crate::live::book_changed;
 use crate::owners::SHARDS;
-use crate::{SCHEMA, SOURCE};
 
 /// An order that joined, left or changed on its book in a consumer's transaction, for the
 /// book's writer to take once that transaction has committed (see the `pending_trades`
@@ -217,135 +216,6 @@ pub async fn bids_by_id(tx: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<s
     .await
     .context("find the arrived bids")?;
     Ok(bids.into_iter().map(|bid| (bid.id, bid)).collect())
-}
-
-/// Writes new bids and their `bid.placed` events, in the order given, in one statement
-/// (one round trip for every bid a writer's batch placed in a row).
-#[tracing::instrument(skip_all, fields(bids = placed.len()), err)]
-pub async fn insert_bids(tx: &mut PgConnection, placed: &[Decision]) -> anyhow::Result<()> {
-    let mut events = OutgoingBatch::default();
-    let (mut ids, mut products, mut sizes, mut buyers, mut prices, mut statuses) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut matches, mut expiries, mut versions, mut created, mut updated) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for decided in placed {
-        let bid = &decided.bid;
-        let [event] = decided.events.as_slice() else {
-            anyhow::bail!("a placed bid has one event, not {}", decided.events.len());
-        };
-        events.push(Outgoing::new(SOURCE, bid.id, bid.version, event))?;
-        ids.push(bid.id);
-        products.push(bid.product_id);
-        sizes.push(bid.size);
-        buyers.push(bid.buyer_id);
-        prices.push(bid.price_cents);
-        statuses.push(bid.status.as_str());
-        matches.push(bid.match_id);
-        expiries.push(bid.expires_at);
-        versions.push(bid.version);
-        created.push(bid.created_at);
-        updated.push(bid.updated_at);
-    }
-    let sql = format!(
-        "WITH placed AS (
-             INSERT INTO bids (id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version,
-                               created_at, updated_at)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::uuid[], $5::int8[], $6::text[],
-                                  $7::uuid[], $8::timestamptz[], $9::int8[], $10::timestamptz[], $11::timestamptz[])
-         ) {}",
-        OutgoingBatch::insert_sql(12)
-    );
-    let query = sqlx::query(&sql)
-        .bind(ids)
-        .bind(products)
-        .bind(sizes)
-        .bind(buyers)
-        .bind(prices)
-        .bind(statuses)
-        .bind(matches)
-        .bind(expiries)
-        .bind(versions)
-        .bind(created)
-        .bind(updated);
-    events.bind(query).execute(tx).await.context("insert bids")?;
-    for decided in placed {
-        book_changed(decided.bid.product_id);
-    }
-    Ok(())
-}
-
-/// Writes a bid's new state, its match if one was made (taking the ask off the book), and
-/// its events, in one statement (one round trip of the writer's batch). The bid must still
-/// be at the version the decision was made from.
-#[tracing::instrument(skip_all, fields(bid_id = %decided.bid.id, status = decided.bid.status.as_str()), err)]
-pub async fn save_bid(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
-    let bid = &decided.bid;
-    let mut events: Vec<Outgoing> =
-        decided.events.iter().map(|event| Outgoing::new(SOURCE, bid.id, bid.version, event)).collect();
-    if let Some(MatchEvent::Made(made)) = &decided.announced {
-        events.push(Outgoing::new(SOURCE, made.match_id, 1, &MatchEvent::Made(made.clone())));
-    }
-    // A bid matched must be live by the database's clock too: a writer whose clock is
-    // behind (or whose memory is stale) fails the batch here and reloads the book.
-    let mut sql = String::from(
-        "WITH saved AS (
-             UPDATE bids SET status = $2, match_id = $3, version = $4, updated_at = $5
-              WHERE id = $1 AND version = $4::bigint - 1 AND ($2 <> 'matched' OR expires_at > now())
-             RETURNING id)",
-    );
-    let mut next = 6;
-    if decided.matched.is_some() {
-        // The ask as the book saw it: on this book, free, at or below the price. A book in
-        // memory that missed a change (the ask repriced, moved or taken) fails here, and
-        // the writer reloads it.
-        sql.push_str(
-            ", made AS (
-                 INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status,
-                                      created_at, updated_at)
-                 VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15))
-             , held AS (
-                 UPDATE asks SET match_id = $6
-                  WHERE id = $8 AND match_id IS NULL AND held_by IS NULL AND status = 'available'
-                    AND product_id = $9 AND size = $10 AND price_cents <= $13
-                 RETURNING id)",
-        );
-        next = 16;
-    }
-    for (n, _) in events.iter().enumerate() {
-        sql.push_str(&format!(", event{n} AS ({})", Outgoing::insert_sql(next)));
-        next += 6;
-    }
-    let held = if decided.matched.is_some() { "(SELECT count(*) FROM held)" } else { "1::bigint" };
-    sql.push_str(&format!(" SELECT (SELECT count(*) FROM saved), {held}"));
-    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql)
-        .bind(bid.id)
-        .bind(bid.status)
-        .bind(bid.match_id)
-        .bind(bid.version)
-        .bind(bid.updated_at);
-    if let Some(made) = &decided.matched {
-        query = query
-            .bind(made.id)
-            .bind(made.bid_id)
-            .bind(made.ask_id)
-            .bind(made.product_id)
-            .bind(made.size)
-            .bind(made.buyer_id)
-            .bind(made.seller_id)
-            .bind(made.price_cents)
-            .bind(made.status)
-            .bind(made.created_at);
-    }
-    for event in events {
-        query = event.bind_as(query);
-    }
-    let (saved, held) = query.fetch_one(&mut *tx).await.with_context(|| format!("save bid {}", bid.id))?;
-    anyhow::ensure!(saved == 1, "bid {} changed, or its time ran out, before this write", bid.id);
-    if let Some(made) = &decided.matched {
-        anyhow::ensure!(held == 1, "ask {} is no longer on its book as the book saw it", made.ask_id);
-    }
-    book_changed(bid.product_id);
-    Ok(())
 }
 
 /// One bid, locked for this transaction.

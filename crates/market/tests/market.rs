@@ -519,6 +519,88 @@ async fn requests_waiting_for_a_book_are_done_on_one_transaction_each_with_its_o
 }
 
 #[tokio::test]
+async fn a_batch_reads_back_what_it_changed_before_writing_it() {
+    let ctx = ctx().await;
+    let (auth, resting) = ctx.placed_bid(200.0).await;
+    let (_, crossing) = ctx.buyer().await;
+    let ask = ctx.applied_ask(19_000).await;
+    let dearer = ctx.applied_ask(24_000).await;
+
+    // One batch, in this order: two asks arrive, the first takes the resting bid and the
+    // second rests; the first bid's buyer cancels it; a new bid takes the second ask. The
+    // batch's writes reach the database only at its end, so the cancel must see the match
+    // this batch made, not the open bid of before it.
+    let held = ctx.engine.hold().await;
+    let queued = async |n: usize| {
+        let queued = || async { (ctx.engine.queued() == n).then_some(()) };
+        wait_until(&format!("{n} commands queued for the book"), Duration::from_secs(10), queued).await;
+    };
+    let uri = format!("/api/bids/{resting}");
+    let ((taken, cancelled, placed), ()) = tokio::join!(
+        async {
+            let taken = ctx.engine.take_arrivals();
+            let cancelled = async {
+                queued(1).await;
+                Call::new(Method::DELETE, &uri).header("authorization", &auth).send(&ctx.app).await
+            };
+            let placed = async {
+                queued(2).await;
+                ctx.bid(&crossing, 10.0, 250.0).await
+            };
+            tokio::join!(taken, cancelled, placed)
+        },
+        async {
+            queued(3).await;
+            drop(held);
+        }
+    );
+
+    assert_eq!(taken.unwrap(), 2);
+    assert_eq!(cancelled.status, StatusCode::CONFLICT, "a matched bid cannot be cancelled: {}", cancelled.text);
+    assert_eq!(
+        (placed.status, placed.json["status"].as_str(), placed.json["price"].as_f64()),
+        (StatusCode::CREATED, Some("matched"), Some(250.0)),
+        "{}",
+        placed.text
+    );
+    let placed = placed.json["id"].as_str().unwrap().to_owned();
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM matches").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(transactions, 1, "both matches made by the one batch");
+    let matches = ctx.matches().await;
+    let pairs: Vec<(&str, String)> = matches.iter().map(|m| (m.1.as_str(), m.2.clone())).collect();
+    assert_eq!(pairs, [(resting.as_str(), ask.to_string()), (placed.as_str(), dearer.to_string())]);
+    for (made, _, ask, _) in &matches {
+        let taken_by: Option<Uuid> = sqlx::query_scalar("SELECT match_id FROM asks WHERE id = $1::uuid")
+            .bind(ask)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+        assert_eq!(taken_by.map(|id| id.to_string()).as_ref(), Some(made), "the ask is its match's");
+    }
+
+    // Each bid as the batch left it, and its events in the order they happened: the new
+    // bid was written once, already matched, after its `bid.placed`.
+    for bid in [&resting, &placed] {
+        let row: (String, i64) = sqlx::query_as("SELECT status, version FROM bids WHERE id = $1::uuid")
+            .bind(bid)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+        assert_eq!(row, ("matched".to_owned(), 2), "bid {bid}");
+        let events: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT event_type, (payload::jsonb->>'version')::int8 FROM outbox
+              WHERE event_type LIKE 'bid.%' AND payload::jsonb->>'bidId' = $1 ORDER BY id",
+        )
+        .bind(bid)
+        .fetch_all(&ctx.pool)
+        .await
+        .unwrap();
+        assert_eq!(events, [("bid.placed".to_owned(), 1), ("bid.updated".to_owned(), 2)], "bid {bid}");
+    }
+}
+
+#[tokio::test]
 async fn a_request_that_fails_in_a_batch_fails_alone() {
     let ctx = ctx().await;
     let (low, low_bid) = ctx.placed_bid(100.0).await;

@@ -126,6 +126,19 @@ impl Outgoing {
     }
 }
 
+/// Binds an [`OutgoingBatch`]'s six arrays to a query of either kind.
+macro_rules! bind_outgoing_batch {
+    ($query:expr, $batch:expr) => {
+        $query
+            .bind($batch.ids)
+            .bind($batch.topics)
+            .bind($batch.keys)
+            .bind($batch.event_types)
+            .bind($batch.headers)
+            .bind($batch.payloads)
+    };
+}
+
 /// Events for the outbox written by one statement: one `INSERT ... SELECT FROM unnest` of
 /// every row, in the order they were pushed (the relay publishes in that order).
 #[derive(Debug, Default)]
@@ -150,14 +163,21 @@ impl OutgoingBatch {
         Ok(())
     }
 
-    /// The insert of every row, its six array parameters numbered from `$first`.
+    /// Whether no event was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The insert of every row, in the order pushed (the outbox's ids follow it), its six
+    /// array parameters numbered from `$first`.
     pub fn insert_sql(first: usize) -> String {
         let [a, b, c, d, e, f] = std::array::from_fn(|n| first + n);
         format!(
             "INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload)
              SELECT id, topic, message_key, event_type, headers::jsonb, payload::json
                FROM unnest(${a}::uuid[], ${b}::text[], ${c}::text[], ${d}::text[], ${e}::text[], ${f}::text[])
-                    AS e(id, topic, message_key, event_type, headers, payload)"
+                    WITH ORDINALITY AS e(id, topic, message_key, event_type, headers, payload, n)
+              ORDER BY n"
         )
     }
 
@@ -166,13 +186,15 @@ impl OutgoingBatch {
         self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(self.ids)
-            .bind(self.topics)
-            .bind(self.keys)
-            .bind(self.event_types)
-            .bind(self.headers)
-            .bind(self.payloads)
+        bind_outgoing_batch!(query, self)
+    }
+
+    /// [`Self::bind`] for a statement that returns rows as `O`.
+    pub fn bind_as<'q, O>(
+        self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        bind_outgoing_batch!(query, self)
     }
 }
 

@@ -1,0 +1,293 @@
+//! What one writer batch changed, kept in memory until the batch ends and then written in
+//! one statement ([`Writes::write`]): the bids placed, the bids of before the batch that
+//! changed, the matches made (each taking its ask off the book) and every event, in the
+//! order they happened.
+//!
+//! One statement per batch instead of one per command is what lets the writer keep up:
+//! a batch of fifty commands is still four round trips (`BEGIN`, the fence, this, `COMMIT`).
+//! While a batch runs, what it changed is not in the database yet, so whatever the batch
+//! reads back (a bid to cancel that is not on the book, the bids and asks that arrived)
+//! looks here first ([`Writes::bid`], [`Writes::ask_taken`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sneakerstop_events::market::MatchEvent;
+use sneakerstop_messaging::{Outgoing, OutgoingBatch};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::SOURCE;
+use crate::domain::{Bid, Decision, Match};
+use crate::live::book_changed;
+
+/// Makes the rest of the transaction use one plan per statement, made once per connection:
+/// PostgreSQL otherwise plans [`Writes::write`] afresh on every call (a custom plan for
+/// each set of array lengths looks cheaper than the generic one), which cost as much as
+/// running it (0.5 ms a call at 0.1 × the bench's yardstick). Every statement of the
+/// transactions that write batches looks rows up by key, so a generic plan suits them all.
+pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// `BEGIN` and [`GENERIC_PLANS`] in one round trip, for the writer's transactions.
+pub const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// [`GENERIC_PLANS`] on a transaction begun elsewhere (a consumer's, the sweeper's).
+pub async fn generic_plans(tx: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query(GENERIC_PLANS).execute(tx).await.context("use generic plans")?;
+    Ok(())
+}
+
+/// Where a bid the batch wrote is kept.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Placed in this batch: `placed[n]`, inserted as it ends up.
+    Placed(usize),
+    /// Of before the batch: `changed[n]`, updated from the version it had.
+    Changed(usize),
+}
+
+/// A batch's changes, in memory until [`Writes::write`].
+#[derive(Debug, Default)]
+pub struct Writes {
+    placed: Vec<Bid>,
+    /// Each with the version it had before the batch: the update requires it still.
+    changed: Vec<(Bid, i64)>,
+    slots: HashMap<Uuid, Slot>,
+    matches: Vec<Match>,
+    asks_taken: HashSet<Uuid>,
+    events: OutgoingBatch,
+}
+
+impl Writes {
+    /// A bid placed in this batch, and its events.
+    pub fn place(&mut self, decided: &Decision) -> anyhow::Result<()> {
+        self.slots.insert(decided.bid.id, Slot::Placed(self.placed.len()));
+        self.placed.push(decided.bid.clone());
+        self.record(decided)
+    }
+
+    /// A bid changed by a command of this batch (cancelled, traded), and its events. A bid
+    /// the batch already changed must be changed from that state (its version), never from
+    /// what the database held before the batch.
+    pub fn change(&mut self, decided: &Decision) -> anyhow::Result<()> {
+        let bid = decided.bid.clone();
+        if let Some(written) = self.bid(bid.id) {
+            anyhow::ensure!(
+                written.version + 1 == bid.version,
+                "bid {} changed to version {} from a state other than this batch's (version {})",
+                bid.id,
+                bid.version,
+                written.version
+            );
+        }
+        match self.slots.get(&bid.id) {
+            Some(Slot::Placed(n)) => self.placed[*n] = bid,
+            Some(Slot::Changed(n)) => self.changed[*n].0 = bid,
+            None => {
+                self.slots.insert(bid.id, Slot::Changed(self.changed.len()));
+                let before = bid.version - 1;
+                self.changed.push((bid, before));
+            }
+        }
+        self.record(decided)
+    }
+
+    fn record(&mut self, decided: &Decision) -> anyhow::Result<()> {
+        let bid = &decided.bid;
+        for event in &decided.events {
+            self.events.push(Outgoing::new(SOURCE, bid.id, bid.version, event))?;
+        }
+        if let Some(MatchEvent::Made(made)) = &decided.announced {
+            self.events.push(Outgoing::new(SOURCE, made.match_id, 1, &MatchEvent::Made(made.clone())))?;
+        }
+        if let Some(made) = &decided.matched {
+            anyhow::ensure!(self.asks_taken.insert(made.ask_id), "ask {} matched twice in one batch", made.ask_id);
+            self.matches.push(made.clone());
+        }
+        book_changed(bid.product_id);
+        Ok(())
+    }
+
+    /// The bid as this batch left it, if the batch wrote it.
+    pub fn bid(&self, id: Uuid) -> Option<&Bid> {
+        self.slots.get(&id).map(|slot| match *slot {
+            Slot::Placed(n) => &self.placed[n],
+            Slot::Changed(n) => &self.changed[n].0,
+        })
+    }
+
+    /// Whether a match of this batch took the ask.
+    pub fn ask_taken(&self, id: Uuid) -> bool {
+        self.asks_taken.contains(&id)
+    }
+
+    /// Writes everything in one statement. Each write carries its guard, and any that does
+    /// not hold fails the batch (whose transaction then rolls back): a bid changed must
+    /// still be at the version the batch saw, a bid matched must be live by the database's
+    /// clock too (a writer whose clock is behind), and an ask matched must be on its book
+    /// as the batch saw it, free and at or below the price (a book in memory that missed a
+    /// change). The writer then reloads the books.
+    #[tracing::instrument(name = "write a batch", skip_all, err,
+                          fields(placed = self.placed.len(), changed = self.changed.len(), matches = self.matches.len()))]
+    pub async fn write(self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if self.slots.is_empty() && self.events.is_empty() {
+            return Ok(());
+        }
+        let placed = Columns::of(&self.placed);
+        let changed = Columns::of(self.changed.iter().map(|(bid, _)| bid));
+        let before: Vec<i64> = self.changed.iter().map(|(_, version)| *version).collect();
+        let matches = MatchColumns::of(&self.matches);
+        let query = sqlx::query_as::<_, (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>)>(&WRITE)
+            .bind(placed.ids)
+            .bind(placed.products)
+            .bind(placed.sizes)
+            .bind(placed.buyers)
+            .bind(placed.prices)
+            .bind(placed.statuses)
+            .bind(placed.matches)
+            .bind(placed.expiries)
+            .bind(placed.versions)
+            .bind(placed.created)
+            .bind(placed.updated)
+            .bind(changed.ids)
+            .bind(changed.statuses)
+            .bind(changed.matches)
+            .bind(changed.versions)
+            .bind(changed.updated)
+            .bind(before)
+            .bind(matches.ids)
+            .bind(matches.bids)
+            .bind(matches.asks)
+            .bind(matches.products)
+            .bind(matches.sizes)
+            .bind(matches.buyers)
+            .bind(matches.sellers)
+            .bind(matches.prices)
+            .bind(matches.statuses)
+            .bind(matches.created);
+        let (inserted, updated, held) =
+            self.events.bind_as(query).fetch_one(tx).await.context("write a batch on the books")?;
+        let missing = |wanted: &mut dyn Iterator<Item = Uuid>, got: &[Uuid]| -> Vec<Uuid> {
+            let got: HashSet<&Uuid> = got.iter().collect();
+            wanted.filter(|id| !got.contains(id)).collect()
+        };
+        let late = missing(&mut self.placed.iter().map(|bid| bid.id), &inserted);
+        anyhow::ensure!(late.is_empty(), "bids {late:?} matched after their time ran out");
+        let stale = missing(&mut self.changed.iter().map(|(bid, _)| bid.id), &updated);
+        anyhow::ensure!(stale.is_empty(), "bids {stale:?} changed, or their time ran out, before this write");
+        let gone = missing(&mut self.matches.iter().map(|made| made.ask_id), &held);
+        anyhow::ensure!(gone.is_empty(), "asks {gone:?} are no longer on their books as the book saw them");
+        Ok(())
+    }
+}
+
+/// The batch's statement: its parameters are arrays, so its text is always the same (and
+/// prepared once per connection).
+static WRITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH placed AS (
+             INSERT INTO bids (id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version,
+                               created_at, updated_at)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::uuid[], $5::int8[], $6::text[],
+                                  $7::uuid[], $8::timestamptz[], $9::int8[], $10::timestamptz[], $11::timestamptz[])
+                        AS b(id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version,
+                             created_at, updated_at)
+              WHERE b.status <> 'matched' OR b.expires_at > now()
+             RETURNING id
+         ), saved AS (
+             UPDATE bids b SET status = c.status, match_id = c.match_id, version = c.version, updated_at = c.updated_at
+               FROM unnest($12::uuid[], $13::text[], $14::uuid[], $15::int8[], $16::timestamptz[], $17::int8[])
+                    AS c(id, status, match_id, version, updated_at, before)
+              WHERE b.id = c.id AND b.version = c.before AND (c.status <> 'matched' OR b.expires_at > now())
+             RETURNING b.id
+         ), made AS (
+             INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status,
+                                  created_at, updated_at)
+             SELECT m.*, m.created_at
+               FROM unnest($18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::float8[], $23::uuid[],
+                           $24::uuid[], $25::int8[], $26::text[], $27::timestamptz[])
+                    AS m(id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status, created_at)
+         ), held AS (
+             UPDATE asks a SET match_id = m.id
+               FROM unnest($18::uuid[], $20::uuid[], $21::uuid[], $22::float8[], $25::int8[])
+                    AS m(id, ask_id, product_id, size, price_cents)
+              WHERE a.id = m.ask_id AND a.match_id IS NULL AND a.held_by IS NULL AND a.status = 'available'
+                AND a.product_id = m.product_id AND a.size = m.size AND a.price_cents <= m.price_cents
+             RETURNING a.id
+         ), sent AS ({})
+         SELECT ARRAY(SELECT id FROM placed), ARRAY(SELECT id FROM saved), ARRAY(SELECT id FROM held)",
+        OutgoingBatch::insert_sql(28)
+    )
+});
+
+/// Bids as the statement's columns.
+#[derive(Default)]
+struct Columns {
+    ids: Vec<Uuid>,
+    products: Vec<Uuid>,
+    sizes: Vec<f64>,
+    buyers: Vec<Uuid>,
+    prices: Vec<i64>,
+    statuses: Vec<&'static str>,
+    matches: Vec<Option<Uuid>>,
+    expiries: Vec<DateTime<Utc>>,
+    versions: Vec<i64>,
+    created: Vec<DateTime<Utc>>,
+    updated: Vec<DateTime<Utc>>,
+}
+
+impl Columns {
+    fn of<'a>(bids: impl IntoIterator<Item = &'a Bid>) -> Self {
+        let mut columns = Self::default();
+        for bid in bids {
+            columns.ids.push(bid.id);
+            columns.products.push(bid.product_id);
+            columns.sizes.push(bid.size);
+            columns.buyers.push(bid.buyer_id);
+            columns.prices.push(bid.price_cents);
+            columns.statuses.push(bid.status.as_str());
+            columns.matches.push(bid.match_id);
+            columns.expiries.push(bid.expires_at);
+            columns.versions.push(bid.version);
+            columns.created.push(bid.created_at);
+            columns.updated.push(bid.updated_at);
+        }
+        columns
+    }
+}
+
+/// Matches as the statement's columns.
+#[derive(Default)]
+struct MatchColumns {
+    ids: Vec<Uuid>,
+    bids: Vec<Uuid>,
+    asks: Vec<Uuid>,
+    products: Vec<Uuid>,
+    sizes: Vec<f64>,
+    buyers: Vec<Uuid>,
+    sellers: Vec<Uuid>,
+    prices: Vec<i64>,
+    statuses: Vec<&'static str>,
+    created: Vec<DateTime<Utc>>,
+}
+
+impl MatchColumns {
+    fn of(matches: &[Match]) -> Self {
+        let mut columns = Self::default();
+        for made in matches {
+            columns.ids.push(made.id);
+            columns.bids.push(made.bid_id);
+            columns.asks.push(made.ask_id);
+            columns.products.push(made.product_id);
+            columns.sizes.push(made.size);
+            columns.buyers.push(made.buyer_id);
+            columns.sellers.push(made.seller_id);
+            columns.prices.push(made.price_cents);
+            columns.statuses.push(made.status.as_str());
+            columns.created.push(made.created_at);
+        }
+        columns
+    }
+}
