@@ -23,22 +23,6 @@ use crate::SOURCE;
 use crate::domain::{Bid, Decision, Match};
 use crate::live::book_changed;
 
-/// Makes the rest of the transaction use one plan per statement, made once per connection:
-/// PostgreSQL otherwise plans [`Writes::write`] afresh on every call (a custom plan for
-/// each set of array lengths looks cheaper than the generic one), which cost as much as
-/// running it (0.5 ms a call at 0.1 × the bench's yardstick). Every statement of the
-/// transactions that write batches looks rows up by key, so a generic plan suits them all.
-pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
-
-/// `BEGIN` and [`GENERIC_PLANS`] in one round trip, for the writer's transactions.
-pub const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
-
-/// [`GENERIC_PLANS`] on a transaction begun elsewhere (a consumer's, the sweeper's).
-pub async fn generic_plans(tx: &mut PgConnection) -> anyhow::Result<()> {
-    sqlx::query(GENERIC_PLANS).execute(tx).await.context("use generic plans")?;
-    Ok(())
-}
-
 /// Where a bid the batch wrote is kept.
 #[derive(Debug, Clone, Copy)]
 enum Slot {

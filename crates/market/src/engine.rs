@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::batch::{self, Writes};
+use crate::batch::Writes;
 use crate::domain::{Ask, Bid, BidStatus, Bidder, Decision, NewBid, Product};
 use crate::matching::{OrderBook, Resting, Trade};
 use crate::owners::{self, Owner, Ownership};
@@ -444,7 +444,7 @@ impl Writer {
         only: Option<i64>,
     ) -> anyhow::Result<()> {
         let _transaction = sneakerstop_db::transaction_span("a batch on the books");
-        let mut tx = self.pool.begin_with(batch::BEGIN).await.context("begin a batch on the books")?;
+        let mut tx = self.pool.begin().await.context("begin a batch on the books")?;
         let fenced: HashMap<i16, i64> = if jobs.iter().any(|job| matches!(job.command, Command::Arrivals(_))) {
             owned.clone()
         } else {

@@ -28,7 +28,7 @@ use sneakerstop_messaging::{Handler, IncomingEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::batch::{self, Writes};
+use crate::batch::Writes;
 use crate::domain::{BidStatus, MatchStatus};
 use crate::engine::Engine;
 use crate::store::{self, Arrival};
@@ -177,7 +177,6 @@ async fn end_match(tx: &mut PgConnection, order: Uuid, outcome: MatchStatus) -> 
         Ok(ended) => {
             let mut writes = Writes::default();
             writes.change(&ended)?;
-            batch::generic_plans(tx).await?;
             writes.write(tx).await?;
             tracing::info!(match_id = %found.id, bid_id = %bid.id, status = ended.bid.status.as_str(), "match ended");
             if ended.bid.status == BidStatus::Open {

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::batch::{self, Writes};
+use crate::batch::Writes;
 use crate::store;
 
 /// Bids expired per transaction.
@@ -27,7 +27,7 @@ pub async fn run(pool: PgPool, interval: Duration, cancel: CancellationToken) {
 pub async fn sweep(pool: &PgPool) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
-        let mut tx = pool.begin_with(batch::BEGIN).await.context("begin a bid expiry round")?;
+        let mut tx = pool.begin().await.context("begin a bid expiry round")?;
         let (due, now) = store::lock_expired(&mut tx, BATCH).await?;
         if due.is_empty() {
             return Ok(total);
