@@ -10,7 +10,6 @@
 //! looks here first ([`Writes::bid`], [`Writes::ask_taken`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -123,7 +122,7 @@ impl Writes {
         let changed = Columns::of(self.changed.iter().map(|(bid, _)| bid));
         let before: Vec<i64> = self.changed.iter().map(|(_, version)| *version).collect();
         let matches = MatchColumns::of(&self.matches);
-        let query = sqlx::query_as::<_, (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>)>(&WRITE)
+        let query = sqlx::query_as::<_, (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>)>(WRITE)
             .bind(placed.ids)
             .bind(placed.products)
             .bind(placed.sizes)
@@ -167,44 +166,10 @@ impl Writes {
     }
 }
 
-/// The batch's statement: its parameters are arrays, so its text is always the same (and
-/// prepared once per connection).
-static WRITE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH placed AS (
-             INSERT INTO bids (id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version,
-                               created_at, updated_at)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::uuid[], $5::int8[], $6::text[],
-                                  $7::uuid[], $8::timestamptz[], $9::int8[], $10::timestamptz[], $11::timestamptz[])
-                        AS b(id, product_id, size, buyer_id, price_cents, status, match_id, expires_at, version,
-                             created_at, updated_at)
-              WHERE b.status <> 'matched' OR b.expires_at > now()
-             RETURNING id
-         ), saved AS (
-             UPDATE bids b SET status = c.status, match_id = c.match_id, version = c.version, updated_at = c.updated_at
-               FROM unnest($12::uuid[], $13::text[], $14::uuid[], $15::int8[], $16::timestamptz[], $17::int8[])
-                    AS c(id, status, match_id, version, updated_at, before)
-              WHERE b.id = c.id AND b.version = c.before AND (c.status <> 'matched' OR b.expires_at > now())
-             RETURNING b.id
-         ), made AS (
-             INSERT INTO matches (id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status,
-                                  created_at, updated_at)
-             SELECT m.*, m.created_at
-               FROM unnest($18::uuid[], $19::uuid[], $20::uuid[], $21::uuid[], $22::float8[], $23::uuid[],
-                           $24::uuid[], $25::int8[], $26::text[], $27::timestamptz[])
-                    AS m(id, bid_id, ask_id, product_id, size, buyer_id, seller_id, price_cents, status, created_at)
-         ), held AS (
-             UPDATE asks a SET match_id = m.id
-               FROM unnest($18::uuid[], $20::uuid[], $21::uuid[], $22::float8[], $25::int8[])
-                    AS m(id, ask_id, product_id, size, price_cents)
-              WHERE a.id = m.ask_id AND a.match_id IS NULL AND a.held_by IS NULL AND a.status = 'available'
-                AND a.product_id = m.product_id AND a.size = m.size AND a.price_cents <= m.price_cents
-             RETURNING a.id
-         ), sent AS ({})
-         SELECT ARRAY(SELECT id FROM placed), ARRAY(SELECT id FROM saved), ARRAY(SELECT id FROM held)",
-        OutgoingBatch::insert_sql(28)
-    )
-});
+/// The batch's statement: `write_batch` (migration `0009_write_batch.sql`, which says why it
+/// is a function), its parameters arrays.
+const WRITE: &str = "SELECT * FROM write_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)";
 
 /// Bids as the statement's columns.
 #[derive(Default)]

@@ -126,21 +126,10 @@ impl Outgoing {
     }
 }
 
-/// Binds an [`OutgoingBatch`]'s six arrays to a query of either kind.
-macro_rules! bind_outgoing_batch {
-    ($query:expr, $batch:expr) => {
-        $query
-            .bind($batch.ids)
-            .bind($batch.topics)
-            .bind($batch.keys)
-            .bind($batch.event_types)
-            .bind($batch.headers)
-            .bind($batch.payloads)
-    };
-}
-
-/// Events for the outbox written by one statement: one `INSERT ... SELECT FROM unnest` of
-/// every row, in the order they were pushed (the relay publishes in that order).
+/// Events for the outbox written by one statement, as six arrays in the order pushed. The
+/// statement must insert them in that order (`unnest(…) WITH ORDINALITY … ORDER BY` the
+/// ordinality): the relay publishes in the outbox's id order. The market's `write_batch`
+/// (a writer batch's changes) is one.
 #[derive(Debug, Default)]
 pub struct OutgoingBatch {
     ids: Vec<Uuid>,
@@ -168,33 +157,19 @@ impl OutgoingBatch {
         self.ids.is_empty()
     }
 
-    /// The insert of every row, in the order pushed (the outbox's ids follow it), its six
-    /// array parameters numbered from `$first`.
-    pub fn insert_sql(first: usize) -> String {
-        let [a, b, c, d, e, f] = std::array::from_fn(|n| first + n);
-        format!(
-            "INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload)
-             SELECT id, topic, message_key, event_type, headers::jsonb, payload::json
-               FROM unnest(${a}::uuid[], ${b}::text[], ${c}::text[], ${d}::text[], ${e}::text[], ${f}::text[])
-                    WITH ORDINALITY AS e(id, topic, message_key, event_type, headers, payload, n)
-              ORDER BY n"
-        )
-    }
-
-    /// Binds the six arrays of [`Self::insert_sql`], after those already bound.
-    pub fn bind<'q>(
-        self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        bind_outgoing_batch!(query, self)
-    }
-
-    /// [`Self::bind`] for a statement that returns rows as `O`.
+    /// Binds the six arrays (event ids, topics, keys, types, headers and payloads as JSON
+    /// text), after those already bound, to a statement that returns rows as `O`.
     pub fn bind_as<'q, O>(
         self,
         query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        bind_outgoing_batch!(query, self)
+        query
+            .bind(self.ids)
+            .bind(self.topics)
+            .bind(self.keys)
+            .bind(self.event_types)
+            .bind(self.headers)
+            .bind(self.payloads)
     }
 }
 
