@@ -112,12 +112,33 @@ pub async fn connect_when_migrated(config: &DbConfig, schema: &str, migrators: &
     }
 }
 
+/// A pooled connection used within this long is handed out again without a ping first.
+///
+/// sqlx pings every connection it hands out by default: a round trip, and a wake-up of
+/// the server's backend, before each transaction or statement of every request and
+/// consumer batch — under load most of the connections were used a millisecond earlier.
+/// A connection that sat idle longer is pinged, and replaced if the server ended it. One
+/// the server ended within the window fails the statement it is handed to (a request
+/// answered 500, a consumer batch retried), as it would had it died just after a ping.
+/// HikariCP's default (`aliveBypassWindowMs`) is the same half second.
+pub const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
+
 /// A pool whose connections use `schema` as their search path. Does not migrate.
 pub async fn pool(config: &DbConfig, schema: &str) -> anyhow::Result<PgPool> {
+    use sqlx::Connection;
     let options = config.options.clone().options([("search_path", schema)]);
     PgPoolOptions::new()
         .max_connections(config.pool_size)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ALIVE_WITHOUT_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .with_context(|| format!("connect to PostgreSQL for the {schema} schema"))
