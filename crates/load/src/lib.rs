@@ -150,6 +150,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
 pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
     let api = Api::new(&args.base_url)?;
     api.metrics().await.context("read the server's /metrics (is it running?)")?;
+    // What a run before this one left rippling (a market paced past what its consumers keep
+    // up with, say) is not this set-up's: a replica still behind would refuse its requests.
+    settle(&api).await?;
 
     eprintln!("setting up: {} users, {} listings", args.users, args.seed_listings);
     let users = scenarios::users(&api, args.users.max(2)).await?;
@@ -166,6 +169,8 @@ pub async fn drive(args: &LoadArgs) -> anyhow::Result<Report> {
         let admin = api.signin_user(email, password).await.context("sign the admin in")?;
         let mut products = scenarios::seed_market(&api, &admin, &users, args.market_products + 1).await?;
         if args.scenario == Scenario::Storefront {
+            // The buyers' bids need the market to have heard of their saved cards.
+            settle(&api).await?;
             scenarios::seed_books(&api, &users, &products).await?;
             (products, None)
         } else {
