@@ -9,7 +9,9 @@
 //! queued (no timer: a batch is what arrived while the previous one committed), applies
 //! it in memory in arrival order, writes it — bids, matches, their outbox events,
 //! idempotency records — on one transaction that first fences the batch's shards
-//! ([`owners::fence`]), commits, and only then answers. Refusals are decided in memory.
+//! ([`owners::fence`]), commits, and only then answers. What the commands change is kept
+//! in memory and written in one statement at the batch's end (`crate::batch`); whatever
+//! the batch reads back before then goes through it. Refusals are decided in memory.
 //!
 //! **Recovery.** A book is loaded the first time a batch needs it under the shard's epoch:
 //! its open bids and the asks on it. Every answered command is in a committed batch, and an
