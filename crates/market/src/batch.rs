@@ -240,3 +240,76 @@ impl MatchColumns {
         columns
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::domain::{Ask, Bidder, DEFAULT_EXPIRY_DAYS, NewBid, Product};
+
+    const PRODUCT: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00d1);
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_000_000 + seconds, 0).unwrap()
+    }
+
+    fn placed(n: u128) -> Decision {
+        let product = Product { id: PRODUCT, style_code: "DZ5485-612".into(), sizes: vec![10.0] };
+        let new = NewBid { product_id: PRODUCT, size: 10.0, price_cents: 20_000, expires_in_days: DEFAULT_EXPIRY_DAYS };
+        let bidder = Bidder { has_payment_method: true, ..Bidder::default() };
+        Bid::place(Uuid::from_u128(0x1000 + n), Uuid::from_u128(0xb1), &new, &product, bidder, at(0)).unwrap()
+    }
+
+    fn ask(n: u128) -> Ask {
+        Ask {
+            id: Uuid::from_u128(0x2000 + n),
+            product_id: PRODUCT,
+            size: 10.0,
+            seller_id: Uuid::from_u128(0xc1),
+            price_cents: 19_000,
+            listed_at: at(0),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn a_bid_placed_and_traded_in_one_batch_is_written_once_as_it_ends_up() {
+        let mut writes = Writes::default();
+        let new = placed(1);
+        writes.place(&new).unwrap();
+        let traded = new.bid.trade(&ask(1), Uuid::from_u128(0xe1), 19_000, at(1)).unwrap();
+        writes.change(&traded).unwrap();
+
+        assert_eq!(writes.placed, std::slice::from_ref(&traded.bid), "inserted once, already matched");
+        assert!(writes.changed.is_empty());
+        assert_eq!(writes.bid(new.bid.id), Some(&traded.bid));
+        assert!(writes.ask_taken(ask(1).id));
+        assert_eq!(writes.matches.len(), 1);
+    }
+
+    #[test]
+    fn a_bid_of_before_the_batch_keeps_the_version_it_had_and_is_changed_only_from_the_batchs_state() {
+        let mut writes = Writes::default();
+        let open = placed(2).bid; // as the database held it before the batch: version 1
+        let traded = open.trade(&ask(2), Uuid::from_u128(0xe2), 19_000, at(1)).unwrap();
+        writes.change(&traded).unwrap();
+        assert_eq!(writes.changed, [(traded.bid.clone(), 1)], "updated from version 1");
+
+        // A cancel decided from the state the database still shows (version 1, open) is not
+        // the batch's state (version 2, matched): refused, so the batch fails and runs again.
+        let stale = open.cancel(open.buyer_id, at(2)).unwrap();
+        let refused = writes.change(&stale).unwrap_err().to_string();
+        assert!(refused.contains("from a state other than this batch's"), "{refused}");
+        assert_eq!(writes.bid(open.id), Some(&traded.bid), "the batch's state is kept");
+    }
+
+    #[test]
+    fn an_ask_taken_twice_in_one_batch_fails_it() {
+        let mut writes = Writes::default();
+        let (first, second) = (placed(3).bid, placed(4).bid);
+        writes.change(&first.trade(&ask(3), Uuid::from_u128(0xe3), 19_000, at(1)).unwrap()).unwrap();
+        let twice = writes.change(&second.trade(&ask(3), Uuid::from_u128(0xe4), 19_000, at(1)).unwrap());
+        assert!(twice.unwrap_err().to_string().contains("matched twice"));
+    }
+}
