@@ -55,23 +55,25 @@ impl Writes {
     /// the batch already changed must be changed from that state (its version), never from
     /// what the database held before the batch.
     pub fn change(&mut self, decided: &Decision) -> anyhow::Result<()> {
-        let bid = decided.bid.clone();
-        if let Some(written) = self.bid(bid.id) {
-            anyhow::ensure!(
-                written.version + 1 == bid.version,
-                "bid {} changed to version {} from a state other than this batch's (version {})",
-                bid.id,
-                bid.version,
-                written.version
-            );
-        }
-        match self.slots.get(&bid.id) {
-            Some(Slot::Placed(n)) => self.placed[*n] = bid,
-            Some(Slot::Changed(n)) => self.changed[*n].0 = bid,
+        let bid = &decided.bid;
+        match self.slots.get(&bid.id).copied() {
+            Some(slot) => {
+                let written = match slot {
+                    Slot::Placed(n) => &mut self.placed[n],
+                    Slot::Changed(n) => &mut self.changed[n].0,
+                };
+                anyhow::ensure!(
+                    written.version + 1 == bid.version,
+                    "bid {} changed to version {} from a state other than this batch's (version {})",
+                    bid.id,
+                    bid.version,
+                    written.version
+                );
+                bid.clone_into(written);
+            }
             None => {
                 self.slots.insert(bid.id, Slot::Changed(self.changed.len()));
-                let before = bid.version - 1;
-                self.changed.push((bid, before));
+                self.changed.push((bid.clone(), bid.version - 1));
             }
         }
         self.record(decided)
@@ -115,7 +117,8 @@ impl Writes {
     #[tracing::instrument(name = "write a batch", skip_all, err,
                           fields(placed = self.placed.len(), changed = self.changed.len(), matches = self.matches.len()))]
     pub async fn write(self, tx: &mut PgConnection) -> anyhow::Result<()> {
-        if self.slots.is_empty() && self.events.is_empty() {
+        // Every event belongs to a bid recorded here.
+        if self.slots.is_empty() {
             return Ok(());
         }
         let placed = Columns::of(&self.placed);

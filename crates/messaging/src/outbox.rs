@@ -152,11 +152,6 @@ impl OutgoingBatch {
         Ok(())
     }
 
-    /// Whether no event was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     /// Binds the six arrays (event ids, topics, keys, types, headers and payloads as JSON
     /// text), after those already bound, to a statement that returns rows as `O`.
     pub fn bind_as<'q, O>(
