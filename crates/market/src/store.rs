@@ -321,7 +321,7 @@ pub async fn apply_product(conn: &mut PgConnection, product: &ProductSnapshot) -
     .await
     .context("apply product")?;
     // Bids waiting for this product re-check once the event's transaction commits.
-    ReplicaWait::inserted(SCHEMA);
+    ReplicaWait::inserted(SCHEMA, product.product_id);
     Ok(())
 }
 
@@ -465,7 +465,7 @@ pub async fn apply_payment_method(
     .await
     .context("apply payment method")?;
     // Bids waiting for this buyer's card re-check once the event's transaction commits.
-    ReplicaWait::inserted(SCHEMA);
+    ReplicaWait::inserted(SCHEMA, buyer);
     Ok(())
 }
 

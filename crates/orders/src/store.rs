@@ -61,7 +61,7 @@ pub async fn apply_sneaker(conn: &mut PgConnection, sneaker: &Sneaker) -> anyhow
     .rows_affected();
     if changed == 1 {
         // Requests waiting for this listing re-check once the event's transaction commits.
-        ReplicaWait::inserted(crate::SCHEMA);
+        ReplicaWait::inserted(crate::SCHEMA, sneaker.sneaker_id);
     }
     Ok(changed == 1)
 }

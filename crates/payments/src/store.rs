@@ -63,7 +63,7 @@ pub async fn order_created(
     .rows_affected();
     if inserted == 1 {
         // Requests waiting for this order re-check once the event's transaction commits.
-        ReplicaWait::inserted(crate::SCHEMA);
+        ReplicaWait::inserted(crate::SCHEMA, order.id);
     }
     Ok(inserted == 1)
 }

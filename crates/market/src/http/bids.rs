@@ -160,8 +160,11 @@ pub(super) async fn place(
         let mut conn = pool.acquire().await.context("acquire")?;
         store::bidder(&mut conn, product_id, user.id).await
     };
-    let ready =
-        state.replica.until(product_id, || async { Ok(read().await?.filter(|(_, has_method)| *has_method)) }).await?;
+    // Woken by either: the product's row or the buyer's card.
+    let ready = state
+        .replica
+        .until(&[product_id, user.id], || async { Ok(read().await?.filter(|(_, has_method)| *has_method)) })
+        .await?;
     let (product, has_payment_method) = match ready {
         Some(found) => found,
         None => read().await?.ok_or(MarketError::ProductNotFound)?,

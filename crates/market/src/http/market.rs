@@ -192,15 +192,7 @@ async fn current(state: &AppState, product: Uuid) -> Result<(Arc<MarketView>, Ca
             (None, _) => Err(MarketError::ProductNotFound),
         }
     };
-    state
-        .replica
-        .after_arrival(
-            product,
-            read,
-            |error| matches!(error, MarketError::ProductNotFound),
-            || async move { Ok(state.markets.market(&state.pool, product).await?.0.is_some()) },
-        )
-        .await
+    state.replica.after_arrival(product, read, |error| matches!(error, MarketError::ProductNotFound)).await
 }
 
 /// A product's market: per size, the lowest ask, the highest bid, the last sale and how

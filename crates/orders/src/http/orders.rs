@@ -112,17 +112,12 @@ pub(super) async fn create(
 ) -> Result<Response, OrdersError> {
     // A listing made a moment ago may not have reached this replica yet: wait (bounded) for
     // it to arrive, then place the order as if it had been there.
-    let pool = &state.pool;
     let placed = state
         .replica
         .after_arrival(
             body.sneaker_id,
             || place(&state, &user, key.as_ref(), &body),
             |error| matches!(error, OrdersError::SneakerNotFound),
-            || async move {
-                let mut conn = pool.acquire().await.context("acquire")?;
-                Ok(store::find_sneaker(&mut conn, body.sneaker_id).await?.is_some())
-            },
         )
         .await;
     // At the cap on unpaid holds: one of them may be paid, its `payment.succeeded` not

@@ -110,17 +110,12 @@ pub(super) async fn create(
 ) -> Result<Response, PaymentsError> {
     // An order placed a moment ago may not have reached this replica yet: wait (bounded)
     // for it, then pay as if it had been there.
-    let pool = &state.pool;
     state
         .replica
         .after_arrival(
             body.order_id,
             || pay(&state, &user, key.as_ref(), &body),
             |error| matches!(error, PaymentsError::OrderNotFound),
-            || async move {
-                let mut conn = pool.acquire().await.context("acquire")?;
-                Ok(store::find_order(&mut conn, body.order_id, false).await?.is_some())
-            },
         )
         .await
 }
