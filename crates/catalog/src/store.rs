@@ -2,7 +2,7 @@
 //! announces it, in the same transaction (or the same statement).
 
 use anyhow::Context;
-use sneakerstop_messaging::Outgoing;
+use sneakerstop_messaging::{Outgoing, WriteQuery};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -19,17 +19,23 @@ const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, si
 pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> anyhow::Result<()> {
     let row = &listed.sneaker;
     let event = Outgoing::new(SOURCE, row.id, row.version, &listed.event);
-    let sql = format!(
-        "WITH listed AS (
-             INSERT INTO sneakers (id, seller_id, title, brand, description, price_cents, size, status, version,
-                                   created_at, updated_at, product_id, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
-         ) {}",
-        Outgoing::insert_sql(13)
+    let sql = Outgoing::after_write_sql(
+        "INSERT INTO sneakers (id, title, brand, description, price_cents, size, status, version, created_at,
+                               updated_at, seller_id, product_id, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12)
+         RETURNING id",
+        13,
     );
-    let query = sqlx::query(&sql)
+    let query = bind_listing(sqlx::query_as(&sql), row).bind(row.seller_id).bind(row.product_id).bind(row.expires_at);
+    event.after_write(query, executor).await.context("insert sneaker and sneaker.listed")?;
+    Ok(())
+}
+
+/// Binds what both writes of a listing set, as `$1` to `$9`: id, title, brand, description,
+/// price, size, status, version and the time of the change.
+fn bind_listing<'q>(query: WriteQuery<'q>, row: &'q Sneaker) -> WriteQuery<'q> {
+    query
         .bind(row.id)
-        .bind(row.seller_id)
         .bind(&row.title)
         .bind(&row.brand)
         .bind(&row.description)
@@ -37,11 +43,7 @@ pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> a
         .bind(row.size)
         .bind(row.status)
         .bind(row.version)
-        .bind(row.created_at)
-        .bind(row.product_id)
-        .bind(row.expires_at);
-    event.bind(query).execute(executor).await.context("insert sneaker and sneaker.listed")?;
-    Ok(())
+        .bind(row.updated_at)
 }
 
 /// The listing with this id.
@@ -62,32 +64,23 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sn
         .with_context(|| format!("lock sneaker {id}"))
 }
 
-/// Writes a listing's new state and its `sneaker.updated`. The listing must still be at
-/// the version the decision was made from (it was loaded locked; anything else is a bug).
+/// Writes a listing's new state and its `sneaker.updated`, in one statement. The listing
+/// must still be at the version the decision was made from (it was loaded locked; anything
+/// else is a bug).
 #[tracing::instrument(skip_all, fields(sneaker_id = %decided.sneaker.id, version = decided.sneaker.version), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let row = &decided.sneaker;
-    let saved = sqlx::query!(
+    let event = Outgoing::new(SOURCE, row.id, row.version, &decided.event);
+    let sql = Outgoing::after_write_sql(
         "UPDATE sneakers SET title = $2, brand = $3, description = $4, price_cents = $5, size = $6, status = $7,
-                held_by_order = $8, version = $9, updated_at = $10
-          WHERE id = $1 AND version = $9::bigint - 1",
-        row.id,
-        &row.title,
-        row.brand.as_deref(),
-        row.description.as_deref(),
-        row.price_cents,
-        row.size,
-        row.status as Status,
-        row.held_by_order,
-        row.version,
-        row.updated_at,
-    )
-    .execute(&mut *tx)
-    .await
-    .with_context(|| format!("save sneaker {}", row.id))?
-    .rows_affected();
-    anyhow::ensure!(saved == 1, "sneaker {} changed under its lock", row.id);
-    sneakerstop_messaging::enqueue(tx, SOURCE, row.id, row.version, &decided.event).await?;
+                version = $8, updated_at = $9, held_by_order = $10
+          WHERE id = $1 AND version = $8::bigint - 1
+         RETURNING id",
+        11,
+    );
+    let query = bind_listing(sqlx::query_as(&sql), row).bind(row.held_by_order);
+    let saved = event.after_write(query, tx).await.with_context(|| format!("save sneaker {}", row.id))?;
+    anyhow::ensure!(saved, "sneaker {} changed under its lock", row.id);
     Ok(())
 }
 

@@ -41,7 +41,7 @@ pub use consumer::{ConsumerRuntime, Handler, IncomingEvent};
 pub use every::{every, round_span};
 pub use heard::Heard;
 pub use kafka::{Kafka, Security};
-pub use outbox::{Outgoing, OutgoingBatch, Relay, enqueue};
+pub use outbox::{Outgoing, OutgoingBatch, Relay, WriteQuery, enqueue};
 pub use replica::ReplicaWait;
 pub use watch::{ConsumerHealth, GroupHealth};
 

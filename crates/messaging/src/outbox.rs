@@ -57,6 +57,10 @@ macro_rules! bind_outgoing {
     };
 }
 
+/// A statement of [`Outgoing::after_write_sql`], as it is bound: it returns the event's id
+/// when the write changed a row.
+pub type WriteQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, (Uuid,), sqlx::postgres::PgArguments>;
+
 /// An event ready for the outbox, for writing it in the same SQL statement as the change
 /// it describes: `WITH change AS (INSERT ...) ` + [`Outgoing::insert_sql`]. One statement
 /// is one round trip and an implicit transaction, so the change and its event still
@@ -107,6 +111,37 @@ impl Outgoing {
             "INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload) VALUES ({})",
             params.join(", ")
         )
+    }
+
+    /// A statement that runs `write` — an `INSERT`, `UPDATE` or `DELETE` whose parameters
+    /// are `$1` to `$(first - 1)`, with a `RETURNING` clause — and inserts the event (its six
+    /// parameters numbered from `$first`) only if `write` returned a row: the change and its
+    /// event in one round trip, and no event for a change that did not happen (a version
+    /// guard that failed, an insert that met `ON CONFLICT DO NOTHING`). Run it with
+    /// [`Self::after_write`].
+    pub fn after_write_sql(write: &str, first: usize) -> String {
+        let params: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+        format!(
+            "WITH written AS ({write})
+             INSERT INTO outbox (event_id, topic, message_key, event_type, headers, payload)
+             SELECT {} WHERE EXISTS (SELECT FROM written)
+             RETURNING event_id",
+            params.join(", ")
+        )
+    }
+
+    /// Runs `query` — a statement of [`Self::after_write_sql`] with its write's parameters
+    /// bound — with this event bound after them, on `executor` (alone, the statement is its
+    /// own transaction). Returns whether the write returned a row (and so the event was
+    /// written).
+    pub async fn after_write(self, query: WriteQuery<'_>, executor: impl sqlx::PgExecutor<'_>) -> anyhow::Result<bool> {
+        let event_type = self.event_type.clone();
+        let written = self
+            .bind_as(query)
+            .fetch_optional(executor)
+            .await
+            .with_context(|| format!("write a change and its {event_type}"))?;
+        Ok(written.is_some())
     }
 
     /// Binds the six parameters of [`Self::insert_sql`], after those already bound.

@@ -9,7 +9,9 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use sneakerstop_events::catalog::{Sneaker, SneakerEvent, SneakerStatus};
 use sneakerstop_events::{Contract, topics};
-use sneakerstop_messaging::{ChangeFeed, ConsumerRuntime, Handler, IncomingEvent, Kafka, MIGRATOR, Relay, enqueue};
+use sneakerstop_messaging::{
+    ChangeFeed, ConsumerRuntime, Handler, IncomingEvent, Kafka, MIGRATOR, Outgoing, Relay, enqueue,
+};
 use sneakerstop_test_support::{Broker, Record, TestDb, read_to_end, shared_brokers, unique, wait_until};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -286,4 +288,36 @@ async fn deployments_under_different_topic_prefixes_do_not_read_each_others_even
         assert_eq!(ids, expected, "{}", kafka.topic(topics::SNEAKERS));
     }
     cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_change_and_its_event_are_written_in_one_statement_or_not_at_all() {
+    let (_db, pool) = outbox_db().await;
+    sqlx::query("CREATE TABLE things (id uuid PRIMARY KEY, version bigint NOT NULL)").execute(&pool).await.unwrap();
+    let id = Uuid::now_v7();
+    let insert = Outgoing::after_write_sql(
+        "INSERT INTO things (id, version) VALUES ($1, 1) ON CONFLICT DO NOTHING RETURNING id",
+        2,
+    );
+    let update =
+        Outgoing::after_write_sql("UPDATE things SET version = $2 WHERE id = $1 AND version = $2 - 1 RETURNING id", 3);
+    let outgoing = |version| Outgoing::new("/sneakerstop/relaytest", id, version, &event(id, version));
+
+    let wrote = outgoing(1).after_write(sqlx::query_as(&insert).bind(id), &pool).await.unwrap();
+    assert!(wrote, "a new row is written with its event");
+    assert_eq!(backlog(&pool).await, 1);
+
+    let wrote = outgoing(1).after_write(sqlx::query_as(&insert).bind(id), &pool).await.unwrap();
+    assert!(!wrote, "an insert that met ON CONFLICT DO NOTHING writes nothing");
+    assert_eq!(backlog(&pool).await, 1, "and no event");
+
+    let stale = outgoing(3).after_write(sqlx::query_as(&update).bind(id).bind(3_i64), &pool).await.unwrap();
+    assert!(!stale, "an update whose version guard fails writes nothing");
+    assert_eq!(backlog(&pool).await, 1, "and no event");
+
+    let wrote = outgoing(2).after_write(sqlx::query_as(&update).bind(id).bind(2_i64), &pool).await.unwrap();
+    assert!(wrote);
+    let version: i64 = sqlx::query_scalar("SELECT version FROM things").fetch_one(&pool).await.unwrap();
+    assert_eq!(version, 2, "the row moved on");
+    assert_eq!(backlog(&pool).await, 2, "with its event");
 }

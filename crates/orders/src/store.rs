@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
 use sneakerstop_events::orders::{OrderEvent, OrderRefused};
-use sneakerstop_messaging::ReplicaWait;
+use sneakerstop_messaging::{Outgoing, ReplicaWait};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -139,53 +139,50 @@ pub async fn insert_fill(tx: &mut PgConnection, filled: &Decision) -> anyhow::Re
 /// not an error, so the transaction stays usable.
 async fn insert_new(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<bool> {
     let order = &decided.order;
-    let inserted = sqlx::query!(
+    let sql = Outgoing::after_write_sql(
         "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at,
                              traceparent, match_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
-         ON CONFLICT DO NOTHING",
-        order.id,
-        order.sneaker_id,
-        order.buyer_id,
-        order.seller_id,
-        order.price_cents,
-        order.status as OrderStatus,
-        order.expires_at,
-        order.created_at,
-        sneakerstop_telemetry::trace::current_traceparent(),
-        order.match_id,
-    )
-    .execute(&mut *tx)
-    .await
-    .context("insert order")?
-    .rows_affected();
-    if inserted == 1 {
-        publish(tx, decided).await?;
-    }
-    Ok(inserted == 1)
+         ON CONFLICT DO NOTHING
+         RETURNING id",
+        11,
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(order.id)
+        .bind(order.sneaker_id)
+        .bind(order.buyer_id)
+        .bind(order.seller_id)
+        .bind(order.price_cents)
+        .bind(order.status)
+        .bind(order.expires_at)
+        .bind(order.created_at)
+        .bind(sneakerstop_telemetry::trace::current_traceparent())
+        .bind(order.match_id);
+    event(decided).after_write(query, tx).await.context("insert order")
 }
 
-/// Writes an order's new state and its event. The order must still be at the version the
-/// decision was made from (it was loaded locked, so it is; anything else is a bug).
+/// Writes an order's new state and its event, in one statement. The order must still be at
+/// the version the decision was made from (it was loaded locked, so it is; anything else is
+/// a bug).
 #[tracing::instrument(skip_all, fields(order_id = %decided.order.id, version = decided.order.version), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let order = &decided.order;
-    let updated = sqlx::query!(
+    let sql = Outgoing::after_write_sql(
         "UPDATE orders SET status = $2, cancel_reason = $3, payment_id = $4, version = $5, updated_at = $6
-         WHERE id = $1 AND version = $5::bigint - 1",
-        order.id,
-        order.status as OrderStatus,
-        order.cancel_reason as Option<Cancellation>,
-        order.payment_id,
-        order.version,
-        order.updated_at,
-    )
-    .execute(&mut *tx)
-    .await
-    .with_context(|| format!("save order {}", order.id))?
-    .rows_affected();
-    anyhow::ensure!(updated == 1, "order {} changed under its lock", order.id);
-    publish(tx, decided).await
+          WHERE id = $1 AND version = $5::bigint - 1
+         RETURNING id",
+        7,
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(order.id)
+        .bind(order.status)
+        .bind(order.cancel_reason)
+        .bind(order.payment_id)
+        .bind(order.version)
+        .bind(order.updated_at);
+    let saved = event(decided).after_write(query, tx).await.with_context(|| format!("save order {}", order.id))?;
+    anyhow::ensure!(saved, "order {} changed under its lock", order.id);
+    Ok(())
 }
 
 /// One order, locked for this transaction, whoever's it is.
@@ -248,11 +245,10 @@ pub async fn refuse(tx: &mut PgConnection, refused: &OrderRefused) -> anyhow::Re
     Ok(())
 }
 
-/// Writes a decision's event to the outbox, at the order's new version; the contract
-/// keys it by the pair (see `sneakerstop_events::orders`).
-async fn publish(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
-    sneakerstop_messaging::enqueue(tx, SOURCE, decided.order.id, decided.order.version, &decided.event).await?;
-    Ok(())
+/// A decision's event, at the order's new version; the contract keys it by the pair (see
+/// `sneakerstop_events::orders`).
+fn event(decided: &Decision) -> Outgoing {
+    Outgoing::new(SOURCE, decided.order.id, decided.order.version, &decided.event)
 }
 
 /// The traces `orders` were placed in (those that recorded one).

@@ -6,7 +6,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::payments::PaymentEvent;
-use sneakerstop_messaging::ReplicaWait;
+use sneakerstop_messaging::{Outgoing, ReplicaWait, WriteQuery};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -343,29 +343,36 @@ fn is_live_payment_conflict(error: &sqlx::Error) -> bool {
 #[tracing::instrument(skip_all, fields(payment_id = %decided.payment.id, status = ?decided.payment.status), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<bool> {
     let payment = &decided.payment;
-    let saved = sqlx::query!(
-        "UPDATE payments SET status = $3, failure_reason = $4, provider_ref = $5, refund_ref = $6, updated_at = $7,
-                token = CASE WHEN $3 = 'pending' THEN token END
-          WHERE id = $1 AND status = $2",
-        payment.id,
-        decided.from as PaymentStatus,
-        payment.status as PaymentStatus,
-        payment.failure_reason.as_deref(),
-        payment.provider_ref.as_deref(),
-        payment.refund_ref.as_deref(),
-        payment.updated_at,
-    )
-    .execute(&mut *tx)
-    .await
-    .with_context(|| format!("save payment {}", payment.id))?
-    .rows_affected();
-    if saved == 0 {
-        return Ok(false);
-    }
-    if let Some((event, version)) = &decided.event {
-        sneakerstop_messaging::enqueue(tx, SOURCE, payment.id, *version, event).await?;
-    }
-    Ok(true)
+    const UPDATE: &str = "UPDATE payments SET status = $3, failure_reason = $4, provider_ref = $5, refund_ref = $6,
+                                 updated_at = $7, token = CASE WHEN $3 = 'pending' THEN token END
+                           WHERE id = $1 AND status = $2
+                          RETURNING id";
+    let Some((event, version)) = &decided.event else {
+        let saved = bind_save(sqlx::query_as(UPDATE), payment, decided.from)
+            .fetch_optional(&mut *tx)
+            .await
+            .with_context(|| format!("save payment {}", payment.id))?;
+        return Ok(saved.is_some());
+    };
+    // With its event: both in one statement.
+    let sql = Outgoing::after_write_sql(UPDATE, 8);
+    let event = Outgoing::new(SOURCE, payment.id, *version, event);
+    event
+        .after_write(bind_save(sqlx::query_as(&sql), payment, decided.from), tx)
+        .await
+        .with_context(|| format!("save payment {}", payment.id))
+}
+
+/// Binds [`save`]'s seven parameters.
+fn bind_save<'q>(query: WriteQuery<'q>, payment: &'q Payment, from: PaymentStatus) -> WriteQuery<'q> {
+    query
+        .bind(payment.id)
+        .bind(from)
+        .bind(payment.status)
+        .bind(payment.failure_reason.as_deref())
+        .bind(payment.provider_ref.as_deref())
+        .bind(payment.refund_ref.as_deref())
+        .bind(payment.updated_at)
 }
 
 /// The order's live payment, if any (to tell "already paid" from "in progress").
