@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use uuid::Uuid;
+
 use crate::{ChangeFeed, Relay};
 
 /// What a unit of work changed since its last flush.
@@ -29,7 +31,13 @@ struct Written {
     outboxes: BTreeSet<String>,
     /// Other channels, with the payloads to announce on each.
     changes: BTreeMap<String, BTreeSet<String>>,
+    /// Channels whose announcements name rows, with the ids to name: announced together.
+    ids: BTreeMap<String, BTreeSet<Uuid>>,
 }
+
+/// Ids one announcement names at most: a `NOTIFY` payload holds fewer than 8,000 bytes, an
+/// id and its comma 37.
+pub const IDS_PER_ANNOUNCEMENT: usize = 200;
 
 /// The feed to announce on and what was written since the last flush.
 #[derive(Clone)]
@@ -86,6 +94,12 @@ pub fn flush() {
                 announcer.feed.announce(&channel, &payload);
             }
         }
+        for (channel, ids) in written.ids {
+            let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+            for some in ids.chunks(IDS_PER_ANNOUNCEMENT) {
+                announcer.feed.announce(&channel, &some.join(","));
+            }
+        }
     });
 }
 
@@ -116,6 +130,31 @@ pub fn changed(channel: &str, payload: &str) {
             }
         }
     });
+}
+
+/// Records that the current unit of work changed the row `id`, followed on `channel`, to be
+/// announced once the work has committed ([`flush`]). The ids a unit of work changed on one
+/// channel are announced together, comma-separated, [`IDS_PER_ANNOUNCEMENT`] at most to an
+/// announcement ([`ids`] reads them back): a batch of 50 rows is one `NOTIFY`, not 50. A
+/// no-op outside [`announcing`].
+pub fn changed_id(channel: &str, id: Uuid) {
+    let _ = ANNOUNCER.try_with(|announcer| {
+        let mut written = announcer.written.lock().unwrap_or_else(PoisonError::into_inner);
+        match written.ids.get_mut(channel) {
+            Some(ids) => {
+                ids.insert(id);
+            }
+            None => {
+                written.ids.insert(channel.to_owned(), BTreeSet::from([id]));
+            }
+        }
+    });
+}
+
+/// The ids an announcement of [`changed_id`] names; `None` if it names none or is not such
+/// an announcement (an empty payload: something changed, say not what).
+pub fn ids(payload: &str) -> Option<Vec<Uuid>> {
+    payload.split(',').map(|id| Uuid::try_parse(id).ok()).collect()
 }
 
 #[cfg(test)]
@@ -170,6 +209,30 @@ mod tests {
         })
         .await;
         assert_eq!(*heard.lock().unwrap(), ["a", "b"], "each payload once");
+    }
+
+    #[tokio::test]
+    async fn the_ids_a_unit_of_work_changed_are_announced_together() {
+        let feed = ChangeFeed::new();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        feed.subscribe("x_replica", move |signal| {
+            if let crate::Signal::Notified(payload) = signal {
+                log.lock().unwrap().push(ids(payload).expect("names ids"));
+            }
+        });
+        let changed: Vec<Uuid> = (0..IDS_PER_ANNOUNCEMENT + 1).map(|_| Uuid::now_v7()).collect();
+        announcing(&feed, async {
+            for id in changed.iter().chain(&changed[..3]) {
+                changed_id("x_replica", *id);
+            }
+            assert!(heard.lock().unwrap().is_empty(), "not before the work says it committed");
+        })
+        .await;
+        let heard = heard.lock().unwrap();
+        assert_eq!(heard.iter().map(Vec::len).collect::<Vec<_>>(), [IDS_PER_ANNOUNCEMENT, 1], "as few as fit");
+        assert_eq!(heard.concat(), changed, "every id once");
+        assert_eq!(ids(""), None, "an empty payload names nothing");
     }
 
     #[tokio::test]

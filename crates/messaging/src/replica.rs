@@ -7,9 +7,10 @@
 //! woken when that id's replica row commits, and answers then; 404 only after the wait.
 //!
 //! The wake-up is the process's change feed: whoever writes a replica row says which id it
-//! wrote ([`ReplicaWait::inserted`]), the unit of work announces the id on `<schema>_replica`
-//! once it has committed ([`crate::announce`]; to other processes by a `NOTIFY` after the
-//! commit), and only the requests waiting for that id look again. No polling loop, and a
+//! wrote ([`ReplicaWait::inserted`]), the unit of work announces its ids together on
+//! `<schema>_replica` once it has committed ([`crate::announce::changed_id`]; to other
+//! processes by one `NOTIFY` after the commit), and only the requests waiting for one of
+//! those ids look again. No polling loop, and a
 //! commit wakes nobody who waits for something else: with many requests waiting at once,
 //! every replica commit waking every one of them to read its row again cost more than the
 //! requests themselves (measured under the purchase scenario: five reads of the listing
@@ -47,12 +48,12 @@ struct Waiters {
 }
 
 impl Waiters {
-    /// Wakes the waiters for `id`, or every waiter for `None`. A waiter not yet waiting
+    /// Wakes the waiters for `ids`, or every waiter for `None`. A waiter not yet waiting
     /// keeps the wake-up (`notify_one` stores a permit) and finds it when it waits.
-    fn wake(&self, id: Option<Uuid>) {
+    fn wake(&self, ids: Option<&[Uuid]>) {
         let by_id = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
-        let woken: Box<dyn Iterator<Item = &Vec<Arc<Notify>>>> = match id {
-            Some(id) => Box::new(by_id.get(&id).into_iter()),
+        let woken: Box<dyn Iterator<Item = &Vec<Arc<Notify>>>> = match ids {
+            Some(ids) => Box::new(ids.iter().filter_map(|id| by_id.get(id))),
             None => Box::new(by_id.values()),
         };
         woken.flatten().for_each(|waiter| waiter.notify_one());
@@ -109,7 +110,7 @@ impl ReplicaWait {
     /// Records that the current unit of work wrote the replica row `id` of `schema`: the
     /// requests waiting for `id` (on every process) are woken once the work has committed.
     pub fn inserted(schema: &str, id: Uuid) {
-        crate::announce::changed(&Self::channel(schema), &id.to_string());
+        crate::announce::changed_id(&Self::channel(schema), id);
     }
 
     /// Wakes waiters whenever `channel` is notified on `feed`: those of the id it names, or
@@ -117,7 +118,7 @@ impl ReplicaWait {
     pub fn follow(&self, feed: &ChangeFeed, channel: &str) {
         let (waiters, listening) = (self.waiters.clone(), self.listening.clone());
         feed.subscribe(channel, move |signal| match signal {
-            Signal::Notified(payload) => waiters.wake(Uuid::try_parse(payload).ok()),
+            Signal::Notified(payload) => waiters.wake(crate::announce::ids(payload).as_deref()),
             Signal::Connected => {
                 listening.store(true, Ordering::SeqCst);
                 // A row may have committed while the feed was away.
