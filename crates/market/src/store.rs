@@ -378,19 +378,20 @@ pub async fn order_placed(
     sneaker: Uuid,
     price_cents: i64,
 ) -> anyhow::Result<Option<(Uuid, f64)>> {
-    sqlx::query!(
-        "INSERT INTO order_prices (order_id, sneaker_id, price_cents) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        order,
+    // One statement. The price is kept whether or not the listing is an ask the market has
+    // heard of yet: its `sneaker.listed` may come after the order's event.
+    let book = sqlx::query!(
+        "WITH priced AS (
+             INSERT INTO order_prices (order_id, sneaker_id, price_cents) VALUES ($2, $1, $3) ON CONFLICT DO NOTHING
+         )
+         UPDATE asks SET held_by = $2 WHERE id = $1 RETURNING product_id, size",
         sneaker,
+        order,
         price_cents
     )
-    .execute(&mut *conn)
+    .fetch_optional(conn)
     .await
-    .context("remember the order's price")?;
-    let book = sqlx::query!("UPDATE asks SET held_by = $2 WHERE id = $1 RETURNING product_id, size", sneaker, order)
-        .fetch_optional(conn)
-        .await
-        .context("hold the ask")?;
+    .context("remember the order's price and hold the ask")?;
     let book = book.map(|row| (row.product_id, row.size));
     if let Some((product, _)) = book {
         book_changed(product);
