@@ -19,7 +19,7 @@
 //! healthy) and `consumer_rejoins_total{group}`. [`ConsumerHealth`] holds the same figures
 //! for `/healthz`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -251,10 +251,12 @@ pub(crate) struct Position {
     pub end: i64,
 }
 
+/// How long a question to the brokers about a group's positions may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The group's position on every partition of `topics`, asked with `client` (a client
 /// configured with the group's id that never joins it). Blocking.
 pub(crate) fn positions(client: &BaseConsumer, topics: &[String]) -> anyhow::Result<Vec<Position>> {
-    const TIMEOUT: Duration = Duration::from_secs(5);
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
         let metadata = client.fetch_metadata(Some(topic), TIMEOUT).with_context(|| format!("metadata of {topic}"))?;
@@ -265,23 +267,63 @@ pub(crate) fn positions(client: &BaseConsumer, topics: &[String]) -> anyhow::Res
         }
     }
     let committed = client.committed_offsets(partitions, TIMEOUT).context("committed offsets")?;
+    // Every partition's end in one request to each broker, not one request per partition
+    // (a process's groups read about 40 partitions, asked every second or two); the start only
+    // of partitions the group has no offset on.
+    let ends = listed(client, &committed, |_| true, Offset::End)?;
+    let starts = listed(client, &committed, |offset| !matches!(offset, Offset::Offset(_)), Offset::Beginning)?;
     let mut positions = Vec::new();
     for element in committed.elements() {
-        let (low, high) = client
-            .fetch_watermarks(element.topic(), element.partition(), TIMEOUT)
-            .with_context(|| format!("watermarks of {}/{}", element.topic(), element.partition()))?;
+        let at = |offsets: &HashMap<(String, i32), i64>| {
+            offsets
+                .get(&(element.topic().to_owned(), element.partition()))
+                .copied()
+                .with_context(|| format!("no offset listed for {}/{}", element.topic(), element.partition()))
+        };
         let committed = match element.offset() {
             Offset::Offset(offset) => offset,
-            _ => low,
+            _ => at(&starts)?,
         };
         positions.push(Position {
             topic: element.topic().to_owned(),
             partition: element.partition(),
             committed,
-            end: high,
+            end: at(&ends)?,
         });
     }
     Ok(positions)
+}
+
+/// The offsets at `at` (`Offset::End`: the partition's end, as `fetch_watermarks` tells it;
+/// `Offset::Beginning`: its start) of the partitions of `of` whose offset `pick` selects,
+/// asked in one `ListOffsets` request to each broker.
+fn listed(
+    client: &BaseConsumer,
+    of: &TopicPartitionList,
+    pick: impl Fn(Offset) -> bool,
+    at: Offset,
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let mut asked = TopicPartitionList::new();
+    for element in of.elements().iter().filter(|element| pick(element.offset())) {
+        asked.add_partition_offset(element.topic(), element.partition(), at).context("list a partition")?;
+    }
+    if asked.count() == 0 {
+        return Ok(HashMap::new());
+    }
+    let listed = client.offsets_for_times(asked, TIMEOUT).context("list offsets")?;
+    listed
+        .elements()
+        .iter()
+        .map(|element| {
+            element
+                .error()
+                .with_context(|| format!("list the offset of {}/{}", element.topic(), element.partition()))?;
+            match element.offset() {
+                Offset::Offset(offset) => Ok(((element.topic().to_owned(), element.partition()), offset)),
+                other => anyhow::bail!("{}/{} listed no offset: {other:?}", element.topic(), element.partition()),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
