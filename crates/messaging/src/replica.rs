@@ -10,14 +10,14 @@
 //! wrote ([`ReplicaWait::inserted`]), the unit of work announces its ids together on
 //! `<schema>_replica` once it has committed ([`crate::announce::changed_id`]; to other
 //! processes by one `NOTIFY` after the commit), and only the requests waiting for one of
-//! those ids look again. No polling loop, and a
-//! commit wakes nobody who waits for something else: with many requests waiting at once,
-//! every replica commit waking every one of them to read its row again cost more than the
-//! requests themselves (measured under the purchase scenario: five reads of the listing
-//! per order instead of two).
+//! those ids look again. No polling loop, and a commit wakes nobody who waits for something
+//! else: with many requests waiting at once, waking every one of them at every replica
+//! commit to read its row again made five reads of the listing per order where two do
+//! (measured under the purchase scenario).
+//!
 //! A request registers its interest before its first look, so a row that commits between
-//! the look and the wait still wakes it. An announcement without an id (or one that is not
-//! an id) and the feed reconnecting wake every waiter: something may have arrived unheard.
+//! the look and the wait still wakes it. An announcement that names no ids (an empty
+//! payload) and the feed reconnecting wake every waiter: something may have arrived unheard.
 //! While the feed is not connected nothing would wake a waiter, so it does not wait. An id
 //! that can never arrive is answered at once: ours are UUIDv7 (time-ordered), so an id that
 //! is not v7, or that says it was made in the future, names nothing.
@@ -113,7 +113,7 @@ impl ReplicaWait {
         crate::announce::changed_id(&Self::channel(schema), id);
     }
 
-    /// Wakes waiters whenever `channel` is notified on `feed`: those of the id it names, or
+    /// Wakes waiters whenever `channel` is notified on `feed`: those of the ids it names, or
     /// all of them.
     pub fn follow(&self, feed: &ChangeFeed, channel: &str) {
         let (waiters, listening) = (self.waiters.clone(), self.listening.clone());
