@@ -277,6 +277,9 @@ async fn an_idempotency_key_replays_the_first_response() {
     let reused = send(other, "key-1").await;
     assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reused.content_type(), Some("application/problem+json"));
+    // Reused naming a listing that does not exist: still the reuse, not a 404 after a wait.
+    let nowhere = send(Uuid::now_v7(), "key-1").await;
+    assert_eq!(nowhere.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // The same key from another user is another key.
     let (_, stranger) = ctx.user();

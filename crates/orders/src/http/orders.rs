@@ -141,14 +141,18 @@ async fn place(
     key: Option<&IdempotencyKey>,
     body: &NewOrder,
 ) -> Result<Response, OrdersError> {
-    // The listing first, before the transaction: a listing this replica has not heard of yet
-    // (an order placed the moment the pair is listed) costs one read, not a transaction
-    // begun and rolled back, before the wait for it. It is the same read as the transaction's
-    // first statement would be: READ COMMITTED gives each statement its own snapshot, this
-    // read locks nothing, and the pair is guarded by the order's unique hold, not by it.
-    // Replica rows are never deleted, so a key answered before still finds its listing.
+    // Without an Idempotency-Key, the listing first, before the transaction: a listing this
+    // replica has not heard of yet (an order placed the moment the pair is listed) costs one
+    // read, not a transaction begun and rolled back, before the wait for it. It is the same
+    // read as the transaction's first statement would be: READ COMMITTED gives each statement
+    // its own snapshot, this read locks nothing, and the pair is guarded by the order's unique
+    // hold, not by it. With a key, the key is claimed first, so that a replay is answered as
+    // the first request was (or refused as a reuse) whatever the replica holds.
     let mut conn = state.pool.acquire().await.context("acquire")?;
-    let listing = store::find_sneaker(&mut conn, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?;
+    let read_first = match key {
+        None => Some(store::find_sneaker(&mut conn, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?),
+        Some(_) => None,
+    };
     let _transaction = sneakerstop_db::transaction_span("placing an order");
     let mut tx = sqlx::Connection::begin(&mut *conn).await.context("begin placing an order")?;
     let request = json!({"sneakerId": body.sneaker_id});
@@ -159,6 +163,10 @@ async fn place(
     if let sneakerstop_idempotency::Start::Answer(answer) = start {
         return Ok(answer);
     }
+    let listing = match read_first {
+        Some(listing) => listing,
+        None => store::find_sneaker(&mut tx, body.sneaker_id).await?.ok_or(OrdersError::SneakerNotFound)?,
+    };
     let ttl = chrono::Duration::from_std(state.reservation_ttl).context("ORDER_RESERVATION_TTL out of range")?;
     let placed = Order::place(Uuid::now_v7(), user.id, &listing, Utc::now(), ttl)?;
     if !store::take_hold(&mut tx, user.id, state.max_holds).await? {
