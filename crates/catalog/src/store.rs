@@ -1,6 +1,8 @@
 //! Persistence for `sneakers`: what the domain decided, written with the event that
 //! announces it, in the same transaction (or the same statement).
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use sneakerstop_messaging::{Outgoing, WriteQuery};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -19,14 +21,16 @@ const COLUMNS: &str = "id, seller_id, title, brand, description, price_cents, si
 pub async fn insert(executor: impl sqlx::PgExecutor<'_>, listed: &Decision) -> anyhow::Result<()> {
     let row = &listed.sneaker;
     let event = Outgoing::new(SOURCE, row.id, row.version, &listed.event);
-    let sql = Outgoing::after_write_sql(
-        "INSERT INTO sneakers (id, title, brand, description, price_cents, size, status, version, created_at,
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        Outgoing::after_write_sql(
+            "INSERT INTO sneakers (id, title, brand, description, price_cents, size, status, version, created_at,
                                updated_at, seller_id, product_id, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12)
          RETURNING id",
-        13,
-    );
-    let query = bind_listing(sqlx::query_as(&sql), row).bind(row.seller_id).bind(row.product_id).bind(row.expires_at);
+            13,
+        )
+    });
+    let query = bind_listing(sqlx::query_as(&SQL), row).bind(row.seller_id).bind(row.product_id).bind(row.expires_at);
     event.after_write(query, executor).await.context("insert sneaker and sneaker.listed")?;
     Ok(())
 }
@@ -71,14 +75,16 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Sn
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let row = &decided.sneaker;
     let event = Outgoing::new(SOURCE, row.id, row.version, &decided.event);
-    let sql = Outgoing::after_write_sql(
-        "UPDATE sneakers SET title = $2, brand = $3, description = $4, price_cents = $5, size = $6, status = $7,
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        Outgoing::after_write_sql(
+            "UPDATE sneakers SET title = $2, brand = $3, description = $4, price_cents = $5, size = $6, status = $7,
                 version = $8, updated_at = $9, held_by_order = $10
           WHERE id = $1 AND version = $8::bigint - 1
          RETURNING id",
-        11,
-    );
-    let query = bind_listing(sqlx::query_as(&sql), row).bind(row.held_by_order);
+            11,
+        )
+    });
+    let query = bind_listing(sqlx::query_as(&SQL), row).bind(row.held_by_order);
     let saved = event.after_write(query, tx).await.with_context(|| format!("save sneaker {}", row.id))?;
     anyhow::ensure!(saved, "sneaker {} changed under its lock", row.id);
     Ok(())

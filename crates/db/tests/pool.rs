@@ -23,12 +23,19 @@ async fn terminate(other: &PgPool, pid: i32) {
     assert!(ended, "backend {pid} ended");
 }
 
+/// A pool of one connection that has been used, whose backend the server then ended; and
+/// that backend's pid.
+async fn pool_whose_backend_ended(db: &TestDb) -> (PgPool, i32) {
+    let (pool, other) = (pool_of_one(db).await, PgPool::connect(&db.url()).await.unwrap());
+    let first = backend(&pool).await.unwrap();
+    terminate(&other, first).await;
+    (pool, first)
+}
+
 #[tokio::test]
 async fn a_connection_idle_past_the_window_is_pinged_and_replaced_if_the_server_ended_it() {
     let db = TestDb::new().await;
-    let (pool, other) = (pool_of_one(&db).await, PgPool::connect(&db.url()).await.unwrap());
-    let first = backend(&pool).await.unwrap();
-    terminate(&other, first).await;
+    let (pool, first) = pool_whose_backend_ended(&db).await;
 
     // The precondition under test is the idle time itself, not an event to wait for.
     tokio::time::sleep(ALIVE_WITHOUT_PING * 2).await;
@@ -39,9 +46,7 @@ async fn a_connection_idle_past_the_window_is_pinged_and_replaced_if_the_server_
 #[tokio::test]
 async fn a_connection_used_within_the_window_is_handed_out_without_a_ping() {
     let db = TestDb::new().await;
-    let (pool, other) = (pool_of_one(&db).await, PgPool::connect(&db.url()).await.unwrap());
-    let first = backend(&pool).await.unwrap();
-    terminate(&other, first).await;
+    let (pool, first) = pool_whose_backend_ended(&db).await;
 
     // No ping: the statement itself finds the connection gone (had the pool pinged, it would
     // have replaced the connection and this would succeed). The pool then replaces it.

@@ -118,7 +118,8 @@ impl Outgoing {
     /// parameters numbered from `$first`) only if `write` returned a row: the change and its
     /// event in one round trip, and no event for a change that did not happen (a version
     /// guard that failed, an insert that met `ON CONFLICT DO NOTHING`). Run it with
-    /// [`Self::after_write`].
+    /// [`Self::after_write`]. A call site's statement never changes: build it once (a
+    /// `static` `LazyLock`), not per write.
     pub fn after_write_sql(write: &str, first: usize) -> String {
         let params: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
         format!(

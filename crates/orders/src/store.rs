@@ -3,6 +3,8 @@
 //! the ones only the database can decide across concurrent requests: one live order per
 //! pair (a unique index) and the per-buyer cap on unpaid holds (a locked counter).
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::catalog::{Sneaker, SneakerStatus};
@@ -139,15 +141,17 @@ pub async fn insert_fill(tx: &mut PgConnection, filled: &Decision) -> anyhow::Re
 /// not an error, so the transaction stays usable.
 async fn insert_new(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<bool> {
     let order = &decided.order;
-    let sql = Outgoing::after_write_sql(
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        Outgoing::after_write_sql(
         "INSERT INTO orders (id, sneaker_id, buyer_id, seller_id, price_cents, status, expires_at, created_at, updated_at,
                              traceparent, match_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
          ON CONFLICT DO NOTHING
          RETURNING id",
         11,
-    );
-    let query = sqlx::query_as(&sql)
+    )
+    });
+    let query = sqlx::query_as(&SQL)
         .bind(order.id)
         .bind(order.sneaker_id)
         .bind(order.buyer_id)
@@ -167,13 +171,15 @@ async fn insert_new(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result
 #[tracing::instrument(skip_all, fields(order_id = %decided.order.id, version = decided.order.version), err)]
 pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<()> {
     let order = &decided.order;
-    let sql = Outgoing::after_write_sql(
-        "UPDATE orders SET status = $2, cancel_reason = $3, payment_id = $4, version = $5, updated_at = $6
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        Outgoing::after_write_sql(
+            "UPDATE orders SET status = $2, cancel_reason = $3, payment_id = $4, version = $5, updated_at = $6
           WHERE id = $1 AND version = $5::bigint - 1
          RETURNING id",
-        7,
-    );
-    let query = sqlx::query_as(&sql)
+            7,
+        )
+    });
+    let query = sqlx::query_as(&SQL)
         .bind(order.id)
         .bind(order.status)
         .bind(order.cancel_reason)

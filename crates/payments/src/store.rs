@@ -3,6 +3,8 @@
 //! can decide across requests is decided here: one live payment per order (a unique index)
 //! and whether a payment is still in the state a decision was made from.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sneakerstop_events::payments::PaymentEvent;
@@ -355,10 +357,10 @@ pub async fn save(tx: &mut PgConnection, decided: &Decision) -> anyhow::Result<b
         return Ok(saved.is_some());
     };
     // With its event: both in one statement.
-    let sql = Outgoing::after_write_sql(UPDATE, 8);
+    static SQL: LazyLock<String> = LazyLock::new(|| Outgoing::after_write_sql(UPDATE, 8));
     let event = Outgoing::new(SOURCE, payment.id, *version, event);
     event
-        .after_write(bind_save(sqlx::query_as(&sql), payment, decided.from), tx)
+        .after_write(bind_save(sqlx::query_as(&SQL), payment, decided.from), tx)
         .await
         .with_context(|| format!("save payment {}", payment.id))
 }
